@@ -1,0 +1,440 @@
+//! `plan`: every decision of a cycle for a fleet and a catalog, before anything runs: approvals,
+//! the exception register, and per endpoint its scope, track, wave, install and reboot windows,
+//! each with its trace.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use crate::ids::{ClientId, CycleId, EndpointId};
+use crate::model::{Catalog, Criticality, Endpoint, EndpointKind, Inventory, Ring};
+use crate::policy::Policy;
+use crate::reason as r;
+use crate::rules::approval::{self, Approval};
+use crate::rules::cadence::{self, InstallMode, RebootPlan, WindowKind};
+use crate::rules::exception::ExceptionEntry;
+use crate::rules::scope::{self, Scope};
+use crate::rules::waves::{self, Wave, WaveChoice};
+use crate::schedule::{nth_weekday, resolve_local, utc, Window};
+use crate::trace::{Node, Trace, TraceEntry};
+
+/// The cycle's calendar: its Patch Tuesday and release instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// The cycle.
+    pub cycle: CycleId,
+    /// Its Patch Tuesday (the second Tuesday by default).
+    pub patch_tuesday: NaiveDate,
+    /// The release instant: 10:00 America/Los_Angeles on Patch Tuesday, or an override.
+    pub released_at: DateTime<Utc>,
+}
+
+impl Release {
+    /// The release of a cycle under a policy, or at `override_at` for an out-of-band release.
+    pub fn of(cycle: CycleId, policy: &Policy, override_at: Option<DateTime<Utc>>) -> Self {
+        let patch_tuesday = nth_weekday(cycle, policy.release.weekday, policy.release.week);
+        let released_at = override_at.unwrap_or_else(|| {
+            resolve_local(
+                policy.release.timezone,
+                patch_tuesday.and_time(policy.release.time.time()),
+            )
+        });
+        Self {
+            cycle,
+            patch_tuesday,
+            released_at,
+        }
+    }
+}
+
+/// The install of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Install {
+    /// Who installs.
+    pub mode: InstallMode,
+    /// When.
+    pub window: Window,
+}
+
+/// Every decision for one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointPlan {
+    /// The endpoint.
+    pub id: EndpointId,
+    /// Its client.
+    pub client: ClientId,
+    /// Host name.
+    pub hostname: String,
+    /// Server or workstation.
+    pub kind: EndpointKind,
+    /// Its zone.
+    pub tz: Tz,
+    /// Ring from the inventory.
+    pub ring: Ring,
+    /// Server criticality.
+    pub criticality: Option<Criticality>,
+    /// Scope.
+    pub scope: Scope,
+    /// Track: server, regular or daytime.
+    pub track: WindowKind,
+    /// Wave (in-scope only).
+    pub wave: Option<Wave>,
+    /// Install (in-scope only).
+    pub install: Option<Install>,
+    /// Reboot (in-scope only).
+    pub reboot: Option<RebootPlan>,
+    /// Critical server: an engineer approves before anything installs.
+    pub manual_approval_required: bool,
+    /// Why.
+    pub trace: Trace,
+}
+
+/// The production gates of a plan: the instants before which no production window may start.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Gates {
+    /// The fleet's workstation production gate, if there are production workstations.
+    pub workstations: Option<DateTime<Utc>>,
+    /// Per client with two or more in-scope servers, its server production gate.
+    pub servers: Vec<(ClientId, DateTime<Utc>)>,
+}
+
+/// A cycle's plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Calendar.
+    pub release: Release,
+    /// Per patch, in catalog order.
+    pub approvals: Vec<Approval>,
+    /// Endpoint exceptions, in inventory order.
+    pub exception_register: Vec<ExceptionEntry>,
+    /// Per endpoint, in inventory order.
+    pub endpoints: Vec<EndpointPlan>,
+    /// Production gates.
+    pub gates: Gates,
+}
+
+impl Plan {
+    /// An endpoint's plan by id.
+    pub fn endpoint(&self, id: &str) -> Option<&EndpointPlan> {
+        self.endpoints.iter().find(|e| e.id.as_str() == id)
+    }
+}
+
+/// Windows are a pure function of (zone, window kind, not-before instant); fleets share few zones
+/// and gates, so most lookups hit.
+#[derive(Default)]
+struct WindowCache {
+    map: HashMap<(Tz, WindowKind, i64), Window>,
+}
+
+impl WindowCache {
+    fn first_at_or_after(
+        &mut self,
+        policy: &Policy,
+        tz: Tz,
+        kind: WindowKind,
+        at: DateTime<Utc>,
+    ) -> Window {
+        *self
+            .map
+            .entry((tz, kind, at.timestamp()))
+            .or_insert_with(|| kind.daily(policy).first_starting_at_or_after(tz, at))
+    }
+}
+
+fn local(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// Plans a cycle. Pure: the same inputs always give the same plan.
+pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: &Policy) -> Plan {
+    let released_at = release.released_at;
+    let approvals = catalog
+        .patches
+        .iter()
+        .map(|p| approval::evaluate(p, released_at, &policy.approval))
+        .collect();
+
+    let mut exception_register = Vec::new();
+    let mut plans: Vec<EndpointPlan> = Vec::with_capacity(inventory.endpoints().len());
+    for e in inventory.endpoints() {
+        let mut trace = Trace::new();
+        let decision = scope::decide_scope(e, inventory.location_of(e), &mut trace);
+        if let Some(x) = decision.exception {
+            exception_register.push(x);
+        }
+        let track = if decision.scope == Scope::InScope {
+            cadence::assign_cadence(e, policy, &mut trace)
+        } else {
+            WindowKind::of(e)
+        };
+        plans.push(EndpointPlan {
+            id: e.id.clone(),
+            client: e.client.clone(),
+            hostname: e.hostname.clone(),
+            kind: e.kind(),
+            tz: e.tz,
+            ring: e.ring,
+            criticality: e.server().map(|s| s.criticality),
+            scope: decision.scope,
+            track,
+            wave: None,
+            install: None,
+            reboot: None,
+            manual_approval_required: decision.scope == Scope::InScope
+                && cadence::manual_approval_required(e),
+            trace,
+        });
+    }
+
+    // Waves. Servers are grouped per client, keeping inventory order inside each group.
+    let mut choices: Vec<Option<WaveChoice>> = vec![None; plans.len()];
+    let mut servers_by_client: HashMap<&ClientId, Vec<usize>> = HashMap::new();
+    let mut client_order: Vec<&ClientId> = Vec::new();
+    for (i, (e, p)) in inventory.endpoints().iter().zip(&plans).enumerate() {
+        if p.scope != Scope::InScope {
+            continue;
+        }
+        match e.kind() {
+            EndpointKind::Workstation => choices[i] = Some(waves::workstation_wave(e)),
+            EndpointKind::Server => {
+                let list = servers_by_client.entry(&e.client).or_default();
+                if list.is_empty() {
+                    client_order.push(&e.client);
+                }
+                list.push(i);
+            }
+        }
+    }
+    for client in &client_order {
+        let idx = &servers_by_client[client];
+        let refs: Vec<&Endpoint> = idx.iter().map(|&i| &inventory.endpoints()[i]).collect();
+        for (&i, choice) in idx.iter().zip(waves::server_waves(&refs)) {
+            choices[i] = Some(choice);
+        }
+    }
+
+    // Pilot windows (and single servers), then the gates they set, then production windows.
+    let mut cache = WindowCache::default();
+    let mut ws_pilot_end: Option<DateTime<Utc>> = None;
+    let mut server_pilot_end: HashMap<&ClientId, DateTime<Utc>> = HashMap::new();
+    let mut windows: Vec<Option<Window>> = vec![None; plans.len()];
+    for (i, e) in inventory.endpoints().iter().enumerate() {
+        let Some(choice) = choices[i] else { continue };
+        let pilot_like = choice.wave == Wave::Pilot || choice.reason == r::SINGLE_SERVER;
+        if !pilot_like {
+            continue;
+        }
+        let w = cache.first_at_or_after(policy, e.tz, plans[i].track, released_at);
+        windows[i] = Some(w);
+        if choice.wave == Wave::Pilot {
+            match e.kind() {
+                EndpointKind::Workstation => ws_pilot_end = ws_pilot_end.max(Some(w.end)),
+                EndpointKind::Server => {
+                    let end = server_pilot_end.entry(&e.client).or_insert(w.end);
+                    *end = (*end).max(w.end);
+                }
+            }
+        }
+    }
+    let soak = policy.rollout.soak;
+    let (ws_gate, ws_gate_reason) = waves::soak_gate(ws_pilot_end, released_at, soak);
+    let mut gates = Gates::default();
+    let mut any_ws_production = false;
+    for (i, e) in inventory.endpoints().iter().enumerate() {
+        let Some(choice) = choices[i] else { continue };
+        let p = &mut plans[i];
+        let server_count = match e.kind() {
+            EndpointKind::Server => servers_by_client.get(&e.client).map_or(0, Vec::len),
+            EndpointKind::Workstation => 0,
+        };
+        let (node, facts) = match e.kind() {
+            EndpointKind::Server => (
+                Node::ServerPilotFirst,
+                Some(format!(
+                    "{server_count} in-scope server(s) at client {}",
+                    e.client
+                )),
+            ),
+            EndpointKind::Workstation => (Node::RingDeployment, None),
+        };
+        let mut entry = TraceEntry::new(node, choice.wave.as_str(), choice.reason);
+        if let Some(f) = facts {
+            entry = entry.with_facts(f);
+        }
+        p.trace.push(entry);
+
+        let window = match windows[i] {
+            Some(w) => {
+                p.trace.push(
+                    TraceEntry::new(Node::PilotSoak, "release", r::FIRST_WINDOW_AFTER_RELEASE)
+                        .with_facts(format!(
+                            "released {}; window {}",
+                            utc::format(&released_at),
+                            local(w.start, e.tz)
+                        )),
+                );
+                w
+            }
+            None => {
+                let (gate, reason) = match e.kind() {
+                    EndpointKind::Workstation => {
+                        any_ws_production = true;
+                        (ws_gate, ws_gate_reason)
+                    }
+                    EndpointKind::Server => waves::soak_gate(
+                        server_pilot_end.get(&e.client).copied(),
+                        released_at,
+                        soak,
+                    ),
+                };
+                let w = cache.first_at_or_after(policy, e.tz, p.track, gate);
+                p.trace.push(
+                    TraceEntry::new(Node::PilotSoak, "soak_gate", reason).with_facts(format!(
+                        "not before {}; window {}",
+                        utc::format(&gate),
+                        local(w.start, e.tz)
+                    )),
+                );
+                w
+            }
+        };
+        p.wave = Some(choice.wave);
+        p.install = Some(Install {
+            mode: cadence::install_mode(e),
+            window,
+        });
+        p.reboot = Some(cadence::plan_reboot(e, window, policy, &mut p.trace));
+    }
+    if any_ws_production {
+        gates.workstations = Some(ws_gate);
+    }
+    for client in client_order {
+        if let Some(end) = server_pilot_end.get(client) {
+            gates.servers.push((client.clone(), *end + soak));
+        }
+    }
+
+    Plan {
+        release,
+        approvals,
+        exception_register,
+        endpoints: plans,
+        gates,
+    }
+}
+
+struct Instant<'a>(&'a DateTime<Utc>);
+
+impl Serialize for Instant<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        utc::serialize(self.0, s)
+    }
+}
+
+struct InstallOut<'a>(&'a Install);
+
+impl Serialize for InstallOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Install", 3)?;
+        m.serialize_field("mode", &self.0.mode)?;
+        m.serialize_field("start", &Instant(&self.0.window.start))?;
+        m.serialize_field("end", &Instant(&self.0.window.end))?;
+        m.end()
+    }
+}
+
+struct RebootOut<'a>(&'a RebootPlan);
+
+impl Serialize for RebootOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("mode", self.0.mode())?;
+        match self.0 {
+            RebootPlan::Automatic(w) => {
+                m.serialize_entry("start", &Instant(&w.start))?;
+                m.serialize_entry("end", &Instant(&w.end))?;
+            }
+            RebootPlan::Technician => {
+                m.serialize_entry("start", &None::<()>)?;
+                m.serialize_entry("end", &None::<()>)?;
+            }
+            RebootPlan::User {
+                reminder_local,
+                forced,
+            } => {
+                m.serialize_entry("start", &None::<()>)?;
+                m.serialize_entry("end", &None::<()>)?;
+                m.serialize_entry("reminder_local", reminder_local)?;
+                m.serialize_entry("forced_start", &Instant(&forced.start))?;
+                m.serialize_entry("forced_end", &Instant(&forced.end))?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl Serialize for EndpointPlan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("EndpointPlan", 14)?;
+        m.serialize_field("id", &self.id)?;
+        m.serialize_field("client", &self.client)?;
+        m.serialize_field("hostname", &self.hostname)?;
+        m.serialize_field("kind", &self.kind)?;
+        m.serialize_field("timezone", self.tz.name())?;
+        m.serialize_field("scope", &self.scope)?;
+        m.serialize_field("track", &self.track)?;
+        m.serialize_field("ring", &self.ring)?;
+        m.serialize_field("criticality", &self.criticality)?;
+        m.serialize_field("wave", &self.wave)?;
+        m.serialize_field("install", &self.install.as_ref().map(InstallOut))?;
+        m.serialize_field("reboot", &self.reboot.as_ref().map(RebootOut))?;
+        m.serialize_field("manual_approval_required", &self.manual_approval_required)?;
+        m.serialize_field("trace", &self.trace)?;
+        m.end()
+    }
+}
+
+struct GatesOut<'a>(&'a Gates);
+
+impl Serialize for GatesOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Servers<'a>(&'a [(ClientId, DateTime<Utc>)]);
+        impl Serialize for Servers<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (c, t) in self.0 {
+                    m.serialize_entry(c, &Instant(t))?;
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_struct("Gates", 2)?;
+        m.serialize_field(
+            "workstation_production",
+            &self.0.workstations.as_ref().map(Instant),
+        )?;
+        m.serialize_field("server_production", &Servers(&self.0.servers))?;
+        m.end()
+    }
+}
+
+impl Serialize for Plan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Plan", 7)?;
+        m.serialize_field("cycle", &self.release.cycle)?;
+        m.serialize_field(
+            "patch_tuesday",
+            &self.release.patch_tuesday.format("%Y-%m-%d").to_string(),
+        )?;
+        m.serialize_field("released_at", &Instant(&self.release.released_at))?;
+        m.serialize_field("approvals", &self.approvals)?;
+        m.serialize_field("exception_register", &self.exception_register)?;
+        m.serialize_field("production_gates", &GatesOut(&self.gates))?;
+        m.serialize_field("endpoints", &self.endpoints)?;
+        m.end()
+    }
+}

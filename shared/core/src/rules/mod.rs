@@ -1,0 +1,11 @@
+//! The operating model as rules: each function decides one node (or a short run of nodes) of the
+//! seed flow and appends its steps to a [`crate::trace::Trace`].
+
+pub mod approval;
+pub mod cadence;
+pub mod closure;
+pub mod exception;
+pub mod failure;
+pub mod scope;
+pub mod validation;
+pub mod waves;

@@ -1,0 +1,341 @@
+//! Staged rollout: which endpoints pilot, when production may start (the soak gate), and whether
+//! a soaked pilot is healthy enough to promote (the health gate).
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::model::{Criticality, Endpoint, EndpointKind};
+use crate::reason as r;
+use crate::trace::{Node, Trace, TraceEntry};
+
+/// Rollout wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wave {
+    /// First: the pilot (and test) ring.
+    Pilot,
+    /// After the pilot's soak.
+    Production,
+}
+
+impl Wave {
+    /// `pilot` or `production`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wave::Pilot => "pilot",
+            Wave::Production => "production",
+        }
+    }
+}
+
+/// A wave assignment and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaveChoice {
+    /// The wave.
+    pub wave: Wave,
+    /// Reason code.
+    pub reason: &'static str,
+}
+
+/// Assigns waves to one client's in-scope servers (the slice order is kept in the result).
+/// One server: production directly. Two or more: the pilot- and test-ring servers pilot, or if
+/// there is none, the single least critical server (P3 before P2 before P1; ties by hostname,
+/// then id); everyone else is production.
+pub fn server_waves(servers: &[&Endpoint]) -> Vec<WaveChoice> {
+    if servers.len() == 1 {
+        return vec![WaveChoice {
+            wave: Wave::Production,
+            reason: r::SINGLE_SERVER,
+        }];
+    }
+    let any_ring_pilot = servers.iter().any(|e| e.ring.is_pilot());
+    let lowest = if any_ring_pilot {
+        None
+    } else {
+        servers
+            .iter()
+            .enumerate()
+            .max_by(|(_, a), (_, b)| {
+                criticality(a)
+                    .cmp(&criticality(b))
+                    .then_with(|| b.hostname.cmp(&a.hostname))
+                    .then_with(|| b.id.cmp(&a.id))
+            })
+            .map(|(i, _)| i)
+    };
+    servers
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if any_ring_pilot && e.ring.is_pilot() {
+                WaveChoice {
+                    wave: Wave::Pilot,
+                    reason: r::PILOT_BY_RING,
+                }
+            } else if lowest == Some(i) {
+                WaveChoice {
+                    wave: Wave::Pilot,
+                    reason: r::PILOT_BY_LOWEST_CRITICALITY,
+                }
+            } else {
+                WaveChoice {
+                    wave: Wave::Production,
+                    reason: r::PRODUCTION_AFTER_PILOT,
+                }
+            }
+        })
+        .collect()
+}
+
+fn criticality(e: &Endpoint) -> Criticality {
+    e.server().map_or(Criticality::P2, |s| s.criticality)
+}
+
+/// The wave of an in-scope workstation: pilot and test rings pilot, everyone else is production.
+pub fn workstation_wave(endpoint: &Endpoint) -> WaveChoice {
+    if endpoint.ring.is_pilot() {
+        WaveChoice {
+            wave: Wave::Pilot,
+            reason: r::WORKSTATION_PILOT_RING,
+        }
+    } else {
+        WaveChoice {
+            wave: Wave::Production,
+            reason: r::WORKSTATION_PRODUCTION_RING,
+        }
+    }
+}
+
+/// The earliest instant production may start: the latest pilot install-window end plus the soak,
+/// or with no pilot, the release plus the soak. Returns the instant and its reason code.
+pub fn soak_gate(
+    latest_pilot_end: Option<DateTime<Utc>>,
+    released_at: DateTime<Utc>,
+    soak: Duration,
+) -> (DateTime<Utc>, &'static str) {
+    match latest_pilot_end {
+        Some(end) => (end + soak, r::SOAK_AFTER_PILOT_WINDOWS),
+        None => (released_at + soak, r::SOAK_AFTER_RELEASE),
+    }
+}
+
+/// What a pilot tier has reported so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct PilotHealth {
+    /// Endpoints in the pilot tier.
+    pub endpoints: usize,
+    /// Endpoints validated healthy after reboot.
+    pub healthy: usize,
+    /// Endpoints that failed install, reboot or validation (and are not resolved).
+    pub failed: usize,
+    /// Of the failures, those on critical systems (P1, or flagged critical).
+    pub critical_failures: usize,
+}
+
+/// The promotion decision for a production tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Promotion {
+    /// Soak passed and the pilot is healthy: deploy production.
+    Promote,
+    /// The soak has not elapsed.
+    WaitForSoak {
+        /// When it does.
+        until: DateTime<Utc>,
+    },
+    /// The pilot is unhealthy or incomplete: hold production until it is resolved.
+    Hold,
+    /// A critical pilot failed: production is blocked until the root cause is resolved.
+    Blocked,
+}
+
+/// The soak and health gates for promoting production. Failures hold (or, when critical, block)
+/// production at once, whatever the soak clock says.
+pub fn promotion_gate(
+    kind: EndpointKind,
+    now: DateTime<Utc>,
+    gate: DateTime<Utc>,
+    health: PilotHealth,
+    trace: &mut Trace,
+) -> Promotion {
+    let node = match kind {
+        EndpointKind::Server => Node::ServerPilotFirst,
+        EndpointKind::Workstation => Node::PilotVerified,
+    };
+    let facts = format!(
+        "{} pilot endpoints: {} healthy, {} failed ({} critical)",
+        health.endpoints, health.healthy, health.failed, health.critical_failures
+    );
+    if health.critical_failures > 0 {
+        trace.push(TraceEntry::new(node, "blocked", r::PRODUCTION_BLOCKED).with_facts(facts));
+        return Promotion::Blocked;
+    }
+    if health.failed > 0 {
+        trace.push(TraceEntry::new(node, "hold", r::PILOT_UNHEALTHY).with_facts(facts));
+        return Promotion::Hold;
+    }
+    if now < gate {
+        trace.push(TraceEntry::new(Node::PilotSoak, "wait", r::SOAK_INCOMPLETE));
+        return Promotion::WaitForSoak { until: gate };
+    }
+    if health.healthy < health.endpoints {
+        trace.push(TraceEntry::new(node, "hold", r::PILOT_INCOMPLETE).with_facts(facts));
+        return Promotion::Hold;
+    }
+    trace.push(TraceEntry::new(node, "yes", r::PILOT_HEALTHY).with_facts(facts));
+    Promotion::Promote
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CriticalitySource, Profile, Ring};
+    use crate::testing::{server, workstation};
+    use chrono::TimeZone;
+
+    fn srv(id: &str, host: &str, crit: Criticality, ring: Ring) -> Endpoint {
+        let mut e = server(id);
+        e.hostname = host.into();
+        e.ring = ring;
+        if let Profile::Server(s) = &mut e.profile {
+            s.criticality = crit;
+            s.criticality_source = CriticalitySource::Override;
+        }
+        e
+    }
+
+    fn waves(list: &[Endpoint]) -> Vec<Wave> {
+        let refs: Vec<&Endpoint> = list.iter().collect();
+        server_waves(&refs).into_iter().map(|w| w.wave).collect()
+    }
+
+    #[test]
+    fn a_single_server_goes_straight_to_production() {
+        let one = [srv("a", "A", Criticality::P1, Ring::Pilot)];
+        assert_eq!(
+            server_waves(&one.iter().collect::<Vec<_>>())[0].reason,
+            r::SINGLE_SERVER
+        );
+        assert_eq!(waves(&one), [Wave::Production]);
+    }
+
+    #[test]
+    fn with_two_servers_and_none_in_a_pilot_ring_the_least_critical_pilots() {
+        let list = [
+            srv("dc", "DC", Criticality::P1, Ring::Production),
+            srv("file", "FILE", Criticality::P2, Ring::Production),
+        ];
+        assert_eq!(waves(&list), [Wave::Production, Wave::Pilot]);
+    }
+
+    #[test]
+    fn the_least_critical_tie_is_broken_by_hostname_then_id() {
+        let list = [
+            srv("b", "BKP2", Criticality::P3, Ring::Production),
+            srv("a", "BKP1", Criticality::P3, Ring::Production),
+            srv("z", "BKP1", Criticality::P3, Ring::Production),
+            srv("x", "AAA", Criticality::P1, Ring::Production),
+        ];
+        assert_eq!(
+            waves(&list),
+            [
+                Wave::Production,
+                Wave::Pilot,
+                Wave::Production,
+                Wave::Production
+            ]
+        );
+    }
+
+    #[test]
+    fn every_pilot_or_test_ring_server_pilots_and_no_other() {
+        let list = [
+            srv("a", "A", Criticality::P1, Ring::Pilot),
+            srv("b", "B", Criticality::P3, Ring::Production),
+            srv("c", "C", Criticality::P2, Ring::Test),
+        ];
+        assert_eq!(waves(&list), [Wave::Pilot, Wave::Production, Wave::Pilot]);
+    }
+
+    #[test]
+    fn pilot_and_test_workstations_pilot_and_the_rest_are_production() {
+        for (ring, wave) in [
+            (Ring::Pilot, Wave::Pilot),
+            (Ring::Test, Wave::Pilot),
+            (Ring::Production, Wave::Production),
+        ] {
+            let mut e = workstation("w");
+            e.ring = ring;
+            assert_eq!(workstation_wave(&e).wave, wave);
+        }
+    }
+
+    #[test]
+    fn the_soak_gate_is_the_last_pilot_end_plus_soak_or_the_release_plus_soak() {
+        let rel = Utc.with_ymd_and_hms(2026, 12, 8, 18, 0, 0).unwrap();
+        let end = Utc.with_ymd_and_hms(2026, 12, 9, 23, 0, 0).unwrap();
+        assert_eq!(
+            soak_gate(Some(end), rel, Duration::days(7)).0,
+            end + Duration::days(7)
+        );
+        assert_eq!(
+            soak_gate(None, rel, Duration::days(7)).0,
+            rel + Duration::days(7)
+        );
+    }
+
+    #[test]
+    fn production_is_promoted_only_after_the_soak_with_a_fully_healthy_pilot() {
+        let gate = Utc.with_ymd_and_hms(2026, 12, 16, 23, 0, 0).unwrap();
+        let healthy = PilotHealth {
+            endpoints: 3,
+            healthy: 3,
+            failed: 0,
+            critical_failures: 0,
+        };
+        let mut t = Trace::new();
+        let k = EndpointKind::Workstation;
+        assert_eq!(
+            promotion_gate(k, gate - Duration::seconds(1), gate, healthy, &mut t),
+            Promotion::WaitForSoak { until: gate }
+        );
+        assert_eq!(
+            promotion_gate(k, gate, gate, healthy, &mut t),
+            Promotion::Promote
+        );
+        let incomplete = PilotHealth {
+            healthy: 2,
+            ..healthy
+        };
+        assert_eq!(
+            promotion_gate(k, gate, gate, incomplete, &mut t),
+            Promotion::Hold
+        );
+    }
+
+    #[test]
+    fn a_pilot_failure_holds_production_and_a_critical_one_blocks_it_even_mid_soak() {
+        let gate = Utc.with_ymd_and_hms(2026, 12, 16, 23, 0, 0).unwrap();
+        let early = gate - Duration::days(3);
+        let mut t = Trace::new();
+        let failed = PilotHealth {
+            endpoints: 3,
+            healthy: 2,
+            failed: 1,
+            critical_failures: 0,
+        };
+        assert_eq!(
+            promotion_gate(EndpointKind::Server, early, gate, failed, &mut t),
+            Promotion::Hold
+        );
+        let critical = PilotHealth {
+            critical_failures: 1,
+            ..failed
+        };
+        assert_eq!(
+            promotion_gate(EndpointKind::Server, early, gate, critical, &mut t),
+            Promotion::Blocked
+        );
+        assert_eq!(t.entries().last().unwrap().node, Node::ServerPilotFirst);
+    }
+}

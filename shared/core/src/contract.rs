@@ -415,14 +415,16 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
         let tz = match (&e.timezone, client.tz) {
             (Some(name), _) => parse_tz(source, rec.clone(), name)?,
             (None, Some(tz)) => tz,
-            (None, None) => return Err(InputError::new(
-                source,
-                rec,
-                Some("timezone"),
-                format!(
+            (None, None) => {
+                return Err(InputError::new(
+                    source,
+                    rec,
+                    Some("timezone"),
+                    format!(
                     "is required: neither the endpoint nor its client `{client_id}` has a timezone"
                 ),
-            )),
+                ))
+            }
         };
         let provenance = Provenance {
             policy_group: e.policy_group.is_some(),

@@ -1,0 +1,287 @@
+//! The `patchflow` operator CLI: argument parsing, commands, and the renderings people read.
+
+#![forbid(unsafe_code)]
+
+mod explain;
+mod table;
+
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use patchflow_core::contract::{parse_catalog, parse_inventory};
+use patchflow_core::ids::CycleId;
+use patchflow_core::plan::{plan, Plan, Release};
+use patchflow_core::policy::Policy;
+use patchflow_core::schedule::parse_instant;
+use patchflow_sim::fleet::{generate, FleetSpec};
+
+/// patchflow: patch-management and flaw-remediation orchestration for MSPs
+/// (NIST SP 800-171 3.14.1, CMMC L2 SI.L2-3.14.1).
+#[derive(Debug, Parser)]
+#[command(name = "patchflow", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decide a cycle for a fleet: approvals, exceptions, and per endpoint its scope, wave,
+    /// install and reboot windows, with the reasons.
+    Plan(PlanArgs),
+    /// Fleets for demos, tests and benchmarks.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// The policy in force: the seed's defaults, or a policy file over them.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The operating model's vocabulary: flow nodes and reason codes.
+    #[command(subcommand)]
+    Explain(ExplainCommand),
+}
+
+/// Output formats of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The machine-readable contract.
+    Json,
+    /// For people: grouped by client and wave, local times beside UTC.
+    Table,
+}
+
+/// `patchflow plan` arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Inventory JSON (clients and endpoints).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Catalog JSON (the month's patches).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: PathBuf,
+    /// The cycle, YYYY-MM. Its Patch Tuesday is the month's second Tuesday.
+    #[arg(long, value_name = "YYYY-MM")]
+    pub cycle: CycleId,
+    /// Release instant for an out-of-band release (RFC 3339); default 10:00
+    /// America/Los_Angeles on Patch Tuesday.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_released_at)]
+    pub released_at: Option<DateTime<Utc>>,
+    /// Output format [default: table on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Show one endpoint's decisions and the reasons, step by step.
+    #[arg(long, value_name = "ID")]
+    pub endpoint: Option<String>,
+    /// Policy file (TOML) overriding the seed's defaults; see `patchflow policy show`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+fn parse_released_at(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_instant(s)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 instant ({e}); e.g. 2026-12-08T18:00:00Z"))
+}
+
+/// `patchflow fleet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Write a realistic, seeded inventory in the contract's format.
+    Generate(GenerateArgs),
+}
+
+/// `patchflow fleet generate` arguments.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of endpoints.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub endpoints: u64,
+    /// Number of clients.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub clients: u64,
+    /// Seed: the same arguments always give the same fleet.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// One line of JSON instead of indented.
+    #[arg(long)]
+    pub compact: bool,
+}
+
+/// `patchflow policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the policy in force as TOML (every key, with its value).
+    Show {
+        /// Policy file to validate and apply over the defaults.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+}
+
+/// `patchflow explain` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ExplainCommand {
+    /// Every node of the operating model: id, seed node, rule.
+    Nodes {
+        /// As a Markdown table.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Every reason code and what it means.
+    Reasons {
+        /// As a Markdown table.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+/// A failed command: bad input (exit 2) or a failure to write the result (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Invalid input: a file, record or field that cannot be used.
+    #[error("{0}")]
+    Input(String),
+    /// Writing the result failed.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Input(_) => 2,
+            CliError::Output(_) => 1,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, CliError> {
+    fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("{}: cannot read: {e}", path.display())))
+}
+
+fn write_err(e: io::Error) -> CliError {
+    CliError::Output(format!("cannot write the output: {e}"))
+}
+
+/// Ends quietly when the reader of our output went away (`patchflow plan | head`).
+fn finish(result: io::Result<()>) -> Result<(), CliError> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(write_err),
+    }
+}
+
+/// Loads the policy in force: the defaults, or a TOML file over them.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, CliError> {
+    match path {
+        None => Ok(Policy::default()),
+        Some(p) => Policy::from_toml(&p.display().to_string(), &read(p)?)
+            .map_err(|e| CliError::Input(e.to_string())),
+    }
+}
+
+/// Reads the inputs and plans a cycle.
+pub fn plan_from_files(
+    args: &PlanArgs,
+) -> Result<(Plan, patchflow_core::model::Inventory), CliError> {
+    let policy = load_policy(args.policy.as_deref())?;
+    let inventory = parse_inventory(
+        &args.inventory.display().to_string(),
+        &read(&args.inventory)?,
+    )
+    .map_err(|e| CliError::Input(e.to_string()))?;
+    let catalog = parse_catalog(&args.catalog.display().to_string(), &read(&args.catalog)?)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    let release = Release::of(args.cycle, &policy, args.released_at);
+    Ok((plan(&inventory, &catalog, release, &policy), inventory))
+}
+
+/// Runs a command, writing its result to `out`. Nothing is written unless the command succeeds.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let interactive = io::stdout().is_terminal();
+    match cli.command {
+        Command::Plan(args) => {
+            let (plan, inventory) = plan_from_files(&args)?;
+            let format = args.format.unwrap_or(if interactive {
+                Format::Table
+            } else {
+                Format::Json
+            });
+            let mut out = io::BufWriter::with_capacity(1 << 16, out);
+            let result = match (&args.endpoint, format) {
+                (Some(id), fmt) => {
+                    let ep = plan.endpoint(id).ok_or_else(|| {
+                        CliError::Input(format!(
+                            "{}: no endpoint with id `{id}`",
+                            args.inventory.display()
+                        ))
+                    })?;
+                    match fmt {
+                        Format::Json => serde_json::to_writer_pretty(&mut out, ep)
+                            .map_err(io::Error::from)
+                            .and_then(|()| writeln!(out)),
+                        Format::Table => explain::endpoint(&mut out, &plan, &inventory, ep),
+                    }
+                }
+                (None, Format::Json) => serde_json::to_writer_pretty(&mut out, &plan)
+                    .map_err(io::Error::from)
+                    .and_then(|()| writeln!(out)),
+                (None, Format::Table) => table::render(&mut out, &plan, &inventory),
+            };
+            finish(result.and_then(|()| out.flush()))
+        }
+        Command::Fleet(FleetCommand::Generate(args)) => {
+            let spec = FleetSpec {
+                endpoints: args.endpoints as usize,
+                clients: args.clients as usize,
+                seed: args.seed,
+            };
+            let doc = generate(spec);
+            let text = if args.compact {
+                serde_json::to_string(&doc)
+            } else {
+                serde_json::to_string_pretty(&doc)
+            }
+            .map_err(|e| CliError::Output(format!("cannot serialize the fleet: {e}")))?;
+            match &args.out {
+                Some(path) => {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        fs::create_dir_all(dir).map_err(|e| {
+                            CliError::Output(format!("{}: cannot create: {e}", dir.display()))
+                        })?;
+                    }
+                    fs::write(path, text + "\n").map_err(|e| {
+                        CliError::Output(format!("{}: cannot write: {e}", path.display()))
+                    })?;
+                    eprintln!(
+                        "wrote {} endpoints over {} clients (seed {}) to {}",
+                        doc.endpoints.len(),
+                        doc.clients.len(),
+                        args.seed,
+                        path.display()
+                    );
+                    Ok(())
+                }
+                None => finish(writeln!(out, "{text}")),
+            }
+        }
+        Command::Policy(PolicyCommand::Show { policy }) => {
+            let p = load_policy(policy.as_deref())?;
+            finish(write!(out, "{}", p.to_toml()))
+        }
+        Command::Explain(ExplainCommand::Nodes { markdown }) => {
+            finish(explain::nodes(out, markdown))
+        }
+        Command::Explain(ExplainCommand::Reasons { markdown }) => {
+            finish(explain::reasons(out, markdown))
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `plan --format table`: the plan for people, grouped by client and wave, local times beside UTC.
+
+use std::io::{self, Write};
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use patchflow_core::model::Inventory;
+use patchflow_core::plan::{EndpointPlan, Plan};
+use patchflow_core::rules::approval::Decision;
+use patchflow_core::rules::cadence::{InstallMode, RebootPlan};
+use patchflow_core::rules::scope::Scope;
+use patchflow_core::rules::waves::Wave;
+use patchflow_core::schedule::utc;
+
+use crate::explain::{local, local_window, utc_window};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    t
+}
+
+fn reboot_cell(ep: &EndpointPlan) -> String {
+    match &ep.reboot {
+        Some(RebootPlan::Automatic(_)) => "automatic, in window".to_owned(),
+        Some(RebootPlan::Technician) => "technician".to_owned(),
+        Some(RebootPlan::User {
+            reminder_local,
+            forced,
+        }) => format!(
+            "user; reminder {reminder_local} daily\nforced {}\n       {}",
+            local_window(forced, ep.tz),
+            utc_window(forced)
+        ),
+        None => String::new(),
+    }
+}
+
+/// Writes the whole plan as tables.
+pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) -> io::Result<()> {
+    let r = &plan.release;
+    writeln!(out, "patchflow plan, cycle {}", r.cycle)?;
+    writeln!(
+        out,
+        "Patch Tuesday {}, released {} ({})",
+        r.patch_tuesday,
+        utc::format(&r.released_at),
+        local(r.released_at, chrono_tz::America::Los_Angeles)
+    )?;
+    writeln!(out)?;
+
+    let count = |d: Decision| plan.approvals.iter().filter(|a| a.decision == d).count();
+    writeln!(
+        out,
+        "Approvals: {} auto-approved, {} declined, {} pending review",
+        count(Decision::AutoApproved),
+        count(Decision::Declined),
+        count(Decision::PendingReview)
+    )?;
+    let mut t = table(&["patch", "decision", "reason", "review due (UTC)"]);
+    for a in &plan.approvals {
+        t.add_row(vec![
+            a.patch.to_string(),
+            a.decision.as_str().to_owned(),
+            a.reason.to_owned(),
+            a.review_due.map(|d| utc::format(&d)).unwrap_or_default(),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    writeln!(out)?;
+
+    writeln!(
+        out,
+        "Exception register: {} entr{}",
+        plan.exception_register.len(),
+        if plan.exception_register.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    )?;
+    if !plan.exception_register.is_empty() {
+        let mut t = table(&["subject", "client", "kind", "reason", "reference"]);
+        for x in &plan.exception_register {
+            t.add_row(vec![
+                x.subject.clone(),
+                x.client.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+                serde_json::to_value(x.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                x.reason.to_owned(),
+                x.reference.clone().unwrap_or_default(),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+
+    for client in inventory.clients() {
+        let eps: Vec<&EndpointPlan> = plan
+            .endpoints
+            .iter()
+            .filter(|e| e.client == client.id)
+            .collect();
+        if eps.is_empty() {
+            continue;
+        }
+        let in_scope = eps.iter().filter(|e| e.scope == Scope::InScope).count();
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Client {} ({}){}: {} endpoints, {} in scope",
+            client.id,
+            client.name,
+            client
+                .tz
+                .map(|tz| format!(", {}", tz.name()))
+                .unwrap_or_default(),
+            eps.len(),
+            in_scope
+        )?;
+        for wave in [Wave::Pilot, Wave::Production] {
+            let rows: Vec<&&EndpointPlan> = eps.iter().filter(|e| e.wave == Some(wave)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            writeln!(out, "  wave {} ({})", wave.as_str(), rows.len())?;
+            let mut t = table(&[
+                "endpoint",
+                "host",
+                "track",
+                "install (local)",
+                "install (UTC)",
+                "by",
+                "reboot",
+            ]);
+            for ep in rows {
+                let Some(install) = ep.install else { continue };
+                t.add_row(vec![
+                    ep.id.to_string(),
+                    ep.hostname.clone(),
+                    ep.track.as_str().to_owned(),
+                    local_window(&install.window, ep.tz),
+                    utc_window(&install.window),
+                    match install.mode {
+                        InstallMode::Automatic => "rmm",
+                        InstallMode::Technician => "technician",
+                    }
+                    .to_owned()
+                        + if ep.manual_approval_required {
+                            "\n(approval)"
+                        } else {
+                            ""
+                        },
+                    reboot_cell(ep),
+                ]);
+            }
+            writeln!(out, "{t}")?;
+        }
+        let out_of_scope: Vec<String> = eps
+            .iter()
+            .filter(|e| e.scope != Scope::InScope)
+            .map(|e| {
+                let why = e.trace.entries().last().map_or("", |s| s.reason);
+                format!("{} {} ({why})", e.id, e.scope.as_str())
+            })
+            .collect();
+        if !out_of_scope.is_empty() {
+            writeln!(out, "  not patched: {}", out_of_scope.join("; "))?;
+        }
+    }
+
+    writeln!(out)?;
+    match plan.gates.workstations {
+        Some(g) => writeln!(
+            out,
+            "Production gate, workstations (fleet): not before {}",
+            utc::format(&g)
+        )?,
+        None => writeln!(
+            out,
+            "Production gate, workstations: none (no production workstations)"
+        )?,
+    }
+    for (client, g) in &plan.gates.servers {
+        writeln!(
+            out,
+            "Production gate, servers of {client}: not before {}",
+            utc::format(g)
+        )?;
+    }
+    Ok(())
+}

@@ -96,13 +96,9 @@ fn every_endpoint_keeps_the_contract_shape_and_a_non_empty_trace() {
         assert!(trace
             .iter()
             .all(|t| t["node"].is_string() && t["outcome"].is_string()));
-        assert_eq!(
-            trace
-                .iter()
-                .find(|t| t["node"] == "phase1.disabled")
-                .map(|t| &t["outcome"])
-                .is_some(),
-            true
+        assert!(
+            trace.iter().any(|t| t["node"] == "phase1.disabled"),
+            "every endpoint passes the disabled check"
         );
         if e["scope"] == "in_scope" {
             assert!(z(&e["install"]["start"]) && z(&e["install"]["end"]));

@@ -371,37 +371,30 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
     }
 
     let mut endpoints = Vec::with_capacity(doc.endpoints.len());
-    let mut seen = HashSet::with_capacity(doc.endpoints.len());
     for e in doc.endpoints {
-        let rec = quoted("endpoint", &e.id);
-        let id = EndpointId::parse(e.id.clone())
-            .map_err(|err| id_error(source, rec.clone(), "id", err))?;
-        if !seen.insert(id.clone()) {
-            return Err(InputError::new(
-                source,
-                rec,
-                Some("id"),
-                format!("duplicate endpoint id `{id}`"),
-            ));
-        }
+        // Named lazily: formatting a record name for every valid endpoint would cost more than
+        // validating it.
+        let rec = || quoted("endpoint", &e.id);
+        let id =
+            EndpointId::parse(e.id.as_str()).map_err(|err| id_error(source, rec(), "id", err))?;
         let client_id = ClientId::parse(e.client.clone())
-            .map_err(|err| id_error(source, rec.clone(), "client", err))?;
+            .map_err(|err| id_error(source, rec(), "client", err))?;
         let Some(client) = client_index.get(&client_id).map(|&i| &clients[i]) else {
             return Err(InputError::new(
                 source,
-                rec,
+                rec(),
                 Some("client"),
                 format!("unknown client `{client_id}`: it is not in `clients`"),
             ));
         };
         let location = match e.location {
             Some(l) => {
-                let lid = LocationId::parse(l)
-                    .map_err(|err| id_error(source, rec.clone(), "location", err))?;
+                let lid =
+                    LocationId::parse(l).map_err(|err| id_error(source, rec(), "location", err))?;
                 if client.location(&lid).is_none() {
                     return Err(InputError::new(
                         source,
-                        rec,
+                        rec(),
                         Some("location"),
                         format!(
                             "unknown location `{lid}`: client `{client_id}` has no such location"
@@ -413,12 +406,12 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
             None => None,
         };
         let tz = match (&e.timezone, client.tz) {
-            (Some(name), _) => parse_tz(source, rec.clone(), name)?,
+            (Some(name), _) => parse_tz(source, rec(), name)?,
             (None, Some(tz)) => tz,
             (None, None) => {
                 return Err(InputError::new(
                     source,
-                    rec,
+                    rec(),
                     Some("timezone"),
                     format!(
                     "is required: neither the endpoint nor its client `{client_id}` has a timezone"
@@ -442,7 +435,7 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
                     Some(PolicyGroupDoc::Standard) => {
                         return Err(InputError::new(
                             source,
-                            rec,
+                            rec(),
                             Some("policy_group"),
                             "`standard` is a workstation policy group; a server takes do_not_patch, manual_patch_and_reboot, auto_install_manual_reboot or auto_install_auto_reboot",
                         ))
@@ -468,7 +461,7 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
                     Some(other) => {
                         return Err(InputError::new(
                             source,
-                            rec,
+                            rec(),
                             Some("policy_group"),
                             format!(
                                 "`{}` is a server policy group; a workstation takes standard or do_not_patch",
@@ -501,10 +494,20 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
             provenance,
         });
     }
-    // Every reference was checked above with a record-level message; this re-check is the
-    // domain's own invariant and cannot fail here.
-    Inventory::new(clients, endpoints)
-        .map_err(|e: InventoryError| InputError::new(source, None, None, e.to_string()))
+    // Unique ids are the domain's invariant: the inventory checks them and we name the record.
+    Inventory::new(clients, endpoints).map_err(|err| {
+        let (record, field) = match &err {
+            InventoryError::DuplicateEndpoint(id) => (quoted("endpoint", id.as_str()), "id"),
+            InventoryError::DuplicateClient(id) => (quoted("client", id.as_str()), "id"),
+            InventoryError::UnknownClient { endpoint, .. } => {
+                (quoted("endpoint", endpoint.as_str()), "client")
+            }
+            InventoryError::UnknownLocation { endpoint, .. } => {
+                (quoted("endpoint", endpoint.as_str()), "location")
+            }
+        };
+        InputError::new(source, record, Some(field), err.to_string())
+    })
 }
 
 /// The criticality of a server role: P1 domain controllers, SQL and app servers; P3 backup and

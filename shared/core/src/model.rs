@@ -360,10 +360,10 @@ pub struct Inventory {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InventoryError {
     /// Two clients share an id.
-    #[error("client id `{0}` appears more than once")]
+    #[error("duplicate client id `{0}`: client ids must be unique")]
     DuplicateClient(ClientId),
     /// Two endpoints share an id.
-    #[error("endpoint id `{0}` appears more than once")]
+    #[error("duplicate endpoint id `{0}`: endpoint ids must be unique across the fleet")]
     DuplicateEndpoint(EndpointId),
     /// An endpoint names a client that is not in the inventory.
     #[error("endpoint `{endpoint}` names client `{client}`, which is not in the inventory")]

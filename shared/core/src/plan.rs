@@ -14,7 +14,7 @@ use crate::model::{Catalog, Criticality, Endpoint, EndpointKind, Inventory, Ring
 use crate::policy::Policy;
 use crate::reason as r;
 use crate::rules::approval::{self, Approval};
-use crate::rules::cadence::{self, InstallMode, RebootPlan, WindowKind};
+use crate::rules::cadence::{self, InstallMode, Memo, RebootPlan, WindowKind};
 use crate::rules::exception::ExceptionEntry;
 use crate::rules::scope::{self, Scope};
 use crate::rules::waves::{self, Wave, WaveChoice};
@@ -123,28 +123,6 @@ impl Plan {
     }
 }
 
-/// Windows are a pure function of (zone, window kind, not-before instant); fleets share few zones
-/// and gates, so most lookups hit.
-#[derive(Default)]
-struct WindowCache {
-    map: HashMap<(Tz, WindowKind, i64), Window>,
-}
-
-impl WindowCache {
-    fn first_at_or_after(
-        &mut self,
-        policy: &Policy,
-        tz: Tz,
-        kind: WindowKind,
-        at: DateTime<Utc>,
-    ) -> Window {
-        *self
-            .map
-            .entry((tz, kind, at.timestamp()))
-            .or_insert_with(|| kind.daily(policy).first_starting_at_or_after(tz, at))
-    }
-}
-
 fn local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
@@ -158,6 +136,7 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         .map(|p| approval::evaluate(p, released_at, &policy.approval))
         .collect();
 
+    let mut memo = Memo::default();
     let mut exception_register = Vec::new();
     let mut plans: Vec<EndpointPlan> = Vec::with_capacity(inventory.endpoints().len());
     for e in inventory.endpoints() {
@@ -167,7 +146,7 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
             exception_register.push(x);
         }
         let track = if decision.scope == Scope::InScope {
-            cadence::assign_cadence(e, policy, &mut trace)
+            cadence::assign_cadence(e, policy, &mut memo, &mut trace)
         } else {
             WindowKind::of(e)
         };
@@ -218,7 +197,6 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
     }
 
     // Pilot windows (and single servers), then the gates they set, then production windows.
-    let mut cache = WindowCache::default();
     let mut ws_pilot_end: Option<DateTime<Utc>> = None;
     let mut server_pilot_end: HashMap<&ClientId, DateTime<Utc>> = HashMap::new();
     let mut windows: Vec<Option<Window>> = vec![None; plans.len()];
@@ -228,7 +206,7 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         if !pilot_like {
             continue;
         }
-        let w = cache.first_at_or_after(policy, e.tz, plans[i].track, released_at);
+        let w = memo.first_window(policy, e.tz, plans[i].track, released_at);
         windows[i] = Some(w);
         if choice.wave == Wave::Pilot {
             match e.kind() {
@@ -251,22 +229,22 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
             EndpointKind::Server => servers_by_client.get(&e.client).map_or(0, Vec::len),
             EndpointKind::Workstation => 0,
         };
-        let (node, facts) = match e.kind() {
-            EndpointKind::Server => (
-                Node::ServerPilotFirst,
-                Some(format!(
-                    "{server_count} in-scope server(s) at client {}",
-                    e.client
-                )),
-            ),
-            EndpointKind::Workstation => (Node::RingDeployment, None),
+        let entry = match e.kind() {
+            EndpointKind::Server => {
+                TraceEntry::new(Node::ServerPilotFirst, choice.wave.as_str(), choice.reason)
+                    .with_facts(
+                        memo.facts
+                            .get("servers", Tz::UTC, server_count as i64, 0, || {
+                                format!("{server_count} in-scope server(s) at this client")
+                            }),
+                    )
+            }
+            EndpointKind::Workstation => {
+                TraceEntry::new(Node::RingDeployment, choice.wave.as_str(), choice.reason)
+            }
         };
-        let mut entry = TraceEntry::new(node, choice.wave.as_str(), choice.reason);
-        if let Some(f) = facts {
-            entry = entry.with_facts(f);
-        }
         p.trace.push(entry);
-
+        let tz = e.tz;
         let window = match windows[i] {
             Some(w) => {
                 p.trace.push(
@@ -291,14 +269,18 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
                         soak,
                     ),
                 };
-                let w = cache.first_at_or_after(policy, e.tz, p.track, gate);
-                p.trace.push(
-                    TraceEntry::new(Node::PilotSoak, "soak_gate", reason).with_facts(format!(
-                        "not before {}; window {}",
-                        utc::format(&gate),
-                        local(w.start, e.tz)
-                    )),
-                );
+                let w = memo.first_window(policy, e.tz, p.track, gate);
+                let text =
+                    memo.facts
+                        .get("gate", tz, gate.timestamp(), w.start.timestamp(), || {
+                            format!(
+                                "not before {}; window {}",
+                                utc::format(&gate),
+                                local(w.start, tz)
+                            )
+                        });
+                p.trace
+                    .push(TraceEntry::new(Node::PilotSoak, "soak_gate", reason).with_facts(text));
                 w
             }
         };
@@ -307,7 +289,13 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
             mode: cadence::install_mode(e),
             window,
         });
-        p.reboot = Some(cadence::plan_reboot(e, window, policy, &mut p.trace));
+        p.reboot = Some(cadence::plan_reboot(
+            e,
+            window,
+            policy,
+            &mut memo,
+            &mut p.trace,
+        ));
     }
     if any_ws_production {
         gates.workstations = Some(ws_gate);

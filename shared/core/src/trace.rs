@@ -1,8 +1,12 @@
 //! Decisions are data: every rule names the seed node that made it, what it decided, and a
 //! stable reason code, so an engineer or an auditor can always ask "why".
 
+use std::collections::HashMap;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
+use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 
 macro_rules! nodes {
@@ -162,7 +166,80 @@ pub struct TraceEntry {
     pub reason: &'static str,
     /// The facts the rule used, in words, where they are not obvious from the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub facts: Option<Box<str>>,
+    pub facts: Option<Facts>,
+}
+
+/// The facts behind a step, in words. Fleets repeat the same facts (one zone, one window, one
+/// release) across thousands of endpoints, so the text is shared rather than copied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Facts {
+    /// Text known at compile time.
+    Static(&'static str),
+    /// Text rendered once and shared.
+    Shared(Arc<str>),
+}
+
+impl Deref for Facts {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Facts::Static(s) => s,
+            Facts::Shared(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Facts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl Serialize for Facts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
+}
+
+impl From<&'static str> for Facts {
+    fn from(s: &'static str) -> Self {
+        Facts::Static(s)
+    }
+}
+
+impl From<String> for Facts {
+    fn from(s: String) -> Self {
+        Facts::Shared(Arc::from(s))
+    }
+}
+
+/// Renders each distinct fact once: keyed by what the text is about (a template tag, a zone and
+/// up to two numbers such as instants), so planning a large fleet formats a time once per zone
+/// and window rather than once per endpoint.
+#[derive(Debug, Default)]
+pub struct FactCache {
+    rendered: HashMap<(&'static str, Tz, i64, i64), Arc<str>>,
+}
+
+impl FactCache {
+    /// The facts for `(tag, tz, a, b)`, rendered by `render` the first time they are asked for.
+    /// The same key must always render the same text.
+    pub fn get(
+        &mut self,
+        tag: &'static str,
+        tz: Tz,
+        a: i64,
+        b: i64,
+        render: impl FnOnce() -> String,
+    ) -> Facts {
+        Facts::Shared(
+            self.rendered
+                .entry((tag, tz, a, b))
+                .or_insert_with(|| Arc::from(render()))
+                .clone(),
+        )
+    }
 }
 
 impl TraceEntry {
@@ -177,8 +254,8 @@ impl TraceEntry {
     }
 
     /// The same entry with the facts it used.
-    pub fn with_facts(mut self, facts: impl Into<String>) -> Self {
-        self.facts = Some(facts.into().into_boxed_str());
+    pub fn with_facts(mut self, facts: impl Into<Facts>) -> Self {
+        self.facts = Some(facts.into());
         self
     }
 }
@@ -237,5 +314,20 @@ mod tests {
         assert_eq!(v["node"], "phase1.disabled");
         assert_eq!(v["outcome"], "no");
         assert!(v.get("facts").is_none());
+        let e = e.with_facts("location lab");
+        assert_eq!(serde_json::to_value(&e).unwrap()["facts"], "location lab");
+    }
+
+    #[test]
+    fn the_fact_cache_renders_each_key_once_and_shares_the_text() {
+        let mut cache = FactCache::default();
+        let mut renders = 0;
+        let a = cache.get("t", Tz::UTC, 1, 2, || {
+            renders += 1;
+            "x".to_owned()
+        });
+        let b = cache.get("t", Tz::UTC, 1, 2, || unreachable!("rendered again"));
+        let c = cache.get("t", Tz::UTC, 1, 3, || "y".to_owned());
+        assert_eq!((renders, &*a, &*b, &*c), (1, "x", "x", "y"));
     }
 }

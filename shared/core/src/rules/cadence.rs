@@ -2,6 +2,8 @@
 //! the window, technician-controlled, or the daytime user reboot with daily reminders, a forced
 //! reboot after the grace period, and the awake-posture requirement.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -10,7 +12,7 @@ use crate::model::{Endpoint, Profile, ServerPolicyGroup, Track};
 use crate::policy::Policy;
 use crate::reason as r;
 use crate::schedule::{resolve_local, ClockTime, DailyWindow, Window};
-use crate::trace::{Node, Trace, TraceEntry};
+use crate::trace::{FactCache, Node, Trace, TraceEntry};
 
 /// Which recurring window an endpoint patches in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -55,6 +57,37 @@ impl WindowKind {
     }
 }
 
+/// Memoized work for planning many endpoints: windows are a pure function of (zone, window kind,
+/// not-before instant) and facts of their key, and fleets share few zones and gates, so most
+/// lookups hit.
+#[derive(Debug, Default)]
+pub struct Memo {
+    /// Rendered facts.
+    pub facts: FactCache,
+    windows: HashMap<(Tz, WindowKind, i64), Window>,
+}
+
+impl Memo {
+    /// The first window of `kind` in `tz` that starts at or after `at`.
+    pub fn first_window(
+        &mut self,
+        policy: &Policy,
+        tz: Tz,
+        kind: WindowKind,
+        at: DateTime<Utc>,
+    ) -> Window {
+        // Keyed by whole seconds: windows are minute-aligned, so a sub-second difference in `at`
+        // could only matter exactly at a window start; keep it exact by skipping the cache then.
+        if at.timestamp_subsec_nanos() != 0 {
+            return kind.daily(policy).first_starting_at_or_after(tz, at);
+        }
+        *self
+            .windows
+            .entry((tz, kind, at.timestamp()))
+            .or_insert_with(|| kind.daily(policy).first_starting_at_or_after(tz, at))
+    }
+}
+
 /// Who runs the install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,20 +127,22 @@ impl RebootPlan {
 
 /// Assigns the endpoint's cadence (Phase 2): its window kind, traced with the window in its zone,
 /// and for servers whether the critical-server manual approval applies.
-pub fn assign_cadence(endpoint: &Endpoint, policy: &Policy, trace: &mut Trace) -> WindowKind {
+pub fn assign_cadence(
+    endpoint: &Endpoint,
+    policy: &Policy,
+    memo: &mut Memo,
+    trace: &mut Trace,
+) -> WindowKind {
     let kind = WindowKind::of(endpoint);
     let reason = match kind {
         WindowKind::Server => r::SERVER_WINDOW,
         WindowKind::Regular => r::WORKSTATION_REGULAR_WINDOW,
         WindowKind::Daytime => r::WORKSTATION_DAYTIME_WINDOW,
     };
-    trace.push(
-        TraceEntry::new(Node::Cadence, kind.as_str(), reason).with_facts(format!(
-            "{} {}",
-            kind.daily(policy),
-            endpoint.tz.name()
-        )),
-    );
+    let text = memo.facts.get("cadence", endpoint.tz, kind as i64, 0, || {
+        format!("{} {}", kind.daily(policy), endpoint.tz.name())
+    });
+    trace.push(TraceEntry::new(Node::Cadence, kind.as_str(), reason).with_facts(text));
     if kind == WindowKind::Server {
         if manual_approval_required(endpoint) {
             trace.push(TraceEntry::new(
@@ -146,6 +181,7 @@ pub fn plan_reboot(
     endpoint: &Endpoint,
     install: Window,
     policy: &Policy,
+    memo: &mut Memo,
     trace: &mut Trace,
 ) -> RebootPlan {
     match &endpoint.profile {
@@ -186,18 +222,21 @@ pub fn plan_reboot(
                 RebootPlan::Automatic(install)
             }
             Track::Daytime => {
-                let forced = forced_reboot_window(endpoint.tz, install.end, policy);
-                trace.push(
-                    TraceEntry::new(Node::Daytime, "yes", r::DAYTIME_USER_REBOOT).with_facts(
+                let not_before = install.end + policy.workstation.force_reboot_after;
+                let forced =
+                    memo.first_window(policy, endpoint.tz, WindowKind::Regular, not_before);
+                let tz = endpoint.tz;
+                let text = memo
+                    .facts
+                    .get("forced", tz, forced.start.timestamp(), 0, || {
                         format!(
                             "reminder {} daily; forced reboot from {}",
                             policy.workstation.reminder_time,
-                            forced
-                                .start
-                                .with_timezone(&endpoint.tz)
-                                .format("%Y-%m-%d %H:%M %Z")
-                        ),
-                    ),
+                            forced.start.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+                        )
+                    });
+                trace.push(
+                    TraceEntry::new(Node::Daytime, "yes", r::DAYTIME_USER_REBOOT).with_facts(text),
                 );
                 trace.push(TraceEntry::new(
                     Node::DaytimePosture,
@@ -323,6 +362,7 @@ mod tests {
                 &srv(ServerPolicyGroup::AutoInstallAutoReboot, true),
                 window(),
                 &p,
+                &mut Memo::default(),
                 &mut t
             ),
             RebootPlan::Automatic(window())
@@ -333,7 +373,13 @@ mod tests {
             (ServerPolicyGroup::ManualPatchAndReboot, true),
         ] {
             assert_eq!(
-                plan_reboot(&srv(group, approved), window(), &p, &mut t),
+                plan_reboot(
+                    &srv(group, approved),
+                    window(),
+                    &p,
+                    &mut Memo::default(),
+                    &mut t
+                ),
                 RebootPlan::Technician,
                 "{group:?}"
             );
@@ -359,7 +405,7 @@ mod tests {
         s.critical = true;
         let mut t = Trace::new();
         assert_eq!(
-            assign_cadence(&s, &Policy::default(), &mut t),
+            assign_cadence(&s, &Policy::default(), &mut Memo::default(), &mut t),
             WindowKind::Server
         );
         assert_eq!(t.find(Node::CriticalServer).unwrap().outcome, "yes");
@@ -371,7 +417,13 @@ mod tests {
     #[test]
     fn a_regular_workstation_reboots_automatically_in_its_install_window() {
         let mut t = Trace::new();
-        let plan = plan_reboot(&workstation("w"), window(), &Policy::default(), &mut t);
+        let plan = plan_reboot(
+            &workstation("w"),
+            window(),
+            &Policy::default(),
+            &mut Memo::default(),
+            &mut t,
+        );
         assert_eq!(plan, RebootPlan::Automatic(window()));
         assert_eq!(t.find(Node::Daytime).unwrap().outcome, "no");
     }
@@ -385,7 +437,13 @@ mod tests {
             end: utc(2026, 12, 9, 23, 0),
         };
         let mut t = Trace::new();
-        match plan_reboot(&e, install, &Policy::default(), &mut t) {
+        match plan_reboot(
+            &e,
+            install,
+            &Policy::default(),
+            &mut Memo::default(),
+            &mut t,
+        ) {
             RebootPlan::User {
                 reminder_local,
                 forced,

@@ -4,12 +4,12 @@
 use serde::Serialize;
 
 use crate::model::{
-    Criticality, CriticalitySource, Endpoint, Location, Profile, ServerPolicyGroup,
+    Criticality, CriticalitySource, Endpoint, Location, Profile, ServerPolicyGroup, ServerRole,
     WorkstationPolicyGroup,
 };
 use crate::reason as r;
 use crate::rules::exception::{ExceptionEntry, ExceptionKind};
-use crate::trace::{Node, Trace, TraceEntry};
+use crate::trace::{Facts, Node, Trace, TraceEntry};
 
 /// Whether and why an endpoint takes part in the cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -71,10 +71,16 @@ pub fn decide_scope(
     let location_disabled = location.is_some_and(|l| l.patching_disabled);
     if endpoint.patching_disabled || location_disabled {
         let (reason, facts) = if endpoint.patching_disabled {
-            (r::ENDPOINT_PATCHING_DISABLED, "agent flag set".to_owned())
+            (
+                r::ENDPOINT_PATCHING_DISABLED,
+                Facts::Static("agent flag set"),
+            )
         } else {
             let loc = location.map(|l| l.id.as_str()).unwrap_or_default();
-            (r::LOCATION_PATCHING_DISABLED, format!("location {loc}"))
+            (
+                r::LOCATION_PATCHING_DISABLED,
+                Facts::from(format!("location {loc}")),
+            )
         };
         trace.push(TraceEntry::new(Node::Disabled, "yes", reason).with_facts(facts));
         return ScopeDecision {
@@ -132,7 +138,7 @@ pub fn decide_scope(
             };
             let mut role = TraceEntry::new(Node::ServerRoleGroup, crit_name(s.criticality), reason);
             if let Some(role_name) = s.role {
-                role = role.with_facts(format!("role {}", role_name.as_str()));
+                role = role.with_facts(role_facts(role_name));
             }
             trace.push(role);
             (
@@ -223,6 +229,24 @@ pub fn server_policy_group_name(g: ServerPolicyGroup) -> &'static str {
         ServerPolicyGroup::ManualPatchAndReboot => "manual_patch_and_reboot",
         ServerPolicyGroup::AutoInstallManualReboot => "auto_install_manual_reboot",
         ServerPolicyGroup::AutoInstallAutoReboot => "auto_install_auto_reboot",
+    }
+}
+
+fn role_facts(role: ServerRole) -> &'static str {
+    match role {
+        ServerRole::DomainController => "role domain_controller",
+        ServerRole::Sql => "role sql",
+        ServerRole::App => "role app",
+        ServerRole::File => "role file",
+        ServerRole::Web => "role web",
+        ServerRole::Utility => "role utility",
+        ServerRole::Infrastructure => "role infrastructure",
+        ServerRole::Backup => "role backup",
+        ServerRole::Dr => "role dr",
+        ServerRole::VirtualizationHost => "role virtualization_host",
+        ServerRole::Exchange => "role exchange",
+        ServerRole::Smtp => "role smtp",
+        ServerRole::Management => "role management",
     }
 }
 

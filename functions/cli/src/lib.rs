@@ -231,7 +231,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             } else {
                 Format::Json
             });
-            let mut out = io::BufWriter::with_capacity(1 << 16, out);
+            let mut out = io::BufWriter::with_capacity(1 << 20, out);
             let result = match (&args.endpoint, format) {
                 (Some(id), fmt) => {
                     let ep = plan.endpoint(id).ok_or_else(|| {

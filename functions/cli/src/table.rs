@@ -24,13 +24,13 @@ fn table(header: &[&str]) -> Table {
 
 fn reboot_cell(ep: &EndpointPlan) -> String {
     match &ep.reboot {
-        Some(RebootPlan::Automatic(_)) => "automatic, in window".to_owned(),
+        Some(RebootPlan::Automatic(_)) => "automatic, in the install window".to_owned(),
         Some(RebootPlan::Technician) => "technician".to_owned(),
         Some(RebootPlan::User {
             reminder_local,
             forced,
         }) => format!(
-            "user; reminder {reminder_local} daily\nforced {}\n       {}",
+            "user, reminded daily {reminder_local}; forced:\n{}\n{}",
             local_window(forced, ep.tz),
             utc_window(forced)
         ),
@@ -131,29 +131,27 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
                 "endpoint",
                 "host",
                 "track",
-                "install (local)",
-                "install (UTC)",
-                "by",
+                "install: local / UTC",
                 "reboot",
             ]);
             for ep in rows {
                 let Some(install) = ep.install else { continue };
+                let mut cell = format!(
+                    "{}\n{}",
+                    local_window(&install.window, ep.tz),
+                    utc_window(&install.window)
+                );
+                if install.mode == InstallMode::Technician {
+                    cell.push_str("\nby a technician");
+                }
+                if ep.manual_approval_required {
+                    cell.push_str("\nawaits engineer approval (critical)");
+                }
                 t.add_row(vec![
                     ep.id.to_string(),
                     ep.hostname.clone(),
                     ep.track.as_str().to_owned(),
-                    local_window(&install.window, ep.tz),
-                    utc_window(&install.window),
-                    match install.mode {
-                        InstallMode::Automatic => "rmm",
-                        InstallMode::Technician => "technician",
-                    }
-                    .to_owned()
-                        + if ep.manual_approval_required {
-                            "\n(approval)"
-                        } else {
-                            ""
-                        },
+                    cell,
                     reboot_cell(ep),
                 ]);
             }

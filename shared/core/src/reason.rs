@@ -18,6 +18,7 @@ macro_rules! reasons {
 }
 
 reasons! {
+    RMM_COMMANDS => "rmm_commands", "the plan's installs, reboots, reminders and forced reboots were turned into RMM commands";
     INVENTORY_ACCEPTED => "inventory_accepted", "the record was read from the inventory and passed validation";
     ENDPOINT_PATCHING_DISABLED => "endpoint_patching_disabled", "patching is disabled on the agent itself";
     LOCATION_PATCHING_DISABLED => "location_patching_disabled", "patching is disabled for the endpoint's whole location";

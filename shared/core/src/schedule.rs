@@ -292,7 +292,7 @@ impl fmt::Display for DailyWindow {
 }
 
 /// A concrete window: two UTC instants, start inclusive, end exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Window {
     /// First instant of the window (UTC).
     #[serde(with = "utc")]
@@ -373,6 +373,12 @@ pub mod utc {
     /// Serializes an instant as RFC 3339 UTC with `Z`.
     pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format_args!("{}", format(t)))
+    }
+
+    /// Deserializes an RFC 3339 instant with any offset into UTC.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        super::parse_instant(&text).map_err(serde::de::Error::custom)
     }
 
     /// Serde helpers for optional instants.

@@ -1,6 +1,7 @@
 //! The `patchflow` binary, driven as a user or a script drives it.
 
 mod contract_example;
+mod docs;
 mod fleet;
 mod helpers;
 mod invalid_input;

@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod cadence;
 pub mod closure;
+pub mod commands;
 pub mod exception;
 pub mod failure;
 pub mod scope;

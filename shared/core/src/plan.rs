@@ -17,7 +17,7 @@ use crate::rules::approval::{self, Approval};
 use crate::rules::cadence::{self, InstallMode, Memo, RebootPlan, WindowKind};
 use crate::rules::exception::ExceptionEntry;
 use crate::rules::scope::{self, Scope};
-use crate::rules::waves::{self, Wave, WaveChoice};
+use crate::rules::waves::{self, Start, Wave, WaveChoice};
 use crate::schedule::{nth_weekday, resolve_local, utc, Window};
 use crate::trace::{Node, Trace, TraceEntry};
 
@@ -202,8 +202,7 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
     let mut windows: Vec<Option<Window>> = vec![None; plans.len()];
     for (i, e) in inventory.endpoints().iter().enumerate() {
         let Some(choice) = choices[i] else { continue };
-        let pilot_like = choice.wave == Wave::Pilot || choice.reason == r::SINGLE_SERVER;
-        if !pilot_like {
+        if choice.start != Start::AtRelease {
             continue;
         }
         let w = memo.first_window(policy, e.tz, plans[i].track, released_at);
@@ -247,13 +246,22 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         let tz = e.tz;
         let window = match windows[i] {
             Some(w) => {
-                p.trace.push(
-                    TraceEntry::new(Node::PilotSoak, "release", r::FIRST_WINDOW_AFTER_RELEASE)
-                        .with_facts(format!(
+                let text = memo.facts.get(
+                    "release",
+                    tz,
+                    released_at.timestamp(),
+                    w.start.timestamp(),
+                    || {
+                        format!(
                             "released {}; window {}",
                             utc::format(&released_at),
-                            local(w.start, e.tz)
-                        )),
+                            local(w.start, tz)
+                        )
+                    },
+                );
+                p.trace.push(
+                    TraceEntry::new(Node::PilotSoak, "release", r::FIRST_WINDOW_AFTER_RELEASE)
+                        .with_facts(text),
                 );
                 w
             }

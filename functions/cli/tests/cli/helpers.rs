@@ -31,6 +31,19 @@ pub fn contract_examples() -> PathBuf {
     )
 }
 
+/// `patchflow plan` on the DST fixture fleet and its October catalog, with extra arguments.
+pub fn dst_plan_output(extra: &[&str]) -> std::process::Output {
+    patchflow()
+        .arg("plan")
+        .arg("--inventory")
+        .arg(fixture("inventory-dst.json"))
+        .arg("--catalog")
+        .arg(fixture("catalog-2026-10.json"))
+        .args(extra)
+        .output()
+        .expect("patchflow runs")
+}
+
 /// Runs `patchflow plan ... --format json` and parses stdout.
 pub fn plan_json(args: &[&str]) -> Value {
     let out = patchflow()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{fixture, patchflow};
+use crate::helpers::{dst_plan_output, fixture, patchflow};
 
 struct Case {
     _dir: tempfile::TempDir,
@@ -227,24 +227,18 @@ fn a_missing_file_is_named() {
 
 #[test]
 fn a_bad_cycle_or_release_instant_is_a_usage_error() {
-    let inv = fixture("inventory-dst.json");
-    let cat = fixture("catalog-2026-10.json");
-    for extra in [["--cycle", "2026-13"], ["--released-at", "tuesday"]] {
-        let mut cmd = patchflow();
-        cmd.arg("plan")
-            .arg("--inventory")
-            .arg(&inv)
-            .arg("--catalog")
-            .arg(&cat);
-        if extra[0] != "--cycle" {
-            cmd.args(["--cycle", "2026-10"]);
-        }
-        let out = cmd.args(extra).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+    let cases: [&[&str]; 2] = [
+        &["--cycle", "2026-13"],
+        &["--cycle", "2026-10", "--released-at", "tuesday"],
+    ];
+    for args in cases {
+        let out = dst_plan_output(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty());
+        let flag = args[args.len() - 2];
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains(extra[0]),
-            "{extra:?}"
+            String::from_utf8_lossy(&out.stderr).contains(flag),
+            "{args:?}"
         );
     }
 }
@@ -254,15 +248,7 @@ fn a_bad_policy_file_names_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, "[rollout]\nsoak_days = 999\n").unwrap();
-    let out = patchflow()
-        .args(["plan", "--cycle", "2026-10", "--inventory"])
-        .arg(fixture("inventory-dst.json"))
-        .arg("--catalog")
-        .arg(fixture("catalog-2026-10.json"))
-        .arg("--policy")
-        .arg(&policy)
-        .output()
-        .unwrap();
+    let out = dst_plan_output(&["--cycle", "2026-10", "--policy", policy.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{demo_catalog, endpoint, fixture, patchflow, plan_json};
+use crate::helpers::{demo_catalog, dst_plan_output, endpoint, fixture, patchflow, plan_json};
 
 fn dst_plan(extra: &[&str]) -> Value {
     let inv = fixture("inventory-dst.json");
@@ -172,22 +172,14 @@ fn a_policy_file_changes_the_numbers_the_plan_uses() {
 
 #[test]
 fn one_endpoint_is_explained_in_words_with_local_and_utc_times() {
-    let out = patchflow()
-        .args([
-            "plan",
-            "--cycle",
-            "2026-10",
-            "--format",
-            "table",
-            "--endpoint",
-            "kw-bkp1",
-            "--inventory",
-        ])
-        .arg(fixture("inventory-dst.json"))
-        .arg("--catalog")
-        .arg(fixture("catalog-2026-10.json"))
-        .output()
-        .unwrap();
+    let out = dst_plan_output(&[
+        "--cycle",
+        "2026-10",
+        "--format",
+        "table",
+        "--endpoint",
+        "kw-bkp1",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [
@@ -206,22 +198,14 @@ fn one_endpoint_is_explained_in_words_with_local_and_utc_times() {
 
 #[test]
 fn one_endpoint_as_json_is_its_plan_entry() {
-    let out = patchflow()
-        .args([
-            "plan",
-            "--cycle",
-            "2026-10",
-            "--format",
-            "json",
-            "--endpoint",
-            "hb-ws1",
-            "--inventory",
-        ])
-        .arg(fixture("inventory-dst.json"))
-        .arg("--catalog")
-        .arg(fixture("catalog-2026-10.json"))
-        .output()
-        .unwrap();
+    let out = dst_plan_output(&[
+        "--cycle",
+        "2026-10",
+        "--format",
+        "json",
+        "--endpoint",
+        "hb-ws1",
+    ]);
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id"], "hb-ws1");
@@ -230,20 +214,7 @@ fn one_endpoint_as_json_is_its_plan_entry() {
 
 #[test]
 fn an_unknown_endpoint_is_an_input_error() {
-    let out = patchflow()
-        .args([
-            "plan",
-            "--cycle",
-            "2026-10",
-            "--endpoint",
-            "nope",
-            "--inventory",
-        ])
-        .arg(fixture("inventory-dst.json"))
-        .arg("--catalog")
-        .arg(fixture("catalog-2026-10.json"))
-        .output()
-        .unwrap();
+    let out = dst_plan_output(&["--cycle", "2026-10", "--endpoint", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
@@ -251,20 +222,7 @@ fn an_unknown_endpoint_is_an_input_error() {
 
 #[test]
 fn the_table_groups_by_client_and_wave_with_local_times_beside_utc() {
-    let out = patchflow()
-        .args([
-            "plan",
-            "--cycle",
-            "2026-10",
-            "--format",
-            "table",
-            "--inventory",
-        ])
-        .arg(fixture("inventory-dst.json"))
-        .arg("--catalog")
-        .arg(fixture("catalog-2026-10.json"))
-        .output()
-        .unwrap();
+    let out = dst_plan_output(&["--cycle", "2026-10", "--format", "table"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let kiwi = text

@@ -28,13 +28,42 @@ impl Wave {
     }
 }
 
+/// What a wave's first window waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Start {
+    /// The first window at or after the release (pilots, and a client's only server).
+    AtRelease,
+    /// The first window at or after the pilot's soak gate.
+    AfterSoak,
+}
+
 /// A wave assignment and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaveChoice {
     /// The wave.
     pub wave: Wave,
+    /// What its window waits for.
+    pub start: Start,
     /// Reason code.
     pub reason: &'static str,
+}
+
+impl WaveChoice {
+    fn pilot(reason: &'static str) -> Self {
+        Self {
+            wave: Wave::Pilot,
+            start: Start::AtRelease,
+            reason,
+        }
+    }
+
+    fn production(reason: &'static str) -> Self {
+        Self {
+            wave: Wave::Production,
+            start: Start::AfterSoak,
+            reason,
+        }
+    }
 }
 
 /// Assigns waves to one client's in-scope servers (the slice order is kept in the result).
@@ -43,8 +72,10 @@ pub struct WaveChoice {
 /// then id); everyone else is production.
 pub fn server_waves(servers: &[&Endpoint]) -> Vec<WaveChoice> {
     if servers.len() == 1 {
+        // No test tier: production, but in the first window after the release.
         return vec![WaveChoice {
             wave: Wave::Production,
+            start: Start::AtRelease,
             reason: r::SINGLE_SERVER,
         }];
     }
@@ -68,20 +99,11 @@ pub fn server_waves(servers: &[&Endpoint]) -> Vec<WaveChoice> {
         .enumerate()
         .map(|(i, e)| {
             if any_ring_pilot && e.ring.is_pilot() {
-                WaveChoice {
-                    wave: Wave::Pilot,
-                    reason: r::PILOT_BY_RING,
-                }
+                WaveChoice::pilot(r::PILOT_BY_RING)
             } else if lowest == Some(i) {
-                WaveChoice {
-                    wave: Wave::Pilot,
-                    reason: r::PILOT_BY_LOWEST_CRITICALITY,
-                }
+                WaveChoice::pilot(r::PILOT_BY_LOWEST_CRITICALITY)
             } else {
-                WaveChoice {
-                    wave: Wave::Production,
-                    reason: r::PRODUCTION_AFTER_PILOT,
-                }
+                WaveChoice::production(r::PRODUCTION_AFTER_PILOT)
             }
         })
         .collect()
@@ -94,15 +116,9 @@ fn criticality(e: &Endpoint) -> Criticality {
 /// The wave of an in-scope workstation: pilot and test rings pilot, everyone else is production.
 pub fn workstation_wave(endpoint: &Endpoint) -> WaveChoice {
     if endpoint.ring.is_pilot() {
-        WaveChoice {
-            wave: Wave::Pilot,
-            reason: r::WORKSTATION_PILOT_RING,
-        }
+        WaveChoice::pilot(r::WORKSTATION_PILOT_RING)
     } else {
-        WaveChoice {
-            wave: Wave::Production,
-            reason: r::WORKSTATION_PRODUCTION_RING,
-        }
+        WaveChoice::production(r::WORKSTATION_PRODUCTION_RING)
     }
 }
 
@@ -217,6 +233,19 @@ mod tests {
             r::SINGLE_SERVER
         );
         assert_eq!(waves(&one), [Wave::Production]);
+        assert_eq!(
+            server_waves(&one.iter().collect::<Vec<_>>())[0].start,
+            Start::AtRelease
+        );
+        let two = [
+            srv("a", "A", Criticality::P1, Ring::Production),
+            srv("b", "B", Criticality::P2, Ring::Production),
+        ];
+        let starts: Vec<Start> = server_waves(&two.iter().collect::<Vec<_>>())
+            .iter()
+            .map(|w| w.start)
+            .collect();
+        assert_eq!(starts, [Start::AfterSoak, Start::AtRelease]);
     }
 
     #[test]

@@ -200,7 +200,11 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
-    if !first.is_data() {
+    // serde_json reports a null where an enum is expected as a syntax error; only text that is
+    // not JSON at all is malformed.
+    let well_formed =
+        first.is_data() || serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    if !well_formed {
         return Err(InputError::new(
             source,
             None,
@@ -225,7 +229,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         }
         Err(e) => e,
     };
-    let message = strip_position(&err.inner().to_string());
+    let mut message = strip_position(&err.inner().to_string());
+    if message == "expected value" {
+        message = "must not be null: expected one of the allowed values".to_owned();
+    }
     let segments: Vec<String> = err.path().iter().map(|s| s.to_string()).collect();
     let mut record = None;
     let mut field_parts: Vec<String> = Vec::new();
@@ -264,6 +271,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(
             field.as_deref(),
             "is required but missing",
         ));
+    }
+    if record.is_some() && field.is_none() {
+        // The record itself is not an object (null, a number, a list...).
+        message = format!("the record must be a JSON object: {message}");
     }
     Err(InputError::new(source, record, field.as_deref(), message))
 }

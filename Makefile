@@ -1,5 +1,6 @@
 # patchflow: `make run` shows the main job on the embedded default, `make test` runs every test.
-# Each target installs what it needs (crates come from crates.io through cargo).
+# Each target installs what it needs: crates through cargo; for `make test`, a Python venv in
+# .venv with moto's AWS API server (tests/with-moto.sh starts and stops it on a free port).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -38,9 +39,10 @@ run: toolchain ## Plan the bundled demo fleet (200 endpoints, 5 clients) for the
 	@echo
 	@echo "One endpoint's reasons:  target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --endpoint <id>"
 
-test: toolchain ## Run every test (unit, property, CLI, cross-crate; the bench as a smoke test)
+test: toolchain ## Run every test (unit, property, CLI, adapters against moto's AWS API server, cross-crate)
+	@command -v python3 >/dev/null || { echo "python3 is required for the AWS API server the adapter tests use (moto)" >&2; exit 1; }
 	@mkdir -p target
-	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
+	tests/with-moto.sh $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
 lint: toolchain ## rustfmt check and clippy with warnings as errors

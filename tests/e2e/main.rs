@@ -1,3 +1,5 @@
 //! Cross-crate tests: what must hold of every plan, for any fleet, cycle and release.
 
+mod evidence_store;
 mod plan_invariants;
+mod support;

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod ports;
 pub mod reason;
 pub mod rules;
 pub mod schedule;

@@ -1,0 +1,60 @@
+//! Configuration read once from the environment, each key by a named constant.
+
+use aws_config::BehaviorVersion;
+
+/// The evidence bucket's name.
+pub const EVIDENCE_BUCKET: &str = "PATCHFLOW_EVIDENCE_BUCKET";
+/// `true` to address S3 buckets by path (`endpoint/bucket/key`) rather than by virtual host;
+/// needed by S3-compatible endpoints without wildcard DNS.
+pub const S3_FORCE_PATH_STYLE: &str = "PATCHFLOW_S3_FORCE_PATH_STYLE";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable has a value we cannot read.
+    #[error("environment variable {name}: {message}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A required variable.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// A boolean variable (`true`/`false`, `1`/`0`), false when unset.
+pub fn flag(name: &'static str) -> Result<bool, ConfigError> {
+    match std::env::var(name).ok().as_deref().map(str::trim) {
+        None | Some("") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            message: format!("`{other}` is not true or false"),
+        }),
+    }
+}
+
+/// The shared SDK configuration: region, credentials and endpoint (`AWS_ENDPOINT_URL`) from the
+/// standard chain.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// An S3 client from the SDK configuration and [`S3_FORCE_PATH_STYLE`].
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> Result<aws_sdk_s3::Client, ConfigError> {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(flag(S3_FORCE_PATH_STYLE)?)
+        .build();
+    Ok(aws_sdk_s3::Client::from_conf(conf))
+}

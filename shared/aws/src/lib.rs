@@ -1,0 +1,9 @@
+//! patchflow's AWS adapters. They own every wire format and key layout; handlers only see the
+//! ports of `patchflow_core::ports`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod errors;
+pub mod s3;

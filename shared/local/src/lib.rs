@@ -1,0 +1,7 @@
+//! The embedded default: patchflow's ports implemented on the local machine, so the same
+//! handlers run without an AWS account.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod evidence;

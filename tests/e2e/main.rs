@@ -2,4 +2,5 @@
 
 mod evidence_store;
 mod plan_invariants;
+mod queues;
 mod support;

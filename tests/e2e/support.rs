@@ -3,7 +3,15 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use patchflow_aws::config::{s3_client, sdk_config};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use patchflow_aws::config::{s3_client, sdk_config, sqs_client};
+use patchflow_aws::sqs::{create_stage_queue, SqsQueues};
+use patchflow_core::ports::clock::ManualClock;
+use patchflow_core::ports::queue::Stage;
+use patchflow_local::queue::SqliteQueues;
 use patchflow_aws::s3::{create_evidence_bucket, S3EvidenceStore};
 use patchflow_local::evidence::FsEvidenceStore;
 
@@ -48,4 +56,30 @@ pub fn fs_store() -> (FsEvidenceStore, tempfile::TempDir) {
     let store =
         FsEvidenceStore::open(dir.path().join("evidence-root")).expect("open the local store");
     (store, dir)
+}
+
+/// The redrive threshold the queue tests use.
+pub const MAX_RECEIVES: u32 = 3;
+
+/// Stage queues on SQS with fresh names.
+pub async fn sqs_queues() -> SqsQueues {
+    require_aws_endpoint();
+    let sdk = sdk_config().await;
+    let client = sqs_client(&sdk);
+    let prefix = unique("pf");
+    let mut queues = HashMap::new();
+    for stage in Stage::ALL {
+        let q = create_stage_queue(&client, &prefix, stage, MAX_RECEIVES, Duration::seconds(30))
+            .await
+            .expect("create the stage queues");
+        queues.insert(stage, q);
+    }
+    SqsQueues::new(client, queues)
+}
+
+/// Local queues in memory, on a clock that only moves when the test moves it.
+pub fn local_queues() -> (SqliteQueues, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 8, 18, 0, 0).unwrap()));
+    let queues = SqliteQueues::in_memory(clock.clone(), MAX_RECEIVES).expect("open the local queues");
+    (queues, clock)
 }

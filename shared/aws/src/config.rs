@@ -51,6 +51,11 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
+/// An SQS client from the SDK configuration.
+pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(sdk)
+}
+
 /// An S3 client from the SDK configuration and [`S3_FORCE_PATH_STYLE`].
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> Result<aws_sdk_s3::Client, ConfigError> {
     let conf = aws_sdk_s3::config::Builder::from(sdk)

@@ -7,3 +7,4 @@
 pub mod config;
 mod errors;
 pub mod s3;
+pub mod sqs;

@@ -8,7 +8,9 @@
 //! denied, corrupt data: retrying cannot help; the message goes to the dead-letter queue with
 //! this reason).
 
+pub mod clock;
 pub mod evidence;
+pub mod queue;
 
 /// A boxed error cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,0 +1,212 @@
+//! Durable local queues in SQLite, with the semantics of SQS standard queues: at-least-once
+//! delivery, a visibility timeout, a receive count, and after `max_receives` receives without an
+//! acknowledgement, the message moves to the stage's dead-letter queue.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::Duration;
+use patchflow_core::ports::clock::Clock;
+use patchflow_core::ports::queue::{DeadLetter, Delivery, Envelope, QueueConsumer, QueueSender, Stage};
+use patchflow_core::ports::PortError;
+use rand::RngCore;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// Queues in one SQLite database.
+#[derive(Clone)]
+pub struct SqliteQueues {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    max_receives: u32,
+}
+
+impl std::fmt::Debug for SqliteQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteQueues").field("max_receives", &self.max_receives).finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    stage         TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    visible_at_ms INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (stage, visible_at_ms, id);
+CREATE TABLE IF NOT EXISTS queue_dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    stage         TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    receive_count INTEGER NOT NULL
+);
+";
+
+fn db_err(context: impl Into<String>, e: rusqlite::Error) -> PortError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+        {
+            PortError::transient(context, e)
+        }
+        other => PortError::permanent(context, other),
+    }
+}
+
+impl SqliteQueues {
+    /// Opens (or creates) the queues in a database file. `max_receives` is the redrive
+    /// threshold, like SQS's `maxReceiveCount`.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
+        let conn = Connection::open(path).map_err(|e| db_err(format!("open {}", path.display()), e))?;
+        Self::init(conn, clock, max_receives)
+    }
+
+    /// Queues in memory (tests, one-shot runs).
+    pub fn in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
+        let conn = Connection::open_in_memory().map_err(|e| db_err("open in-memory queues", e))?;
+        Self::init(conn, clock, max_receives)
+    }
+
+    fn init(conn: Connection, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| db_err("busy timeout", e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| db_err("configure", e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| db_err("create the queue tables", e))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives: max_receives.max(1) })
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, PortError>) -> Result<T, PortError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn)
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now().timestamp_millis()
+    }
+}
+
+fn new_receipt() -> String {
+    let mut raw = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl QueueSender for SqliteQueues {
+    async fn send_batch(&self, stage: Stage, messages: &[Envelope]) -> Result<(), PortError> {
+        let now = self.now_ms();
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(|e| db_err("begin send", e))?;
+            {
+                let mut insert = tx
+                    .prepare_cached("INSERT INTO queue_messages (stage, body, visible_at_ms) VALUES (?1, ?2, ?3)")
+                    .map_err(|e| db_err("prepare send", e))?;
+                for m in messages {
+                    insert.execute(params![stage.as_str(), m.to_body(), now]).map_err(|e| db_err(format!("send to {stage}"), e))?;
+                }
+            }
+            tx.commit().map_err(|e| db_err("commit send", e))
+        })
+    }
+}
+
+impl QueueConsumer for SqliteQueues {
+    async fn receive(&self, stage: Stage, max: usize, visibility: Duration) -> Result<Vec<Delivery>, PortError> {
+        let now = self.now_ms();
+        let hidden_until = now + visibility.num_milliseconds().max(0);
+        let max_receives = i64::from(self.max_receives);
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| db_err("begin receive", e))?;
+            let mut out = Vec::new();
+            {
+                let mut select = tx
+                    .prepare_cached(
+                        "SELECT id, body, receive_count FROM queue_messages
+                         WHERE stage = ?1 AND visible_at_ms <= ?2 ORDER BY id",
+                    )
+                    .map_err(|e| db_err("prepare receive", e))?;
+                let rows: Vec<(i64, String, i64)> = select
+                    .query_map(params![stage.as_str(), now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(Iterator::collect)
+                    .map_err(|e| db_err(format!("receive from {stage}"), e))?;
+                for (id, body, count) in rows {
+                    if out.len() >= max {
+                        break;
+                    }
+                    if count >= max_receives {
+                        // Like SQS's redrive policy: a message received max_receives times without
+                        // an acknowledgement moves to the dead-letter queue on its next receive.
+                        tx.execute(
+                            "INSERT INTO queue_dead_letters (stage, body, reason, receive_count) VALUES (?1, ?2, ?3, ?4)",
+                            params![stage.as_str(), body, format!("received {count} times without being processed"), count],
+                        )
+                        .and_then(|_| tx.execute("DELETE FROM queue_messages WHERE id = ?1", params![id]))
+                        .map_err(|e| db_err("redrive", e))?;
+                        continue;
+                    }
+                    let receipt = new_receipt();
+                    tx.execute(
+                        "UPDATE queue_messages SET receive_count = receive_count + 1, visible_at_ms = ?1, receipt = ?2 WHERE id = ?3",
+                        params![hidden_until, receipt, id],
+                    )
+                    .map_err(|e| db_err("mark received", e))?;
+                    out.push(Delivery { body, receipt, receive_count: (count + 1) as u32 });
+                }
+            }
+            tx.commit().map_err(|e| db_err("commit receive", e))?;
+            Ok(out)
+        })
+    }
+
+    async fn ack(&self, stage: Stage, receipt: &str) -> Result<(), PortError> {
+        self.with_conn(|conn| {
+            let n = conn
+                .execute("DELETE FROM queue_messages WHERE stage = ?1 AND receipt = ?2", params![stage.as_str(), receipt])
+                .map_err(|e| db_err("ack", e))?;
+            if n == 0 {
+                return Err(PortError::Conflict(format!("receipt {receipt} on {stage} is no longer current")));
+            }
+            Ok(())
+        })
+    }
+
+    async fn dead_letter(&self, stage: Stage, delivery: &Delivery, reason: &str) -> Result<(), PortError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(|e| db_err("begin dead-letter", e))?;
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM queue_messages WHERE stage = ?1 AND receipt = ?2",
+                    params![stage.as_str(), delivery.receipt],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| db_err("dead-letter", e))?;
+            let Some(id) = found else {
+                return Err(PortError::Conflict(format!("receipt {} on {stage} is no longer current", delivery.receipt)));
+            };
+            tx.execute(
+                "INSERT INTO queue_dead_letters (stage, body, reason, receive_count) VALUES (?1, ?2, ?3, ?4)",
+                params![stage.as_str(), delivery.body, reason, delivery.receive_count],
+            )
+            .and_then(|_| tx.execute("DELETE FROM queue_messages WHERE id = ?1", params![id]))
+            .map_err(|e| db_err("dead-letter", e))?;
+            tx.commit().map_err(|e| db_err("commit dead-letter", e))
+        })
+    }
+
+    async fn dead_letters(&self, stage: Stage) -> Result<Vec<DeadLetter>, PortError> {
+        self.with_conn(|conn| {
+            let mut select = conn
+                .prepare_cached("SELECT body, reason FROM queue_dead_letters WHERE stage = ?1 ORDER BY id")
+                .map_err(|e| db_err("prepare dead letters", e))?;
+            select
+                .query_map(params![stage.as_str()], |r| Ok(DeadLetter { body: r.get(0)?, reason: r.get(1)? }))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err(format!("read {stage} dead letters"), e))
+        })
+    }
+}

@@ -3,4 +3,5 @@
 mod evidence_store;
 mod plan_invariants;
 mod queues;
+mod sqs_limits;
 mod support;

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use patchflow_aws::config::{s3_client, sdk_config, sqs_client};
+use patchflow_aws::s3::{create_evidence_bucket, S3EvidenceStore};
 use patchflow_aws::sqs::{create_stage_queue, SqsQueues};
 use patchflow_core::ports::clock::ManualClock;
 use patchflow_core::ports::queue::Stage;
-use patchflow_local::queue::SqliteQueues;
-use patchflow_aws::s3::{create_evidence_bucket, S3EvidenceStore};
 use patchflow_local::evidence::FsEvidenceStore;
+use patchflow_local::queue::SqliteQueues;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -79,7 +79,10 @@ pub async fn sqs_queues() -> SqsQueues {
 
 /// Local queues in memory, on a clock that only moves when the test moves it.
 pub fn local_queues() -> (SqliteQueues, Arc<ManualClock>) {
-    let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 8, 18, 0, 0).unwrap()));
-    let queues = SqliteQueues::in_memory(clock.clone(), MAX_RECEIVES).expect("open the local queues");
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 12, 8, 18, 0, 0).unwrap(),
+    ));
+    let queues =
+        SqliteQueues::in_memory(clock.clone(), MAX_RECEIVES).expect("open the local queues");
     (queues, clock)
 }

@@ -9,9 +9,14 @@
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
 use chrono::Duration;
-use patchflow_core::ports::queue::{DeadLetter, Delivery, Envelope, QueueConsumer, QueueSender, Stage};
+use patchflow_core::ports::queue::{
+    DeadLetter, Delivery, Envelope, QueueConsumer, QueueSender, Stage,
+};
 use patchflow_core::ports::PortError;
 use rand::Rng;
 
@@ -49,9 +54,12 @@ impl SqsQueues {
     }
 
     fn queue(&self, stage: Stage) -> Result<&StageQueue, PortError> {
-        self.queues
-            .get(&stage)
-            .ok_or_else(|| PortError::permanent(format!("{stage} queue"), "no queue is configured for this stage"))
+        self.queues.get(&stage).ok_or_else(|| {
+            PortError::permanent(
+                format!("{stage} queue"),
+                "no queue is configured for this stage",
+            )
+        })
     }
 }
 
@@ -116,17 +124,28 @@ impl QueueSender for SqsQueues {
                 if let Some(refused) = out.failed().iter().find(|f| f.sender_fault()) {
                     return Err(PortError::permanent(
                         format!("send to {stage}"),
-                        format!("SQS refused a message: {} {}", refused.code(), refused.message().unwrap_or_default()),
+                        format!(
+                            "SQS refused a message: {} {}",
+                            refused.code(),
+                            refused.message().unwrap_or_default()
+                        ),
                     ));
                 }
-                pending = out.failed().iter().filter_map(|f| f.id().parse().ok()).collect();
+                pending = out
+                    .failed()
+                    .iter()
+                    .filter_map(|f| f.id().parse().ok())
+                    .collect();
                 if pending.is_empty() {
                     break;
                 }
                 if attempt + 1 == SEND_ATTEMPTS {
                     return Err(PortError::transient(
                         format!("send to {stage}"),
-                        format!("{} message(s) still failing after {SEND_ATTEMPTS} attempts", pending.len()),
+                        format!(
+                            "{} message(s) still failing after {SEND_ATTEMPTS} attempts",
+                            pending.len()
+                        ),
                     ));
                 }
                 tokio::time::sleep(backoff(attempt)).await;
@@ -137,7 +156,12 @@ impl QueueSender for SqsQueues {
 }
 
 impl QueueConsumer for SqsQueues {
-    async fn receive(&self, stage: Stage, max: usize, visibility: Duration) -> Result<Vec<Delivery>, PortError> {
+    async fn receive(
+        &self,
+        stage: Stage,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, PortError> {
         let url = &self.queue(stage)?.url;
         let out = self
             .client
@@ -158,7 +182,11 @@ impl QueueConsumer for SqsQueues {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
-                Some(Delivery { body: m.body()?.to_owned(), receipt: m.receipt_handle()?.to_owned(), receive_count: count })
+                Some(Delivery {
+                    body: m.body()?.to_owned(),
+                    receipt: m.receipt_handle()?.to_owned(),
+                    receive_count: count,
+                })
             })
             .collect())
     }
@@ -178,7 +206,12 @@ impl QueueConsumer for SqsQueues {
         Ok(())
     }
 
-    async fn dead_letter(&self, stage: Stage, delivery: &Delivery, reason: &str) -> Result<(), PortError> {
+    async fn dead_letter(
+        &self,
+        stage: Stage,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<(), PortError> {
         let q = self.queue(stage)?;
         let reason_attr = MessageAttributeValue::builder()
             .data_type("String")
@@ -227,7 +260,10 @@ impl QueueConsumer for SqsQueues {
                     .and_then(|v| v.string_value())
                     .unwrap_or("received too many times without being processed (the queue's redrive policy)")
                     .to_owned();
-                out.push(DeadLetter { body: m.body().unwrap_or_default().to_owned(), reason });
+                out.push(DeadLetter {
+                    body: m.body().unwrap_or_default().to_owned(),
+                    reason,
+                });
             }
             if fresh == 0 {
                 return Ok(out);
@@ -264,12 +300,17 @@ pub async fn create_stage_queue(
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .ok_or_else(|| PortError::permanent("create queue", "SQS returned no queue ARN"))?;
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string();
+    let redrive =
+        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
+            .to_string();
     let url = client
         .create_queue()
         .queue_name(format!("{prefix}-{stage}"))
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .attributes(QueueAttributeName::VisibilityTimeout, visibility.num_seconds().to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.num_seconds().to_string(),
+        )
         .send()
         .await
         .map_err(|e| classify(format!("create the {stage} queue"), e))?

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Duration;
 use patchflow_core::ports::clock::Clock;
-use patchflow_core::ports::queue::{DeadLetter, Delivery, Envelope, QueueConsumer, QueueSender, Stage};
+use patchflow_core::ports::queue::{
+    DeadLetter, Delivery, Envelope, QueueConsumer, QueueSender, Stage,
+};
 use patchflow_core::ports::PortError;
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -22,7 +24,9 @@ pub struct SqliteQueues {
 
 impl std::fmt::Debug for SqliteQueues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteQueues").field("max_receives", &self.max_receives).finish_non_exhaustive()
+        f.debug_struct("SqliteQueues")
+            .field("max_receives", &self.max_receives)
+            .finish_non_exhaustive()
     }
 }
 
@@ -48,7 +52,10 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
 fn db_err(context: impl Into<String>, e: rusqlite::Error) -> PortError {
     match e {
         rusqlite::Error::SqliteFailure(ref f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
         {
             PortError::transient(context, e)
         }
@@ -60,7 +67,8 @@ impl SqliteQueues {
     /// Opens (or creates) the queues in a database file. `max_receives` is the redrive
     /// threshold, like SQS's `maxReceiveCount`.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
-        let conn = Connection::open(path).map_err(|e| db_err(format!("open {}", path.display()), e))?;
+        let conn =
+            Connection::open(path).map_err(|e| db_err(format!("open {}", path.display()), e))?;
         Self::init(conn, clock, max_receives)
     }
 
@@ -71,15 +79,27 @@ impl SqliteQueues {
     }
 
     fn init(conn: Connection, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| db_err("busy timeout", e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| db_err("busy timeout", e))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(|e| db_err("configure", e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| db_err("create the queue tables", e))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), clock, max_receives: max_receives.max(1) })
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| db_err("create the queue tables", e))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            clock,
+            max_receives: max_receives.max(1),
+        })
     }
 
-    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, PortError>) -> Result<T, PortError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut conn)
     }
 
@@ -113,7 +133,12 @@ impl QueueSender for SqliteQueues {
 }
 
 impl QueueConsumer for SqliteQueues {
-    async fn receive(&self, stage: Stage, max: usize, visibility: Duration) -> Result<Vec<Delivery>, PortError> {
+    async fn receive(
+        &self,
+        stage: Stage,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, PortError> {
         let now = self.now_ms();
         let hidden_until = now + visibility.num_milliseconds().max(0);
         let max_receives = i64::from(self.max_receives);
@@ -165,16 +190,26 @@ impl QueueConsumer for SqliteQueues {
     async fn ack(&self, stage: Stage, receipt: &str) -> Result<(), PortError> {
         self.with_conn(|conn| {
             let n = conn
-                .execute("DELETE FROM queue_messages WHERE stage = ?1 AND receipt = ?2", params![stage.as_str(), receipt])
+                .execute(
+                    "DELETE FROM queue_messages WHERE stage = ?1 AND receipt = ?2",
+                    params![stage.as_str(), receipt],
+                )
                 .map_err(|e| db_err("ack", e))?;
             if n == 0 {
-                return Err(PortError::Conflict(format!("receipt {receipt} on {stage} is no longer current")));
+                return Err(PortError::Conflict(format!(
+                    "receipt {receipt} on {stage} is no longer current"
+                )));
             }
             Ok(())
         })
     }
 
-    async fn dead_letter(&self, stage: Stage, delivery: &Delivery, reason: &str) -> Result<(), PortError> {
+    async fn dead_letter(
+        &self,
+        stage: Stage,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> Result<(), PortError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(|e| db_err("begin dead-letter", e))?;
             let found: Option<i64> = tx
@@ -201,10 +236,17 @@ impl QueueConsumer for SqliteQueues {
     async fn dead_letters(&self, stage: Stage) -> Result<Vec<DeadLetter>, PortError> {
         self.with_conn(|conn| {
             let mut select = conn
-                .prepare_cached("SELECT body, reason FROM queue_dead_letters WHERE stage = ?1 ORDER BY id")
+                .prepare_cached(
+                    "SELECT body, reason FROM queue_dead_letters WHERE stage = ?1 ORDER BY id",
+                )
                 .map_err(|e| db_err("prepare dead letters", e))?;
             select
-                .query_map(params![stage.as_str()], |r| Ok(DeadLetter { body: r.get(0)?, reason: r.get(1)? }))
+                .query_map(params![stage.as_str()], |r| {
+                    Ok(DeadLetter {
+                        body: r.get(0)?,
+                        reason: r.get(1)?,
+                    })
+                })
                 .and_then(Iterator::collect)
                 .map_err(|e| db_err(format!("read {stage} dead letters"), e))
         })

@@ -28,7 +28,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 5] = [Stage::Approval, Stage::Rollout, Stage::Schedule, Stage::Failure, Stage::Evidence];
+    pub const ALL: [Stage; 5] = [
+        Stage::Approval,
+        Stage::Rollout,
+        Stage::Schedule,
+        Stage::Failure,
+        Stage::Evidence,
+    ];
 
     /// The stage's name.
     pub fn as_str(self) -> &'static str {
@@ -78,7 +84,9 @@ pub enum EnvelopeError {
     #[error("not a patchflow envelope: {0}")]
     Malformed(#[from] serde_json::Error),
     /// A schema this build does not know.
-    #[error("envelope schema version {found} is not supported (this build reads {SCHEMA_VERSION})")]
+    #[error(
+        "envelope schema version {found} is not supported (this build reads {SCHEMA_VERSION})"
+    )]
     UnsupportedVersion {
         /// The version found.
         found: u32,
@@ -96,7 +104,9 @@ impl Envelope {
     pub fn from_body(body: &str) -> Result<Self, EnvelopeError> {
         let env: Envelope = serde_json::from_str(body)?;
         if env.schema_version != SCHEMA_VERSION {
-            return Err(EnvelopeError::UnsupportedVersion { found: env.schema_version });
+            return Err(EnvelopeError::UnsupportedVersion {
+                found: env.schema_version,
+            });
         }
         Ok(env)
     }
@@ -130,7 +140,11 @@ pub struct DeadLetter {
 /// whole batch is safe, consumers are idempotent).
 pub trait QueueSender: Send + Sync {
     /// Sends messages, in as few requests as the queue's limits allow.
-    fn send_batch(&self, stage: Stage, messages: &[Envelope]) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn send_batch(
+        &self,
+        stage: Stage,
+        messages: &[Envelope],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// Consuming a stage's queue, as an event source does for a function.
@@ -139,16 +153,33 @@ pub trait QueueSender: Send + Sync {
 /// current (the message was redelivered to someone else); any call may return `Transient`.
 pub trait QueueConsumer: Send + Sync {
     /// Receives up to `max` visible messages, hiding each for `visibility`.
-    fn receive(&self, stage: Stage, max: usize, visibility: Duration) -> impl Future<Output = Result<Vec<Delivery>, PortError>> + Send;
+    fn receive(
+        &self,
+        stage: Stage,
+        max: usize,
+        visibility: Duration,
+    ) -> impl Future<Output = Result<Vec<Delivery>, PortError>> + Send;
 
     /// Deletes a processed message.
-    fn ack(&self, stage: Stage, receipt: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn ack(
+        &self,
+        stage: Stage,
+        receipt: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Moves a message that can never be processed to the stage's dead-letter queue, with why.
-    fn dead_letter(&self, stage: Stage, delivery: &Delivery, reason: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn dead_letter(
+        &self,
+        stage: Stage,
+        delivery: &Delivery,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Reads the stage's dead-letter queue without consuming it.
-    fn dead_letters(&self, stage: Stage) -> impl Future<Output = Result<Vec<DeadLetter>, PortError>> + Send;
+    fn dead_letters(
+        &self,
+        stage: Stage,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, PortError>> + Send;
 }
 
 #[cfg(test)]
@@ -176,7 +207,13 @@ mod tests {
     fn an_unknown_schema_version_or_a_foreign_body_is_refused() {
         let mut e = env();
         e.schema_version = 99;
-        assert!(matches!(Envelope::from_body(&e.to_body()), Err(EnvelopeError::UnsupportedVersion { found: 99 })));
-        assert!(matches!(Envelope::from_body("hello"), Err(EnvelopeError::Malformed(_))));
+        assert!(matches!(
+            Envelope::from_body(&e.to_body()),
+            Err(EnvelopeError::UnsupportedVersion { found: 99 })
+        ));
+        assert!(matches!(
+            Envelope::from_body("hello"),
+            Err(EnvelopeError::Malformed(_))
+        ));
     }
 }

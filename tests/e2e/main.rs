@@ -4,4 +4,5 @@ mod evidence_store;
 mod plan_invariants;
 mod queues;
 mod sqs_limits;
+mod state_store;
 mod support;

@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
-use patchflow_aws::config::{s3_client, sdk_config, sqs_client};
+use patchflow_aws::config::{dynamodb_client, s3_client, sdk_config, sqs_client};
+use patchflow_aws::dynamodb::{create_state_table, DynamoState};
 use patchflow_aws::s3::{create_evidence_bucket, S3EvidenceStore};
 use patchflow_aws::sqs::{create_stage_queue, SqsQueues};
 use patchflow_core::ports::clock::ManualClock;
 use patchflow_core::ports::queue::Stage;
 use patchflow_local::evidence::FsEvidenceStore;
 use patchflow_local::queue::SqliteQueues;
+use patchflow_local::state::SqliteState;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -85,4 +87,30 @@ pub fn local_queues() -> (SqliteQueues, Arc<ManualClock>) {
     let queues =
         SqliteQueues::in_memory(clock.clone(), MAX_RECEIVES).expect("open the local queues");
     (queues, clock)
+}
+
+/// A DynamoDB state store over a new table, built from `conf` (so a test can add interceptors).
+pub async fn dynamo_state_with(
+    conf: impl FnOnce(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder,
+) -> DynamoState {
+    require_aws_endpoint();
+    let sdk = sdk_config().await;
+    let table = unique("pf-state");
+    create_state_table(&dynamodb_client(&sdk), &table)
+        .await
+        .expect("create the state table");
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        conf(aws_sdk_dynamodb::config::Builder::from(&sdk)).build(),
+    );
+    DynamoState::new(client, table)
+}
+
+/// A DynamoDB state store over a new table.
+pub async fn dynamo_state() -> DynamoState {
+    dynamo_state_with(|b| b).await
+}
+
+/// A SQLite state store in memory.
+pub fn sqlite_state() -> SqliteState {
+    SqliteState::in_memory().expect("open the local state store")
 }

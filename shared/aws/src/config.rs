@@ -4,6 +4,8 @@ use aws_config::BehaviorVersion;
 
 /// The evidence bucket's name.
 pub const EVIDENCE_BUCKET: &str = "PATCHFLOW_EVIDENCE_BUCKET";
+/// The state table's name.
+pub const STATE_TABLE: &str = "PATCHFLOW_STATE_TABLE";
 /// `true` to address S3 buckets by path (`endpoint/bucket/key`) rather than by virtual host;
 /// needed by S3-compatible endpoints without wildcard DNS.
 pub const S3_FORCE_PATH_STYLE: &str = "PATCHFLOW_S3_FORCE_PATH_STYLE";
@@ -49,6 +51,11 @@ pub fn flag(name: &'static str) -> Result<bool, ConfigError> {
 /// standard chain.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// A DynamoDB client from the SDK configuration.
+pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
 }
 
 /// An SQS client from the SDK configuration.

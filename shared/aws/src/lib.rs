@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dynamodb;
 mod errors;
 pub mod s3;
 pub mod sqs;

@@ -58,7 +58,7 @@ impl InputError {
 }
 
 /// Inventory document, as written (see the contract).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InventoryDoc {
     /// Clients.
     pub clients: Vec<ClientDoc>,
@@ -67,7 +67,7 @@ pub struct InventoryDoc {
 }
 
 /// A client record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientDoc {
     /// Unique id.
     pub id: String,
@@ -83,7 +83,7 @@ pub struct ClientDoc {
 }
 
 /// A location record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocationDoc {
     /// Id, unique within the client.
     pub id: String,
@@ -109,7 +109,7 @@ pub enum PolicyGroupDoc {
 }
 
 /// An endpoint record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointDoc {
     /// Fleet-unique id.
     pub id: String,

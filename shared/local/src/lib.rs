@@ -7,3 +7,4 @@
 pub mod clock;
 pub mod evidence;
 pub mod queue;
+pub mod state;

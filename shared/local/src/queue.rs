@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
 );
 ";
 
-fn db_err(context: impl Into<String>, e: rusqlite::Error) -> PortError {
+pub(crate) fn db_err(context: impl Into<String>, e: rusqlite::Error) -> PortError {
     match e {
         rusqlite::Error::SqliteFailure(ref f, _)
             if matches!(

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod evidence;
 pub mod queue;
+pub mod state;
 
 /// A boxed error cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

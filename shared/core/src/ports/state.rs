@@ -1,0 +1,221 @@
+//! The state store: what patchflow remembers between invocations. One narrow trait per
+//! capability; every state transition is a conditional write, so two writers can never both win.
+//!
+//! Error contract for every method: `Conflict` when a condition does not hold (the record exists
+//! on create, the version moved on update), `NotFound` when updating a record that does not
+//! exist, `Permanent` when the domain refuses the change (an invalid tier transition) or a stored
+//! record is unreadable, `Transient` for the store's passing failures.
+
+use std::fmt;
+use std::future::Future;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::contract::EndpointDoc;
+use crate::ids::{ClientId, CycleId, EndpointId, IdError};
+use crate::ports::evidence::Sha256Digest;
+use crate::ports::PortError;
+use crate::schedule::utc;
+use crate::tier::{TierEvent, TierState};
+
+/// An endpoint as the inventory sync stores it, with the hash of its content so an unchanged
+/// endpoint is not rewritten.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEndpoint {
+    /// Its client.
+    pub client: ClientId,
+    /// Its id.
+    pub id: EndpointId,
+    /// SHA-256 of the record's canonical JSON.
+    pub hash: Sha256Digest,
+    /// The record, in the inventory contract's format.
+    pub doc: EndpointDoc,
+}
+
+impl StoredEndpoint {
+    /// Wraps an inventory record, hashing its canonical JSON (fields in declaration order,
+    /// absent options omitted).
+    pub fn from_doc(doc: EndpointDoc) -> Result<Self, IdError> {
+        let client = ClientId::parse(doc.client.as_str())?;
+        let id = EndpointId::parse(doc.id.as_str())?;
+        // A struct of strings, booleans and enums always serializes.
+        let canonical = serde_json::to_vec(&doc).unwrap_or_default();
+        Ok(Self {
+            client,
+            id,
+            hash: Sha256Digest::of(&canonical),
+            doc,
+        })
+    }
+}
+
+/// What a sync wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SyncSummary {
+    /// New or changed endpoints written.
+    pub written: usize,
+    /// Endpoints whose stored hash already matched.
+    pub unchanged: usize,
+}
+
+/// Endpoints synced from the RMM.
+pub trait EndpointStore: Send + Sync {
+    /// Writes the endpoints that are new or whose content changed; leaves the others untouched.
+    fn sync_endpoints(
+        &self,
+        endpoints: &[StoredEndpoint],
+    ) -> impl Future<Output = Result<SyncSummary, PortError>> + Send;
+
+    /// One endpoint.
+    fn get_endpoint(
+        &self,
+        client: &ClientId,
+        id: &EndpointId,
+    ) -> impl Future<Output = Result<Option<StoredEndpoint>, PortError>> + Send;
+
+    /// A client's endpoints, in id order.
+    fn list_endpoints(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<StoredEndpoint>, PortError>> + Send;
+}
+
+/// Why a text is not a tier id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a tier id: use 1-96 characters of a-z 0-9 . _ -")]
+pub struct TierIdError(String);
+
+/// A tier of a cycle, e.g. `servers.contoso.pilot` or `workstations.production`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TierId(String);
+
+impl TierId {
+    /// Parses a tier id.
+    pub fn parse(raw: &str) -> Result<Self, TierIdError> {
+        let ok = (1..=96).contains(&raw.len())
+            && raw.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(TierIdError(raw.to_owned()))
+        }
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TierId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TierId {
+    type Error = TierIdError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<TierId> for String {
+    fn from(t: TierId) -> String {
+        t.0
+    }
+}
+
+/// A tier's stored state. `version` grows by one on every transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierRecord {
+    /// The cycle.
+    pub cycle: CycleId,
+    /// The tier.
+    pub tier: TierId,
+    /// Where it is.
+    pub state: TierState,
+    /// Optimistic-concurrency version.
+    pub version: u64,
+    /// Its endpoints.
+    pub endpoints: Vec<EndpointId>,
+    /// The last change.
+    #[serde(with = "utc")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Tiers and their state machine.
+pub trait TierStore: Send + Sync {
+    /// Creates a tier; `Conflict` if it exists.
+    fn create_tier(&self, tier: &TierRecord) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// One tier.
+    fn get_tier(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+    ) -> impl Future<Output = Result<Option<TierRecord>, PortError>> + Send;
+
+    /// Applies an event to a tier at `expected_version`: `Conflict` if the version moved (another
+    /// writer won), `Permanent` if the state machine refuses the event, `NotFound` if no tier.
+    fn transition_tier(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+        expected_version: u64,
+        event: TierEvent,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<TierRecord, PortError>> + Send;
+
+    /// A cycle's tiers, in id order.
+    fn list_tiers(
+        &self,
+        cycle: CycleId,
+    ) -> impl Future<Output = Result<Vec<TierRecord>, PortError>> + Send;
+}
+
+/// The answer to claiming an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours: do the work, then complete the key.
+    Acquired,
+    /// Another delivery holds a live lease: hand the message back and let it retry.
+    InProgress,
+    /// Already done: skip the work, this was its outcome.
+    Done(String),
+}
+
+/// Idempotency records: how a redelivered message changes nothing twice.
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims a key for `lease` (a claim whose lease expired, a crashed attempt, can be taken
+    /// over). The record expires `ttl` after `now`.
+    fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Claim, PortError>> + Send;
+
+    /// Marks a claimed key done with its outcome.
+    fn complete(
+        &self,
+        key: &str,
+        outcome: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Applies a tier event, turning the state machine's refusal into the port's `Permanent`.
+pub fn next_tier_state(record: &TierRecord, event: TierEvent) -> Result<TierState, PortError> {
+    record
+        .state
+        .apply(event)
+        .map_err(|e| PortError::permanent(format!("tier {} of {}", record.tier, record.cycle), e))
+}

@@ -1,0 +1,322 @@
+//! The state store in SQLite: the same records and the same conditional semantics as the
+//! DynamoDB table, for the embedded default.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::ports::state::{
+    next_tier_state, Claim, EndpointStore, IdempotencyStore, StoredEndpoint, SyncSummary, TierId,
+    TierRecord, TierStore,
+};
+use patchflow_core::ports::PortError;
+use patchflow_core::tier::TierEvent;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::queue::db_err;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS endpoints (
+    client TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    hash   TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (client, id)
+);
+CREATE TABLE IF NOT EXISTS tiers (
+    cycle   TEXT    NOT NULL,
+    tier    TEXT    NOT NULL,
+    version INTEGER NOT NULL,
+    record  TEXT    NOT NULL,
+    PRIMARY KEY (cycle, tier)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key            TEXT PRIMARY KEY,
+    done           INTEGER NOT NULL,
+    outcome        TEXT,
+    lease_until_ms INTEGER NOT NULL,
+    expires_at_ms  INTEGER NOT NULL
+);
+";
+
+/// The state store in one SQLite database.
+#[derive(Clone)]
+pub struct SqliteState {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteState").finish_non_exhaustive()
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, PortError> {
+    serde_json::from_str(text)
+        .map_err(|e| PortError::permanent(format!("stored {what} is unreadable"), e))
+}
+
+fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortError> {
+    serde_json::to_string(value).map_err(|e| PortError::permanent(format!("encode {what}"), e))
+}
+
+impl SqliteState {
+    /// Opens (or creates) the store in a database file.
+    pub fn open(path: &Path) -> Result<Self, PortError> {
+        let conn =
+            Connection::open(path).map_err(|e| db_err(format!("open {}", path.display()), e))?;
+        Self::init(conn)
+    }
+
+    /// A store in memory.
+    pub fn in_memory() -> Result<Self, PortError> {
+        Self::init(Connection::open_in_memory().map_err(|e| db_err("open in-memory state", e))?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, PortError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| db_err("busy timeout", e))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| db_err("configure", e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| db_err("create the state tables", e))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut conn)
+    }
+}
+
+impl EndpointStore for SqliteState {
+    async fn sync_endpoints(&self, endpoints: &[StoredEndpoint]) -> Result<SyncSummary, PortError> {
+        let rows = endpoints
+            .iter()
+            .map(|e| {
+                Ok((
+                    e.client.to_string(),
+                    e.id.to_string(),
+                    e.hash.to_hex(),
+                    encode("endpoint", e)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, PortError>>()?;
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(|e| db_err("begin sync", e))?;
+            let mut summary = SyncSummary::default();
+            {
+                // Written only when new or changed: the WHERE on the upsert leaves equal hashes be.
+                let mut upsert = tx
+                    .prepare_cached(
+                        "INSERT INTO endpoints (client, id, hash, record) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (client, id) DO UPDATE SET hash = excluded.hash, record = excluded.record
+                         WHERE endpoints.hash <> excluded.hash",
+                    )
+                    .map_err(|e| db_err("prepare sync", e))?;
+                for (client, id, hash, record) in &rows {
+                    match upsert.execute(params![client, id, hash, record]).map_err(|e| db_err("sync endpoint", e))? {
+                        0 => summary.unchanged += 1,
+                        _ => summary.written += 1,
+                    }
+                }
+            }
+            tx.commit().map_err(|e| db_err("commit sync", e))?;
+            Ok(summary)
+        })
+    }
+
+    async fn get_endpoint(
+        &self,
+        client: &ClientId,
+        id: &EndpointId,
+    ) -> Result<Option<StoredEndpoint>, PortError> {
+        self.with_conn(|conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT record FROM endpoints WHERE client = ?1 AND id = ?2",
+                    params![client.as_str(), id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| db_err("get endpoint", e))?;
+            text.map(|t| decode("endpoint", &t)).transpose()
+        })
+    }
+
+    async fn list_endpoints(&self, client: &ClientId) -> Result<Vec<StoredEndpoint>, PortError> {
+        self.with_conn(|conn| {
+            let mut q = conn
+                .prepare_cached("SELECT record FROM endpoints WHERE client = ?1 ORDER BY id")
+                .map_err(|e| db_err("prepare list", e))?;
+            let texts: Vec<String> = q
+                .query_map(params![client.as_str()], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err("list endpoints", e))?;
+            texts.iter().map(|t| decode("endpoint", t)).collect()
+        })
+    }
+}
+
+impl TierStore for SqliteState {
+    async fn create_tier(&self, tier: &TierRecord) -> Result<(), PortError> {
+        let record = encode("tier", tier)?;
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    "INSERT INTO tiers (cycle, tier, version, record) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    params![tier.cycle.to_string(), tier.tier.as_str(), tier.version as i64, record],
+                )
+                .map_err(|e| db_err("create tier", e))?;
+            if n == 0 {
+                return Err(PortError::Conflict(format!("tier {} of {} exists", tier.tier, tier.cycle)));
+            }
+            Ok(())
+        })
+    }
+
+    async fn get_tier(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+    ) -> Result<Option<TierRecord>, PortError> {
+        self.with_conn(|conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT record FROM tiers WHERE cycle = ?1 AND tier = ?2",
+                    params![cycle.to_string(), tier.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| db_err("get tier", e))?;
+            text.map(|t| decode("tier", &t)).transpose()
+        })
+    }
+
+    async fn transition_tier(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+        expected_version: u64,
+        event: TierEvent,
+        at: DateTime<Utc>,
+    ) -> Result<TierRecord, PortError> {
+        let current = self
+            .get_tier(cycle, tier)
+            .await?
+            .ok_or_else(|| PortError::NotFound(format!("tier {tier} of {cycle}")))?;
+        if current.version != expected_version {
+            return Err(PortError::Conflict(format!(
+                "tier {tier} of {cycle} is at version {}, not {expected_version}",
+                current.version
+            )));
+        }
+        let next = TierRecord {
+            state: next_tier_state(&current, event)?,
+            version: expected_version + 1,
+            updated_at: at,
+            ..current
+        };
+        let record = encode("tier", &next)?;
+        self.with_conn(|conn| {
+            // The version in the WHERE is the condition: of two racing writers, one updates a
+            // row, the other none.
+            let n = conn
+                .execute(
+                    "UPDATE tiers SET version = ?1, record = ?2 WHERE cycle = ?3 AND tier = ?4 AND version = ?5",
+                    params![next.version as i64, record, cycle.to_string(), tier.as_str(), expected_version as i64],
+                )
+                .map_err(|e| db_err("transition tier", e))?;
+            if n == 0 {
+                return Err(PortError::Conflict(format!("tier {tier} of {cycle} moved past version {expected_version}")));
+            }
+            Ok(next)
+        })
+    }
+
+    async fn list_tiers(&self, cycle: CycleId) -> Result<Vec<TierRecord>, PortError> {
+        self.with_conn(|conn| {
+            let mut q = conn
+                .prepare_cached("SELECT record FROM tiers WHERE cycle = ?1 ORDER BY tier")
+                .map_err(|e| db_err("prepare list tiers", e))?;
+            let texts: Vec<String> = q
+                .query_map(params![cycle.to_string()], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err("list tiers", e))?;
+            texts.iter().map(|t| decode("tier", t)).collect()
+        })
+    }
+}
+
+impl IdempotencyStore for SqliteState {
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        ttl: Duration,
+    ) -> Result<Claim, PortError> {
+        let now_ms = now.timestamp_millis();
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| db_err("begin claim", e))?;
+            let row: Option<(bool, Option<String>, i64, i64)> = tx
+                .query_row(
+                    "SELECT done, outcome, lease_until_ms, expires_at_ms FROM idempotency WHERE key = ?1",
+                    params![key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(|e| db_err("read claim", e))?;
+            let claim = match row {
+                Some((_, _, _, expires)) if expires <= now_ms => None,
+                Some((true, outcome, _, _)) => Some(Claim::Done(outcome.unwrap_or_default())),
+                Some((false, _, lease_until, _)) if lease_until > now_ms => Some(Claim::InProgress),
+                _ => None,
+            };
+            if let Some(answer) = claim {
+                return Ok(answer);
+            }
+            tx.execute(
+                "INSERT INTO idempotency (key, done, outcome, lease_until_ms, expires_at_ms) VALUES (?1, 0, NULL, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET done = 0, outcome = NULL, lease_until_ms = ?2, expires_at_ms = ?3",
+                params![key, now_ms + lease.num_milliseconds(), now_ms + ttl.num_milliseconds()],
+            )
+            .map_err(|e| db_err("claim", e))?;
+            tx.commit().map_err(|e| db_err("commit claim", e))?;
+            Ok(Claim::Acquired)
+        })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        outcome: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<(), PortError> {
+        let expires = (now + ttl).timestamp_millis();
+        self.with_conn(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE idempotency SET done = 1, outcome = ?2, expires_at_ms = ?3 WHERE key = ?1",
+                    params![key, outcome, expires],
+                )
+                .map_err(|e| db_err("complete", e))?;
+            if n == 0 {
+                return Err(PortError::NotFound(format!("idempotency key {key} was never claimed")));
+            }
+            Ok(())
+        })
+    }
+}

@@ -11,13 +11,23 @@ use aws_sdk_dynamodb::error::BoxError;
 use aws_smithy_types::body::SdkBody;
 use chrono::{Duration, TimeZone, Utc};
 use patchflow_core::contract::EndpointDoc;
-use patchflow_core::ids::{ClientId, CycleId, EndpointId};
-use patchflow_core::model::{EndpointKind, Ring};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, Engineer, PatchId};
+use patchflow_core::model::{Classification, Criticality, EndpointKind, Patch, Ring, Vendor};
+use patchflow_core::policy::Policy;
+use patchflow_core::ports::evidence::{EvidenceKey, LockMode, Retention, Sha256Digest};
 use patchflow_core::ports::state::{
-    Claim, EndpointStore, IdempotencyStore, StoredEndpoint, TierId, TierRecord, TierStore,
+    ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord, ExceptionStore,
+    FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::approval::{
+    apply_engineer_decision, evaluate, Decision, EngineerDecision, ReasonCode, SignOff,
+};
+use patchflow_core::rules::exception::{ExceptionEntry, ExceptionKind};
+use patchflow_core::rules::failure::{FailureStage, RootCause};
+use patchflow_core::schedule::Window;
 use patchflow_core::tier::{TierEvent, TierState};
+use patchflow_core::trace::Node;
 
 use crate::support::{dynamo_state, dynamo_state_with, sqlite_state, unique};
 
@@ -209,14 +219,219 @@ async fn contract<S: EndpointStore + TierStore + IdempotencyStore>(store: &S) {
     ));
 }
 
+fn patch(id: &str, vendor: &str, class: Classification) -> Patch {
+    Patch {
+        id: PatchId::parse(id).unwrap(),
+        title: String::new(),
+        vendor: Vendor::parse(vendor),
+        classification: class,
+        severity: None,
+        released: None,
+        cves: vec![],
+    }
+}
+
+fn failure(id: &str) -> FailureRecord {
+    FailureRecord {
+        id: id.into(),
+        cycle: cycle(),
+        tier: TierId::parse("servers.acme.pilot").unwrap(),
+        endpoint: EndpointId::parse("acme-dc1").unwrap(),
+        client: ClientId::parse("acme").unwrap(),
+        stage: FailureStage::Validation,
+        priority: Criticality::P1,
+        paged: true,
+        failed_at: at(4),
+        next_retry: Window {
+            start: at(22),
+            end: at(23),
+        },
+        ticket: None,
+        root_cause: None,
+        version: 0,
+    }
+}
+
+async fn records_contract<S: ExceptionStore + ApprovalStore + FailureStore + EvidenceIndex>(
+    store: &S,
+) {
+    // The exception register keeps the first entry per subject and kind.
+    let entry = |subject: &str, kind: ExceptionKind, reference: &str| ExceptionEntry {
+        subject: subject.into(),
+        kind,
+        reason: "client_exclusion".into(),
+        node: Node::ClientExcluded,
+        client: Some(ClientId::parse("acme").unwrap()),
+        reference: Some(reference.into()),
+        engineer: None,
+        engineer_reason: None,
+        signed_at: None,
+        change_requires: "signed client approval".into(),
+    };
+    assert!(store
+        .record_exception(&entry("ws-9", ExceptionKind::ClientExcluded, "SIGNED-1"))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_exception(&entry("ws-9", ExceptionKind::ClientExcluded, "SIGNED-2"))
+        .await
+        .unwrap());
+    assert!(store
+        .record_exception(&entry("ws-1", ExceptionKind::DoNotPatch, "-"))
+        .await
+        .unwrap());
+    let register = store.list_exceptions().await.unwrap();
+    assert_eq!(
+        register
+            .iter()
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+        ["ws-1", "ws-9"]
+    );
+    assert_eq!(register[1].reference.as_deref(), Some("SIGNED-1"));
+
+    // Approvals: the evaluator writes once; an engineer's decision lands only over the state it saw.
+    let released = Utc.with_ymd_and_hms(2026, 12, 8, 18, 0, 0).unwrap();
+    let policy = Policy::default().approval;
+    let chrome = patch("CHROME-1", "google", Classification::Update);
+    let held = evaluate(&chrome, released, &policy);
+    store.put_approval(cycle(), &held, None).await.unwrap();
+    assert!(matches!(
+        store.put_approval(cycle(), &held, None).await,
+        Err(PortError::Conflict(_))
+    ));
+    let sign = SignOff {
+        engineer: Engineer::parse("jdoe").unwrap(),
+        reason_code: ReasonCode::parse("cve_reviewed").unwrap(),
+        at: at(9),
+    };
+    let approved = apply_engineer_decision(&held, &chrome, EngineerDecision::Approve(sign.clone()))
+        .unwrap()
+        .approval;
+    store
+        .put_approval(cycle(), &approved, Some(Decision::PendingReview))
+        .await
+        .unwrap();
+    // A second engineer working from the stale pending state loses.
+    let declined = apply_engineer_decision(&held, &chrome, EngineerDecision::Decline(sign))
+        .unwrap()
+        .approval;
+    assert!(matches!(
+        store
+            .put_approval(cycle(), &declined, Some(Decision::PendingReview))
+            .await,
+        Err(PortError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_approval(cycle(), &chrome.id).await.unwrap(),
+        Some(approved.clone())
+    );
+    let kb = evaluate(
+        &patch("KB1", "microsoft", Classification::Driver),
+        released,
+        &policy,
+    );
+    store.put_approval(cycle(), &kb, None).await.unwrap();
+    let all = store.list_approvals(cycle()).await.unwrap();
+    assert_eq!(all, [approved, kb]);
+
+    // Failures: opened once, saved only over the version read.
+    let f = failure("acme-dc1.validation.1");
+    store.open_failure(&f).await.unwrap();
+    assert!(matches!(
+        store.open_failure(&f).await,
+        Err(PortError::Conflict(_))
+    ));
+    let ticketed = store
+        .save_failure(
+            &FailureRecord {
+                ticket: Some("T-100".into()),
+                ..f.clone()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ticketed.version, 1);
+    let rc = RootCause {
+        text: "DNS service hung after KB install".into(),
+        engineer: "jdoe".into(),
+        recorded_at: at(8),
+    };
+    assert!(matches!(
+        store
+            .save_failure(
+                &FailureRecord {
+                    root_cause: Some(rc.clone()),
+                    ..f.clone()
+                },
+                0
+            )
+            .await,
+        Err(PortError::Conflict(_))
+    ));
+    let fixed = store
+        .save_failure(
+            &FailureRecord {
+                root_cause: Some(rc),
+                ..ticketed.clone()
+            },
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_failure(cycle(), &f.id).await.unwrap(),
+        Some(fixed.clone())
+    );
+    assert_eq!(fixed.ticket.as_deref(), Some("T-100"));
+    assert!(matches!(
+        store.save_failure(&failure("nope"), 0).await,
+        Err(PortError::NotFound(_))
+    ));
+    assert_eq!(store.list_failures(cycle()).await.unwrap(), [fixed]);
+
+    // The evidence index takes each key once.
+    let record = EvidenceRecord {
+        key: EvidenceKey::new(
+            cycle(),
+            &ClientId::parse("acme").unwrap(),
+            "server-pilot",
+            "report.html",
+        )
+        .unwrap(),
+        sha256: Sha256Digest::of(b"<html/>"),
+        size: 7,
+        retention: Retention {
+            mode: LockMode::Compliance,
+            retain_until: Utc.with_ymd_and_hms(2033, 1, 1, 0, 0, 0).unwrap(),
+        },
+    };
+    store.index_evidence(&record).await.unwrap();
+    assert!(matches!(
+        store.index_evidence(&record).await,
+        Err(PortError::Conflict(_))
+    ));
+    assert_eq!(store.list_evidence(cycle()).await.unwrap(), [record]);
+    assert!(store
+        .list_evidence(cycle().next().unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 #[tokio::test]
 async fn the_dynamodb_store_keeps_the_state_contract() {
-    contract(&dynamo_state().await).await;
+    let store = dynamo_state().await;
+    contract(&store).await;
+    records_contract(&store).await;
 }
 
 #[tokio::test]
 async fn the_sqlite_store_keeps_the_state_contract() {
-    contract(&sqlite_state()).await;
+    let store = sqlite_state();
+    contract(&store).await;
+    records_contract(&store).await;
 }
 
 async fn race<S: TierStore + Clone + 'static>(store: S) {

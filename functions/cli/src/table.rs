@@ -64,7 +64,7 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
         t.add_row(vec![
             a.patch.to_string(),
             a.decision.as_str().to_owned(),
-            a.reason.to_owned(),
+            a.reason.to_string(),
             a.review_due.map(|d| utc::format(&d)).unwrap_or_default(),
         ]);
     }
@@ -91,7 +91,7 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                x.reason.to_owned(),
+                x.reason.to_string(),
                 x.reference.clone().unwrap_or_default(),
             ]);
         }

@@ -6,6 +6,10 @@
 //! |---|---|---|
 //! | endpoint | `CLIENT#{client}` | `ENDPOINT#{id}` |
 //! | tier | `CYCLE#{cycle}` | `TIER#{tier}` |
+//! | exception register entry | `EXCEPTIONS` | `EXCEPTION#{subject}#{kind}` |
+//! | approval | `CYCLE#{cycle}` | `APPROVAL#{patch}` |
+//! | failure | `CYCLE#{cycle}` | `FAILURE#{id}` |
+//! | evidence index | `CYCLE#{cycle}` | `EVIDENCE#{key}` |
 //! | idempotency | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
 //!
 //! Every transition is a conditional write; a failed condition is `Conflict`.
@@ -19,12 +23,15 @@ use aws_sdk_dynamodb::types::{
     PutRequest, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
-use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_state, Claim, EndpointStore, IdempotencyStore, StoredEndpoint, SyncSummary, TierId,
-    TierRecord, TierStore,
+    next_tier_state, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
+    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
+    TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::approval::{Approval, Decision};
+use patchflow_core::rules::exception::ExceptionEntry;
 use patchflow_core::tier::TierEvent;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -113,6 +120,83 @@ fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
 }
 
 impl DynamoState {
+    /// Puts an item if `condition` holds; `Conflict` (with `conflict`'s message) if it does not.
+    /// Attribute names in conditions go through `#placeholders` (`#v` is `version`, `#d` is
+    /// `decision`), so no record field can collide with a DynamoDB reserved word.
+    async fn put_if(
+        &self,
+        what: &str,
+        item: HashMap<String, AttributeValue>,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        conflict: impl FnOnce() -> String,
+    ) -> Result<(), PortError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (placeholder, name) in [("#v", "version"), ("#d", "decision")] {
+            if condition.contains(placeholder) {
+                req = req.expression_attribute_names(placeholder, name);
+            }
+        }
+        for (name, value) in values {
+            req = req.expression_attribute_values(name, value);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Err(PortError::Conflict(conflict())),
+            Err(e) => Err(classify(format!("write {what}"), e)),
+        }
+    }
+
+    /// Reads one item.
+    async fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        key: (String, String),
+    ) -> Result<Option<T>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(format!("get {what}"), e))?;
+        out.item.map(|i| from_item(what, i)).transpose()
+    }
+
+    /// Reads every item of a partition whose sort key starts with `prefix`, in sort-key order.
+    async fn query_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<T>, PortError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            out.push(from_item(
+                what,
+                item.map_err(|e| classify(format!("list {what}"), e))?,
+            )?);
+        }
+        Ok(out)
+    }
     /// Reads the stored hashes of these keys, retrying unprocessed keys.
     async fn stored_hashes(
         &self,
@@ -256,38 +340,17 @@ impl EndpointStore for DynamoState {
         client: &ClientId,
         id: &EndpointId,
     ) -> Result<Option<StoredEndpoint>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(endpoint_key(client, id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(format!("get endpoint {id}"), e))?;
-        out.item
-            .map(|i| from_item::<EndpointItem>("endpoint", i).map(|it| it.record))
-            .transpose()
+        let item: Option<EndpointItem> = self
+            .get_record("endpoint", endpoint_key(client, id))
+            .await?;
+        Ok(item.map(|i| i.record))
     }
 
     async fn list_endpoints(&self, client: &ClientId) -> Result<Vec<StoredEndpoint>, PortError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("CLIENT#{client}")))
-            .expression_attribute_values(":prefix", AttributeValue::S("ENDPOINT#".into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| classify(format!("list endpoints of {client}"), e))?;
-            out.push(from_item::<EndpointItem>("endpoint", item)?.record);
-        }
-        Ok(out)
+        let items: Vec<EndpointItem> = self
+            .query_prefix("endpoints", format!("CLIENT#{client}"), "ENDPOINT#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
     }
 }
 
@@ -302,22 +365,10 @@ impl TierStore for DynamoState {
                 record: tier.clone(),
             },
         )?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(
-                |e| match classify(format!("create tier {}", tier.tier), e) {
-                    PortError::Conflict(_) => {
-                        PortError::Conflict(format!("tier {} of {} exists", tier.tier, tier.cycle))
-                    }
-                    other => other,
-                },
-            )?;
-        Ok(())
+        self.put_if("tier", item, "attribute_not_exists(pk)", vec![], || {
+            format!("tier {} of {} exists", tier.tier, tier.cycle)
+        })
+        .await
     }
 
     async fn get_tier(
@@ -325,18 +376,8 @@ impl TierStore for DynamoState {
         cycle: CycleId,
         tier: &TierId,
     ) -> Result<Option<TierRecord>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(tier_key(cycle, tier))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify(format!("get tier {tier}"), e))?;
-        out.item
-            .map(|i| from_item::<TierItem>("tier", i).map(|it| it.record))
-            .transpose()
+        let item: Option<TierItem> = self.get_record("tier", tier_key(cycle, tier)).await?;
+        Ok(item.map(|i| i.record))
     }
 
     async fn transition_tier(
@@ -373,44 +414,251 @@ impl TierStore for DynamoState {
             },
         )?;
         // The version is the condition: of two racing writers, exactly one succeeds.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("version = :expected")
-            .expression_attribute_values(
-                ":expected",
-                AttributeValue::N(expected_version.to_string()),
-            )
-            .send()
-            .await
-            .map_err(|e| match classify(format!("transition tier {tier}"), e) {
-                PortError::Conflict(_) => PortError::Conflict(format!(
-                    "tier {tier} of {cycle} moved past version {expected_version}"
-                )),
-                other => other,
-            })?;
+        let expected = vec![(":expected", AttributeValue::N(expected_version.to_string()))];
+        self.put_if("tier", item, "#v = :expected", expected, || {
+            format!("tier {tier} of {cycle} moved past version {expected_version}")
+        })
+        .await?;
         Ok(next)
     }
 
     async fn list_tiers(&self, cycle: CycleId) -> Result<Vec<TierRecord>, PortError> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("CYCLE#{cycle}")))
-            .expression_attribute_values(":prefix", AttributeValue::S("TIER#".into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| classify(format!("list tiers of {cycle}"), e))?;
-            out.push(from_item::<TierItem>("tier", item)?.record);
+        let items: Vec<TierItem> = self
+            .query_prefix("tiers", format!("CYCLE#{cycle}"), "TIER#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ExceptionItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    record: ExceptionEntry,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApprovalItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    record: Approval,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FailureItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    record: FailureRecord,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EvidenceItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    record: EvidenceRecord,
+}
+
+const EXCEPTIONS_PK: &str = "EXCEPTIONS";
+
+impl ExceptionStore for DynamoState {
+    async fn record_exception(&self, entry: &ExceptionEntry) -> Result<bool, PortError> {
+        let sk = format!("EXCEPTION#{}#{}", entry.subject, entry.kind.as_str());
+        let record = entry.clone();
+        let item = to_item(
+            "exception",
+            &ExceptionItem {
+                pk: EXCEPTIONS_PK.into(),
+                sk,
+                record,
+            },
+        )?;
+        match self
+            .put_if(
+                "exception",
+                item,
+                "attribute_not_exists(pk)",
+                vec![],
+                String::new,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(PortError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
         }
-        Ok(out)
+    }
+
+    async fn list_exceptions(&self) -> Result<Vec<ExceptionEntry>, PortError> {
+        let items: Vec<ExceptionItem> = self
+            .query_prefix("exceptions", EXCEPTIONS_PK.into(), "EXCEPTION#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
+    }
+}
+
+fn approval_key(cycle: CycleId, patch: &PatchId) -> (String, String) {
+    (format!("CYCLE#{cycle}"), format!("APPROVAL#{patch}"))
+}
+
+impl ApprovalStore for DynamoState {
+    async fn put_approval(
+        &self,
+        cycle: CycleId,
+        approval: &Approval,
+        expected: Option<Decision>,
+    ) -> Result<(), PortError> {
+        let (pk, sk) = approval_key(cycle, &approval.patch);
+        let item = to_item(
+            "approval",
+            &ApprovalItem {
+                pk,
+                sk,
+                record: approval.clone(),
+            },
+        )?;
+        let (condition, values) = match expected {
+            None => ("attribute_not_exists(pk)", vec![]),
+            Some(d) => (
+                "#d = :expected",
+                vec![(":expected", AttributeValue::S(d.as_str().to_owned()))],
+            ),
+        };
+        self.put_if("approval", item, condition, values, || {
+            format!(
+                "approval of {} in {cycle} is not {expected:?}",
+                approval.patch
+            )
+        })
+        .await
+    }
+
+    async fn get_approval(
+        &self,
+        cycle: CycleId,
+        patch: &PatchId,
+    ) -> Result<Option<Approval>, PortError> {
+        let item: Option<ApprovalItem> = self
+            .get_record("approval", approval_key(cycle, patch))
+            .await?;
+        Ok(item.map(|i| i.record))
+    }
+
+    async fn list_approvals(&self, cycle: CycleId) -> Result<Vec<Approval>, PortError> {
+        let items: Vec<ApprovalItem> = self
+            .query_prefix("approvals", format!("CYCLE#{cycle}"), "APPROVAL#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
+    }
+}
+
+fn failure_key(cycle: CycleId, id: &str) -> (String, String) {
+    (format!("CYCLE#{cycle}"), format!("FAILURE#{id}"))
+}
+
+impl FailureStore for DynamoState {
+    async fn open_failure(&self, failure: &FailureRecord) -> Result<(), PortError> {
+        let (pk, sk) = failure_key(failure.cycle, &failure.id);
+        let record = FailureRecord {
+            version: 0,
+            ..failure.clone()
+        };
+        let item = to_item("failure", &FailureItem { pk, sk, record })?;
+        self.put_if("failure", item, "attribute_not_exists(pk)", vec![], || {
+            format!("failure {} of {} exists", failure.id, failure.cycle)
+        })
+        .await
+    }
+
+    async fn save_failure(
+        &self,
+        failure: &FailureRecord,
+        expected_version: u64,
+    ) -> Result<FailureRecord, PortError> {
+        let (pk, sk) = failure_key(failure.cycle, &failure.id);
+        let saved = FailureRecord {
+            version: expected_version + 1,
+            ..failure.clone()
+        };
+        let item = to_item(
+            "failure",
+            &FailureItem {
+                pk,
+                sk,
+                record: saved.clone(),
+            },
+        )?;
+        let expected = vec![(":expected", AttributeValue::N(expected_version.to_string()))];
+        let condition = "attribute_exists(pk) AND #v = :expected";
+        let result = self
+            .put_if("failure", item, condition, expected, || {
+                format!(
+                    "failure {} of {} moved past version {expected_version}",
+                    failure.id, failure.cycle
+                )
+            })
+            .await;
+        match result {
+            Err(PortError::Conflict(c))
+                if self
+                    .get_failure(failure.cycle, &failure.id)
+                    .await?
+                    .is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other.map(|()| saved),
+        }
+    }
+
+    async fn get_failure(
+        &self,
+        cycle: CycleId,
+        id: &str,
+    ) -> Result<Option<FailureRecord>, PortError> {
+        let item: Option<FailureItem> = self.get_record("failure", failure_key(cycle, id)).await?;
+        Ok(item.map(|i| i.record))
+    }
+
+    async fn list_failures(&self, cycle: CycleId) -> Result<Vec<FailureRecord>, PortError> {
+        let items: Vec<FailureItem> = self
+            .query_prefix("failures", format!("CYCLE#{cycle}"), "FAILURE#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
+    }
+}
+
+impl EvidenceIndex for DynamoState {
+    async fn index_evidence(&self, record: &EvidenceRecord) -> Result<(), PortError> {
+        let key = record.key.as_path();
+        let pk = format!("CYCLE#{}", record.key.cycle());
+        let sk = format!("EVIDENCE#{key}");
+        let item = to_item(
+            "evidence record",
+            &EvidenceItem {
+                pk,
+                sk,
+                record: record.clone(),
+            },
+        )?;
+        self.put_if(
+            "evidence record",
+            item,
+            "attribute_not_exists(pk)",
+            vec![],
+            || format!("{key} is indexed"),
+        )
+        .await
+    }
+
+    async fn list_evidence(&self, cycle: CycleId) -> Result<Vec<EvidenceRecord>, PortError> {
+        let items: Vec<EvidenceItem> = self
+            .query_prefix("evidence records", format!("CYCLE#{cycle}"), "EVIDENCE#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
     }
 }
 
@@ -442,8 +690,11 @@ impl IdempotencyStore for DynamoState {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(
-                "attribute_not_exists(pk) OR expires_at <= :now OR (done = :false AND lease_until <= :now)",
+                "attribute_not_exists(pk) OR #exp <= :now OR (#done = :false AND #lease <= :now)",
             )
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#done", "done")
+            .expression_attribute_names("#lease", "lease_until")
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
@@ -488,9 +739,12 @@ impl IdempotencyStore for DynamoState {
             .table_name(&self.table)
             .set_key(Some(idempotency_key(key)))
             .update_expression(
-                "SET done = :true, outcome = :outcome, expires_at = :expires, #ttl = :ttl",
+                "SET #done = :true, #outcome = :outcome, #exp = :expires, #ttl = :ttl",
             )
             .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#done", "done")
+            .expression_attribute_names("#outcome", "outcome")
+            .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":outcome", AttributeValue::S(outcome.to_owned()))

@@ -385,6 +385,15 @@ pub mod utc {
     pub mod option {
         use chrono::{DateTime, Utc};
 
+        /// Deserializes an optional RFC 3339 instant.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            let text = <Option<std::borrow::Cow<'de, str>> as serde::Deserialize>::deserialize(d)?;
+            text.map(|t| crate::schedule::parse_instant(&t).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+
         /// Serializes an optional instant as RFC 3339 UTC with `Z`, or null.
         pub fn serialize<S: serde::Serializer>(
             t: &Option<DateTime<Utc>>,

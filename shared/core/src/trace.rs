@@ -149,6 +149,15 @@ impl fmt::Display for Node {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Node::from_id(&id).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{id}` is not a node of the operating model"))
+        })
+    }
+}
+
 impl Serialize for Node {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.id())

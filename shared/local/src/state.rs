@@ -5,12 +5,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_state, Claim, EndpointStore, IdempotencyStore, StoredEndpoint, SyncSummary, TierId,
-    TierRecord, TierStore,
+    next_tier_state, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
+    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
+    TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::approval::{Approval, Decision};
+use patchflow_core::rules::exception::ExceptionEntry;
 use patchflow_core::tier::TierEvent;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -30,6 +33,32 @@ CREATE TABLE IF NOT EXISTS tiers (
     version INTEGER NOT NULL,
     record  TEXT    NOT NULL,
     PRIMARY KEY (cycle, tier)
+);
+CREATE TABLE IF NOT EXISTS exceptions (
+    subject TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    record  TEXT NOT NULL,
+    PRIMARY KEY (subject, kind)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    cycle    TEXT NOT NULL,
+    patch    TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    record   TEXT NOT NULL,
+    PRIMARY KEY (cycle, patch)
+);
+CREATE TABLE IF NOT EXISTS failures (
+    cycle   TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    version INTEGER NOT NULL,
+    record  TEXT    NOT NULL,
+    PRIMARY KEY (cycle, id)
+);
+CREATE TABLE IF NOT EXISTS evidence_index (
+    cycle  TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (cycle, key)
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key            TEXT PRIMARY KEY,
@@ -318,5 +347,214 @@ impl IdempotencyStore for SqliteState {
             }
             Ok(())
         })
+    }
+}
+
+impl SqliteState {
+    /// The stored records a query returns, decoded.
+    fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        sql: &str,
+        key: &str,
+    ) -> Result<Vec<T>, PortError> {
+        self.with_conn(|conn| {
+            let mut q = conn
+                .prepare_cached(sql)
+                .map_err(|e| db_err(format!("prepare list {what}"), e))?;
+            let texts: Vec<String> = q
+                .query_map(params![key], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err(format!("list {what}"), e))?;
+            texts.iter().map(|t| decode(what, t)).collect()
+        })
+    }
+
+    /// The one stored record a query returns, decoded.
+    fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        sql: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<Option<T>, PortError> {
+        self.with_conn(|conn| {
+            let text: Option<String> = conn
+                .query_row(sql, params![a, b], |r| r.get(0))
+                .optional()
+                .map_err(|e| db_err(format!("get {what}"), e))?;
+            text.map(|t| decode(what, &t)).transpose()
+        })
+    }
+
+    /// Runs a conditional write; no row changed means the condition did not hold.
+    fn conditional(
+        &self,
+        what: &str,
+        sql: &str,
+        args: impl rusqlite::Params,
+        conflict: impl FnOnce() -> String,
+    ) -> Result<(), PortError> {
+        self.with_conn(|conn| {
+            match conn
+                .execute(sql, args)
+                .map_err(|e| db_err(format!("write {what}"), e))?
+            {
+                0 => Err(PortError::Conflict(conflict())),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+impl ExceptionStore for SqliteState {
+    async fn record_exception(&self, entry: &ExceptionEntry) -> Result<bool, PortError> {
+        let record = encode("exception", entry)?;
+        let sql = "INSERT INTO exceptions (subject, kind, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+        let args = params![entry.subject, entry.kind.as_str(), record];
+        match self.conditional("exception", sql, args, String::new) {
+            Ok(()) => Ok(true),
+            Err(PortError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_exceptions(&self) -> Result<Vec<ExceptionEntry>, PortError> {
+        self.with_conn(|conn| {
+            let mut q = conn
+                .prepare_cached("SELECT record FROM exceptions ORDER BY subject, kind")
+                .map_err(|e| db_err("prepare list exceptions", e))?;
+            let texts: Vec<String> = q
+                .query_map([], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err("list exceptions", e))?;
+            texts.iter().map(|t| decode("exception", t)).collect()
+        })
+    }
+}
+
+impl ApprovalStore for SqliteState {
+    async fn put_approval(
+        &self,
+        cycle: CycleId,
+        approval: &Approval,
+        expected: Option<Decision>,
+    ) -> Result<(), PortError> {
+        let record = encode("approval", approval)?;
+        let (cycle_s, patch, new) = (
+            cycle.to_string(),
+            approval.patch.to_string(),
+            approval.decision.as_str(),
+        );
+        let conflict = || format!("approval of {patch} in {cycle} is not {expected:?}");
+        match expected {
+            None => self.conditional(
+                "approval",
+                "INSERT INTO approvals (cycle, patch, decision, record) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                params![cycle_s, patch, new, record],
+                conflict,
+            ),
+            Some(old) => self.conditional(
+                "approval",
+                "UPDATE approvals SET decision = ?3, record = ?4
+                 WHERE cycle = ?1 AND patch = ?2 AND decision = ?5",
+                params![cycle_s, patch, new, record, old.as_str()],
+                conflict,
+            ),
+        }
+    }
+
+    async fn get_approval(
+        &self,
+        cycle: CycleId,
+        patch: &PatchId,
+    ) -> Result<Option<Approval>, PortError> {
+        let sql = "SELECT record FROM approvals WHERE cycle = ?1 AND patch = ?2";
+        self.record("approval", sql, &cycle.to_string(), patch.as_str())
+    }
+
+    async fn list_approvals(&self, cycle: CycleId) -> Result<Vec<Approval>, PortError> {
+        let sql = "SELECT record FROM approvals WHERE cycle = ?1 ORDER BY patch";
+        self.records("approvals", sql, &cycle.to_string())
+    }
+}
+
+impl FailureStore for SqliteState {
+    async fn open_failure(&self, failure: &FailureRecord) -> Result<(), PortError> {
+        let record = encode(
+            "failure",
+            &FailureRecord {
+                version: 0,
+                ..failure.clone()
+            },
+        )?;
+        self.conditional(
+            "failure",
+            "INSERT INTO failures (cycle, id, version, record) VALUES (?1, ?2, 0, ?3) ON CONFLICT DO NOTHING",
+            params![failure.cycle.to_string(), failure.id, record],
+            || format!("failure {} of {} exists", failure.id, failure.cycle),
+        )
+    }
+
+    async fn save_failure(
+        &self,
+        failure: &FailureRecord,
+        expected_version: u64,
+    ) -> Result<FailureRecord, PortError> {
+        let saved = FailureRecord {
+            version: expected_version + 1,
+            ..failure.clone()
+        };
+        let record = encode("failure", &saved)?;
+        let result = self.conditional(
+            "failure",
+            "UPDATE failures SET version = ?3, record = ?4 WHERE cycle = ?1 AND id = ?2 AND version = ?5",
+            params![failure.cycle.to_string(), failure.id, saved.version as i64, record, expected_version as i64],
+            || format!("failure {} of {} moved past version {expected_version}", failure.id, failure.cycle),
+        );
+        match result {
+            Err(PortError::Conflict(c))
+                if self
+                    .get_failure(failure.cycle, &failure.id)
+                    .await?
+                    .is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other.map(|()| saved),
+        }
+    }
+
+    async fn get_failure(
+        &self,
+        cycle: CycleId,
+        id: &str,
+    ) -> Result<Option<FailureRecord>, PortError> {
+        let sql = "SELECT record FROM failures WHERE cycle = ?1 AND id = ?2";
+        self.record("failure", sql, &cycle.to_string(), id)
+    }
+
+    async fn list_failures(&self, cycle: CycleId) -> Result<Vec<FailureRecord>, PortError> {
+        let sql = "SELECT record FROM failures WHERE cycle = ?1 ORDER BY id";
+        self.records("failures", sql, &cycle.to_string())
+    }
+}
+
+impl EvidenceIndex for SqliteState {
+    async fn index_evidence(&self, record: &EvidenceRecord) -> Result<(), PortError> {
+        let body = encode("evidence record", record)?;
+        let key = record.key.as_path();
+        self.conditional(
+            "evidence record",
+            "INSERT INTO evidence_index (cycle, key, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![record.key.cycle().to_string(), key, body],
+            || format!("{key} is indexed"),
+        )
+    }
+
+    async fn list_evidence(&self, cycle: CycleId) -> Result<Vec<EvidenceRecord>, PortError> {
+        let sql = "SELECT record FROM evidence_index WHERE cycle = ?1 ORDER BY key";
+        self.records("evidence records", sql, &cycle.to_string())
     }
 }

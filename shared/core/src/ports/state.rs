@@ -13,10 +13,15 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::EndpointDoc;
-use crate::ids::{ClientId, CycleId, EndpointId, IdError};
-use crate::ports::evidence::Sha256Digest;
+use crate::ids::{ClientId, CycleId, EndpointId, IdError, PatchId};
+use crate::model::Criticality;
+use crate::ports::evidence::{EvidenceKey, Retention, Sha256Digest};
 use crate::ports::PortError;
+use crate::rules::approval::{Approval, Decision};
+use crate::rules::exception::ExceptionEntry;
+use crate::rules::failure::{FailureStage, RootCause};
 use crate::schedule::utc;
+use crate::schedule::Window;
 use crate::tier::{TierEvent, TierState};
 
 /// An endpoint as the inventory sync stores it, with the hash of its content so an unchanged
@@ -218,4 +223,137 @@ pub fn next_tier_state(record: &TierRecord, event: TierEvent) -> Result<TierStat
         .state
         .apply(event)
         .map_err(|e| PortError::permanent(format!("tier {} of {}", record.tier, record.cycle), e))
+}
+
+/// The exception register.
+pub trait ExceptionStore: Send + Sync {
+    /// Records an entry; `Ok(false)` if the same subject already has an entry of this kind (the
+    /// register keeps the first: changing it needs a new signed decision, recorded as its own
+    /// kind).
+    fn record_exception(
+        &self,
+        entry: &ExceptionEntry,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Every entry, by subject then kind.
+    fn list_exceptions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ExceptionEntry>, PortError>> + Send;
+}
+
+/// Patch approvals of a cycle, and the review items among them (pending, with a due date).
+pub trait ApprovalStore: Send + Sync {
+    /// Writes a patch's approval if its stored decision is `expected` (`None`: no approval yet).
+    /// `Conflict` otherwise: an engineer and the evaluator can never both win.
+    fn put_approval(
+        &self,
+        cycle: CycleId,
+        approval: &Approval,
+        expected: Option<Decision>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// One patch's approval.
+    fn get_approval(
+        &self,
+        cycle: CycleId,
+        patch: &PatchId,
+    ) -> impl Future<Output = Result<Option<Approval>, PortError>> + Send;
+
+    /// A cycle's approvals, by patch id.
+    fn list_approvals(
+        &self,
+        cycle: CycleId,
+    ) -> impl Future<Output = Result<Vec<Approval>, PortError>> + Send;
+}
+
+/// A failed deployment or validation, with its ticket and root cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// Unique within the cycle (e.g. `{endpoint}.{stage}.{attempt}`).
+    pub id: String,
+    /// The cycle.
+    pub cycle: CycleId,
+    /// The tier it holds.
+    pub tier: TierId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its client.
+    pub client: ClientId,
+    /// Where it failed.
+    pub stage: FailureStage,
+    /// Ticket priority.
+    pub priority: Criticality,
+    /// Whether on-call was paged.
+    pub paged: bool,
+    /// When it failed.
+    #[serde(with = "utc")]
+    pub failed_at: DateTime<Utc>,
+    /// The next window a retry may use.
+    pub next_retry: Window,
+    /// The PSA ticket, once opened.
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// The documented root cause, once recorded.
+    #[serde(default)]
+    pub root_cause: Option<RootCause>,
+    /// Optimistic-concurrency version, one more on every save.
+    pub version: u64,
+}
+
+/// Failures and their tickets.
+pub trait FailureStore: Send + Sync {
+    /// Records a new failure at version 0; `Conflict` if its id exists (a redelivered message).
+    fn open_failure(
+        &self,
+        failure: &FailureRecord,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Saves a changed failure (ticket, root cause) if the stored version is `expected_version`;
+    /// the stored record gets `expected_version + 1`, which is returned.
+    fn save_failure(
+        &self,
+        failure: &FailureRecord,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<FailureRecord, PortError>> + Send;
+
+    /// One failure.
+    fn get_failure(
+        &self,
+        cycle: CycleId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<FailureRecord>, PortError>> + Send;
+
+    /// A cycle's failures, by id.
+    fn list_failures(
+        &self,
+        cycle: CycleId,
+    ) -> impl Future<Output = Result<Vec<FailureRecord>, PortError>> + Send;
+}
+
+/// An evidence object as indexed in the state store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// Where it is stored.
+    pub key: EvidenceKey,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its lock.
+    pub retention: Retention,
+}
+
+/// The index of evidence written, by cycle.
+pub trait EvidenceIndex: Send + Sync {
+    /// Indexes an object once; `Conflict` if its key is indexed.
+    fn index_evidence(
+        &self,
+        record: &EvidenceRecord,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// A cycle's evidence, by key.
+    fn list_evidence(
+        &self,
+        cycle: CycleId,
+    ) -> impl Future<Output = Result<Vec<EvidenceRecord>, PortError>> + Send;
 }

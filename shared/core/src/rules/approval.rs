@@ -3,8 +3,10 @@
 
 use std::fmt;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{Engineer, PatchId};
 use crate::model::{Classification, Patch, Vendor};
@@ -15,7 +17,7 @@ use crate::schedule::utc;
 use crate::trace::Node;
 
 /// Where a patch stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Approved by policy, no review.
@@ -46,43 +48,57 @@ impl Decision {
 }
 
 /// An engineer's sign-off on a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignOff {
     /// Who decided.
     pub engineer: Engineer,
     /// Their reason code (e.g. `cve_reviewed`, `vendor_regression`).
     pub reason_code: ReasonCode,
     /// When.
-    #[serde(serialize_with = "utc::serialize")]
+    #[serde(with = "utc")]
     pub at: DateTime<Utc>,
 }
 
 /// A patch's approval state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     /// The patch.
     pub patch: PatchId,
     /// Its state.
     pub decision: Decision,
     /// Reason code for the state.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// The node that decided.
     pub node: Node,
     /// When the review hold ends (pending reviews).
-    #[serde(serialize_with = "utc::option::serialize")]
+    #[serde(default, with = "utc::option")]
     pub review_due: Option<DateTime<Utc>>,
     /// Time-to-patch target (auto-approved patches).
-    #[serde(serialize_with = "utc::option::serialize")]
+    #[serde(default, with = "utc::option")]
     pub target_by: Option<DateTime<Utc>>,
     /// The engineer's sign-off, for explicit decisions.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_off: Option<SignOff>,
 }
 
 /// A short snake_case code an engineer gives for a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ReasonCode(String);
+
+impl TryFrom<String> for ReasonCode {
+    type Error = ReasonCodeError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ReasonCode> for String {
+    fn from(r: ReasonCode) -> String {
+        r.0
+    }
+}
 
 /// Why a text is not a reason code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,7 +141,7 @@ pub fn evaluate(patch: &Patch, released_at: DateTime<Utc>, policy: &ApprovalPoli
     let base = |decision, reason, node| Approval {
         patch: patch.id.clone(),
         decision,
-        reason,
+        reason: Cow::Borrowed(reason),
         node,
         review_due: None,
         target_by: None,
@@ -228,7 +244,7 @@ pub fn apply_engineer_decision(
     let exception = exception_kind.map(|kind| ExceptionEntry {
         subject: current.patch.to_string(),
         kind,
-        reason,
+        reason: Cow::Borrowed(reason),
         node: if kind == ExceptionKind::DriverApproved {
             Node::DriverDecline
         } else {
@@ -239,13 +255,13 @@ pub fn apply_engineer_decision(
         engineer: Some(sign_off.engineer.clone()),
         engineer_reason: Some(sign_off.reason_code.to_string()),
         signed_at: Some(sign_off.at),
-        change_requires: "a new engineer decision with sign-off",
+        change_requires: "a new engineer decision with sign-off".into(),
     });
     Ok(Decided {
         approval: Approval {
             patch: current.patch.clone(),
             decision: new_state,
-            reason,
+            reason: Cow::Borrowed(reason),
             node: Node::ManualApproval,
             review_due: None,
             target_by: current.target_by,
@@ -316,7 +332,7 @@ mod tests {
                 Some(Severity::Critical),
             ));
             assert_eq!(
-                (a.decision, a.reason),
+                (a.decision, a.reason.as_ref()),
                 (Decision::Declined, "driver_default_decline")
             );
         }
@@ -352,7 +368,10 @@ mod tests {
         ];
         for (p, reason) in cases {
             let a = eval(&p);
-            assert_eq!((a.decision, a.reason), (Decision::PendingReview, reason));
+            assert_eq!(
+                (a.decision, a.reason.as_ref()),
+                (Decision::PendingReview, reason)
+            );
             assert_eq!(
                 a.review_due,
                 Some(Utc.with_ymd_and_hms(2026, 12, 15, 18, 0, 0).unwrap())

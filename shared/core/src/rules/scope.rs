@@ -101,14 +101,14 @@ pub fn decide_scope(
             exception: Some(ExceptionEntry {
                 subject: endpoint.id.to_string(),
                 kind: ExceptionKind::ClientExcluded,
-                reason: r::CLIENT_EXCLUSION,
+                reason: r::CLIENT_EXCLUSION.into(),
                 node: Node::ClientExcluded,
                 client: Some(endpoint.client.clone()),
                 reference: endpoint.exclusion_ref.clone(),
                 engineer: None,
                 engineer_reason: None,
                 signed_at: None,
-                change_requires: "signed client approval",
+                change_requires: "signed client approval".into(),
             }),
         };
     }
@@ -200,14 +200,14 @@ pub fn decide_scope(
             exception: Some(ExceptionEntry {
                 subject: endpoint.id.to_string(),
                 kind: ExceptionKind::DoNotPatch,
-                reason: r::DO_NOT_PATCH_POLICY,
+                reason: r::DO_NOT_PATCH_POLICY.into(),
                 node: dnp_node,
                 client: Some(endpoint.client.clone()),
                 reference: None,
                 engineer: None,
                 engineer_reason: None,
                 signed_at: None,
-                change_requires: "approval to change the policy group",
+                change_requires: "approval to change the policy group".into(),
             }),
         };
     }

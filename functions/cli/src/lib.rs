@@ -43,6 +43,40 @@ pub enum Command {
     /// The operating model's vocabulary: flow nodes and reason codes.
     #[command(subcommand)]
     Explain(ExplainCommand),
+    /// AWS resources, against whatever endpoint the SDK is pointed at (AWS_ENDPOINT_URL).
+    #[command(subcommand)]
+    Aws(AwsCommand),
+}
+
+/// `patchflow aws` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create the state table, the stage queues with their dead-letter queues, and the
+    /// Object-Lock evidence bucket under the configured names (what exists is left as it is).
+    Bootstrap(BootstrapArgs),
+}
+
+/// `patchflow aws bootstrap` arguments.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The DynamoDB state table.
+    #[arg(long, env = "PATCHFLOW_STATE_TABLE", default_value = "patchflow-state")]
+    pub table: String,
+    /// The S3 evidence bucket (globally unique on AWS).
+    #[arg(long, env = "PATCHFLOW_EVIDENCE_BUCKET")]
+    pub bucket: String,
+    /// Queues are named PREFIX-STAGE and PREFIX-STAGE-dlq.
+    #[arg(long, env = "PATCHFLOW_QUEUE_PREFIX", default_value = "patchflow")]
+    pub queue_prefix: String,
+    /// The evidence bucket's default COMPLIANCE retention, in days.
+    #[arg(long, default_value_t = 2555, value_parser = clap::value_parser!(i32).range(1..=36_500))]
+    pub retention_days: i32,
+    /// Receives before a message moves to its stage's dead-letter queue.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_receives: u32,
+    /// The queues' visibility timeout in seconds (at least 6x the consumer's timeout).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(i64).range(0..=43_200))]
+    pub visibility_seconds: i64,
 }
 
 /// Output formats of `plan`.
@@ -141,7 +175,8 @@ pub enum ExplainCommand {
     },
 }
 
-/// A failed command: bad input (exit 2) or a failure to write the result (exit 1).
+/// A failed command: bad input (exit 2), or a failure to write the result or to reach a
+/// service (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Invalid input: a file, record or field that cannot be used.
@@ -150,6 +185,9 @@ pub enum CliError {
     /// Writing the result failed.
     #[error("{0}")]
     Output(String),
+    /// A service call failed.
+    #[error("{0}")]
+    Service(String),
 }
 
 impl CliError {
@@ -157,9 +195,55 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Input(_) => 2,
-            CliError::Output(_) => 1,
+            CliError::Output(_) | CliError::Service(_) => 1,
         }
     }
+}
+
+fn aws_bootstrap(args: &BootstrapArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    use patchflow_aws::bootstrap::{bootstrap, Names};
+    let names = Names {
+        table: args.table.clone(),
+        bucket: args.bucket.clone(),
+        queue_prefix: args.queue_prefix.clone(),
+        retention_days: args.retention_days,
+        max_receives: args.max_receives,
+        visibility: chrono::Duration::seconds(args.visibility_seconds),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Service(format!("cannot start the async runtime: {e}")))?;
+    let done = runtime.block_on(async {
+        let sdk = patchflow_aws::config::sdk_config().await;
+        bootstrap(&sdk, &names).await
+    });
+    let done = done.map_err(|e| {
+        let mut text = format!("aws bootstrap: {e}");
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        CliError::Service(text)
+    })?;
+    let table = if done.table_created {
+        "created"
+    } else {
+        "exists"
+    };
+    let mut lines = vec![format!("table    {}  ({table})", names.table)];
+    for stage in patchflow_core::ports::queue::Stage::ALL {
+        if let Some(q) = done.queues.get(&stage) {
+            lines.push(format!("queue    {:<9} {}", stage.as_str(), q.url));
+            lines.push(format!("dlq      {:<9} {}", stage.as_str(), q.dlq_url));
+        }
+    }
+    lines.push(format!(
+        "bucket   {}  (Object Lock, COMPLIANCE {} days by default)",
+        names.bucket, names.retention_days
+    ));
+    finish(writeln!(out, "{}", lines.join("\n")))
 }
 
 fn read(path: &Path) -> Result<String, CliError> {
@@ -300,5 +384,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Explain(ExplainCommand::Reasons { markdown }) => {
             finish(explain::reasons(out, markdown))
         }
+        Command::Aws(AwsCommand::Bootstrap(args)) => aws_bootstrap(&args, out),
     }
 }

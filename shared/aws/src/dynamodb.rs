@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_state, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
+    next_tier_record, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
     ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
     TierId, TierRecord, TierStore,
 };
@@ -388,22 +388,8 @@ impl TierStore for DynamoState {
         event: TierEvent,
         at: DateTime<Utc>,
     ) -> Result<TierRecord, PortError> {
-        let current = self
-            .get_tier(cycle, tier)
-            .await?
-            .ok_or_else(|| PortError::NotFound(format!("tier {tier} of {cycle}")))?;
-        if current.version != expected_version {
-            return Err(PortError::Conflict(format!(
-                "tier {tier} of {cycle} is at version {}, not {expected_version}",
-                current.version
-            )));
-        }
-        let next = TierRecord {
-            state: next_tier_state(&current, event)?,
-            version: expected_version + 1,
-            updated_at: at,
-            ..current
-        };
+        let current = self.get_tier(cycle, tier).await?;
+        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
         let (pk, sk) = tier_key(cycle, tier);
         let item = to_item(
             "tier",

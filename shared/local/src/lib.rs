@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+mod db;
 pub mod evidence;
 pub mod queue;
 pub mod state;

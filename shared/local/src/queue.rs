@@ -3,7 +3,7 @@
 //! acknowledgement, the message moves to the stage's dead-letter queue.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::Duration;
 use patchflow_core::ports::clock::Clock;
@@ -12,12 +12,14 @@ use patchflow_core::ports::queue::{
 };
 use patchflow_core::ports::PortError;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use crate::db::{db_err, Db};
 
 /// Queues in one SQLite database.
 #[derive(Clone)]
 pub struct SqliteQueues {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     clock: Arc<dyn Clock>,
     max_receives: u32,
 }
@@ -49,58 +51,24 @@ CREATE TABLE IF NOT EXISTS queue_dead_letters (
 );
 ";
 
-pub(crate) fn db_err(context: impl Into<String>, e: rusqlite::Error) -> PortError {
-    match e {
-        rusqlite::Error::SqliteFailure(ref f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            PortError::transient(context, e)
-        }
-        other => PortError::permanent(context, other),
-    }
-}
-
 impl SqliteQueues {
     /// Opens (or creates) the queues in a database file. `max_receives` is the redrive
     /// threshold, like SQS's `maxReceiveCount`.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
-        let conn =
-            Connection::open(path).map_err(|e| db_err(format!("open {}", path.display()), e))?;
-        Self::init(conn, clock, max_receives)
-    }
-
-    /// Queues in memory (tests, one-shot runs).
-    pub fn in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
-        let conn = Connection::open_in_memory().map_err(|e| db_err("open in-memory queues", e))?;
-        Self::init(conn, clock, max_receives)
-    }
-
-    fn init(conn: Connection, clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| db_err("busy timeout", e))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(|e| db_err("configure", e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| db_err("create the queue tables", e))?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::open(Some(path), SCHEMA)?,
             clock,
             max_receives: max_receives.max(1),
         })
     }
 
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, PortError>,
-    ) -> Result<T, PortError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut conn)
+    /// Queues in memory (tests, one-shot runs).
+    pub fn in_memory(clock: Arc<dyn Clock>, max_receives: u32) -> Result<Self, PortError> {
+        Ok(Self {
+            db: Db::open(None, SCHEMA)?,
+            clock,
+            max_receives: max_receives.max(1),
+        })
     }
 
     fn now_ms(&self) -> i64 {
@@ -117,7 +85,7 @@ fn new_receipt() -> String {
 impl QueueSender for SqliteQueues {
     async fn send_batch(&self, stage: Stage, messages: &[Envelope]) -> Result<(), PortError> {
         let now = self.now_ms();
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let tx = conn.transaction().map_err(|e| db_err("begin send", e))?;
             {
                 let mut insert = tx
@@ -142,7 +110,7 @@ impl QueueConsumer for SqliteQueues {
         let now = self.now_ms();
         let hidden_until = now + visibility.num_milliseconds().max(0);
         let max_receives = i64::from(self.max_receives);
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| db_err("begin receive", e))?;
@@ -188,7 +156,7 @@ impl QueueConsumer for SqliteQueues {
     }
 
     async fn ack(&self, stage: Stage, receipt: &str) -> Result<(), PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let n = conn
                 .execute(
                     "DELETE FROM queue_messages WHERE stage = ?1 AND receipt = ?2",
@@ -210,7 +178,7 @@ impl QueueConsumer for SqliteQueues {
         delivery: &Delivery,
         reason: &str,
     ) -> Result<(), PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let tx = conn.transaction().map_err(|e| db_err("begin dead-letter", e))?;
             let found: Option<i64> = tx
                 .query_row(
@@ -234,7 +202,7 @@ impl QueueConsumer for SqliteQueues {
     }
 
     async fn dead_letters(&self, stage: Stage) -> Result<Vec<DeadLetter>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let mut select = conn
                 .prepare_cached(
                     "SELECT body, reason FROM queue_dead_letters WHERE stage = ?1 ORDER BY id",

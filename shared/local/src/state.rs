@@ -2,12 +2,11 @@
 //! DynamoDB table, for the embedded default.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_state, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
+    next_tier_record, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
     ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
     TierId, TierRecord, TierStore,
 };
@@ -15,9 +14,9 @@ use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
 use patchflow_core::rules::exception::ExceptionEntry;
 use patchflow_core::tier::TierEvent;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use crate::queue::db_err;
+use crate::db::{db_err, Db};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -72,7 +71,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 /// The state store in one SQLite database.
 #[derive(Clone)]
 pub struct SqliteState {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
 }
 
 impl std::fmt::Debug for SqliteState {
@@ -93,37 +92,16 @@ fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortErro
 impl SqliteState {
     /// Opens (or creates) the store in a database file.
     pub fn open(path: &Path) -> Result<Self, PortError> {
-        let conn =
-            Connection::open(path).map_err(|e| db_err(format!("open {}", path.display()), e))?;
-        Self::init(conn)
+        Ok(Self {
+            db: Db::open(Some(path), SCHEMA)?,
+        })
     }
 
     /// A store in memory.
     pub fn in_memory() -> Result<Self, PortError> {
-        Self::init(Connection::open_in_memory().map_err(|e| db_err("open in-memory state", e))?)
-    }
-
-    fn init(conn: Connection) -> Result<Self, PortError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| db_err("busy timeout", e))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(|e| db_err("configure", e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| db_err("create the state tables", e))?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::open(None, SCHEMA)?,
         })
-    }
-
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, PortError>,
-    ) -> Result<T, PortError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut conn)
     }
 }
 
@@ -140,7 +118,7 @@ impl EndpointStore for SqliteState {
                 ))
             })
             .collect::<Result<Vec<_>, PortError>>()?;
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let tx = conn.transaction().map_err(|e| db_err("begin sync", e))?;
             let mut summary = SyncSummary::default();
             {
@@ -169,7 +147,7 @@ impl EndpointStore for SqliteState {
         client: &ClientId,
         id: &EndpointId,
     ) -> Result<Option<StoredEndpoint>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let text: Option<String> = conn
                 .query_row(
                     "SELECT record FROM endpoints WHERE client = ?1 AND id = ?2",
@@ -183,7 +161,7 @@ impl EndpointStore for SqliteState {
     }
 
     async fn list_endpoints(&self, client: &ClientId) -> Result<Vec<StoredEndpoint>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let mut q = conn
                 .prepare_cached("SELECT record FROM endpoints WHERE client = ?1 ORDER BY id")
                 .map_err(|e| db_err("prepare list", e))?;
@@ -199,7 +177,7 @@ impl EndpointStore for SqliteState {
 impl TierStore for SqliteState {
     async fn create_tier(&self, tier: &TierRecord) -> Result<(), PortError> {
         let record = encode("tier", tier)?;
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let n = conn
                 .execute(
                     "INSERT INTO tiers (cycle, tier, version, record) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
@@ -218,7 +196,7 @@ impl TierStore for SqliteState {
         cycle: CycleId,
         tier: &TierId,
     ) -> Result<Option<TierRecord>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let text: Option<String> = conn
                 .query_row(
                     "SELECT record FROM tiers WHERE cycle = ?1 AND tier = ?2",
@@ -239,24 +217,10 @@ impl TierStore for SqliteState {
         event: TierEvent,
         at: DateTime<Utc>,
     ) -> Result<TierRecord, PortError> {
-        let current = self
-            .get_tier(cycle, tier)
-            .await?
-            .ok_or_else(|| PortError::NotFound(format!("tier {tier} of {cycle}")))?;
-        if current.version != expected_version {
-            return Err(PortError::Conflict(format!(
-                "tier {tier} of {cycle} is at version {}, not {expected_version}",
-                current.version
-            )));
-        }
-        let next = TierRecord {
-            state: next_tier_state(&current, event)?,
-            version: expected_version + 1,
-            updated_at: at,
-            ..current
-        };
+        let current = self.get_tier(cycle, tier).await?;
+        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
         let record = encode("tier", &next)?;
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             // The version in the WHERE is the condition: of two racing writers, one updates a
             // row, the other none.
             let n = conn
@@ -273,7 +237,7 @@ impl TierStore for SqliteState {
     }
 
     async fn list_tiers(&self, cycle: CycleId) -> Result<Vec<TierRecord>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let mut q = conn
                 .prepare_cached("SELECT record FROM tiers WHERE cycle = ?1 ORDER BY tier")
                 .map_err(|e| db_err("prepare list tiers", e))?;
@@ -295,7 +259,7 @@ impl IdempotencyStore for SqliteState {
         ttl: Duration,
     ) -> Result<Claim, PortError> {
         let now_ms = now.timestamp_millis();
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| db_err("begin claim", e))?;
@@ -335,7 +299,7 @@ impl IdempotencyStore for SqliteState {
         ttl: Duration,
     ) -> Result<(), PortError> {
         let expires = (now + ttl).timestamp_millis();
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let n = conn
                 .execute(
                     "UPDATE idempotency SET done = 1, outcome = ?2, expires_at_ms = ?3 WHERE key = ?1",
@@ -358,7 +322,7 @@ impl SqliteState {
         sql: &str,
         key: &str,
     ) -> Result<Vec<T>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let mut q = conn
                 .prepare_cached(sql)
                 .map_err(|e| db_err(format!("prepare list {what}"), e))?;
@@ -378,7 +342,7 @@ impl SqliteState {
         a: &str,
         b: &str,
     ) -> Result<Option<T>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let text: Option<String> = conn
                 .query_row(sql, params![a, b], |r| r.get(0))
                 .optional()
@@ -395,7 +359,7 @@ impl SqliteState {
         args: impl rusqlite::Params,
         conflict: impl FnOnce() -> String,
     ) -> Result<(), PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             match conn
                 .execute(sql, args)
                 .map_err(|e| db_err(format!("write {what}"), e))?
@@ -420,7 +384,7 @@ impl ExceptionStore for SqliteState {
     }
 
     async fn list_exceptions(&self) -> Result<Vec<ExceptionEntry>, PortError> {
-        self.with_conn(|conn| {
+        self.db.with(|conn| {
             let mut q = conn
                 .prepare_cached("SELECT record FROM exceptions ORDER BY subject, kind")
                 .map_err(|e| db_err("prepare list exceptions", e))?;

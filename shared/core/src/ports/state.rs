@@ -217,12 +217,34 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// Applies a tier event, turning the state machine's refusal into the port's `Permanent`.
-pub fn next_tier_state(record: &TierRecord, event: TierEvent) -> Result<TierState, PortError> {
-    record
+/// The record a tier transition writes: checks the stored tier exists and is at
+/// `expected_version`, and that the state machine accepts the event. Adapters then write it on the
+/// condition that the stored version is still `expected_version`.
+pub fn next_tier_record(
+    current: Option<TierRecord>,
+    cycle: CycleId,
+    tier: &TierId,
+    expected_version: u64,
+    event: TierEvent,
+    at: DateTime<Utc>,
+) -> Result<TierRecord, PortError> {
+    let current = current.ok_or_else(|| PortError::NotFound(format!("tier {tier} of {cycle}")))?;
+    if current.version != expected_version {
+        return Err(PortError::Conflict(format!(
+            "tier {tier} of {cycle} is at version {}, not {expected_version}",
+            current.version
+        )));
+    }
+    let state = current
         .state
         .apply(event)
-        .map_err(|e| PortError::permanent(format!("tier {} of {}", record.tier, record.cycle), e))
+        .map_err(|e| PortError::permanent(format!("tier {tier} of {cycle}"), e))?;
+    Ok(TierRecord {
+        state,
+        version: expected_version + 1,
+        updated_at: at,
+        ..current
+    })
 }
 
 /// The exception register.

@@ -16,7 +16,7 @@ use patchflow_core::model::{Classification, Criticality, EndpointKind, Patch, Ri
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::evidence::{EvidenceKey, LockMode, Retention, Sha256Digest};
 use patchflow_core::ports::state::{
-    ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord, ExceptionStore,
+    ApprovalStore, Claim, Completion, EndpointStore, EvidenceIndex, EvidenceRecord, ExceptionStore,
     FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
@@ -168,6 +168,62 @@ async fn contract<S: EndpointStore + TierStore + IdempotencyStore>(store: &S) {
         .await
         .unwrap()
         .is_empty());
+
+    // GIVEN a message that moves a tier THEN the move and "handled" land together, or neither
+    let msg = unique("msg");
+    let (lease, ttl) = (Duration::minutes(5), Duration::days(14));
+    let done = Completion {
+        key: msg.clone(),
+        outcome: "deployed".into(),
+        ttl,
+    };
+    let w = tier("workstations.production");
+    store.create_tier(&w).await.unwrap();
+    // Not claimed: refused, and the tier did not move.
+    assert!(matches!(
+        store
+            .transition_tier_once(cycle(), &w.tier, 0, TierEvent::Deploy, at(2), &done)
+            .await,
+        Err(PortError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .get_tier(cycle(), &w.tier)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        0
+    );
+    assert_eq!(
+        store.claim(&msg, at(2), lease, ttl).await.unwrap(),
+        Claim::Acquired
+    );
+    let moved = store
+        .transition_tier_once(cycle(), &w.tier, 0, TierEvent::Deploy, at(2), &done)
+        .await
+        .unwrap();
+    assert_eq!((moved.state, moved.version), (TierState::Deploying, 1));
+    // A redelivery finds the message handled; replaying the write is a conflict, not a second move.
+    assert_eq!(
+        store.claim(&msg, at(3), lease, ttl).await.unwrap(),
+        Claim::Done("deployed".into())
+    );
+    assert!(matches!(
+        store
+            .transition_tier_once(cycle(), &w.tier, 0, TierEvent::Deploy, at(3), &done)
+            .await,
+        Err(PortError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .get_tier(cycle(), &w.tier)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
 
     // GIVEN an idempotency key claimed by one delivery
     let key = unique("msg");

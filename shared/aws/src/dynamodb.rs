@@ -18,16 +18,18 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    PutRequest, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
+    Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
-    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
-    TierId, TierRecord, TierStore,
+    next_tier_record, ApprovalStore, Claim, Completion, EndpointStore, EvidenceIndex,
+    EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
+    SyncSummary, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
@@ -406,6 +408,93 @@ impl TierStore for DynamoState {
         })
         .await?;
         Ok(next)
+    }
+
+    async fn transition_tier_once(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+        expected_version: u64,
+        event: TierEvent,
+        at: DateTime<Utc>,
+        done: &Completion,
+    ) -> Result<TierRecord, PortError> {
+        let current = self.get_tier(cycle, tier).await?;
+        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
+        let (pk, sk) = tier_key(cycle, tier);
+        let item = to_item(
+            "tier",
+            &TierItem {
+                pk,
+                sk,
+                record: next.clone(),
+            },
+        )?;
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            PortError::permanent("build the transaction", e)
+        };
+        let put_tier = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .build()
+            .map_err(build)?;
+        let expires = at + done.ttl;
+        let complete_key = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(&done.key)))
+            .update_expression(
+                "SET #done = :true, #outcome = :outcome, #exp = :expires, #ttl = :ttl",
+            )
+            .condition_expression("attribute_exists(pk) AND #done = :false")
+            .expression_attribute_names("#done", "done")
+            .expression_attribute_names("#outcome", "outcome")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":outcome", AttributeValue::S(done.outcome.clone()))
+            .expression_attribute_values(":expires", n(expires.timestamp_millis()))
+            .expression_attribute_values(":ttl", n(expires.timestamp()))
+            .build()
+            .map_err(build)?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_tier).build())
+            .transact_items(TransactWriteItem::builder().update(complete_key).build())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(next),
+            Err(e) => {
+                // A cancelled transaction names, per item, the condition that failed.
+                let failed_condition = e
+                    .as_service_error()
+                    .and_then(|s| match s {
+                        TransactWriteItemsError::TransactionCanceledException(t) => Some(t),
+                        _ => None,
+                    })
+                    .is_some_and(|t| {
+                        t.cancellation_reasons()
+                            .iter()
+                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+                    });
+                if failed_condition {
+                    Err(PortError::Conflict(format!(
+                        "tier {tier} of {cycle} moved past version {expected_version}, or key {} is not in progress",
+                        done.key
+                    )))
+                } else {
+                    Err(classify(format!("transition tier {tier}"), e))
+                }
+            }
+        }
     }
 
     async fn list_tiers(&self, cycle: CycleId) -> Result<Vec<TierRecord>, PortError> {

@@ -6,9 +6,9 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, EndpointStore, EvidenceIndex, EvidenceRecord,
-    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
-    TierId, TierRecord, TierStore,
+    next_tier_record, ApprovalStore, Claim, Completion, EndpointStore, EvidenceIndex,
+    EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
+    SyncSummary, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
@@ -219,21 +219,21 @@ impl TierStore for SqliteState {
     ) -> Result<TierRecord, PortError> {
         let current = self.get_tier(cycle, tier).await?;
         let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
-        let record = encode("tier", &next)?;
-        self.db.with(|conn| {
-            // The version in the WHERE is the condition: of two racing writers, one updates a
-            // row, the other none.
-            let n = conn
-                .execute(
-                    "UPDATE tiers SET version = ?1, record = ?2 WHERE cycle = ?3 AND tier = ?4 AND version = ?5",
-                    params![next.version as i64, record, cycle.to_string(), tier.as_str(), expected_version as i64],
-                )
-                .map_err(|e| db_err("transition tier", e))?;
-            if n == 0 {
-                return Err(PortError::Conflict(format!("tier {tier} of {cycle} moved past version {expected_version}")));
-            }
-            Ok(next)
-        })
+        self.write_transition(next, expected_version, None)
+    }
+
+    async fn transition_tier_once(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+        expected_version: u64,
+        event: TierEvent,
+        at: DateTime<Utc>,
+        done: &Completion,
+    ) -> Result<TierRecord, PortError> {
+        let current = self.get_tier(cycle, tier).await?;
+        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
+        self.write_transition(next, expected_version, Some(done))
     }
 
     async fn list_tiers(&self, cycle: CycleId) -> Result<Vec<TierRecord>, PortError> {
@@ -315,6 +315,47 @@ impl IdempotencyStore for SqliteState {
 }
 
 impl SqliteState {
+    /// Writes a tier's next record if it is still at `expected_version`, and in the same
+    /// transaction completes `done`'s key if given; nothing is written unless both conditions hold.
+    fn write_transition(
+        &self,
+        next: TierRecord,
+        expected_version: u64,
+        done: Option<&Completion>,
+    ) -> Result<TierRecord, PortError> {
+        let record = encode("tier", &next)?;
+        let (cycle, tier) = (next.cycle, next.tier.clone());
+        self.db.with(|conn| {
+            let tx = conn.transaction().map_err(|e| db_err("begin transition", e))?;
+            // The version in the WHERE is the condition: of two racing writers, one updates a
+            // row, the other none.
+            let moved = tx
+                .execute(
+                    "UPDATE tiers SET version = ?1, record = ?2 WHERE cycle = ?3 AND tier = ?4 AND version = ?5",
+                    params![next.version as i64, record, cycle.to_string(), tier.as_str(), expected_version as i64],
+                )
+                .map_err(|e| db_err("transition tier", e))?;
+            if moved == 0 {
+                return Err(PortError::Conflict(format!("tier {tier} of {cycle} moved past version {expected_version}")));
+            }
+            if let Some(done) = done {
+                let expires = (next.updated_at + done.ttl).timestamp_millis();
+                let completed = tx
+                    .execute(
+                        "UPDATE idempotency SET done = 1, outcome = ?2, expires_at_ms = ?3 WHERE key = ?1 AND done = 0",
+                        params![done.key, done.outcome, expires],
+                    )
+                    .map_err(|e| db_err("complete idempotency key", e))?;
+                if completed == 0 {
+                    // Dropping the transaction rolls the tier back too.
+                    return Err(PortError::Conflict(format!("idempotency key {} is not claimed and in progress", done.key)));
+                }
+            }
+            tx.commit().map_err(|e| db_err("commit transition", e))?;
+            Ok(next)
+        })
+    }
+
     /// The stored records a query returns, decoded.
     fn records<T: serde::de::DeserializeOwned>(
         &self,

@@ -177,11 +177,35 @@ pub trait TierStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<TierRecord, PortError>> + Send;
 
+    /// Like [`TierStore::transition_tier`], and in the same atomic write marks a claimed
+    /// idempotency key done: the state change and the record that its message was handled land
+    /// together or not at all. `Conflict` also when the key is not claimed and in progress.
+    fn transition_tier_once(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+        expected_version: u64,
+        event: TierEvent,
+        at: DateTime<Utc>,
+        done: &Completion,
+    ) -> impl Future<Output = Result<TierRecord, PortError>> + Send;
+
     /// A cycle's tiers, in id order.
     fn list_tiers(
         &self,
         cycle: CycleId,
     ) -> impl Future<Output = Result<Vec<TierRecord>, PortError>> + Send;
+}
+
+/// Marks a claimed idempotency key done, as part of another write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The claimed key.
+    pub key: String,
+    /// What the handler did (returned to redeliveries as `Claim::Done`).
+    pub outcome: String,
+    /// How long the record is kept after `at`.
+    pub ttl: Duration,
 }
 
 /// The answer to claiming an idempotency key.

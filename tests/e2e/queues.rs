@@ -82,11 +82,17 @@ async fn contract<Q: QueueSender + QueueConsumer>(q: &Q) {
     let mut receives_of_poison = 0;
     for _ in 0..(MAX_RECEIVES as usize + 3) {
         // Visibility 0: a failed message is at once visible again, as after a timeout.
-        for d in q
+        let got = q
             .receive(Stage::Failure, 10, Duration::zero())
             .await
-            .unwrap()
-        {
+            .unwrap();
+        let distinct: BTreeSet<&str> = got.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(
+            distinct.len(),
+            got.len(),
+            "one receive never returns a message twice"
+        );
+        for d in got {
             let e = Envelope::from_body(&d.body).unwrap();
             if e.kind == "poison" {
                 receives_of_poison += 1;

@@ -115,21 +115,27 @@ impl QueueConsumer for SqliteQueues {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| db_err("begin receive", e))?;
             let mut out = Vec::new();
-            {
+            // Read only as many rows as are still wanted, in id order, each round after the last
+            // row seen (a row just received with no visibility timeout is still visible); a
+            // round that reads nothing ends it.
+            let mut after = i64::MIN;
+            while out.len() < max {
                 let mut select = tx
                     .prepare_cached(
                         "SELECT id, body, receive_count FROM queue_messages
-                         WHERE stage = ?1 AND visible_at_ms <= ?2 ORDER BY id",
+                         WHERE stage = ?1 AND visible_at_ms <= ?2 AND id > ?4 ORDER BY id LIMIT ?3",
                     )
                     .map_err(|e| db_err("prepare receive", e))?;
+                let want = (max - out.len()) as i64;
                 let rows: Vec<(i64, String, i64)> = select
-                    .query_map(params![stage.as_str(), now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_map(params![stage.as_str(), now, want, after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .and_then(Iterator::collect)
                     .map_err(|e| db_err(format!("receive from {stage}"), e))?;
+                if rows.is_empty() {
+                    break;
+                }
                 for (id, body, count) in rows {
-                    if out.len() >= max {
-                        break;
-                    }
+                    after = id;
                     if count >= max_receives {
                         // Like SQS's redrive policy: a message received max_receives times without
                         // an acknowledgement moves to the dead-letter queue on its next receive.

@@ -16,7 +16,8 @@ if ! "$venv/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
 fi
 
 port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# One request at a time: see tests/moto-server.py.
+"$venv/bin/python" "$root/tests/moto-server.py" 127.0.0.1 "$port" >"$log" 2>&1 &
 moto_pid=$!
 trap 'kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true' EXIT
 

@@ -60,13 +60,13 @@ pub enum AwsCommand {
 #[derive(Debug, Args)]
 pub struct BootstrapArgs {
     /// The DynamoDB state table.
-    #[arg(long, env = "PATCHFLOW_STATE_TABLE", default_value = "patchflow-state")]
+    #[arg(long, env = patchflow_aws::config::STATE_TABLE, default_value = "patchflow-state")]
     pub table: String,
     /// The S3 evidence bucket (globally unique on AWS).
-    #[arg(long, env = "PATCHFLOW_EVIDENCE_BUCKET")]
+    #[arg(long, env = patchflow_aws::config::EVIDENCE_BUCKET)]
     pub bucket: String,
     /// Queues are named PREFIX-STAGE and PREFIX-STAGE-dlq.
-    #[arg(long, env = "PATCHFLOW_QUEUE_PREFIX", default_value = "patchflow")]
+    #[arg(long, env = patchflow_aws::config::QUEUE_PREFIX, default_value = "patchflow")]
     pub queue_prefix: String,
     /// The evidence bucket's default COMPLIANCE retention, in days.
     #[arg(long, default_value_t = 2555, value_parser = clap::value_parser!(i32).range(1..=36_500))]

@@ -6,6 +6,8 @@ use aws_config::BehaviorVersion;
 pub const EVIDENCE_BUCKET: &str = "PATCHFLOW_EVIDENCE_BUCKET";
 /// The state table's name.
 pub const STATE_TABLE: &str = "PATCHFLOW_STATE_TABLE";
+/// The stage queues' name prefix (`{prefix}-{stage}`, `{prefix}-{stage}-dlq`).
+pub const QUEUE_PREFIX: &str = "PATCHFLOW_QUEUE_PREFIX";
 /// `true` to address S3 buckets by path (`endpoint/bucket/key`) rather than by virtual host;
 /// needed by S3-compatible endpoints without wildcard DNS.
 pub const S3_FORCE_PATH_STYLE: &str = "PATCHFLOW_S3_FORCE_PATH_STYLE";
@@ -13,9 +15,6 @@ pub const S3_FORCE_PATH_STYLE: &str = "PATCHFLOW_S3_FORCE_PATH_STYLE";
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A required variable is unset or empty.
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
     /// A variable has a value we cannot read.
     #[error("environment variable {name}: {message}")]
     Invalid {
@@ -24,14 +23,6 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// A required variable.
-pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or(ConfigError::Missing(name))
 }
 
 /// A boolean variable (`true`/`false`, `1`/`0`), false when unset.

@@ -356,6 +356,31 @@ impl EndpointStore for DynamoState {
     }
 }
 
+impl DynamoState {
+    /// The checked next record of a tier, and the item that stores it.
+    async fn next_tier(
+        &self,
+        cycle: CycleId,
+        tier: &TierId,
+        expected_version: u64,
+        event: TierEvent,
+        at: DateTime<Utc>,
+    ) -> Result<(TierRecord, HashMap<String, AttributeValue>), PortError> {
+        let current = self.get_tier(cycle, tier).await?;
+        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
+        let (pk, sk) = tier_key(cycle, tier);
+        let item = to_item(
+            "tier",
+            &TierItem {
+                pk,
+                sk,
+                record: next.clone(),
+            },
+        )?;
+        Ok((next, item))
+    }
+}
+
 impl TierStore for DynamoState {
     async fn create_tier(&self, tier: &TierRecord) -> Result<(), PortError> {
         let (pk, sk) = tier_key(tier.cycle, &tier.tier);
@@ -390,17 +415,9 @@ impl TierStore for DynamoState {
         event: TierEvent,
         at: DateTime<Utc>,
     ) -> Result<TierRecord, PortError> {
-        let current = self.get_tier(cycle, tier).await?;
-        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
-        let (pk, sk) = tier_key(cycle, tier);
-        let item = to_item(
-            "tier",
-            &TierItem {
-                pk,
-                sk,
-                record: next.clone(),
-            },
-        )?;
+        let (next, item) = self
+            .next_tier(cycle, tier, expected_version, event, at)
+            .await?;
         // The version is the condition: of two racing writers, exactly one succeeds.
         let expected = vec![(":expected", AttributeValue::N(expected_version.to_string()))];
         self.put_if("tier", item, "#v = :expected", expected, || {
@@ -419,17 +436,9 @@ impl TierStore for DynamoState {
         at: DateTime<Utc>,
         done: &Completion,
     ) -> Result<TierRecord, PortError> {
-        let current = self.get_tier(cycle, tier).await?;
-        let next = next_tier_record(current, cycle, tier, expected_version, event, at)?;
-        let (pk, sk) = tier_key(cycle, tier);
-        let item = to_item(
-            "tier",
-            &TierItem {
-                pk,
-                sk,
-                record: next.clone(),
-            },
-        )?;
+        let (next, item) = self
+            .next_tier(cycle, tier, expected_version, event, at)
+            .await?;
         let build = |e: aws_sdk_dynamodb::error::BuildError| {
             PortError::permanent("build the transaction", e)
         };

@@ -37,7 +37,7 @@ run: toolchain ## Plan the bundled demo fleet (200 endpoints, 5 clients) for the
 	target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json \
 		--catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table
 	@echo
-	@echo "One endpoint's reasons:  target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --endpoint <id>"
+	@echo "One endpoint's reasons:  target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table --endpoint <id>"
 
 test: toolchain ## Run every test (unit, property, CLI, adapters against moto's AWS API server, cross-crate)
 	@command -v python3 >/dev/null || { echo "python3 is required for the AWS API server the adapter tests use (moto)" >&2; exit 1; }

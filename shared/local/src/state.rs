@@ -147,48 +147,25 @@ impl EndpointStore for SqliteState {
         client: &ClientId,
         id: &EndpointId,
     ) -> Result<Option<StoredEndpoint>, PortError> {
-        self.db.with(|conn| {
-            let text: Option<String> = conn
-                .query_row(
-                    "SELECT record FROM endpoints WHERE client = ?1 AND id = ?2",
-                    params![client.as_str(), id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| db_err("get endpoint", e))?;
-            text.map(|t| decode("endpoint", &t)).transpose()
-        })
+        let sql = "SELECT record FROM endpoints WHERE client = ?1 AND id = ?2";
+        self.record("endpoint", sql, params![client.as_str(), id.as_str()])
     }
 
     async fn list_endpoints(&self, client: &ClientId) -> Result<Vec<StoredEndpoint>, PortError> {
-        self.db.with(|conn| {
-            let mut q = conn
-                .prepare_cached("SELECT record FROM endpoints WHERE client = ?1 ORDER BY id")
-                .map_err(|e| db_err("prepare list", e))?;
-            let texts: Vec<String> = q
-                .query_map(params![client.as_str()], |r| r.get(0))
-                .and_then(Iterator::collect)
-                .map_err(|e| db_err("list endpoints", e))?;
-            texts.iter().map(|t| decode("endpoint", t)).collect()
-        })
+        let sql = "SELECT record FROM endpoints WHERE client = ?1 ORDER BY id";
+        self.records("endpoints", sql, params![client.as_str()])
     }
 }
 
 impl TierStore for SqliteState {
     async fn create_tier(&self, tier: &TierRecord) -> Result<(), PortError> {
         let record = encode("tier", tier)?;
-        self.db.with(|conn| {
-            let n = conn
-                .execute(
-                    "INSERT INTO tiers (cycle, tier, version, record) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                    params![tier.cycle.to_string(), tier.tier.as_str(), tier.version as i64, record],
-                )
-                .map_err(|e| db_err("create tier", e))?;
-            if n == 0 {
-                return Err(PortError::Conflict(format!("tier {} of {} exists", tier.tier, tier.cycle)));
-            }
-            Ok(())
-        })
+        self.conditional(
+            "tier",
+            "INSERT INTO tiers (cycle, tier, version, record) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![tier.cycle.to_string(), tier.tier.as_str(), tier.version as i64, record],
+            || format!("tier {} of {} exists", tier.tier, tier.cycle),
+        )
     }
 
     async fn get_tier(
@@ -196,17 +173,8 @@ impl TierStore for SqliteState {
         cycle: CycleId,
         tier: &TierId,
     ) -> Result<Option<TierRecord>, PortError> {
-        self.db.with(|conn| {
-            let text: Option<String> = conn
-                .query_row(
-                    "SELECT record FROM tiers WHERE cycle = ?1 AND tier = ?2",
-                    params![cycle.to_string(), tier.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| db_err("get tier", e))?;
-            text.map(|t| decode("tier", &t)).transpose()
-        })
+        let sql = "SELECT record FROM tiers WHERE cycle = ?1 AND tier = ?2";
+        self.record("tier", sql, params![cycle.to_string(), tier.as_str()])
     }
 
     async fn transition_tier(
@@ -237,16 +205,8 @@ impl TierStore for SqliteState {
     }
 
     async fn list_tiers(&self, cycle: CycleId) -> Result<Vec<TierRecord>, PortError> {
-        self.db.with(|conn| {
-            let mut q = conn
-                .prepare_cached("SELECT record FROM tiers WHERE cycle = ?1 ORDER BY tier")
-                .map_err(|e| db_err("prepare list tiers", e))?;
-            let texts: Vec<String> = q
-                .query_map(params![cycle.to_string()], |r| r.get(0))
-                .and_then(Iterator::collect)
-                .map_err(|e| db_err("list tiers", e))?;
-            texts.iter().map(|t| decode("tier", t)).collect()
-        })
+        let sql = "SELECT record FROM tiers WHERE cycle = ?1 ORDER BY tier";
+        self.records("tiers", sql, params![cycle.to_string()])
     }
 }
 
@@ -361,14 +321,14 @@ impl SqliteState {
         &self,
         what: &str,
         sql: &str,
-        key: &str,
+        args: impl rusqlite::Params,
     ) -> Result<Vec<T>, PortError> {
         self.db.with(|conn| {
             let mut q = conn
                 .prepare_cached(sql)
                 .map_err(|e| db_err(format!("prepare list {what}"), e))?;
             let texts: Vec<String> = q
-                .query_map(params![key], |r| r.get(0))
+                .query_map(args, |r| r.get(0))
                 .and_then(Iterator::collect)
                 .map_err(|e| db_err(format!("list {what}"), e))?;
             texts.iter().map(|t| decode(what, t)).collect()
@@ -380,12 +340,11 @@ impl SqliteState {
         &self,
         what: &str,
         sql: &str,
-        a: &str,
-        b: &str,
+        args: impl rusqlite::Params,
     ) -> Result<Option<T>, PortError> {
         self.db.with(|conn| {
             let text: Option<String> = conn
-                .query_row(sql, params![a, b], |r| r.get(0))
+                .query_row(sql, args, |r| r.get(0))
                 .optional()
                 .map_err(|e| db_err(format!("get {what}"), e))?;
             text.map(|t| decode(what, &t)).transpose()
@@ -425,16 +384,8 @@ impl ExceptionStore for SqliteState {
     }
 
     async fn list_exceptions(&self) -> Result<Vec<ExceptionEntry>, PortError> {
-        self.db.with(|conn| {
-            let mut q = conn
-                .prepare_cached("SELECT record FROM exceptions ORDER BY subject, kind")
-                .map_err(|e| db_err("prepare list exceptions", e))?;
-            let texts: Vec<String> = q
-                .query_map([], |r| r.get(0))
-                .and_then(Iterator::collect)
-                .map_err(|e| db_err("list exceptions", e))?;
-            texts.iter().map(|t| decode("exception", t)).collect()
-        })
+        let sql = "SELECT record FROM exceptions ORDER BY subject, kind";
+        self.records("exceptions", sql, [])
     }
 }
 
@@ -476,12 +427,12 @@ impl ApprovalStore for SqliteState {
         patch: &PatchId,
     ) -> Result<Option<Approval>, PortError> {
         let sql = "SELECT record FROM approvals WHERE cycle = ?1 AND patch = ?2";
-        self.record("approval", sql, &cycle.to_string(), patch.as_str())
+        self.record("approval", sql, params![cycle.to_string(), patch.as_str()])
     }
 
     async fn list_approvals(&self, cycle: CycleId) -> Result<Vec<Approval>, PortError> {
         let sql = "SELECT record FROM approvals WHERE cycle = ?1 ORDER BY patch";
-        self.records("approvals", sql, &cycle.to_string())
+        self.records("approvals", sql, params![cycle.to_string()])
     }
 }
 
@@ -537,12 +488,12 @@ impl FailureStore for SqliteState {
         id: &str,
     ) -> Result<Option<FailureRecord>, PortError> {
         let sql = "SELECT record FROM failures WHERE cycle = ?1 AND id = ?2";
-        self.record("failure", sql, &cycle.to_string(), id)
+        self.record("failure", sql, params![cycle.to_string(), id])
     }
 
     async fn list_failures(&self, cycle: CycleId) -> Result<Vec<FailureRecord>, PortError> {
         let sql = "SELECT record FROM failures WHERE cycle = ?1 ORDER BY id";
-        self.records("failures", sql, &cycle.to_string())
+        self.records("failures", sql, params![cycle.to_string()])
     }
 }
 
@@ -560,6 +511,6 @@ impl EvidenceIndex for SqliteState {
 
     async fn list_evidence(&self, cycle: CycleId) -> Result<Vec<EvidenceRecord>, PortError> {
         let sql = "SELECT record FROM evidence_index WHERE cycle = ?1 ORDER BY key";
-        self.records("evidence records", sql, &cycle.to_string())
+        self.records("evidence records", sql, params![cycle.to_string()])
     }
 }

@@ -746,8 +746,20 @@ impl EvidenceIndex for DynamoState {
     }
 }
 
+fn idempotency_pair(key: &str) -> (String, String) {
+    (format!("IDEMPOTENCY#{key}"), "IDEMPOTENCY".to_owned())
+}
+
 fn idempotency_key(key: &str) -> HashMap<String, AttributeValue> {
-    key_map((format!("IDEMPOTENCY#{key}"), "IDEMPOTENCY".to_owned()))
+    key_map(idempotency_pair(key))
+}
+
+/// What a claim needs to know of a held key.
+#[derive(Deserialize)]
+struct IdempotencyItem {
+    done: bool,
+    #[serde(default)]
+    outcome: Option<String>,
 }
 
 fn n(v: i64) -> AttributeValue {
@@ -786,25 +798,15 @@ impl IdempotencyStore for DynamoState {
         match put {
             Ok(_) => Ok(Claim::Acquired),
             Err(e) if conditional_failed(&e) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(idempotency_key(key)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| classify(format!("read idempotency key {key}"), e))?;
-                let item = out.item.unwrap_or_default();
-                if item.get("done").and_then(|v| v.as_bool().ok()) == Some(&true) {
-                    let outcome = item
-                        .get("outcome")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default();
-                    Ok(Claim::Done(outcome))
-                } else {
-                    Ok(Claim::InProgress)
+                let held: Option<IdempotencyItem> = self
+                    .get_record("idempotency key", idempotency_pair(key))
+                    .await?;
+                match held {
+                    Some(IdempotencyItem {
+                        done: true,
+                        outcome,
+                    }) => Ok(Claim::Done(outcome.unwrap_or_default())),
+                    _ => Ok(Claim::InProgress),
                 }
             }
             Err(e) => Err(classify(format!("claim idempotency key {key}"), e)),

@@ -11,6 +11,7 @@
 //! | failure | `CYCLE#{cycle}` | `FAILURE#{id}` |
 //! | evidence index | `CYCLE#{cycle}` | `EVIDENCE#{key}` |
 //! | idempotency | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
+//! | cycle document | `CYCLE#{cycle}#{kind}` | `DOC#{id}` |
 //!
 //! Every transition is a conditional write; a failed condition is `Conflict`.
 
@@ -27,7 +28,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, Completion, EndpointStore, EvidenceIndex,
+    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore, EvidenceIndex,
     EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
     SyncSummary, TierId, TierRecord, TierStore,
 };
@@ -813,6 +814,25 @@ impl IdempotencyStore for DynamoState {
         }
     }
 
+    async fn abandon(&self, key: &str) -> Result<(), PortError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(idempotency_key(key)))
+            .condition_expression("attribute_exists(pk) AND #done = :false")
+            .expression_attribute_names("#done", "done")
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Done, or never claimed: nothing to give up.
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(classify(format!("abandon idempotency key {key}"), e)),
+        }
+    }
+
     async fn complete(
         &self,
         key: &str,
@@ -847,6 +867,82 @@ impl IdempotencyStore for DynamoState {
                 },
             )?;
         Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct DocItem {
+    pk: String,
+    sk: String,
+    version: u64,
+    body: String,
+}
+
+fn doc_key(cycle: CycleId, kind: &str, id: &str) -> (String, String) {
+    (format!("CYCLE#{cycle}#{kind}"), format!("DOC#{id}"))
+}
+
+impl DocStore for DynamoState {
+    async fn put_doc(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, PortError> {
+        let (pk, sk) = doc_key(cycle, kind, id);
+        let version = expected.map_or(1, |v| v + 1);
+        let item = to_item(
+            kind,
+            &DocItem {
+                pk,
+                sk,
+                version,
+                body: body.to_owned(),
+            },
+        )?;
+        let what = format!("{kind} {id} of {cycle}");
+        let (condition, values) = match expected {
+            None => ("attribute_not_exists(pk)", vec![]),
+            Some(v) => (
+                "attribute_exists(pk) AND #v = :expected",
+                vec![(":expected", AttributeValue::N(v.to_string()))],
+            ),
+        };
+        let result = self
+            .put_if(kind, item, condition, values, || match expected {
+                None => format!("{what} exists"),
+                Some(v) => format!("{what} moved past version {v}"),
+            })
+            .await;
+        match result {
+            Err(PortError::Conflict(c))
+                if expected.is_some() && self.get_doc(cycle, kind, id).await?.is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other.map(|()| version),
+        }
+    }
+
+    async fn get_doc(&self, cycle: CycleId, kind: &str, id: &str) -> Result<Option<Doc>, PortError> {
+        let item: Option<DocItem> = self.get_record(kind, doc_key(cycle, kind, id)).await?;
+        Ok(item.map(doc_of))
+    }
+
+    async fn list_docs(&self, cycle: CycleId, kind: &str) -> Result<Vec<Doc>, PortError> {
+        let (pk, _) = doc_key(cycle, kind, "");
+        let items: Vec<DocItem> = self.query_prefix(kind, pk, "DOC#").await?;
+        Ok(items.into_iter().map(doc_of).collect())
+    }
+}
+
+fn doc_of(item: DocItem) -> Doc {
+    Doc {
+        id: item.sk.strip_prefix("DOC#").unwrap_or(&item.sk).to_owned(),
+        version: item.version,
+        body: item.body,
     }
 }
 

@@ -206,6 +206,22 @@ impl QueueConsumer for SqsQueues {
         Ok(())
     }
 
+    async fn release(&self, stage: Stage, receipt: &str) -> Result<(), PortError> {
+        let url = &self.queue(stage)?.url;
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(|e| match classify(format!("release on {stage}"), e) {
+                PortError::NotFound(c) => PortError::Conflict(c),
+                other => other,
+            })?;
+        Ok(())
+    }
+
     async fn dead_letter(
         &self,
         stage: Stage,

@@ -178,6 +178,24 @@ impl QueueConsumer for SqliteQueues {
         })
     }
 
+    async fn release(&self, stage: Stage, receipt: &str) -> Result<(), PortError> {
+        let now = self.now_ms();
+        self.db.with(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE queue_messages SET visible_at_ms = ?3 WHERE stage = ?1 AND receipt = ?2",
+                    params![stage.as_str(), receipt, now],
+                )
+                .map_err(|e| db_err("release", e))?;
+            if n == 0 {
+                return Err(PortError::Conflict(format!(
+                    "receipt {receipt} on {stage} is no longer current"
+                )));
+            }
+            Ok(())
+        })
+    }
+
     async fn dead_letter(
         &self,
         stage: Stage,

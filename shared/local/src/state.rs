@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, Completion, EndpointStore, EvidenceIndex,
+    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore, EvidenceIndex,
     EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
     SyncSummary, TierId, TierRecord, TierStore,
 };
@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS evidence_index (
     key    TEXT NOT NULL,
     record TEXT NOT NULL,
     PRIMARY KEY (cycle, key)
+);
+CREATE TABLE IF NOT EXISTS docs (
+    cycle   TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    version INTEGER NOT NULL,
+    body    TEXT    NOT NULL,
+    PRIMARY KEY (cycle, kind, id)
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key            TEXT PRIMARY KEY,
@@ -248,6 +256,17 @@ impl IdempotencyStore for SqliteState {
             .map_err(|e| db_err("claim", e))?;
             tx.commit().map_err(|e| db_err("commit claim", e))?;
             Ok(Claim::Acquired)
+        })
+    }
+
+    async fn abandon(&self, key: &str) -> Result<(), PortError> {
+        self.db.with(|conn| {
+            conn.execute(
+                "DELETE FROM idempotency WHERE key = ?1 AND done = 0",
+                params![key],
+            )
+            .map_err(|e| db_err("abandon idempotency key", e))?;
+            Ok(())
         })
     }
 
@@ -513,4 +532,79 @@ impl EvidenceIndex for SqliteState {
         let sql = "SELECT record FROM evidence_index WHERE cycle = ?1 ORDER BY key";
         self.records("evidence records", sql, params![cycle.to_string()])
     }
+}
+
+impl DocStore for SqliteState {
+    async fn put_doc(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, PortError> {
+        let what = format!("{kind} {id} of {cycle}");
+        let cycle_s = cycle.to_string();
+        let result = match expected {
+            None => self
+                .conditional(
+                    kind,
+                    "INSERT INTO docs (cycle, kind, id, version, body) VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![cycle_s, kind, id, body],
+                    || format!("{what} exists"),
+                )
+                .map(|()| 1),
+            Some(v) => self
+                .conditional(
+                    kind,
+                    "UPDATE docs SET version = ?5, body = ?4
+                     WHERE cycle = ?1 AND kind = ?2 AND id = ?3 AND version = ?6",
+                    params![cycle_s, kind, id, body, (v + 1) as i64, v as i64],
+                    || format!("{what} moved past version {v}"),
+                )
+                .map(|()| v + 1),
+        };
+        match result {
+            Err(PortError::Conflict(c))
+                if expected.is_some() && self.get_doc(cycle, kind, id).await?.is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other,
+        }
+    }
+
+    async fn get_doc(&self, cycle: CycleId, kind: &str, id: &str) -> Result<Option<Doc>, PortError> {
+        self.db.with(|conn| {
+            conn.query_row(
+                "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 AND id = ?3",
+                params![cycle.to_string(), kind, id],
+                doc_row,
+            )
+            .optional()
+            .map_err(|e| db_err(format!("get {kind} {id}"), e))
+        })
+    }
+
+    async fn list_docs(&self, cycle: CycleId, kind: &str) -> Result<Vec<Doc>, PortError> {
+        self.db.with(|conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 ORDER BY id",
+                )
+                .map_err(|e| db_err(format!("prepare list {kind}"), e))?;
+            q.query_map(params![cycle.to_string(), kind], doc_row)
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err(format!("list {kind}"), e))
+        })
+    }
+}
+
+fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Doc> {
+    Ok(Doc {
+        id: r.get(0)?,
+        version: r.get::<_, i64>(1)? as u64,
+        body: r.get(2)?,
+    })
 }

@@ -10,7 +10,11 @@
 
 pub mod clock;
 pub mod evidence;
+pub mod pager;
+pub mod psa;
 pub mod queue;
+pub mod rmm;
+pub mod sources;
 pub mod state;
 
 /// A boxed error cause.

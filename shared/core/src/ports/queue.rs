@@ -167,6 +167,14 @@ pub trait QueueConsumer: Send + Sync {
         receipt: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Ends a delivery's visibility timeout now, so the message is received again: what the
+    /// timeout's passing does, for a runner whose clock is simulated.
+    fn release(
+        &self,
+        stage: Stage,
+        receipt: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
     /// Moves a message that can never be processed to the stage's dead-letter queue, with why.
     fn dead_letter(
         &self,

@@ -231,6 +231,10 @@ pub trait IdempotencyStore: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<Claim, PortError>> + Send;
 
+    /// Gives up a claim that is not done (the handler failed and the message goes back to the
+    /// queue), so its redelivery can claim it at once. A done key is left as it is.
+    fn abandon(&self, key: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
     /// Marks a claimed key done with its outcome.
     fn complete(
         &self,
@@ -402,4 +406,72 @@ pub trait EvidenceIndex: Send + Sync {
         &self,
         cycle: CycleId,
     ) -> impl Future<Output = Result<Vec<EvidenceRecord>, PortError>> + Send;
+}
+
+/// A versioned document of a cycle: the cycle's own record, its client snapshot, its tiers'
+/// plans, and each endpoint's run through the cycle. Bodies are JSON; the pipeline owns their
+/// types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    /// Its id within its kind.
+    pub id: String,
+    /// Optimistic-concurrency version: 1 when created, one more on every update.
+    pub version: u64,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// Cycle documents, each written on a condition.
+pub trait DocStore: Send + Sync {
+    /// Writes a document: creates it when `expected` is `None` (`Conflict` if it exists), else
+    /// replaces it if the stored version is `expected` (`Conflict` if it moved, `NotFound` if
+    /// there is none). Returns the new version.
+    fn put_doc(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// One document.
+    fn get_doc(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Doc>, PortError>> + Send;
+
+    /// A kind's documents in a cycle, by id.
+    fn list_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+    ) -> impl Future<Output = Result<Vec<Doc>, PortError>> + Send;
+}
+
+/// Every store the pipeline uses, as one bound.
+pub trait StateStore:
+    EndpointStore
+    + TierStore
+    + IdempotencyStore
+    + ExceptionStore
+    + ApprovalStore
+    + FailureStore
+    + EvidenceIndex
+    + DocStore
+{
+}
+
+impl<T> StateStore for T where
+    T: EndpointStore
+        + TierStore
+        + IdempotencyStore
+        + ExceptionStore
+        + ApprovalStore
+        + FailureStore
+        + EvidenceIndex
+        + DocStore
+{
 }

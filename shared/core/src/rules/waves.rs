@@ -2,14 +2,14 @@
 //! a soaked pilot is healthy enough to promote (the health gate).
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Criticality, Endpoint, EndpointKind};
 use crate::reason as r;
 use crate::trace::{Node, Trace, TraceEntry};
 
 /// Rollout wave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Wave {
     /// First: the pilot (and test) ring.

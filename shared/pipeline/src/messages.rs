@@ -1,0 +1,144 @@
+//! The messages between the stages: one payload type per kind, shared by producers and
+//! consumers, carried in the core's versioned [`Envelope`].
+
+use chrono::{DateTime, NaiveDate, Utc};
+use patchflow_core::contract::PatchDoc;
+use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::ports::queue::{Envelope, Stage, SCHEMA_VERSION};
+use patchflow_core::ports::state::TierId;
+use patchflow_core::rules::failure::FailureStage;
+use patchflow_core::schedule::utc;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::HandlerError;
+
+/// A message payload: its kind and the stage whose queue carries it.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The envelope's `kind`.
+    const KIND: &'static str;
+    /// The queue it travels on.
+    const STAGE: Stage;
+
+    /// The message in an envelope.
+    fn envelope(&self, cycle: CycleId, key: String, tier: Option<&TierId>) -> Envelope {
+        Envelope {
+            kind: Self::KIND.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            idempotency_key: key,
+            cycle,
+            tier: tier.map(|t| t.to_string()),
+            // Payloads are plain data: serializing cannot fail.
+            payload: serde_json::to_value(self).unwrap_or_default(),
+        }
+    }
+
+    /// The payload of an envelope of this kind.
+    fn from_envelope(env: &Envelope) -> Result<Self, HandlerError> {
+        serde_json::from_value(env.payload.clone()).map_err(|e| {
+            HandlerError::Poison(format!("`{}` payload does not fit its kind: {e}", env.kind))
+        })
+    }
+}
+
+/// Evaluate one patch of the month's catalog (approval-eval).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvaluatePatch {
+    /// The patch, as the catalog has it.
+    pub patch: PatchDoc,
+}
+
+impl Message for EvaluatePatch {
+    const KIND: &'static str = "evaluate_patch";
+    const STAGE: Stage = Stage::Approval;
+}
+
+/// Look for overdue reviews (approval-eval), once a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewSweep {
+    /// The day it is for.
+    pub day: NaiveDate,
+}
+
+impl Message for ReviewSweep {
+    const KIND: &'static str = "review_sweep";
+    const STAGE: Stage = Stage::Approval;
+}
+
+/// Decide whether a scheduled tier deploys now (ring-promotion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoteTier {
+    /// The tier.
+    pub tier: TierId,
+}
+
+impl Message for PromoteTier {
+    const KIND: &'static str = "promote_tier";
+    const STAGE: Stage = Stage::Rollout;
+}
+
+/// Send an endpoint's install and reboot commands (reboot-scheduler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployEndpoint {
+    /// Its tier.
+    pub tier: TierId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// 0 for the first try, one more for each retry.
+    pub attempt: u32,
+}
+
+impl Message for DeployEndpoint {
+    const KIND: &'static str = "deploy_endpoint";
+    const STAGE: Stage = Stage::Schedule;
+}
+
+/// Read the RMM's reports for a deploying tier, send the reminders and forced reboots that are
+/// due, and move the tier on (reboot-scheduler), once an hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierTick {
+    /// The tier.
+    pub tier: TierId,
+}
+
+impl Message for TierTick {
+    const KIND: &'static str = "tier_tick";
+    const STAGE: Stage = Stage::Schedule;
+}
+
+/// A deployment or validation failed (failure-escalation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointFailed {
+    /// The failure's id: `{endpoint}.{stage}.{attempt}`.
+    pub id: String,
+    /// Its tier.
+    pub tier: TierId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its client.
+    pub client: ClientId,
+    /// Where it failed.
+    pub stage: FailureStage,
+    /// When.
+    #[serde(with = "utc")]
+    pub at: DateTime<Utc>,
+    /// What the RMM said.
+    pub detail: String,
+}
+
+impl Message for EndpointFailed {
+    const KIND: &'static str = "endpoint_failed";
+    const STAGE: Stage = Stage::Failure;
+}
+
+/// Archive a validated tier's evidence and close it (evidence-archiver).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveTier {
+    /// The tier.
+    pub tier: TierId,
+}
+
+impl Message for ArchiveTier {
+    const KIND: &'static str = "archive_tier";
+    const STAGE: Stage = Stage::Evidence;
+}

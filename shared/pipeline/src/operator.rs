@@ -1,0 +1,242 @@
+//! What engineers do to a running cycle, through the CLI: approve or decline a held patch,
+//! approve a critical server's install, and record a failure's root cause so it may retry.
+//! Each is a conditional write: an engineer and a handler can never both win.
+
+use chrono::{DateTime, Utc};
+use patchflow_core::ids::{CycleId, EndpointId, PatchId};
+use patchflow_core::ports::queue::QueueSender;
+use patchflow_core::ports::state::{
+    DocStore, StateStore,
+};
+use patchflow_core::ports::PortError;
+use patchflow_core::rules::approval::{apply_engineer_decision, Decision, EngineerDecision, SignOff};
+use patchflow_core::rules::failure::RootCause;
+use patchflow_core::tier::{TierEvent, TierState};
+
+use crate::approval::patch_model;
+use crate::error::HandlerError;
+use crate::messages::{DeployEndpoint, Message};
+use crate::records::{self, run_kind, Run, RunStatus};
+
+/// Why an engineer's action was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The thing acted on does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The action does not apply now.
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] PortError),
+    /// A stored record is unreadable.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<HandlerError> for ActionError {
+    fn from(e: HandlerError) -> Self {
+        match e {
+            HandlerError::Retry(m) | HandlerError::Poison(m) => ActionError::Corrupt(m),
+        }
+    }
+}
+
+/// Approves or declines a patch held for review (or reverses a default decline); returns the
+/// decision stored.
+pub async fn decide_patch(
+    state: &impl StateStore,
+    cycle: CycleId,
+    patch: &PatchId,
+    decision: EngineerDecision,
+) -> Result<Decision, ActionError> {
+    let cycle_doc = records::cycle_doc(state, cycle)
+        .await?
+        .ok_or_else(|| ActionError::NotFound(format!("cycle {cycle} is not open")))?;
+    let doc = cycle_doc
+        .catalog
+        .patches
+        .iter()
+        .find(|p| p.id == patch.as_str())
+        .ok_or_else(|| ActionError::NotFound(format!("{patch} is not in the {cycle} catalog")))?;
+    let current = state.get_approval(cycle, patch).await?.ok_or_else(|| {
+        ActionError::Refused(format!("{patch} has not been evaluated yet; try again shortly"))
+    })?;
+    let decided = apply_engineer_decision(&current, &patch_model(doc)?, decision)
+        .map_err(|e| ActionError::Refused(e.to_string()))?;
+    state
+        .put_approval(cycle, &decided.approval, Some(current.decision))
+        .await
+        .map_err(|e| match e {
+            PortError::Conflict(_) => ActionError::Refused(format!(
+                "{patch} changed while you decided (it was {}); look again",
+                current.decision.as_str()
+            )),
+            other => ActionError::Store(other),
+        })?;
+    if let Some(entry) = &decided.exception {
+        state.record_exception(entry).await?;
+    }
+    Ok(decided.approval.decision)
+}
+
+/// Finds an endpoint's run in a cycle.
+async fn find_run(
+    state: &impl DocStore,
+    cycle: CycleId,
+    endpoint: &EndpointId,
+) -> Result<(Run, u64), ActionError> {
+    let cycle_doc = records::cycle_doc(state, cycle)
+        .await?
+        .ok_or_else(|| ActionError::NotFound(format!("cycle {cycle} is not open")))?;
+    for tier in &cycle_doc.tiers {
+        if let Some(found) =
+            records::load::<Run>(state, cycle, &run_kind(tier), endpoint.as_str()).await?
+        {
+            return Ok(found);
+        }
+    }
+    Err(ActionError::NotFound(format!(
+        "{endpoint} is not in any tier of {cycle} (out of scope, or not in the inventory)"
+    )))
+}
+
+/// Approves a critical server's install; it is scheduled by the next message.
+pub async fn approve_endpoint(
+    state: &impl StateStore,
+    queues: &impl QueueSender,
+    cycle: CycleId,
+    endpoint: &EndpointId,
+    sign_off: SignOff,
+) -> Result<(), ActionError> {
+    let (mut run, version) = find_run(state, cycle, endpoint).await?;
+    if run.engineer_approval.is_some() {
+        return Err(ActionError::Refused(format!("{endpoint} is already approved")));
+    }
+    run.engineer_approval = Some(sign_off);
+    records::save(state, cycle, &run_kind(&run.tier), endpoint.as_str(), &run, Some(version))
+        .await?;
+    if run.status == RunStatus::AwaitingApproval {
+        let msg = DeployEndpoint {
+            tier: run.tier.clone(),
+            endpoint: endpoint.clone(),
+            attempt: run.attempt,
+        };
+        let env = msg.envelope(
+            cycle,
+            format!("{cycle}/deploy/{endpoint}/{}/approved", run.attempt),
+            Some(&run.tier),
+        );
+        queues.send_batch(DeployEndpoint::STAGE, &[env]).await?;
+    }
+    Ok(())
+}
+
+/// What recording a root cause did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootCauseRecorded {
+    /// The tier was released (every open failure of it has a root cause) and its failed
+    /// endpoints scheduled for retry in their next window.
+    pub released: bool,
+    /// Failures of the tier still without a root cause.
+    pub waiting: Vec<String>,
+}
+
+/// Records a failure's root cause. When every open failure of its tier has one, the tier leaves
+/// its hold and the failed endpoints are retried in their next retry windows.
+pub async fn record_root_cause(
+    state: &impl StateStore,
+    queues: &impl QueueSender,
+    cycle: CycleId,
+    failure_id: &str,
+    root_cause: RootCause,
+    now: DateTime<Utc>,
+) -> Result<RootCauseRecorded, ActionError> {
+    if root_cause.text.trim().is_empty() {
+        return Err(ActionError::Refused("a root cause needs words".into()));
+    }
+    let mut failure = state
+        .get_failure(cycle, failure_id)
+        .await?
+        .ok_or_else(|| ActionError::NotFound(format!("no failure {failure_id} in {cycle}")))?;
+    if failure.root_cause.is_some() {
+        return Err(ActionError::Refused(format!(
+            "{failure_id} already has a root cause"
+        )));
+    }
+    failure.root_cause = Some(root_cause);
+    let version = failure.version;
+    state.save_failure(&failure, version).await?;
+
+    // The tier's open failures: each failed run's latest failure.
+    let tier = failure.tier.clone();
+    let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(&tier)).await?;
+    let failed: Vec<&Run> = runs
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.status == RunStatus::Failed)
+        .collect();
+    let mut waiting = Vec::new();
+    for r in &failed {
+        if let Some(id) = r.failures.last() {
+            let f = state.get_failure(cycle, id).await?;
+            if f.is_none_or(|f| f.root_cause.is_none()) {
+                waiting.push(id.clone());
+            }
+        }
+    }
+    if !waiting.is_empty() {
+        return Ok(RootCauseRecorded {
+            released: false,
+            waiting,
+        });
+    }
+    let messages: Vec<_> = failed
+        .iter()
+        .map(|r| {
+            DeployEndpoint {
+                tier: tier.clone(),
+                endpoint: r.endpoint.clone(),
+                attempt: r.attempt + 1,
+            }
+            .envelope(
+                cycle,
+                format!("{cycle}/deploy/{}/{}", r.endpoint, r.attempt + 1),
+                Some(&tier),
+            )
+        })
+        .collect();
+    queues.send_batch(DeployEndpoint::STAGE, &messages).await?;
+    if let Some(t) = state.get_tier(cycle, &tier).await? {
+        if matches!(t.state, TierState::Held | TierState::Blocked) {
+            match state
+                .transition_tier(cycle, &tier, t.version, TierEvent::RootCauseRecorded, now)
+                .await
+            {
+                Ok(_) | Err(PortError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(RootCauseRecorded {
+        released: true,
+        waiting,
+    })
+}
+
+/// Signs an engineer's decision.
+pub fn sign(
+    engineer: &str,
+    reason_code: &str,
+    at: DateTime<Utc>,
+) -> Result<SignOff, ActionError> {
+    Ok(SignOff {
+        engineer: patchflow_core::ids::Engineer::parse(engineer)
+            .map_err(|e| ActionError::Refused(format!("--engineer: {e}")))?,
+        reason_code: patchflow_core::rules::approval::ReasonCode::parse(reason_code)
+            .map_err(|e| ActionError::Refused(format!("--reason-code: {e}")))?,
+        at,
+    })
+}
+

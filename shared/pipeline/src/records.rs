@@ -1,0 +1,343 @@
+//! What the pipeline keeps about a cycle, as documents in the state store: the cycle itself (its
+//! release, catalog and client snapshot), each tier's plan, each endpoint's run through the
+//! cycle, and the endpoints left out.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use patchflow_core::contract::{inventory_from_doc, CatalogDoc, ClientDoc, EndpointDoc, InventoryDoc};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::model::{Endpoint, EndpointKind};
+use patchflow_core::ports::state::{DocStore, TierId};
+use patchflow_core::rules::approval::SignOff;
+use patchflow_core::rules::commands::RmmCommand;
+use patchflow_core::rules::validation::CheckResult;
+use patchflow_core::rules::waves::Wave;
+use patchflow_core::schedule::{utc, Window};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{corrupt, HandlerError};
+
+/// The document kind of the cycle record (one per cycle, id [`CYCLE_ID`]).
+pub const CYCLE_KIND: &str = "cycle";
+/// The cycle record's id.
+pub const CYCLE_ID: &str = "cycle";
+/// The document kind of tier plans (id: the tier).
+pub const TIER_KIND: &str = "tier";
+/// The document kind of a client's out-of-scope endpoints (id: the client).
+pub const EXCLUDED_KIND: &str = "excluded";
+
+/// The document kind of a tier's endpoint runs (id: the endpoint).
+pub fn run_kind(tier: &TierId) -> String {
+    format!("run.{tier}")
+}
+
+/// An opened cycle. Its existence is what "the cycle is open" means.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CycleDoc {
+    /// The cycle.
+    pub cycle: CycleId,
+    /// Its Patch Tuesday.
+    pub patch_tuesday: NaiveDate,
+    /// The release instant.
+    #[serde(with = "utc")]
+    pub released_at: DateTime<Utc>,
+    /// When the inventory sync opened it.
+    #[serde(with = "utc")]
+    pub opened_at: DateTime<Utc>,
+    /// The month's catalog as it was when the cycle opened.
+    pub catalog: CatalogDoc,
+    /// The clients as they were when the cycle opened.
+    pub clients: Vec<ClientDoc>,
+    /// Its tiers.
+    pub tiers: Vec<TierId>,
+}
+
+impl CycleDoc {
+    /// A client's record.
+    pub fn client(&self, id: &ClientId) -> Option<&ClientDoc> {
+        self.clients.iter().find(|c| c.id == id.as_str())
+    }
+}
+
+/// A tier's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierPlan {
+    /// The tier.
+    pub tier: TierId,
+    /// Servers or workstations.
+    pub kind: EndpointKind,
+    /// The client, for a server tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientId>,
+    /// Pilot or production.
+    pub wave: Wave,
+    /// For a production tier with a pilot: the pilot tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pilot: Option<TierId>,
+    /// For a production tier with a pilot: the soak gate (no window before it).
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub gate: Option<DateTime<Utc>>,
+    /// How many endpoints it has.
+    pub endpoints: usize,
+    /// The last promotion decision, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<String>,
+}
+
+/// Where an endpoint is in its run through the cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for its tier to deploy.
+    Planned,
+    /// A critical server: waiting for an engineer's approval before anything installs.
+    AwaitingApproval,
+    /// Install (and reboot) commands sent.
+    Scheduled,
+    /// Installed; waiting for the reboot.
+    Installed,
+    /// Rebooted; waiting for the post-reboot checks.
+    Rebooted,
+    /// Checks passed: patched.
+    Validated,
+    /// Failed; escalated, waiting for a root cause and a retry.
+    Failed,
+}
+
+impl RunStatus {
+    /// The status's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Planned => "planned",
+            RunStatus::AwaitingApproval => "awaiting_approval",
+            RunStatus::Scheduled => "scheduled",
+            RunStatus::Installed => "installed",
+            RunStatus::Rebooted => "rebooted",
+            RunStatus::Validated => "validated",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One endpoint's run through a cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its client.
+    pub client: ClientId,
+    /// Its tier.
+    pub tier: TierId,
+    /// The endpoint as synced when the cycle opened.
+    pub doc: EndpointDoc,
+    /// The install window the plan gave it.
+    pub planned_install: Window,
+    /// Where it is.
+    pub status: RunStatus,
+    /// 0 for the first try, one more per retry.
+    pub attempt: u32,
+    /// When this attempt's commands went out.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub commands_at: Option<DateTime<Utc>>,
+    /// This attempt's commands: install and reboot at once, reminders and the forced reboot when
+    /// due.
+    #[serde(default)]
+    pub commands: Vec<RmmCommand>,
+    /// When the install was reported.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<DateTime<Utc>>,
+    /// When the reboot was confirmed.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub reboot_confirmed_at: Option<DateTime<Utc>>,
+    /// Reboot reminders shown this attempt.
+    #[serde(default)]
+    pub reminders: Vec<Reminder>,
+    /// Whether the forced reboot was sent this attempt.
+    #[serde(default)]
+    pub forced_reboot: bool,
+    /// The post-reboot checks.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// When the checks passed.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub validated_at: Option<DateTime<Utc>>,
+    /// Its failures' ids, oldest first.
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// An engineer's approval (critical servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engineer_approval: Option<SignOff>,
+}
+
+/// A reminder shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    /// When it was due.
+    #[serde(with = "utc")]
+    pub at: DateTime<Utc>,
+}
+
+impl Run {
+    /// The endpoint as the domain model has it, with its client's time zone and locations.
+    pub fn endpoint_model(&self, cycle: &CycleDoc) -> Result<Endpoint, HandlerError> {
+        endpoint_model(cycle, &self.client, &self.doc)
+    }
+
+    /// The id of this attempt's failure at a stage.
+    pub fn failure_id(&self, stage: patchflow_core::rules::failure::FailureStage) -> String {
+        format!("{}.{}.{}", self.endpoint, stage.as_str(), self.attempt)
+    }
+}
+
+/// An endpoint record as the domain model has it.
+pub fn endpoint_model(
+    cycle: &CycleDoc,
+    client: &ClientId,
+    doc: &EndpointDoc,
+) -> Result<Endpoint, HandlerError> {
+    let client_doc = cycle.client(client).cloned().ok_or_else(|| {
+        HandlerError::Poison(format!("client {client} is not in cycle {}", cycle.cycle))
+    })?;
+    let inventory = inventory_from_doc(
+        "the cycle's snapshot",
+        InventoryDoc {
+            clients: vec![client_doc],
+            endpoints: vec![doc.clone()],
+        },
+    )
+    .map_err(|e| HandlerError::Poison(e.to_string()))?;
+    inventory
+        .endpoints()
+        .first()
+        .cloned()
+        .ok_or_else(|| HandlerError::Poison(format!("endpoint {} did not load", doc.id)))
+}
+
+/// An endpoint left out of the cycle, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its scope decision (`disabled`, `client_excluded`, `do_not_patch`).
+    pub scope: String,
+}
+
+/// A tier's id: `servers.{client}.{wave}` or `workstations.{wave}`. A client id that is not
+/// already a tier-id segment is lower-cased, its other characters made `-`, and a short hash
+/// added so two clients cannot collide.
+pub fn tier_id(kind: EndpointKind, client: &ClientId, wave: Wave) -> Result<TierId, HandlerError> {
+    let raw = match kind {
+        EndpointKind::Server => format!("servers.{}.{}", slug(client.as_str()), wave.as_str()),
+        EndpointKind::Workstation => format!("workstations.{}", wave.as_str()),
+    };
+    TierId::parse(&raw).map_err(|e| HandlerError::Poison(e.to_string()))
+}
+
+fn slug(id: &str) -> String {
+    let s: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' | '-' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '-',
+        })
+        .take(48)
+        .collect();
+    if s == id {
+        s
+    } else {
+        let h = Sha256::digest(id.as_bytes());
+        format!("{s}-{:02x}{:02x}{:02x}", h[0], h[1], h[2])
+    }
+}
+
+/// Reads a document.
+pub async fn load<T: DeserializeOwned>(
+    store: &impl DocStore,
+    cycle: CycleId,
+    kind: &str,
+    id: &str,
+) -> Result<Option<(T, u64)>, HandlerError> {
+    match store.get_doc(cycle, kind, id).await? {
+        None => Ok(None),
+        Some(doc) => {
+            let value = serde_json::from_str(&doc.body).map_err(|e| corrupt(kind, e))?;
+            Ok(Some((value, doc.version)))
+        }
+    }
+}
+
+/// Reads a document that must exist.
+pub async fn must_load<T: DeserializeOwned>(
+    store: &impl DocStore,
+    cycle: CycleId,
+    kind: &str,
+    id: &str,
+) -> Result<(T, u64), HandlerError> {
+    load(store, cycle, kind, id)
+        .await?
+        .ok_or_else(|| HandlerError::Poison(format!("no {kind} {id} in cycle {cycle}")))
+}
+
+/// Writes a document (create when `expected` is `None`).
+pub async fn save<T: Serialize>(
+    store: &impl DocStore,
+    cycle: CycleId,
+    kind: &str,
+    id: &str,
+    value: &T,
+    expected: Option<u64>,
+) -> Result<u64, patchflow_core::ports::PortError> {
+    let body = serde_json::to_string(value)
+        .map_err(|e| patchflow_core::ports::PortError::permanent(format!("encode {kind}"), e))?;
+    store.put_doc(cycle, kind, id, &body, expected).await
+}
+
+/// Reads every document of a kind.
+pub async fn list<T: DeserializeOwned>(
+    store: &impl DocStore,
+    cycle: CycleId,
+    kind: &str,
+) -> Result<Vec<(T, u64)>, HandlerError> {
+    store
+        .list_docs(cycle, kind)
+        .await?
+        .into_iter()
+        .map(|d| {
+            serde_json::from_str(&d.body)
+                .map(|v| (v, d.version))
+                .map_err(|e| corrupt(kind, e))
+        })
+        .collect()
+}
+
+/// The cycle record, if the cycle is open.
+pub async fn cycle_doc(
+    store: &impl DocStore,
+    cycle: CycleId,
+) -> Result<Option<CycleDoc>, HandlerError> {
+    Ok(load(store, cycle, CYCLE_KIND, CYCLE_ID).await?.map(|(c, _)| c))
+}
+
+/// The cycle record of a cycle that must be open.
+pub async fn open_cycle(store: &impl DocStore, cycle: CycleId) -> Result<CycleDoc, HandlerError> {
+    cycle_doc(store, cycle)
+        .await?
+        .ok_or_else(|| HandlerError::Poison(format!("cycle {cycle} is not open")))
+}
+
+/// The cycle an instant belongs to, and the one before (a cycle's tail runs into the next month).
+pub fn cycles_around(now: DateTime<Utc>) -> Vec<CycleId> {
+    let today = now.date_naive();
+    let mut out = Vec::new();
+    if let Ok(c) = CycleId::containing(today) {
+        if let Some(prev) = c.first_day().pred_opt() {
+            if let Ok(p) = CycleId::containing(prev) {
+                out.push(p);
+            }
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,485 @@
+//! reboot-scheduler: an endpoint's install and reboot commands to the RMM, in its own windows and
+//! time zone; then, hour by hour, the RMM's reports (install, reboot, post-reboot checks), the
+//! daily reboot reminders until the reboot is confirmed, the forced reboot after the grace period,
+//! the daytime posture check, and the tier moving on as its endpoints report.
+
+use chrono::{DateTime, Duration, Utc};
+use patchflow_core::ids::CycleId;
+use patchflow_core::plan::{EndpointPlan, Install};
+use patchflow_core::policy::Policy;
+use patchflow_core::ports::queue::QueueSender;
+use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
+use patchflow_core::ports::state::{FailureStore, TierStore};
+use patchflow_core::ports::PortError;
+use patchflow_core::rules::cadence::{
+    assign_cadence, check_posture, install_mode, manual_approval_required, next_reminder,
+    plan_reboot, Memo, Posture,
+};
+use patchflow_core::rules::commands::{rmm_commands, RmmCommand};
+use patchflow_core::rules::failure::{may_retry, FailureStage};
+use patchflow_core::rules::scope::Scope;
+use patchflow_core::rules::validation::{judge, Validation};
+use patchflow_core::rules::waves::Wave;
+use patchflow_core::model::Endpoint;
+use patchflow_core::schedule::Window;
+use patchflow_core::tier::{TierEvent, TierState};
+use patchflow_core::trace::Trace;
+
+use crate::env::Ports;
+use crate::error::HandlerError;
+use crate::messages::{DeployEndpoint, EndpointFailed, Message, TierTick};
+use crate::records::{self, run_kind, CycleDoc, Reminder, Run, RunStatus};
+
+/// How long after a window the pipeline waits for the RMM's report before calling it a failure.
+pub const REPORT_GRACE: Duration = Duration::hours(4);
+/// How long a technician has to confirm a reboot before it is a failure.
+pub const TECHNICIAN_GRACE: Duration = Duration::days(3);
+
+/// A command's name, as its idempotency key ends.
+pub fn command_name(c: &RmmCommand) -> &'static str {
+    match c {
+        RmmCommand::ScheduleInstall { .. } => "schedule_install",
+        RmmCommand::TechnicianInstall { .. } => "technician_install",
+        RmmCommand::ScheduleReboot { .. } => "schedule_reboot",
+        RmmCommand::TechnicianReboot { .. } => "technician_reboot",
+        RmmCommand::ReminderPopup { .. } => "reminder_popup",
+        RmmCommand::ForcedReboot { .. } => "forced_reboot",
+    }
+}
+
+/// The commands that carry out an endpoint's install from `install` (moved to the first window
+/// starting at or after `not_before` if it starts earlier), as the core's rule makes them.
+pub fn endpoint_commands(
+    e: &Endpoint,
+    install: Window,
+    not_before: DateTime<Utc>,
+    approved: bool,
+    policy: &Policy,
+) -> Vec<RmmCommand> {
+    let mut memo = Memo::default();
+    let mut trace = Trace::new();
+    let track = assign_cadence(e, policy, &mut memo, &mut trace);
+    let window = if install.start >= not_before {
+        install
+    } else {
+        track.daily(policy).first_starting_at_or_after(e.tz, not_before)
+    };
+    let reboot = plan_reboot(e, window, policy, &mut memo, &mut trace);
+    let plan = EndpointPlan {
+        id: e.id.clone(),
+        client: e.client.clone(),
+        hostname: e.hostname.clone(),
+        kind: e.kind(),
+        tz: e.tz,
+        ring: e.ring,
+        criticality: e.server().map(|s| s.criticality),
+        scope: Scope::InScope,
+        track,
+        wave: Some(Wave::Production),
+        install: Some(Install {
+            mode: install_mode(e),
+            window,
+        }),
+        reboot: Some(reboot),
+        manual_approval_required: manual_approval_required(e) && !approved,
+        trace: Trace::new(),
+    };
+    rmm_commands(&plan, policy, &mut trace)
+}
+
+fn sent_now(c: &RmmCommand) -> bool {
+    !matches!(
+        c,
+        RmmCommand::ReminderPopup { .. } | RmmCommand::ForcedReboot { .. }
+    )
+}
+
+fn key(cycle: CycleId, run: &Run, what: &str) -> String {
+    format!("{cycle}/rmm/{}/{}/{what}", run.endpoint, run.attempt)
+}
+
+/// Sends an endpoint's install and reboot commands for an attempt.
+pub async fn deploy_endpoint<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: DeployEndpoint,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let kind = run_kind(&msg.tier);
+    let (mut run, version): (Run, u64) =
+        records::must_load(&env.state, cycle, &kind, msg.endpoint.as_str()).await?;
+    if msg.attempt < run.attempt || (msg.attempt == run.attempt && run.commands_at.is_some()) {
+        return Ok(format!("{} attempt {} already sent", run.endpoint, msg.attempt));
+    }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let e = run.endpoint_model(&cycle_doc)?;
+    let mut not_before = now;
+    let mut install = run.planned_install;
+    if msg.attempt > 0 {
+        if msg.attempt != run.attempt + 1 || run.status != RunStatus::Failed {
+            return Err(HandlerError::Poison(format!(
+                "retry {} of {} does not follow its run (attempt {}, {})",
+                msg.attempt,
+                run.endpoint,
+                run.attempt,
+                run.status.as_str()
+            )));
+        }
+        let last = run.failures.last().cloned().unwrap_or_default();
+        let failure = env
+            .state
+            .get_failure(cycle, &last)
+            .await?
+            .ok_or_else(|| HandlerError::Poison(format!("failure {last} is not recorded")))?;
+        let mut trace = Trace::new();
+        if let Err(refused) = may_retry(
+            failure.root_cause.as_ref(),
+            // The retry runs in the failure's next retry window, never before it.
+            now.max(failure.next_retry.start),
+            failure.next_retry,
+            &mut trace,
+        ) {
+            return Err(HandlerError::Poison(format!(
+                "retry of {} refused: {refused}",
+                run.endpoint
+            )));
+        }
+        install = failure.next_retry;
+        not_before = now.max(failure.next_retry.start);
+        run.attempt = msg.attempt;
+        run.installed_at = None;
+        run.reboot_confirmed_at = None;
+        run.reminders.clear();
+        run.forced_reboot = false;
+        run.checks.clear();
+        run.validated_at = None;
+    }
+    let approved = run.engineer_approval.is_some();
+    if manual_approval_required(&e) && !approved {
+        if run.status != RunStatus::AwaitingApproval {
+            run.status = RunStatus::AwaitingApproval;
+            records::save(&env.state, cycle, &kind, run.endpoint.as_str(), &run, Some(version))
+                .await?;
+        }
+        return Ok(format!(
+            "{} is a critical server: waiting for an engineer's approval",
+            run.endpoint
+        ));
+    }
+    let commands = endpoint_commands(&e, install, not_before, approved, &env.policy);
+    for c in commands.iter().filter(|c| sent_now(c)) {
+        env.rmm.send(&key(cycle, &run, command_name(c)), c).await?;
+    }
+    run.status = RunStatus::Scheduled;
+    run.commands_at = Some(now);
+    run.commands = commands;
+    records::save(&env.state, cycle, &kind, run.endpoint.as_str(), &run, Some(version)).await?;
+    Ok(format!(
+        "{} attempt {}: {} command(s) sent",
+        run.endpoint,
+        run.attempt,
+        run.commands.iter().filter(|c| sent_now(c)).count()
+    ))
+}
+
+/// A failure to escalate.
+fn fail(run: &mut Run, stage: FailureStage, at: DateTime<Utc>, detail: String) -> EndpointFailed {
+    let id = run.failure_id(stage);
+    if run.failures.last() != Some(&id) {
+        run.failures.push(id.clone());
+    }
+    run.status = RunStatus::Failed;
+    EndpointFailed {
+        id,
+        tier: run.tier.clone(),
+        endpoint: run.endpoint.clone(),
+        client: run.client.clone(),
+        stage,
+        at,
+        detail,
+    }
+}
+
+/// Applies one RMM report to a run; a failure comes back to be escalated.
+fn apply(run: &mut Run, e: &Endpoint, r: &RmmReport) -> Option<EndpointFailed> {
+    match (run.status, &r.event) {
+        (RunStatus::Scheduled, RmmEvent::InstallSucceeded) => {
+            run.status = RunStatus::Installed;
+            run.installed_at = Some(r.at);
+            None
+        }
+        (RunStatus::Scheduled, RmmEvent::InstallFailed { detail }) => Some(fail(
+            run,
+            FailureStage::Install,
+            r.at,
+            format!("install failed: {detail}"),
+        )),
+        (RunStatus::Scheduled, RmmEvent::NotAwake { power }) => {
+            let mut trace = Trace::new();
+            match check_posture(*power, &mut trace) {
+                Posture::NotReady => Some(fail(
+                    run,
+                    FailureStage::Posture,
+                    r.at,
+                    format!("not awake in its window ({power:?}): not patched"),
+                )),
+                Posture::Ready | Posture::Unconfirmed => None,
+            }
+        }
+        (RunStatus::Installed, RmmEvent::RebootConfirmed) => {
+            run.status = RunStatus::Rebooted;
+            run.reboot_confirmed_at = Some(r.at);
+            None
+        }
+        (RunStatus::Rebooted, RmmEvent::Checks { results }) => {
+            run.checks = results.clone();
+            let mut trace = Trace::new();
+            match judge(e, results, &mut trace) {
+                Validation::Healthy => {
+                    run.status = RunStatus::Validated;
+                    run.validated_at = Some(r.at);
+                    None
+                }
+                Validation::Unhealthy { failed, missing } => Some(fail(
+                    run,
+                    FailureStage::Validation,
+                    r.at,
+                    format!(
+                        "post-reboot checks failed: {:?}, missing: {:?}",
+                        failed.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                        missing.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+                    ),
+                )),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The reboot the run waits for, and the instant after which its absence is a failure.
+fn reboot_deadline(run: &Run) -> Option<DateTime<Utc>> {
+    run.commands.iter().find_map(|c| match c {
+        RmmCommand::ScheduleReboot { window, .. } | RmmCommand::ForcedReboot { window, .. } => {
+            Some(window.end + REPORT_GRACE)
+        }
+        RmmCommand::TechnicianReboot { after, .. } => Some(*after + TECHNICIAN_GRACE),
+        _ => None,
+    })
+}
+
+fn install_deadline(run: &Run) -> Option<DateTime<Utc>> {
+    run.commands.iter().find_map(|c| match c {
+        RmmCommand::ScheduleInstall { window, .. } => Some(window.end + REPORT_GRACE),
+        RmmCommand::TechnicianInstall { window, .. } => Some(window.end + TECHNICIAN_GRACE),
+        _ => None,
+    })
+}
+
+/// Moves one run on at `now`: reports, reminders, forced reboot, deadlines. Commands go out
+/// before the run is saved, keyed so a repeat does not run them twice.
+async fn advance<X: Ports>(
+    x: &X,
+    cycle: &CycleDoc,
+    run: &mut Run,
+    now: DateTime<Utc>,
+    failed: &mut Vec<EndpointFailed>,
+) -> Result<(), HandlerError> {
+    let env = x.env();
+    let Some(since) = run.commands_at else {
+        return Ok(());
+    };
+    if !matches!(
+        run.status,
+        RunStatus::Scheduled | RunStatus::Installed | RunStatus::Rebooted
+    ) {
+        return Ok(());
+    }
+    let e = run.endpoint_model(cycle)?;
+    for r in env.rmm.reports(&run.endpoint, since).await? {
+        if let Some(f) = apply(run, &e, &r) {
+            failed.push(f);
+            return Ok(());
+        }
+    }
+    match run.status {
+        RunStatus::Scheduled => {
+            if let Some(deadline) = install_deadline(run).filter(|d| now >= *d) {
+                failed.push(fail(
+                    run,
+                    FailureStage::Install,
+                    deadline,
+                    "no install report from the RMM after the window".into(),
+                ));
+            }
+        }
+        RunStatus::Installed => {
+            send_reminder_and_forced_reboot(x, cycle.cycle, run, &e, now).await?;
+            if let Some(deadline) = reboot_deadline(run).filter(|d| now >= *d) {
+                failed.push(fail(
+                    run,
+                    FailureStage::Reboot,
+                    deadline,
+                    "the reboot was not confirmed".into(),
+                ));
+            }
+        }
+        RunStatus::Rebooted => {
+            let deadline = run.reboot_confirmed_at.map(|t| t + REPORT_GRACE);
+            if let Some(deadline) = deadline.filter(|d| now >= *d) {
+                failed.push(fail(
+                    run,
+                    FailureStage::Validation,
+                    deadline,
+                    "no post-reboot checks reported".into(),
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Daily reminders (the latest one due, never a backlog) until the reboot is confirmed; the
+/// forced reboot once its window opens.
+async fn send_reminder_and_forced_reboot<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    run: &mut Run,
+    e: &Endpoint,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let env = x.env();
+    let popup = run.commands.iter().find_map(|c| match c {
+        RmmCommand::ReminderPopup {
+            first, local_time, ..
+        } => Some((*first, *local_time)),
+        _ => None,
+    });
+    let forced = run.commands.iter().find_map(|c| match c {
+        RmmCommand::ForcedReboot { window, .. } => Some(*window),
+        _ => None,
+    });
+    if let (Some((first, local_time)), Some(forced)) = (popup, forced) {
+        let mut due = match run.reminders.last() {
+            None => first,
+            Some(r) => next_reminder(e.tz, r.at, &env.policy),
+        };
+        while next_reminder(e.tz, due, &env.policy) <= now {
+            due = next_reminder(e.tz, due, &env.policy);
+        }
+        if due <= now && now < forced.start {
+            let c = RmmCommand::ReminderPopup {
+                endpoint: run.endpoint.clone(),
+                first: due,
+                local_time,
+            };
+            let what = format!("reminder/{}", due.format("%Y%m%dT%H%M"));
+            env.rmm.send(&key(cycle, run, &what), &c).await?;
+            run.reminders.push(Reminder { at: due });
+        }
+        if now >= forced.start && !run.forced_reboot {
+            let c = RmmCommand::ForcedReboot {
+                endpoint: run.endpoint.clone(),
+                window: forced,
+            };
+            env.rmm.send(&key(cycle, run, command_name(&c)), &c).await?;
+            run.forced_reboot = true;
+        }
+    }
+    Ok(())
+}
+
+/// One hour of a deploying tier: every run moved on, failures escalated, the tier moved on.
+pub async fn tier_tick<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: TierTick,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let Some(mut record) = env.state.get_tier(cycle, &msg.tier).await? else {
+        return Err(HandlerError::Poison(format!("no tier {} in {cycle}", msg.tier)));
+    };
+    if matches!(record.state, TierState::Scheduled | TierState::Closed) {
+        return Ok(format!("{} is {}", msg.tier, record.state));
+    }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let kind = run_kind(&msg.tier);
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
+    let mut failed = Vec::new();
+    let mut changed = Vec::new();
+    let mut statuses = Vec::with_capacity(runs.len());
+    for (mut run, version) in runs {
+        let before = run.clone();
+        advance(x, &cycle_doc, &mut run, now, &mut failed).await?;
+        statuses.push(run.status);
+        if run != before {
+            changed.push((run, version));
+        }
+    }
+    // Failures go out before the runs that record them are saved: a crash in between repeats
+    // the escalation (deduplicated by the failure's id), never loses it.
+    let messages: Vec<_> = failed
+        .iter()
+        .map(|f| f.envelope(cycle, format!("{cycle}/failure/{}", f.id), Some(&f.tier)))
+        .collect();
+    env.queues
+        .send_batch(EndpointFailed::STAGE, &messages)
+        .await?;
+    for (run, version) in &changed {
+        match records::save(&env.state, cycle, &kind, run.endpoint.as_str(), run, Some(*version))
+            .await
+        {
+            // Moved meanwhile (an engineer's approval, a retry): the next tick sees it.
+            Ok(_) | Err(PortError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let reported = |s: &RunStatus| {
+        matches!(
+            s,
+            RunStatus::Installed | RunStatus::Rebooted | RunStatus::Validated | RunStatus::Failed
+        )
+    };
+    let mut moved = Vec::new();
+    if record.state == TierState::Deploying && statuses.iter().all(reported) {
+        match env
+            .state
+            .transition_tier(cycle, &msg.tier, record.version, TierEvent::InstallsReported, now)
+            .await
+        {
+            Ok(r) => {
+                record = r;
+                moved.push("installs reported");
+            }
+            Err(PortError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if record.state == TierState::Validating
+        && statuses.iter().all(|s| *s == RunStatus::Validated)
+    {
+        match env
+            .state
+            .transition_tier(cycle, &msg.tier, record.version, TierEvent::Validated, now)
+            .await
+        {
+            Ok(_) => moved.push("validated"),
+            Err(PortError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(format!(
+        "{}: {} run(s) moved, {} failure(s){}",
+        msg.tier,
+        changed.len(),
+        failed.len(),
+        if moved.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", moved.join(", "))
+        }
+    ))
+}

@@ -1,0 +1,227 @@
+//! inventory-sync: pull the inventory, write only what changed, and on Patch Tuesday (after the
+//! release) open the month's cycle: scope and exclusions, the plan's tiers and runs, and the
+//! approval work for every patch of the catalog.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use patchflow_core::contract::{catalog_from_doc, inventory_from_doc, EndpointDoc};
+use patchflow_core::ids::{ClientId, CycleId};
+use patchflow_core::model::EndpointKind;
+use patchflow_core::plan::{plan, Release};
+use patchflow_core::ports::queue::QueueSender;
+use patchflow_core::ports::sources::{CatalogSource, InventorySource};
+use patchflow_core::ports::state::{
+    EndpointStore, ExceptionStore, StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
+};
+use patchflow_core::ports::PortError;
+use patchflow_core::rules::scope::Scope;
+use patchflow_core::rules::waves::Wave;
+use patchflow_core::tier::TierState;
+use serde::Serialize;
+use tracing::info;
+
+use crate::env::Ports;
+use crate::error::HandlerError;
+use crate::messages::{EvaluatePatch, Message};
+use crate::records::{
+    self, run_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, TierPlan, CYCLE_ID, CYCLE_KIND,
+    EXCLUDED_KIND, TIER_KIND,
+};
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Endpoints written and left unchanged.
+    pub endpoints: SyncSummary,
+    /// The cycle it opened, if it opened one.
+    pub opened: Option<CycleId>,
+    /// Tiers of the opened cycle.
+    pub tiers: usize,
+    /// Endpoints in scope / out of scope in the opened cycle.
+    pub in_scope: usize,
+    /// Endpoints left out.
+    pub excluded: usize,
+}
+
+fn conflict_ok(r: Result<impl Sized, PortError>) -> Result<(), PortError> {
+    match r {
+        Ok(_) | Err(PortError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the inventory sync at `now`.
+pub async fn inventory_sync<X: Ports>(
+    x: &X,
+    inventory_source: &impl InventorySource,
+    catalog_source: &impl CatalogSource,
+    now: DateTime<Utc>,
+) -> Result<SyncReport, HandlerError> {
+    let env = x.env();
+    let doc = inventory_source.pull().await?;
+    // Validate the whole inventory before writing any of it: a bad record writes nothing.
+    let inventory = inventory_from_doc("inventory", doc.clone())
+        .map_err(|e| HandlerError::Poison(e.to_string()))?;
+    let stored = doc
+        .endpoints
+        .iter()
+        .cloned()
+        .map(StoredEndpoint::from_doc)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HandlerError::Poison(format!("inventory: {e}")))?;
+    let endpoints = env.state.sync_endpoints(&stored).await?;
+    let mut report = SyncReport {
+        endpoints,
+        ..SyncReport::default()
+    };
+    info!(written = endpoints.written, unchanged = endpoints.unchanged, "inventory synced");
+
+    let cycle = CycleId::containing(now.date_naive())
+        .map_err(|e| HandlerError::Poison(format!("no cycle for {now}: {e}")))?;
+    let release = Release::of(cycle, &env.policy, None);
+    if now < release.released_at || records::cycle_doc(&env.state, cycle).await?.is_some() {
+        return Ok(report);
+    }
+
+    let catalog_doc = catalog_source.catalog(cycle).await?;
+    let catalog = catalog_from_doc("catalog", catalog_doc.clone())
+        .map_err(|e| HandlerError::Poison(e.to_string()))?;
+    let plan = plan(&inventory, &catalog, release, &env.policy);
+
+    for entry in &plan.exception_register {
+        env.state.record_exception(entry).await?;
+    }
+
+    // Tiers and runs from the plan. Every write is a create: a sync that crashed half-way and
+    // runs again finds what it wrote and goes on.
+    let docs: HashMap<&str, &EndpointDoc> =
+        doc.endpoints.iter().map(|d| (d.id.as_str(), d)).collect();
+    let mut tiers: BTreeMap<String, TierPlan> = BTreeMap::new();
+    let mut excluded: BTreeMap<ClientId, Vec<Excluded>> = BTreeMap::new();
+    for (e, p) in inventory.endpoints().iter().zip(&plan.endpoints) {
+        let (Some(install), Some(wave)) = (p.install, p.wave) else {
+            if p.scope != Scope::InScope {
+                excluded.entry(p.client.clone()).or_default().push(Excluded {
+                    endpoint: p.id.clone(),
+                    scope: p.scope.as_str().to_owned(),
+                });
+            }
+            continue;
+        };
+        let tier = tier_id(p.kind, &p.client, wave)?;
+        let entry = tiers.entry(tier.to_string()).or_insert_with(|| TierPlan {
+            tier: tier.clone(),
+            kind: p.kind,
+            client: (p.kind == EndpointKind::Server).then(|| p.client.clone()),
+            wave,
+            pilot: None,
+            gate: None,
+            endpoints: 0,
+            last_decision: None,
+        });
+        entry.endpoints += 1;
+        let run = Run {
+            endpoint: e.id.clone(),
+            client: e.client.clone(),
+            tier: tier.clone(),
+            doc: docs
+                .get(e.id.as_str())
+                .map(|d| (*d).clone())
+                .ok_or_else(|| HandlerError::Poison(format!("endpoint {} has no record", e.id)))?,
+            planned_install: install.window,
+            status: RunStatus::Planned,
+            attempt: 0,
+            commands_at: None,
+            commands: Vec::new(),
+            installed_at: None,
+            reboot_confirmed_at: None,
+            reminders: Vec::new(),
+            forced_reboot: false,
+            checks: Vec::new(),
+            validated_at: None,
+            failures: Vec::new(),
+            engineer_approval: None,
+        };
+        conflict_ok(
+            records::save(&env.state, cycle, &run_kind(&tier), e.id.as_str(), &run, None).await,
+        )?;
+        report.in_scope += 1;
+    }
+    // A production tier waits for its pilot's soak (the plan's gate).
+    let ids: Vec<String> = tiers.keys().cloned().collect();
+    for id in &ids {
+        let Some(t) = tiers.get(id).cloned() else { continue };
+        if t.wave != Wave::Production {
+            continue;
+        }
+        let pilot_id = format!("{}.{}", id.trim_end_matches(".production"), Wave::Pilot.as_str());
+        let pilot = TierId::parse(&pilot_id).map_err(|e| HandlerError::Poison(e.to_string()))?;
+        if tiers.contains_key(pilot.as_str()) {
+            let gate = match t.kind {
+                EndpointKind::Workstation => plan.gates.workstations,
+                EndpointKind::Server => plan
+                    .gates
+                    .servers
+                    .iter()
+                    .find(|(c, _)| Some(c) == t.client.as_ref())
+                    .map(|(_, g)| *g),
+            };
+            if let Some(entry) = tiers.get_mut(id) {
+                entry.pilot = Some(pilot);
+                entry.gate = gate;
+            }
+        }
+    }
+    for t in tiers.values() {
+        conflict_ok(
+            records::save(&env.state, cycle, TIER_KIND, t.tier.as_str(), t, None).await,
+        )?;
+        conflict_ok(
+            env.state
+                .create_tier(&TierRecord {
+                    cycle,
+                    tier: t.tier.clone(),
+                    state: TierState::Scheduled,
+                    version: 0,
+                    endpoints: Vec::new(),
+                    updated_at: now,
+                })
+                .await,
+        )?;
+    }
+    for (client, list) in &excluded {
+        report.excluded += list.len();
+        conflict_ok(
+            records::save(&env.state, cycle, EXCLUDED_KIND, client.as_str(), list, None).await,
+        )?;
+    }
+
+    // The approval work, then the cycle record: once it exists, the cycle is open.
+    let messages: Vec<_> = catalog_doc
+        .patches
+        .iter()
+        .map(|p| {
+            EvaluatePatch { patch: p.clone() }.envelope(
+                cycle,
+                format!("{cycle}/evaluate/{}", p.id),
+                None,
+            )
+        })
+        .collect();
+    env.queues.send_batch(EvaluatePatch::STAGE, &messages).await?;
+    let cycle_doc = CycleDoc {
+        cycle,
+        patch_tuesday: release.patch_tuesday,
+        released_at: release.released_at,
+        opened_at: now,
+        catalog: catalog_doc,
+        clients: doc.clients.clone(),
+        tiers: tiers.values().map(|t| t.tier.clone()).collect(),
+    };
+    conflict_ok(records::save(&env.state, cycle, CYCLE_KIND, CYCLE_ID, &cycle_doc, None).await)?;
+    report.opened = Some(cycle);
+    report.tiers = tiers.len();
+    info!(%cycle, tiers = report.tiers, in_scope = report.in_scope, excluded = report.excluded, "cycle opened");
+    Ok(report)
+}

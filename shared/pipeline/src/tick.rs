@@ -1,0 +1,85 @@
+//! The hourly tick (ring-promotion's schedule): for every open cycle, a promotion decision for
+//! each scheduled tier, an hour's work for each deploying one, the archive of each validated one,
+//! and once a day the sweep for overdue reviews. Every message is keyed by its hour, so a tick
+//! that runs twice sends nothing twice.
+
+use chrono::{DateTime, Utc};
+use patchflow_core::ports::queue::{QueueSender, Stage};
+use patchflow_core::ports::state::TierStore;
+use patchflow_core::tier::TierState;
+use serde::Serialize;
+
+use crate::env::Ports;
+use crate::error::HandlerError;
+use crate::messages::{ArchiveTier, Message, PromoteTier, ReviewSweep, TierTick};
+use crate::records::{self, cycles_around};
+
+/// What a tick sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// Open cycles seen.
+    pub cycles: usize,
+    /// Messages sent.
+    pub messages: usize,
+}
+
+/// Runs the tick at `now`.
+pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, HandlerError> {
+    let env = x.env();
+    let hour = now.format("%Y%m%dT%H").to_string();
+    let mut report = TickReport::default();
+    for cycle in cycles_around(now) {
+        if records::cycle_doc(&env.state, cycle).await?.is_none() {
+            continue;
+        }
+        report.cycles += 1;
+        let mut by_stage: Vec<(Stage, Vec<_>)> = Vec::new();
+        let mut push = |stage: Stage, e| match by_stage.iter_mut().find(|(s, _)| *s == stage) {
+            Some((_, v)) => v.push(e),
+            None => by_stage.push((stage, vec![e])),
+        };
+        let day = now.date_naive();
+        push(
+            ReviewSweep::STAGE,
+            ReviewSweep { day }.envelope(cycle, format!("{cycle}/reviews/{day}"), None),
+        );
+        for t in env.state.list_tiers(cycle).await? {
+            let tier = Some(&t.tier);
+            match t.state {
+                TierState::Scheduled => push(
+                    PromoteTier::STAGE,
+                    PromoteTier { tier: t.tier.clone() }.envelope(
+                        cycle,
+                        format!("{cycle}/promote/{}/{hour}", t.tier),
+                        tier,
+                    ),
+                ),
+                TierState::Deploying
+                | TierState::Validating
+                | TierState::Held
+                | TierState::Blocked => push(
+                    TierTick::STAGE,
+                    TierTick { tier: t.tier.clone() }.envelope(
+                        cycle,
+                        format!("{cycle}/tick/{}/{hour}", t.tier),
+                        tier,
+                    ),
+                ),
+                TierState::Validated => push(
+                    ArchiveTier::STAGE,
+                    ArchiveTier { tier: t.tier.clone() }.envelope(
+                        cycle,
+                        format!("{cycle}/archive/{}/{hour}", t.tier),
+                        tier,
+                    ),
+                ),
+                TierState::Closed => {}
+            }
+        }
+        for (stage, messages) in &by_stage {
+            report.messages += messages.len();
+            env.queues.send_batch(*stage, messages).await?;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,410 @@
+//! Simulated RMM, PSA and pager: the systems patchflow drives, played with seeded outcomes so a
+//! whole cycle can run on one machine. Some installs fail, some users never reboot until forced,
+//! some post-reboot checks fail, some endpoints sleep through their window; retries mostly work.
+//! Every outcome is a pure function of the seed, the endpoint and the attempt, so a run is
+//! repeatable; and every command, ticket and page is kept by its key, so a duplicate is counted,
+//! never run twice.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Duration, Utc};
+use patchflow_core::ids::{ClientId, EndpointId};
+use patchflow_core::model::Criticality;
+use patchflow_core::ports::clock::Clock;
+use patchflow_core::ports::pager::Pager;
+use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
+use patchflow_core::ports::PortError;
+use patchflow_core::rules::cadence::PowerState;
+use patchflow_core::rules::commands::RmmCommand;
+use patchflow_core::rules::validation::{Check, CheckResult};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How often things go wrong.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Outcomes {
+    /// The seed.
+    pub seed: u64,
+    /// Share of first installs that fail (a retry fails at a quarter of this, a third try never).
+    pub failure_rate: f64,
+}
+
+impl Outcomes {
+    /// A number in [0, 1) fixed by the seed and the words.
+    fn draw(&self, words: &[&str]) -> f64 {
+        let mut h = Sha256::new();
+        h.update(self.seed.to_le_bytes());
+        for w in words {
+            h.update(w.as_bytes());
+            h.update([0]);
+        }
+        let d = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn rate(&self, attempt: usize) -> f64 {
+        match attempt {
+            0 => self.failure_rate,
+            1 => self.failure_rate / 4.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// A command the simulated RMM took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TakenCommand {
+    /// Its key.
+    pub key: String,
+    /// When it came.
+    pub at: DateTime<Utc>,
+    /// The command.
+    pub command: RmmCommand,
+}
+
+#[derive(Debug, Default)]
+struct RmmState {
+    by_key: BTreeMap<String, usize>,
+    log: Vec<TakenCommand>,
+    duplicates: usize,
+}
+
+/// The simulated RMM.
+#[derive(Debug)]
+pub struct SimRmm<C> {
+    outcomes: Outcomes,
+    clock: Arc<C>,
+    state: Mutex<RmmState>,
+}
+
+impl<C: Clock> SimRmm<C> {
+    /// An RMM with these outcomes, on this clock.
+    pub fn new(outcomes: Outcomes, clock: Arc<C>) -> Self {
+        Self {
+            outcomes,
+            clock,
+            state: Mutex::new(RmmState::default()),
+        }
+    }
+
+    /// Every command taken, in order.
+    pub fn commands(&self) -> Vec<TakenCommand> {
+        lock(&self.state).log.clone()
+    }
+
+    /// Commands sent again under a key already taken (and not run again).
+    pub fn duplicates(&self) -> usize {
+        lock(&self.state).duplicates
+    }
+
+    fn endpoint_of(c: &RmmCommand) -> &EndpointId {
+        match c {
+            RmmCommand::ScheduleInstall { endpoint, .. }
+            | RmmCommand::TechnicianInstall { endpoint, .. }
+            | RmmCommand::ScheduleReboot { endpoint, .. }
+            | RmmCommand::TechnicianReboot { endpoint, .. }
+            | RmmCommand::ReminderPopup { endpoint, .. }
+            | RmmCommand::ForcedReboot { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// Plays the endpoint's commands since `since` against the seed: the events they lead to.
+    fn events(&self, endpoint: &EndpointId, since: DateTime<Utc>) -> Vec<RmmReport> {
+        let st = lock(&self.state);
+        let mine: Vec<&TakenCommand> = st
+            .log
+            .iter()
+            .filter(|t| Self::endpoint_of(&t.command) == endpoint)
+            .collect();
+        let installs_before = mine
+            .iter()
+            .filter(|t| t.at < since && is_install(&t.command))
+            .count();
+        let attempt = installs_before;
+        let now_cmds: Vec<&&TakenCommand> = mine.iter().filter(|t| t.at >= since).collect();
+        let o = &self.outcomes;
+        let id = endpoint.as_str();
+        let attempt_s = attempt.to_string();
+        let mut out = Vec::new();
+        let report = |at, event| RmmReport {
+            endpoint: endpoint.clone(),
+            at,
+            event,
+        };
+        // The install.
+        let Some((install_at, _technician)) = now_cmds.iter().find_map(|t| match &t.command {
+            RmmCommand::ScheduleInstall { window, .. } => Some((window.start + Duration::minutes(15), false)),
+            RmmCommand::TechnicianInstall { window, .. } => Some((window.start + Duration::hours(1), true)),
+            _ => None,
+        }) else {
+            return out;
+        };
+        if attempt == 0 && o.draw(&[id, "asleep"]) < o.failure_rate / 3.0 {
+            out.push(report(install_at, RmmEvent::NotAwake { power: PowerState::Sleeping }));
+            return out;
+        }
+        if o.draw(&[id, &attempt_s, "install"]) < o.rate(attempt) {
+            out.push(report(
+                install_at,
+                RmmEvent::InstallFailed {
+                    detail: "Windows Update returned 0x80070643 (fatal error during installation)"
+                        .into(),
+                },
+            ));
+            return out;
+        }
+        out.push(report(install_at, RmmEvent::InstallSucceeded));
+        // The reboot.
+        let reboot_at = now_cmds.iter().find_map(|t| match &t.command {
+            RmmCommand::ScheduleReboot { window, .. } => {
+                Some((window.start + Duration::minutes(40)).max(install_at + Duration::minutes(10)))
+            }
+            RmmCommand::TechnicianReboot { after, .. } => Some(*after + Duration::hours(2)),
+            _ => None,
+        });
+        let reboot_at = reboot_at.or_else(|| {
+            // A user reboots after a number of reminders (some never do until forced).
+            let patience = (o.draw(&[id, &attempt_s, "patience"]) * 5.0) as usize + 1;
+            let reminders: Vec<DateTime<Utc>> = now_cmds
+                .iter()
+                .filter_map(|t| match &t.command {
+                    RmmCommand::ReminderPopup { first, .. } => Some(*first),
+                    _ => None,
+                })
+                .collect();
+            let by_user = (patience <= 3)
+                .then(|| reminders.get(patience - 1).map(|r| *r + Duration::hours(1)))
+                .flatten();
+            let forced = now_cmds.iter().find_map(|t| match &t.command {
+                RmmCommand::ForcedReboot { window, .. } => Some(window.start + Duration::minutes(5)),
+                _ => None,
+            });
+            by_user.or(forced)
+        });
+        let Some(reboot_at) = reboot_at else {
+            return out;
+        };
+        out.push(report(reboot_at, RmmEvent::RebootConfirmed));
+        // The post-reboot checks.
+        let failing = (o.draw(&[id, &attempt_s, "checks"]) < o.rate(attempt) / 2.0)
+            .then(|| ALL_CHECKS[(o.draw(&[id, &attempt_s, "which"]) * ALL_CHECKS.len() as f64) as usize % ALL_CHECKS.len()]);
+        let results = ALL_CHECKS
+            .iter()
+            .map(|&check| CheckResult {
+                check,
+                passed: Some(check) != failing,
+            })
+            .collect();
+        out.push(report(reboot_at + Duration::minutes(20), RmmEvent::Checks { results }));
+        out
+    }
+}
+
+const ALL_CHECKS: [Check; 8] = [
+    Check::AgentHealthy,
+    Check::DnsDhcp,
+    Check::LobApps,
+    Check::ProductionLine,
+    Check::Smtp,
+    Check::Exchange,
+    Check::Vpn,
+    Check::BaselineApps,
+];
+
+fn is_install(c: &RmmCommand) -> bool {
+    matches!(
+        c,
+        RmmCommand::ScheduleInstall { .. } | RmmCommand::TechnicianInstall { .. }
+    )
+}
+
+impl<C: Clock> Rmm for SimRmm<C> {
+    async fn send(&self, key: &str, command: &RmmCommand) -> Result<(), PortError> {
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        if st.by_key.contains_key(key) {
+            st.duplicates += 1;
+            return Ok(());
+        }
+        let n = st.log.len();
+        st.by_key.insert(key.to_owned(), n);
+        st.log.push(TakenCommand {
+            key: key.to_owned(),
+            at: now,
+            command: command.clone(),
+        });
+        Ok(())
+    }
+
+    async fn reports(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RmmReport>, PortError> {
+        let now = self.clock.now();
+        let mut events = self.events(endpoint, since);
+        events.retain(|r| r.at <= now && r.at >= since);
+        Ok(events)
+    }
+}
+
+/// A ticket in the simulated PSA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimTicket {
+    /// Its id.
+    pub id: String,
+    /// patchflow's reference.
+    pub external_ref: String,
+    /// The company.
+    pub client: ClientId,
+    /// Priority.
+    pub priority: Criticality,
+    /// Summary.
+    pub summary: String,
+    /// Description.
+    pub description: String,
+    /// Notes, by key.
+    pub notes: BTreeMap<String, String>,
+    /// Closed.
+    pub closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct PsaState {
+    tickets: BTreeMap<String, SimTicket>,
+    by_ref: BTreeMap<String, String>,
+    duplicates: usize,
+}
+
+/// The simulated PSA.
+#[derive(Debug, Default)]
+pub struct SimPsa {
+    state: Mutex<PsaState>,
+}
+
+impl SimPsa {
+    /// Every ticket, by id.
+    pub fn tickets(&self) -> Vec<SimTicket> {
+        lock(&self.state).tickets.values().cloned().collect()
+    }
+
+    /// Opens of a reference already open (answered with the first ticket).
+    pub fn duplicates(&self) -> usize {
+        lock(&self.state).duplicates
+    }
+}
+
+impl Psa for SimPsa {
+    async fn open_ticket(&self, t: &NewTicket) -> Result<String, PortError> {
+        let mut st = lock(&self.state);
+        if let Some(id) = st.by_ref.get(&t.external_ref).cloned() {
+            st.duplicates += 1;
+            return Ok(id);
+        }
+        let id = format!("T{}", 1000 + st.tickets.len());
+        st.by_ref.insert(t.external_ref.clone(), id.clone());
+        st.tickets.insert(
+            id.clone(),
+            SimTicket {
+                id: id.clone(),
+                external_ref: t.external_ref.clone(),
+                client: t.client.clone(),
+                priority: t.priority,
+                summary: t.summary.clone(),
+                description: t.description.clone(),
+                notes: BTreeMap::new(),
+                closed: false,
+            },
+        );
+        Ok(id)
+    }
+
+    async fn add_note(&self, ticket: &str, note_key: &str, text: &str) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        let t = st
+            .tickets
+            .get_mut(ticket)
+            .ok_or_else(|| PortError::NotFound(format!("ticket {ticket}")))?;
+        t.notes.entry(note_key.to_owned()).or_insert_with(|| text.to_owned());
+        Ok(())
+    }
+
+    async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        let t = st
+            .tickets
+            .get_mut(ticket)
+            .ok_or_else(|| PortError::NotFound(format!("ticket {ticket}")))?;
+        t.closed = true;
+        Ok(())
+    }
+}
+
+/// A page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimPage {
+    /// Its dedup key.
+    pub dedup_key: String,
+    /// What it said.
+    pub summary: String,
+    /// Resolved.
+    pub resolved: bool,
+}
+
+#[derive(Debug, Default)]
+struct PagerState {
+    pages: BTreeMap<String, SimPage>,
+    duplicates: usize,
+}
+
+/// The simulated pager.
+#[derive(Debug, Default)]
+pub struct SimPager {
+    state: Mutex<PagerState>,
+}
+
+impl SimPager {
+    /// Every page, by dedup key.
+    pub fn pages(&self) -> Vec<SimPage> {
+        lock(&self.state).pages.values().cloned().collect()
+    }
+
+    /// Triggers of a key already paged (not paged again).
+    pub fn duplicates(&self) -> usize {
+        lock(&self.state).duplicates
+    }
+}
+
+impl Pager for SimPager {
+    async fn trigger(&self, dedup_key: &str, summary: &str) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        if st.pages.contains_key(dedup_key) {
+            st.duplicates += 1;
+            return Ok(());
+        }
+        st.pages.insert(
+            dedup_key.to_owned(),
+            SimPage {
+                dedup_key: dedup_key.to_owned(),
+                summary: summary.to_owned(),
+                resolved: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn resolve(&self, dedup_key: &str) -> Result<(), PortError> {
+        if let Some(p) = lock(&self.state).pages.get_mut(dedup_key) {
+            p.resolved = true;
+        }
+        Ok(())
+    }
+}

@@ -121,6 +121,14 @@ async fn contract<Q: QueueSender + QueueConsumer>(q: &Q) {
         .await
         .unwrap()
         .remove(0);
+    // A released delivery is received again at once (its visibility timeout ended now).
+    q.release(Stage::Evidence, &d.receipt).await.unwrap();
+    let d = q
+        .receive(Stage::Evidence, 10, Duration::seconds(30))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(d.receive_count, 2);
     q.dead_letter(Stage::Evidence, &d, "unknown tier server-pilot")
         .await
         .unwrap();

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod explain;
+mod ops;
+pub mod simulate;
 mod table;
 
 use std::fs;
@@ -43,6 +45,19 @@ pub enum Command {
     /// The operating model's vocabulary: flow nodes and reason codes.
     #[command(subcommand)]
     Explain(ExplainCommand),
+    /// Run a whole cycle (sync, approvals, pilot, soak, production, validation, failures,
+    /// evidence) through the pipeline's handlers and queues on a simulated clock, with simulated
+    /// RMM, PSA and pager.
+    Simulate(ops::SimulateArgs),
+    /// Approve a patch held for review (or a critical server's install, with --endpoint).
+    Approve(ops::DecisionArgs),
+    /// Decline a patch; the decline is recorded in the exception register.
+    Decline(ops::DecisionArgs),
+    /// Failures: list them, record a root cause so the tier may retry.
+    #[command(subcommand)]
+    Failure(ops::FailureCommand),
+    /// A cycle's state per client and tier.
+    Status(ops::StatusArgs),
     /// AWS resources, against whatever endpoint the SDK is pointed at (AWS_ENDPOINT_URL).
     #[command(subcommand)]
     Aws(AwsCommand),
@@ -246,7 +261,7 @@ fn aws_bootstrap(args: &BootstrapArgs, out: &mut dyn Write) -> Result<(), CliErr
     finish(writeln!(out, "{}", lines.join("\n")))
 }
 
-fn read(path: &Path) -> Result<String, CliError> {
+pub(crate) fn read(path: &Path) -> Result<String, CliError> {
     fs::read_to_string(path)
         .map_err(|e| CliError::Input(format!("{}: cannot read: {e}", path.display())))
 }
@@ -256,7 +271,7 @@ fn write_err(e: io::Error) -> CliError {
 }
 
 /// Ends quietly when the reader of our output went away (`patchflow plan | head`).
-fn finish(result: io::Result<()>) -> Result<(), CliError> {
+pub(crate) fn finish(result: io::Result<()>) -> Result<(), CliError> {
     match result {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other.map_err(write_err),
@@ -385,5 +400,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             finish(explain::reasons(out, markdown))
         }
         Command::Aws(AwsCommand::Bootstrap(args)) => aws_bootstrap(&args, out),
+        Command::Simulate(args) => ops::simulate(&args, out),
+        Command::Approve(args) => ops::decide(&args, true, out),
+        Command::Decline(args) => ops::decide(&args, false, out),
+        Command::Failure(cmd) => ops::failure(&cmd, out),
+        Command::Status(args) => ops::status(&args, out),
     }
 }

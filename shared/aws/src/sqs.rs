@@ -288,6 +288,34 @@ impl QueueConsumer for SqsQueues {
     }
 }
 
+impl SqsQueues {
+    /// The stage queues named `{prefix}-{stage}` and `{prefix}-{stage}-dlq`, found by name (as
+    /// `patchflow aws bootstrap` or the deployment created them).
+    pub async fn lookup(client: aws_sdk_sqs::Client, prefix: &str) -> Result<Self, PortError> {
+        let mut queues = HashMap::new();
+        for stage in Stage::ALL {
+            let mut urls = Vec::with_capacity(2);
+            for name in [format!("{prefix}-{stage}"), format!("{prefix}-{stage}-dlq")] {
+                let url = client
+                    .get_queue_url()
+                    .queue_name(&name)
+                    .send()
+                    .await
+                    .map_err(|e| classify(format!("find queue {name}"), e))?
+                    .queue_url
+                    .ok_or_else(|| {
+                        PortError::permanent(format!("find queue {name}"), "SQS returned no URL")
+                    })?;
+                urls.push(url);
+            }
+            let dlq_url = urls.pop().unwrap_or_default();
+            let url = urls.pop().unwrap_or_default();
+            queues.insert(stage, StageQueue { url, dlq_url });
+        }
+        Ok(Self::new(client, queues))
+    }
+}
+
 /// Creates a stage's queue and its dead-letter queue (`{prefix}-{stage}` and
 /// `{prefix}-{stage}-dlq`), with a redrive after `max_receives` receives and a visibility timeout.
 pub async fn create_stage_queue(

@@ -1,0 +1,366 @@
+//! `patchflow simulate`: a whole cycle (sync, approvals, pilot, soak, production, validation,
+//! failures, evidence) through the very handlers and queues the Lambda functions use, on a
+//! simulated clock, with simulated RMM, PSA and pager, on the embedded default or on AWS.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use patchflow_connectors::file::{FileCatalog, FileInventory};
+use patchflow_core::ids::CycleId;
+use patchflow_core::plan::Release;
+use patchflow_core::policy::Policy;
+use patchflow_core::ports::clock::{Clock, ManualClock};
+use patchflow_core::ports::evidence::EvidenceStore;
+use patchflow_core::ports::queue::{QueueConsumer, QueueSender, Stage};
+use patchflow_core::ports::state::StateStore;
+use patchflow_core::rules::failure::RootCause;
+use patchflow_core::tier::TierState;
+use patchflow_pipeline::operator::{approve_endpoint, record_root_cause, sign};
+use patchflow_pipeline::pump::{drain_all, PumpOptions, PumpStats};
+use patchflow_pipeline::records::{self, run_kind, Run, RunStatus};
+use patchflow_pipeline::summary::{summarize, Summary};
+use patchflow_pipeline::{Env, Settings};
+use patchflow_sim::connectors::{Outcomes, SimPager, SimPsa, SimRmm};
+use serde::Serialize;
+
+use crate::CliError;
+
+/// What a simulation is asked to do.
+#[derive(Debug, Clone)]
+pub struct SimulateSpec {
+    /// Inventory file (JSON or CSV).
+    pub inventory: PathBuf,
+    /// Catalog file.
+    pub catalog: PathBuf,
+    /// The cycle.
+    pub cycle: CycleId,
+    /// Share of first installs that fail.
+    pub failure_rate: f64,
+    /// Seed of the simulated outcomes.
+    pub seed: u64,
+    /// Where state, evidence and the report go.
+    pub out: PathBuf,
+    /// The policy.
+    pub policy: Policy,
+    /// How long the simulated engineer takes to document a root cause or approve a critical
+    /// server.
+    pub engineer_response: Duration,
+    /// The longest the cycle may run.
+    pub days: i64,
+    /// Deliver every message twice.
+    pub deliver_twice: bool,
+}
+
+/// What a simulation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulateReport {
+    /// The cycle's state per client and tier.
+    pub summary: Summary,
+    /// Queue traffic.
+    pub pump: PumpStats,
+    /// Messages in dead-letter queues, by stage.
+    pub dead_letters: BTreeMap<String, usize>,
+    /// RMM commands taken.
+    pub rmm_commands: usize,
+    /// Duplicate sends refused by key.
+    pub duplicate_commands: usize,
+    /// PSA tickets (failures, overdue reviews, compliance records).
+    pub psa_tickets: usize,
+    /// Pages.
+    pub pages: usize,
+    /// Simulated hours.
+    pub hours: i64,
+    /// Whether every tier closed.
+    pub all_closed: bool,
+    /// When the simulation ended (simulated).
+    #[serde(with = "patchflow_core::schedule::utc")]
+    pub ended_at: DateTime<Utc>,
+    /// Where the evidence is.
+    pub evidence: String,
+}
+
+fn svc(e: impl std::fmt::Display) -> CliError {
+    CliError::Service(e.to_string())
+}
+
+/// Checks the output folder is new or empty: a simulation starts from a fresh state.
+pub fn fresh_dir(out: &Path) -> Result<(), CliError> {
+    if out.exists() {
+        let mut entries = fs::read_dir(out)
+            .map_err(|e| CliError::Input(format!("{}: cannot read: {e}", out.display())))?;
+        if entries.next().is_some() {
+            return Err(CliError::Input(format!(
+                "{}: not empty; a simulation writes a fresh state there: choose a new --out or \
+                 remove it (evidence files are read-only: chmod -R u+w first)",
+                out.display()
+            )));
+        }
+    }
+    fs::create_dir_all(out)
+        .map_err(|e| CliError::Output(format!("{}: cannot create: {e}", out.display())))
+}
+
+type SimEnv<S, Q, E> = Env<S, Q, E, SimRmm<ManualClock>, SimPsa, SimPager>;
+
+/// Builds the simulation's environment over given state, queue and evidence adapters.
+pub fn sim_env<S, Q, E>(
+    state: S,
+    queues: Q,
+    evidence: E,
+    clock: Arc<ManualClock>,
+    spec: &SimulateSpec,
+) -> SimEnv<S, Q, E> {
+    Env {
+        state,
+        queues,
+        evidence,
+        rmm: SimRmm::new(
+            Outcomes {
+                seed: spec.seed,
+                failure_rate: spec.failure_rate,
+            },
+            clock,
+        ),
+        psa: SimPsa::default(),
+        pager: SimPager::default(),
+        policy: spec.policy.clone(),
+        settings: Settings::default(),
+    }
+}
+
+/// The simulated engineer: documents root causes and approves critical servers once they have
+/// waited `response`.
+async fn engineer<S: StateStore, Q: QueueSender>(
+    state: &S,
+    queues: &Q,
+    cycle: CycleId,
+    now: DateTime<Utc>,
+    response: Duration,
+) -> Result<(), CliError> {
+    for f in state.list_failures(cycle).await.map_err(svc)? {
+        if f.root_cause.is_none() && f.ticket.is_some() && now - f.failed_at >= response {
+            let rc = RootCause {
+                text: format!(
+                    "Simulated engineer: {} on {} investigated; cause cleared for retry.",
+                    f.stage.as_str(),
+                    f.endpoint
+                ),
+                engineer: "sim-engineer".into(),
+                recorded_at: now,
+            };
+            record_root_cause(state, queues, cycle, &f.id, rc, now)
+                .await
+                .map_err(svc)?;
+        }
+    }
+    let Some(doc) = records::cycle_doc(state, cycle).await.map_err(svc)? else {
+        return Ok(());
+    };
+    for tier in &doc.tiers {
+        let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(tier))
+            .await
+            .map_err(svc)?;
+        for (run, _) in runs {
+            if run.status == RunStatus::AwaitingApproval && run.engineer_approval.is_none() {
+                let sign_off = sign("sim-engineer", "critical_server_reviewed", now).map_err(svc)?;
+                approve_endpoint(state, queues, cycle, &run.endpoint, sign_off)
+                    .await
+                    .map_err(svc)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a simulation over the given adapters; `consumer` reads the queues `env.queues` sends to.
+pub async fn run_cycle<S, Q, E, C>(
+    env: &SimEnv<S, Q, E>,
+    consumer: &C,
+    clock: &ManualClock,
+    spec: &SimulateSpec,
+    evidence_where: String,
+) -> Result<SimulateReport, CliError>
+where
+    S: StateStore,
+    Q: QueueSender,
+    E: EvidenceStore,
+    C: QueueConsumer,
+{
+    let release = Release::of(spec.cycle, &spec.policy, None);
+    // Start on the hour of the release (the Patch Tuesday schedule), then hour by hour.
+    let start = release.released_at
+        + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
+    clock.set(start);
+    let inventory = FileInventory::new(&spec.inventory);
+    let catalog = FileCatalog::new(spec.catalog.display().to_string());
+    let opts = PumpOptions {
+        deliver_twice: spec.deliver_twice,
+        ..PumpOptions::default()
+    };
+    let hours = spec.days * 24;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(hours as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:40} [{bar:30}] day {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut pump = PumpStats::default();
+    let mut all_closed = false;
+    let mut hour = 0;
+    while hour <= hours {
+        let now = clock.now();
+        // The daily inventory sync (writes only what changed), and on Patch Tuesday the opening.
+        if hour == 0 || now.hour() == 6 {
+            patchflow_pipeline::sync::inventory_sync(env, &inventory, &catalog, now)
+                .await
+                .map_err(|e| match e {
+                    patchflow_pipeline::HandlerError::Poison(m) => CliError::Input(m),
+                    other => svc(other),
+                })?;
+        }
+        patchflow_pipeline::tick::tick(env, now).await.map_err(svc)?;
+        let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
+        add(&mut pump, stats);
+        engineer(&env.state, &env.queues, spec.cycle, now, spec.engineer_response).await?;
+        let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
+        add(&mut pump, stats);
+
+        let tiers = env.state.list_tiers(spec.cycle).await.map_err(svc)?;
+        let closed = tiers.iter().filter(|t| t.state == TierState::Closed).count();
+        bar.set_position((hour / 24) as u64);
+        bar.set_length((hours / 24) as u64);
+        bar.set_message(format!(
+            "{} {} tiers closed {closed}/{}",
+            spec.cycle,
+            now.format("%b %d %H:00Z"),
+            tiers.len()
+        ));
+        if !tiers.is_empty() && closed == tiers.len() {
+            all_closed = true;
+            break;
+        }
+        clock.advance(Duration::hours(1));
+        hour += 1;
+    }
+    bar.finish_and_clear();
+    let summary = summarize(&env.state, spec.cycle).await.map_err(svc)?;
+    let mut dead_letters = BTreeMap::new();
+    for stage in Stage::ALL {
+        let n = consumer.dead_letters(stage).await.map_err(svc)?.len();
+        if n > 0 {
+            dead_letters.insert(stage.to_string(), n);
+        }
+    }
+    Ok(SimulateReport {
+        summary,
+        pump,
+        dead_letters,
+        rmm_commands: env.rmm.commands().len(),
+        duplicate_commands: env.rmm.duplicates(),
+        psa_tickets: env.psa.tickets().len(),
+        pages: env.pager.pages().len(),
+        hours: hour.min(hours),
+        all_closed,
+        ended_at: clock.now(),
+        evidence: evidence_where,
+    })
+}
+
+fn add(total: &mut PumpStats, s: PumpStats) {
+    total.received += s.received;
+    total.done += s.done;
+    total.retried += s.retried;
+    total.dead_lettered += s.dead_lettered;
+}
+
+/// Writes what the simulated systems saw, for inspection.
+pub fn write_sim_records<S, Q, E>(env: &SimEnv<S, Q, E>, out: &Path) -> Result<(), CliError> {
+    let write = |name: &str, value: serde_json::Value| {
+        let path = out.join(name);
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        fs::write(&path, text + "\n")
+            .map_err(|e| CliError::Output(format!("{}: cannot write: {e}", path.display())))
+    };
+    write("rmm-commands.json", serde_json::json!(env.rmm.commands()))?;
+    write("psa-tickets.json", serde_json::json!(env.psa.tickets()))?;
+    write("pages.json", serde_json::json!(env.pager.pages()))?;
+    Ok(())
+}
+
+/// The per-client, per-tier table.
+pub fn render_table(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "client", "tier", "state", "patched", "failed", "held", "in progress", "excluded",
+        "tickets", "pages", "evidence",
+    ]);
+    let num = |n: usize| Cell::new(n).set_alignment(CellAlignment::Right);
+    let mut rows = r.summary.rows.clone();
+    rows.push(r.summary.total());
+    for row in &rows {
+        t.add_row(vec![
+            Cell::new(&row.client),
+            Cell::new(&row.tier),
+            Cell::new(&row.state),
+            num(row.patched),
+            num(row.failed),
+            num(row.held),
+            num(row.in_progress),
+            num(row.excluded),
+            num(row.tickets),
+            num(row.pages),
+            num(row.evidence),
+        ]);
+    }
+    writeln!(out, "{t}")
+}
+
+/// The report for people.
+pub fn render(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
+    let cycle = r
+        .summary
+        .cycle
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "-".into());
+    writeln!(out, "Cycle {cycle}: simulated {} hour(s), until {}", r.hours, r.ended_at.format("%Y-%m-%d %H:%M UTC"))?;
+    render_table(out, r)?;
+    writeln!(
+        out,
+        "{}",
+        if r.all_closed {
+            "Every tier closed with its evidence.".to_owned()
+        } else {
+            "Not every tier closed in the simulated time: see the held and in-progress columns."
+                .to_owned()
+        }
+    )?;
+    writeln!(
+        out,
+        "RMM commands: {} ({} duplicate send(s) refused by key). PSA tickets: {}. Pages: {}.",
+        r.rmm_commands, r.duplicate_commands, r.psa_tickets, r.pages
+    )?;
+    writeln!(
+        out,
+        "Messages: {} delivered, {} handed back for retry, {} dead-lettered{}.",
+        r.pump.received,
+        r.pump.retried,
+        r.pump.dead_lettered,
+        if r.dead_letters.is_empty() {
+            String::new()
+        } else {
+            format!(" (in DLQs: {:?})", r.dead_letters)
+        }
+    )?;
+    writeln!(out, "Evidence: {}", r.evidence)
+}

@@ -1,0 +1,291 @@
+//! The configuration of a function, read once from the environment at start-up. A variable that
+//! is missing or cannot be used is an error naming it.
+
+use patchflow_core::policy::Policy;
+use patchflow_sim::connectors::Outcomes;
+
+pub use patchflow_aws::config::{EVIDENCE_BUCKET, QUEUE_PREFIX, STATE_TABLE};
+
+/// The inventory file inventory-sync reads (JSON, or CSV by its `.csv` extension).
+pub const INVENTORY_PATH: &str = "PATCHFLOW_INVENTORY_PATH";
+/// The month's catalog file inventory-sync reads; `{cycle}` in it is replaced by `YYYY-MM`.
+pub const CATALOG_PATH: &str = "PATCHFLOW_CATALOG_PATH";
+/// Which RMM, PSA and pager the functions drive: only `simulation` for now (the default).
+pub const CONNECTORS: &str = "PATCHFLOW_CONNECTORS";
+/// An optional TOML policy overriding the operating model's defaults.
+pub const POLICY_PATH: &str = "PATCHFLOW_POLICY_PATH";
+/// The simulation's seed (an unsigned integer, default [`DEFAULT_SIM_SEED`]).
+pub const SIM_SEED: &str = "PATCHFLOW_SIM_SEED";
+/// The simulation's share of first installs that fail (0 to 1, default
+/// [`DEFAULT_SIM_FAILURE_RATE`]).
+pub const SIM_FAILURE_RATE: &str = "PATCHFLOW_SIM_FAILURE_RATE";
+
+/// The simulation's seed when [`SIM_SEED`] is not set.
+pub const DEFAULT_SIM_SEED: u64 = 42;
+/// The simulation's failure rate when [`SIM_FAILURE_RATE`] is not set.
+pub const DEFAULT_SIM_FAILURE_RATE: f64 = 0.05;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set (or is empty).
+    #[error("environment variable {name} is not set{hint}")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+        /// What it is for, as a clause starting with `: ` (or empty).
+        hint: String,
+    },
+    /// A variable has a value that cannot be used.
+    #[error("environment variable {name}: {message}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The RMM, PSA and pager the functions drive.
+#[derive(Debug, Clone, Copy)]
+pub enum Connectors {
+    /// The simulated RMM, PSA and pager of `patchflow-sim`, with these outcomes.
+    Simulation(Outcomes),
+}
+
+/// Everything a function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The evidence bucket ([`EVIDENCE_BUCKET`]).
+    pub evidence_bucket: String,
+    /// The state table ([`STATE_TABLE`]).
+    pub state_table: String,
+    /// The stage queues' name prefix ([`QUEUE_PREFIX`]).
+    pub queue_prefix: String,
+    /// The inventory file ([`INVENTORY_PATH`]), needed by inventory-sync only.
+    pub inventory_path: Option<String>,
+    /// The catalog file or template ([`CATALOG_PATH`]), needed by inventory-sync only.
+    pub catalog_path: Option<String>,
+    /// The connectors ([`CONNECTORS`]).
+    pub connectors: Connectors,
+    /// The policy: [`POLICY_PATH`]'s, else the default.
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable's value, `None` when unset); an
+    /// empty or blank value counts as unset. The policy file, if any, is read and checked now.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let required = |name: &'static str, what: &str| {
+            get(name).ok_or_else(|| ConfigError::Missing {
+                name,
+                hint: format!(": {what}"),
+            })
+        };
+        let evidence_bucket = required(EVIDENCE_BUCKET, "the S3 evidence bucket's name")?;
+        let state_table = required(STATE_TABLE, "the DynamoDB state table's name")?;
+        let queue_prefix = required(
+            QUEUE_PREFIX,
+            "the stage queues' name prefix ({prefix}-{stage}, {prefix}-{stage}-dlq)",
+        )?;
+        let connectors = match get(CONNECTORS).as_deref() {
+            None | Some("simulation") => Connectors::Simulation(Outcomes {
+                seed: parse_seed(get(SIM_SEED))?,
+                failure_rate: parse_rate(get(SIM_FAILURE_RATE))?,
+            }),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: CONNECTORS,
+                    message: format!(
+                        "`{other}` is not a known set of connectors: the only one for now is \
+                         `simulation`"
+                    ),
+                })
+            }
+        };
+        let policy = match get(POLICY_PATH) {
+            None => Policy::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                    name: POLICY_PATH,
+                    message: format!("cannot read {path}: {e}"),
+                })?;
+                Policy::from_toml(&path, &text).map_err(|e| ConfigError::Invalid {
+                    name: POLICY_PATH,
+                    message: e.to_string(),
+                })?
+            }
+        };
+        Ok(Self {
+            evidence_bucket,
+            state_table,
+            queue_prefix,
+            inventory_path: get(INVENTORY_PATH),
+            catalog_path: get(CATALOG_PATH),
+            connectors,
+            policy,
+        })
+    }
+
+    /// The inventory file, which inventory-sync cannot start without.
+    pub fn inventory_path(&self) -> Result<&str, ConfigError> {
+        self.inventory_path
+            .as_deref()
+            .ok_or_else(|| ConfigError::Missing {
+                name: INVENTORY_PATH,
+                hint: ": inventory-sync reads the inventory from it".to_owned(),
+            })
+    }
+
+    /// The catalog file or template, which inventory-sync cannot start without.
+    pub fn catalog_path(&self) -> Result<&str, ConfigError> {
+        self.catalog_path
+            .as_deref()
+            .ok_or_else(|| ConfigError::Missing {
+                name: CATALOG_PATH,
+                hint: ": inventory-sync reads the month's catalog from it ({cycle} is YYYY-MM)"
+                    .to_owned(),
+            })
+    }
+}
+
+fn parse_seed(value: Option<String>) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_SIM_SEED),
+        Some(v) => v.parse().map_err(|_| ConfigError::Invalid {
+            name: SIM_SEED,
+            message: format!("`{v}` is not an unsigned integer"),
+        }),
+    }
+}
+
+fn parse_rate(value: Option<String>) -> Result<f64, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_SIM_FAILURE_RATE),
+        Some(v) => match v.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(ConfigError::Invalid {
+                name: SIM_FAILURE_RATE,
+                message: format!("`{v}` is not a number from 0 to 1"),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        (EVIDENCE_BUCKET, "pf-evidence"),
+        (STATE_TABLE, "pf-state"),
+        (QUEUE_PREFIX, "pf"),
+    ];
+
+    #[test]
+    fn the_aws_names_are_required_and_the_rest_defaults() {
+        let c = Config::from_lookup(vars(&BASE)).unwrap();
+        assert_eq!(c.evidence_bucket, "pf-evidence");
+        assert_eq!(c.state_table, "pf-state");
+        assert_eq!(c.queue_prefix, "pf");
+        assert!(c.inventory_path.is_none() && c.catalog_path.is_none());
+        let Connectors::Simulation(o) = c.connectors;
+        assert_eq!(o.seed, DEFAULT_SIM_SEED);
+        assert_eq!(c.policy.to_toml(), Policy::default().to_toml());
+        for missing in BASE.map(|(k, _)| k) {
+            let rest: Vec<_> = BASE.into_iter().filter(|(k, _)| *k != missing).collect();
+            let e = Config::from_lookup(vars(&rest)).unwrap_err().to_string();
+            assert!(e.contains(missing) && e.contains("not set"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_blank_value_is_unset() {
+        let mut v = BASE.to_vec();
+        v[1] = (STATE_TABLE, "  ");
+        let e = Config::from_lookup(vars(&v)).unwrap_err();
+        assert!(matches!(e, ConfigError::Missing { name: STATE_TABLE, .. }), "{e}");
+    }
+
+    #[test]
+    fn connectors_other_than_simulation_are_refused_naming_the_variable() {
+        let mut v = BASE.to_vec();
+        v.push((CONNECTORS, "connectwise"));
+        let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+        assert!(e.contains(CONNECTORS) && e.contains("connectwise") && e.contains("simulation"), "{e}");
+        v.pop();
+        v.push((CONNECTORS, "simulation"));
+        v.push((SIM_SEED, "7"));
+        v.push((SIM_FAILURE_RATE, "0.5"));
+        let Connectors::Simulation(o) = Config::from_lookup(vars(&v)).unwrap().connectors;
+        assert_eq!((o.seed, o.failure_rate), (7, 0.5));
+    }
+
+    #[test]
+    fn bad_simulation_numbers_name_their_variable() {
+        for (name, value) in [(SIM_SEED, "-1"), (SIM_FAILURE_RATE, "1.5"), (SIM_FAILURE_RATE, "x")] {
+            let mut v = BASE.to_vec();
+            v.push((name, value));
+            let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(value), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_policy_file_is_read_and_its_errors_name_the_variable_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("policy.toml");
+        std::fs::write(&good, "[rollout]\nsoak_days = 3\n").unwrap();
+        let mut v = BASE.to_vec();
+        let good_path = good.display().to_string();
+        v.push((POLICY_PATH, &good_path));
+        let c = Config::from_lookup(vars(&v)).unwrap();
+        assert!(c.policy.to_toml().contains("soak_days = 3"), "{}", c.policy.to_toml());
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[rollout]\nsoak_dayz = 3\n").unwrap();
+        let bad_path = bad.display().to_string();
+        v.pop();
+        v.push((POLICY_PATH, &bad_path));
+        let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+        assert!(e.contains(POLICY_PATH) && e.contains("soak_dayz"), "{e}");
+
+        v.pop();
+        v.push((POLICY_PATH, "/nonexistent/policy.toml"));
+        let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+        assert!(e.contains(POLICY_PATH) && e.contains("/nonexistent/policy.toml"), "{e}");
+    }
+
+    #[test]
+    fn inventory_sync_paths_are_required_only_when_asked_for() {
+        let c = Config::from_lookup(vars(&BASE)).unwrap();
+        assert!(c.inventory_path().unwrap_err().to_string().contains(INVENTORY_PATH));
+        assert!(c.catalog_path().unwrap_err().to_string().contains(CATALOG_PATH));
+        let mut v = BASE.to_vec();
+        v.push((INVENTORY_PATH, "/var/task/inventory.json"));
+        v.push((CATALOG_PATH, "/var/task/catalog-{cycle}.json"));
+        let c = Config::from_lookup(vars(&v)).unwrap();
+        assert_eq!(c.inventory_path().unwrap(), "/var/task/inventory.json");
+        assert_eq!(c.catalog_path().unwrap(), "/var/task/catalog-{cycle}.json");
+    }
+}

@@ -1,0 +1,31 @@
+//! What patchflow's six Lambda functions share, so that no `main` is copy-pasted: JSON tracing
+//! the way the Lambda runtime expects it ([`logging`]), the configuration read once from the
+//! environment ([`config`]), the AWS wiring built once per execution environment ([`aws`]), the
+//! SQS partial batch response ([`sqs`]), scheduled events ([`scheduled`]) and the entry point each
+//! function's `main` calls in one line ([`run`], with a function described by [`Function`]).
+//!
+//! Handlers stay generic over the pipeline's ports, so the functions' tests run them on the
+//! embedded adapters (the `testing` feature's [`testing`] module).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod aws;
+pub mod config;
+pub mod function;
+pub mod logging;
+pub mod scheduled;
+pub mod sqs;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use aws::AwsEnv;
+pub use config::{Config, ConfigError};
+pub use function::{run, Failure, Function};
+pub use scheduled::Invocation;
+pub use sqs::sqs_batch;
+
+/// Re-exported so function crates name one version of each.
+pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+pub use lambda_runtime::{Context, Error, LambdaEvent};
+pub use patchflow_core::ports::queue::Stage;

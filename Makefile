@@ -30,14 +30,19 @@ toolchain:
 build: toolchain ## Build every crate (release)
 	$(CARGO) build --workspace --release
 
-run: toolchain ## Plan the bundled demo fleet (200 endpoints, 5 clients) for the 2026-12 cycle
+run: toolchain ## Simulate a whole 2026-12 cycle of the bundled demo fleet (200 endpoints, 5 clients) on the embedded default
 	$(CARGO) build --release -p patchflow-cli
 	target/release/patchflow fleet generate --endpoints $(DEMO_ENDPOINTS) --clients $(DEMO_CLIENTS) \
 		--seed $(DEMO_SEED) --out $(DEMO_DIR)/inventory.json
-	target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json \
-		--catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table
+	@# A simulation starts from a fresh state; evidence files are read-only by design.
+	@if [ -d $(DEMO_DIR)/cycle ]; then chmod -R u+w $(DEMO_DIR)/cycle && rm -rf $(DEMO_DIR)/cycle; fi
+	target/release/patchflow simulate --inventory $(DEMO_DIR)/inventory.json \
+		--catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --out $(DEMO_DIR)/cycle
 	@echo
-	@echo "One endpoint's reasons:  target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table --endpoint <id>"
+	@echo "Look around:  target/release/patchflow status --state $(DEMO_DIR)/cycle --cycle $(DEMO_CYCLE)"
+	@echo "              target/release/patchflow failure list --state $(DEMO_DIR)/cycle --cycle $(DEMO_CYCLE)"
+	@echo "              ls $(DEMO_DIR)/cycle/evidence/evidence/$(DEMO_CYCLE)/*/*"
+	@echo "The plan alone: target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table"
 
 test: toolchain ## Run every test (unit, property, CLI, adapters against moto's AWS API server, cross-crate)
 	@command -v python3 >/dev/null || { echo "python3 is required for the AWS API server the adapter tests use (moto)" >&2; exit 1; }

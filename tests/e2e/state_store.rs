@@ -17,8 +17,8 @@ use patchflow_core::policy::Policy;
 use patchflow_core::ports::evidence::{EvidenceKey, LockMode, Retention, Sha256Digest};
 use patchflow_core::ports::state::{
     ApprovalStore, Claim, Completion, DocStore, EndpointStore, EvidenceIndex, EvidenceRecord,
-    ExceptionStore,
-    FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, TierId, TierRecord, TierStore,
+    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, TierId,
+    TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{
@@ -481,13 +481,25 @@ async fn docs_contract<S: DocStore + IdempotencyStore>(store: &S) {
     let c = cycle();
     let kind = format!("run.{}", unique("t"));
     // GIVEN a new document THEN it is created at version 1, once
-    assert_eq!(store.put_doc(c, &kind, "ws-2", "{\"n\":1}", None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .put_doc(c, &kind, "ws-2", "{\"n\":1}", None)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(matches!(
         store.put_doc(c, &kind, "ws-2", "{\"n\":9}", None).await,
         Err(PortError::Conflict(_))
     ));
     // WHEN two writers update from version 1 THEN exactly one wins
-    assert_eq!(store.put_doc(c, &kind, "ws-2", "{\"n\":2}", Some(1)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .put_doc(c, &kind, "ws-2", "{\"n\":2}", Some(1))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(matches!(
         store.put_doc(c, &kind, "ws-2", "{\"n\":3}", Some(1)).await,
         Err(PortError::Conflict(_))
@@ -497,26 +509,55 @@ async fn docs_contract<S: DocStore + IdempotencyStore>(store: &S) {
         store.put_doc(c, &kind, "ghost", "{}", Some(1)).await,
         Err(PortError::NotFound(_))
     ));
-    store.put_doc(c, &kind, "ws-1", "{\"n\":1}", None).await.unwrap();
+    store
+        .put_doc(c, &kind, "ws-1", "{\"n\":1}", None)
+        .await
+        .unwrap();
     let got = store.get_doc(c, &kind, "ws-2").await.unwrap().unwrap();
     assert_eq!((got.version, got.body.as_str()), (2, "{\"n\":2}"));
     // AND a kind lists in id order, and only its own documents
-    let ids: Vec<String> = store.list_docs(c, &kind).await.unwrap().into_iter().map(|d| d.id).collect();
+    let ids: Vec<String> = store
+        .list_docs(c, &kind)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     assert_eq!(ids, ["ws-1", "ws-2"]);
-    assert!(store.list_docs(c, &format!("{kind}x")).await.unwrap().is_empty());
-    assert!(store.get_doc(c.next().unwrap(), &kind, "ws-1").await.unwrap().is_none());
+    assert!(store
+        .list_docs(c, &format!("{kind}x"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .get_doc(c.next().unwrap(), &kind, "ws-1")
+        .await
+        .unwrap()
+        .is_none());
 
     // GIVEN a claimed key WHEN the handler gives it up THEN the redelivery claims it at once
     let key = unique("abandon");
     let (lease, ttl) = (Duration::minutes(5), Duration::days(1));
-    assert_eq!(store.claim(&key, at(1), lease, ttl).await.unwrap(), Claim::Acquired);
-    assert_eq!(store.claim(&key, at(1), lease, ttl).await.unwrap(), Claim::InProgress);
+    assert_eq!(
+        store.claim(&key, at(1), lease, ttl).await.unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(
+        store.claim(&key, at(1), lease, ttl).await.unwrap(),
+        Claim::InProgress
+    );
     store.abandon(&key).await.unwrap();
-    assert_eq!(store.claim(&key, at(1), lease, ttl).await.unwrap(), Claim::Acquired);
+    assert_eq!(
+        store.claim(&key, at(1), lease, ttl).await.unwrap(),
+        Claim::Acquired
+    );
     // AND a done key is not given up
     store.complete(&key, "ok", at(1), ttl).await.unwrap();
     store.abandon(&key).await.unwrap();
-    assert_eq!(store.claim(&key, at(1), lease, ttl).await.unwrap(), Claim::Done("ok".into()));
+    assert_eq!(
+        store.claim(&key, at(1), lease, ttl).await.unwrap(),
+        Claim::Done("ok".into())
+    );
 }
 
 #[tokio::test]

@@ -57,7 +57,12 @@ pub struct StateArgs {
     #[arg(long, value_enum, env = "PATCHFLOW_BACKEND")]
     pub backend: Option<Backend>,
     /// The local state folder (the `--out` of `simulate`).
-    #[arg(long, value_name = "DIR", env = "PATCHFLOW_STATE_DIR", default_value = "patchflow-state")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PATCHFLOW_STATE_DIR",
+        default_value = "patchflow-state"
+    )]
     pub state: PathBuf,
 }
 
@@ -212,7 +217,11 @@ fn local(
     clock: Arc<dyn Clock>,
 ) -> Result<(SqliteState, SqliteQueues, FsEvidenceStore), CliError> {
     let err = |e: patchflow_core::ports::PortError| {
-        CliError::Service(format!("{}: {}", dir.display(), patchflow_pipeline::error::error_chain(&e)))
+        CliError::Service(format!(
+            "{}: {}",
+            dir.display(),
+            patchflow_pipeline::error::error_chain(&e)
+        ))
     };
     Ok((
         SqliteState::open(&dir.join("state.db")).map_err(err)?,
@@ -290,11 +299,16 @@ async fn decide_with<S: StateStore, Q: QueueSender>(
                 "a critical server is approved, not declined: to leave it out, mark it do-not-patch in the RMM".into(),
             ));
         }
-        let id = EndpointId::parse(endpoint.as_str()).map_err(|e| CliError::Input(format!("--endpoint: {e}")))?;
+        let id = EndpointId::parse(endpoint.as_str())
+            .map_err(|e| CliError::Input(format!("--endpoint: {e}")))?;
         operator::approve_endpoint(state, queues, cycle, &id, sign_off)
             .await
             .map_err(action)?;
-        return finish(writeln!(out, "{id}: install approved by {} ({})", args.engineer, args.reason_code));
+        return finish(writeln!(
+            out,
+            "{id}: install approved by {} ({})",
+            args.engineer, args.reason_code
+        ));
     }
     let raw = args.patch.as_deref().unwrap_or_default();
     let patch = PatchId::parse(raw).map_err(|e| CliError::Input(format!("patch: {e}")))?;
@@ -317,7 +331,9 @@ async fn decide_with<S: StateStore, Q: QueueSender>(
 
 /// `patchflow approve|decline`.
 pub fn decide(args: &DecisionArgs, approve: bool, out: &mut dyn Write) -> Result<(), CliError> {
-    with_state!(&args.state, |state, queues| decide_with(&state, &queues, args, approve, out))
+    with_state!(&args.state, |state, queues| decide_with(
+        &state, &queues, args, approve, out
+    ))
 }
 
 async fn failure_with<S: StateStore, Q: QueueSender>(
@@ -331,7 +347,16 @@ async fn failure_with<S: StateStore, Q: QueueSender>(
             let cycle = this_cycle(*cycle)?;
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED);
-            t.set_header(["failure", "tier", "priority", "paged", "ticket", "failed at", "next retry", "root cause"]);
+            t.set_header([
+                "failure",
+                "tier",
+                "priority",
+                "paged",
+                "ticket",
+                "failed at",
+                "next retry",
+                "root cause",
+            ]);
             for f in state.list_failures(cycle).await.map_err(svc)? {
                 t.add_row(vec![
                     f.id.clone(),
@@ -341,12 +366,21 @@ async fn failure_with<S: StateStore, Q: QueueSender>(
                     f.ticket.clone().unwrap_or_else(|| "-".into()),
                     f.failed_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                     f.next_retry.start.format("%Y-%m-%d %H:%M UTC").to_string(),
-                    f.root_cause.as_ref().map(|r| r.text.clone()).unwrap_or_else(|| "(needed before retry)".into()),
+                    f.root_cause
+                        .as_ref()
+                        .map(|r| r.text.clone())
+                        .unwrap_or_else(|| "(needed before retry)".into()),
                 ]);
             }
             finish(writeln!(out, "{t}"))
         }
-        FailureCommand::RootCause { id, text, engineer, cycle, .. } => {
+        FailureCommand::RootCause {
+            id,
+            text,
+            engineer,
+            cycle,
+            ..
+        } => {
             let cycle = this_cycle(*cycle)?;
             let now: DateTime<Utc> = Utc::now();
             let rc = RootCause {
@@ -375,7 +409,9 @@ pub fn failure(cmd: &FailureCommand, out: &mut dyn Write) -> Result<(), CliError
     let state_args = match cmd {
         FailureCommand::List { state, .. } | FailureCommand::RootCause { state, .. } => state,
     };
-    with_state!(state_args, |state, queues| failure_with(&state, &queues, cmd, out))
+    with_state!(state_args, |state, queues| failure_with(
+        &state, &queues, cmd, out
+    ))
 }
 
 async fn status_with<S: StateStore, Q: QueueSender>(
@@ -389,7 +425,9 @@ async fn status_with<S: StateStore, Q: QueueSender>(
         .await
         .map_err(svc)?;
     if summary.cycle.is_none() {
-        return Err(CliError::Input(format!("cycle {cycle} is not open in this state")));
+        return Err(CliError::Input(format!(
+            "cycle {cycle} is not open in this state"
+        )));
     }
     if args.json {
         return finish(
@@ -416,7 +454,9 @@ async fn status_with<S: StateStore, Q: QueueSender>(
 
 /// `patchflow status`.
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    with_state!(&args.state, |state, queues| status_with(&state, &queues, args, out))
+    with_state!(&args.state, |state, queues| status_with(
+        &state, &queues, args, out
+    ))
 }
 
 /// `patchflow simulate`.
@@ -433,9 +473,15 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<(), CliError
         days: i64::from(args.days),
         deliver_twice: args.deliver_twice,
     };
-    for (flag, path) in [("--inventory", &spec.inventory), ("--catalog", &spec.catalog)] {
+    for (flag, path) in [
+        ("--inventory", &spec.inventory),
+        ("--catalog", &spec.catalog),
+    ] {
         if !path.is_file() {
-            return Err(CliError::Input(format!("{flag} {}: no such file", path.display())));
+            return Err(CliError::Input(format!(
+                "{flag} {}: no such file",
+                path.display()
+            )));
         }
     }
     simulate::fresh_dir(&spec.out)?;
@@ -455,7 +501,11 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<(), CliError
             }
             Backend::Aws => {
                 let (state, queues, evidence) = aws_adapters().await?;
-                let where_ = format!("s3://{}/evidence/{}/", need(aws::EVIDENCE_BUCKET)?, spec.cycle);
+                let where_ = format!(
+                    "s3://{}/evidence/{}/",
+                    need(aws::EVIDENCE_BUCKET)?,
+                    spec.cycle
+                );
                 let consumer = queues.clone();
                 let env = simulate::sim_env(state, queues, evidence, clock.clone(), &spec);
                 let report = simulate::run_cycle(&env, &consumer, &clock, &spec, where_).await?;

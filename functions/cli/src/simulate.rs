@@ -168,7 +168,8 @@ async fn engineer<S: StateStore, Q: QueueSender>(
             .map_err(svc)?;
         for (run, _) in runs {
             if run.status == RunStatus::AwaitingApproval && run.engineer_approval.is_none() {
-                let sign_off = sign("sim-engineer", "critical_server_reviewed", now).map_err(svc)?;
+                let sign_off =
+                    sign("sim-engineer", "critical_server_reviewed", now).map_err(svc)?;
                 approve_endpoint(state, queues, cycle, &run.endpoint, sign_off)
                     .await
                     .map_err(svc)?;
@@ -194,8 +195,8 @@ where
 {
     let release = Release::of(spec.cycle, &spec.policy, None);
     // Start on the hour of the release (the Patch Tuesday schedule), then hour by hour.
-    let start = release.released_at
-        + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
+    let start =
+        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
     clock.set(start);
     let inventory = FileInventory::new(&spec.inventory);
     let catalog = FileCatalog::new(spec.catalog.display().to_string());
@@ -228,15 +229,27 @@ where
                     other => svc(other),
                 })?;
         }
-        patchflow_pipeline::tick::tick(env, now).await.map_err(svc)?;
+        patchflow_pipeline::tick::tick(env, now)
+            .await
+            .map_err(svc)?;
         let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
         add(&mut pump, stats);
-        engineer(&env.state, &env.queues, spec.cycle, now, spec.engineer_response).await?;
+        engineer(
+            &env.state,
+            &env.queues,
+            spec.cycle,
+            now,
+            spec.engineer_response,
+        )
+        .await?;
         let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
         add(&mut pump, stats);
 
         let tiers = env.state.list_tiers(spec.cycle).await.map_err(svc)?;
-        let closed = tiers.iter().filter(|t| t.state == TierState::Closed).count();
+        let closed = tiers
+            .iter()
+            .filter(|t| t.state == TierState::Closed)
+            .count();
         bar.set_position((hour / 24) as u64);
         bar.set_length((hours / 24) as u64);
         bar.set_message(format!(
@@ -297,13 +310,30 @@ pub fn write_sim_records<S, Q, E>(env: &SimEnv<S, Q, E>, out: &Path) -> Result<(
     Ok(())
 }
 
+/// A tier as the client's row shows it: `servers.contoso.pilot` is `servers pilot` there.
+fn short_tier(tier: &str) -> String {
+    match (tier.split('.').next(), tier.rsplit('.').next()) {
+        (Some(kind), Some(wave)) if tier.contains('.') => format!("{kind} {wave}"),
+        _ => tier.to_owned(),
+    }
+}
+
 /// The per-client, per-tier table.
 pub fn render_table(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
-        "client", "tier", "state", "patched", "failed", "held", "in progress", "excluded",
-        "tickets", "pages", "evidence",
+        "client",
+        "tier",
+        "state",
+        "patched",
+        "failed",
+        "held",
+        "in progress",
+        "excluded",
+        "tickets",
+        "pages",
+        "evidence",
     ]);
     let num = |n: usize| Cell::new(n).set_alignment(CellAlignment::Right);
     let mut rows = r.summary.rows.clone();
@@ -311,7 +341,7 @@ pub fn render_table(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<
     for row in &rows {
         t.add_row(vec![
             Cell::new(&row.client),
-            Cell::new(&row.tier),
+            Cell::new(short_tier(&row.tier)),
             Cell::new(&row.state),
             num(row.patched),
             num(row.failed),
@@ -333,7 +363,12 @@ pub fn render(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
         .cycle
         .map(|c| c.to_string())
         .unwrap_or_else(|| "-".into());
-    writeln!(out, "Cycle {cycle}: simulated {} hour(s), until {}", r.hours, r.ended_at.format("%Y-%m-%d %H:%M UTC"))?;
+    writeln!(
+        out,
+        "Cycle {cycle}: simulated {} hour(s), until {}",
+        r.hours,
+        r.ended_at.format("%Y-%m-%d %H:%M UTC")
+    )?;
     render_table(out, r)?;
     writeln!(
         out,

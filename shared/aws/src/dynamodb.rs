@@ -28,9 +28,9 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore, EvidenceIndex,
-    EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
-    SyncSummary, TierId, TierRecord, TierStore,
+    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore,
+    EvidenceIndex, EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore,
+    StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
@@ -926,7 +926,12 @@ impl DocStore for DynamoState {
         }
     }
 
-    async fn get_doc(&self, cycle: CycleId, kind: &str, id: &str) -> Result<Option<Doc>, PortError> {
+    async fn get_doc(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<Doc>, PortError> {
         let item: Option<DocItem> = self.get_record(kind, doc_key(cycle, kind, id)).await?;
         Ok(item.map(doc_of))
     }

@@ -54,11 +54,11 @@ impl InventorySource for FileInventory {
         let doc = if is_csv {
             inventory_from_csv(&source, &text)?
         } else {
-            serde_json::from_str::<InventoryDoc>(&text).or_else(|_| {
+            serde_json::from_str::<InventoryDoc>(&text).map_err(|_| {
                 // The contract's parser explains what is wrong, naming the record and field.
                 match patchflow_core::contract::parse_inventory(&source, &text) {
-                    Err(e) => Err(input_error(e.to_string())),
-                    Ok(_) => Err(input_error(format!("{source}: not an inventory document"))),
+                    Err(e) => input_error(e.to_string()),
+                    Ok(_) => input_error(format!("{source}: not an inventory document")),
                 }
             })?
         };
@@ -106,15 +106,16 @@ pub fn inventory_from_csv(source: &str, text: &str) -> Result<InventoryDoc, Port
             .and_then(|v| v.as_str())
             .unwrap_or("?")
             .to_owned();
-        let doc: EndpointDoc = serde_path_free(serde_json::Value::Object(fields)).map_err(|e| {
-            input_error(format!("{source}: row {line} (endpoint {id}): {e}"))
-        })?;
-        let entry = clients.entry(doc.client.clone()).or_insert_with(|| ClientDoc {
-            id: doc.client.clone(),
-            name: None,
-            timezone: None,
-            locations: None,
-        });
+        let doc: EndpointDoc = serde_path_free(serde_json::Value::Object(fields))
+            .map_err(|e| input_error(format!("{source}: row {line} (endpoint {id}): {e}")))?;
+        let entry = clients
+            .entry(doc.client.clone())
+            .or_insert_with(|| ClientDoc {
+                id: doc.client.clone(),
+                name: None,
+                timezone: None,
+                locations: None,
+            });
         entry.name = entry.name.take().or(client_name);
         entry.timezone = entry.timezone.take().or(client_tz);
         if let Some(loc) = &doc.location {
@@ -166,7 +167,8 @@ impl CatalogSource for FileCatalog {
         let source = path.display().to_string();
         parse_catalog(&source, &text)
             .map_err(|e| PortError::permanent("catalog", e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| PortError::permanent(format!("catalog {source}"), e))
+        serde_json::from_str(&text)
+            .map_err(|e| PortError::permanent(format!("catalog {source}"), e))
     }
 }
 
@@ -191,14 +193,30 @@ mod tests {
     #[test]
     fn a_bad_csv_cell_names_the_file_row_and_field() {
         let csv = "id,client,kind\nws-1,acme,laptop\n";
-        let e = inventory_from_csv("fleet.csv", csv).unwrap_err().to_string();
-        let full = format!("{e}: {}", std::error::Error::source(&inventory_from_csv("fleet.csv", csv).unwrap_err()).map(|s| s.to_string()).unwrap_or_default());
-        assert!(full.contains("fleet.csv") && full.contains("row 2") && full.contains("laptop"), "{full}");
+        let e = inventory_from_csv("fleet.csv", csv).unwrap_err();
+        let full = patchflow_core_error_chain(&e);
+        assert!(
+            full.contains("fleet.csv") && full.contains("row 2") && full.contains("laptop"),
+            "{full}"
+        );
+    }
+
+    fn patchflow_core_error_chain(e: &PortError) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
     }
 
     #[tokio::test]
     async fn a_missing_file_is_permanent_and_names_the_path() {
-        let e = FileInventory::new("/nonexistent/fleet.json").pull().await.unwrap_err();
+        let e = FileInventory::new("/nonexistent/fleet.json")
+            .pull()
+            .await
+            .unwrap_err();
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("/nonexistent/fleet.json"));
     }

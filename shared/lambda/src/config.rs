@@ -224,7 +224,16 @@ mod tests {
         let mut v = BASE.to_vec();
         v[1] = (STATE_TABLE, "  ");
         let e = Config::from_lookup(vars(&v)).unwrap_err();
-        assert!(matches!(e, ConfigError::Missing { name: STATE_TABLE, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Missing {
+                    name: STATE_TABLE,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -232,7 +241,10 @@ mod tests {
         let mut v = BASE.to_vec();
         v.push((CONNECTORS, "connectwise"));
         let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
-        assert!(e.contains(CONNECTORS) && e.contains("connectwise") && e.contains("simulation"), "{e}");
+        assert!(
+            e.contains(CONNECTORS) && e.contains("connectwise") && e.contains("simulation"),
+            "{e}"
+        );
         v.pop();
         v.push((CONNECTORS, "simulation"));
         v.push((SIM_SEED, "7"));
@@ -243,7 +255,11 @@ mod tests {
 
     #[test]
     fn bad_simulation_numbers_name_their_variable() {
-        for (name, value) in [(SIM_SEED, "-1"), (SIM_FAILURE_RATE, "1.5"), (SIM_FAILURE_RATE, "x")] {
+        for (name, value) in [
+            (SIM_SEED, "-1"),
+            (SIM_FAILURE_RATE, "1.5"),
+            (SIM_FAILURE_RATE, "x"),
+        ] {
             let mut v = BASE.to_vec();
             v.push((name, value));
             let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
@@ -260,7 +276,11 @@ mod tests {
         let good_path = good.display().to_string();
         v.push((POLICY_PATH, &good_path));
         let c = Config::from_lookup(vars(&v)).unwrap();
-        assert!(c.policy.to_toml().contains("soak_days = 3"), "{}", c.policy.to_toml());
+        assert!(
+            c.policy.to_toml().contains("soak_days = 3"),
+            "{}",
+            c.policy.to_toml()
+        );
 
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "[rollout]\nsoak_dayz = 3\n").unwrap();
@@ -273,14 +293,25 @@ mod tests {
         v.pop();
         v.push((POLICY_PATH, "/nonexistent/policy.toml"));
         let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
-        assert!(e.contains(POLICY_PATH) && e.contains("/nonexistent/policy.toml"), "{e}");
+        assert!(
+            e.contains(POLICY_PATH) && e.contains("/nonexistent/policy.toml"),
+            "{e}"
+        );
     }
 
     #[test]
     fn inventory_sync_paths_are_required_only_when_asked_for() {
         let c = Config::from_lookup(vars(&BASE)).unwrap();
-        assert!(c.inventory_path().unwrap_err().to_string().contains(INVENTORY_PATH));
-        assert!(c.catalog_path().unwrap_err().to_string().contains(CATALOG_PATH));
+        assert!(c
+            .inventory_path()
+            .unwrap_err()
+            .to_string()
+            .contains(INVENTORY_PATH));
+        assert!(c
+            .catalog_path()
+            .unwrap_err()
+            .to_string()
+            .contains(CATALOG_PATH));
         let mut v = BASE.to_vec();
         v.push((INVENTORY_PATH, "/var/task/inventory.json"));
         v.push((CATALOG_PATH, "/var/task/catalog-{cycle}.json"));

@@ -5,7 +5,7 @@
 //! function's `main` calls in one line ([`run`], with a function described by [`Function`]).
 //!
 //! Handlers stay generic over the pipeline's ports, so the functions' tests run them on the
-//! embedded adapters (the `testing` feature's [`testing`] module).
+//! embedded adapters (the `testing` module, behind the `testing` feature).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,7 +16,7 @@ pub mod function;
 pub mod logging;
 pub mod scheduled;
 pub mod sqs;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use aws::AwsEnv;
@@ -26,6 +26,7 @@ pub use scheduled::Invocation;
 pub use sqs::sqs_batch;
 
 /// Re-exported so function crates name one version of each.
-pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+pub use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+pub use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 pub use lambda_runtime::{Context, Error, LambdaEvent};
 pub use patchflow_core::ports::queue::Stage;

@@ -116,11 +116,17 @@ mod tests {
     #[test]
     fn a_bad_time_or_a_non_object_is_an_error_not_a_panic() {
         let e = scheduled_at(&json!({"time": "yesterday"}), now()).unwrap_err();
-        assert!(e.to_string().contains("`time`") && e.to_string().contains("yesterday"), "{e}");
+        assert!(
+            e.to_string().contains("`time`") && e.to_string().contains("yesterday"),
+            "{e}"
+        );
         let e = scheduled_at(&json!({"time": 12}), now()).unwrap_err();
         assert!(e.to_string().contains("a number"), "{e}");
         for v in [json!(null), json!("tick"), json!([1])] {
-            assert!(matches!(scheduled_at(&v, now()), Err(ScheduledError::NotAnObject(_))));
+            assert!(matches!(
+                scheduled_at(&v, now()),
+                Err(ScheduledError::NotAnObject(_))
+            ));
         }
         assert!(matches!(
             HandlerError::from(ScheduledError::NotAnObject("null")),
@@ -135,7 +141,8 @@ mod tests {
             panic!("not read as SQS")
         };
         assert_eq!(e.records[0].message_id.as_deref(), Some("m1"));
-        let Ok(Invocation::Scheduled(t)) = Invocation::from_value(json!({"source": "aws.scheduler"}), now())
+        let Ok(Invocation::Scheduled(t)) =
+            Invocation::from_value(json!({"source": "aws.scheduler"}), now())
         else {
             panic!("not read as scheduled")
         };

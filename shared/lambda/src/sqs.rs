@@ -116,7 +116,10 @@ pub async fn sqs_batch<X: Ports, C: QueueConsumer>(
 ) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for record in &event.records {
-        if sqs_record(x, stage, record, consumer, now).await.is_failure() {
+        if sqs_record(x, stage, record, consumer, now)
+            .await
+            .is_failure()
+        {
             let item_identifier = record.message_id.clone().unwrap_or_default();
             if item_identifier.is_empty() {
                 error!(%stage, "a failed record has no message id: the whole batch is retried");
@@ -127,5 +130,161 @@ pub async fn sqs_batch<X: Ports, C: QueueConsumer>(
     info!(%stage, records = event.records.len(), failures = failures.len(), "batch handled");
     SqsBatchResponse {
         batch_item_failures: failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use patchflow_core::ports::queue::{Envelope, QueueConsumer, SCHEMA_VERSION};
+
+    use super::*;
+    use crate::testing::{release, Embedded};
+
+    fn envelope(kind: &str, key: &str) -> String {
+        Envelope {
+            kind: kind.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            idempotency_key: key.to_owned(),
+            cycle: "2026-12".parse().unwrap(),
+            tier: None,
+            payload: serde_json::json!({"day": "2026-12-09"}),
+        }
+        .to_body()
+    }
+
+    fn record(id: Option<&str>, body: Option<&str>) -> SqsMessage {
+        SqsMessage {
+            message_id: id.map(str::to_owned),
+            body: body.map(str::to_owned),
+            receipt_handle: Some("not-a-live-receipt".to_owned()),
+            ..SqsMessage::default()
+        }
+    }
+
+    #[test]
+    fn a_delivery_carries_the_body_receipt_and_receive_count() {
+        let mut r = record(Some("m1"), Some("{}"));
+        r.attributes
+            .insert(RECEIVE_COUNT.to_owned(), "4".to_owned());
+        assert_eq!(
+            delivery_of(&r),
+            Delivery {
+                body: "{}".into(),
+                receipt: "not-a-live-receipt".into(),
+                receive_count: 4
+            }
+        );
+        r.attributes
+            .insert(RECEIVE_COUNT.to_owned(), "many".to_owned());
+        assert_eq!(delivery_of(&r).receive_count, 1);
+        assert_eq!(delivery_of(&record(None, None)).body, "");
+    }
+
+    #[tokio::test]
+    async fn a_poison_record_is_dead_lettered_and_reported_done() {
+        let p = Embedded::new(release()).unwrap();
+        let mut event = SqsEvent {
+            records: vec![record(Some("m1"), Some("[1, 2"))],
+        };
+        p.deliver(Stage::Approval, &mut event).await.unwrap();
+        let resp = sqs_batch(&p.env, Stage::Approval, event, &p.queues, p.now()).await;
+        assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+        let dead = p.queues.dead_letters(Stage::Approval).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, "[1, 2");
+        assert!(
+            dead[0].reason.contains("not a patchflow envelope"),
+            "{}",
+            dead[0].reason
+        );
+        assert!(p.take(Stage::Approval).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_poison_record_that_cannot_be_dead_lettered_is_a_batch_item_failure() {
+        let p = Embedded::new(release()).unwrap();
+        // Its receipt handle is not one the queue knows: the move fails, the record stays.
+        let event = SqsEvent {
+            records: vec![record(Some("m1"), Some("not json"))],
+        };
+        let resp = sqs_batch(&p.env, Stage::Approval, event, &p.queues, p.now()).await;
+        assert_eq!(
+            resp.batch_item_failures,
+            vec![BatchItemFailure {
+                item_identifier: "m1".into()
+            }]
+        );
+        assert!(p
+            .queues
+            .dead_letters(Stage::Approval)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_without_a_body_is_poison_and_without_a_receipt_it_stays() {
+        let p = Embedded::new(release()).unwrap();
+        let mut no_body = record(Some("m1"), None);
+        let r = sqs_record(&p.env, Stage::Approval, &no_body, &p.queues, p.now()).await;
+        assert!(
+            matches!(&r, RecordResult::DeadLetterFailed { reason, .. } if reason.contains("no body")),
+            "{r:?}"
+        );
+        no_body.receipt_handle = None;
+        let r = sqs_record(&p.env, Stage::Approval, &no_body, &p.queues, p.now()).await;
+        assert!(
+            matches!(&r, RecordResult::DeadLetterFailed { error, .. } if error.contains("receipt")),
+            "{r:?}"
+        );
+        assert!(r.is_failure());
+    }
+
+    #[tokio::test]
+    async fn a_failed_record_without_a_message_id_fails_the_whole_batch() {
+        let p = Embedded::new(release()).unwrap();
+        let event = SqsEvent {
+            records: vec![record(None, Some("not json"))],
+        };
+        let resp = sqs_batch(&p.env, Stage::Approval, event, &p.queues, p.now()).await;
+        assert_eq!(resp.batch_item_failures.len(), 1);
+        assert_eq!(resp.batch_item_failures[0].item_identifier, "");
+    }
+
+    #[tokio::test]
+    async fn done_records_are_not_reported_and_a_retry_is() {
+        let p = Embedded::new(release()).unwrap();
+        // The cycle is not open yet: a review sweep is done (nothing to sweep), an evaluation
+        // waits for the cycle record and is handed back.
+        let sweep = envelope("review_sweep", "2026-12/reviews/2026-12-09");
+        let evaluate = Envelope {
+            payload: serde_json::json!({"patch": {"id": "KB1", "title": "t", "vendor": "microsoft",
+                "classification": "security", "severity": "critical",
+                "released": "2026-12-08T18:00:00Z"}}),
+            kind: "evaluate_patch".into(),
+            idempotency_key: "2026-12/evaluate/KB1".into(),
+            ..Envelope::from_body(&sweep).unwrap()
+        }
+        .to_body();
+        let event = SqsEvent {
+            records: vec![
+                record(Some("sweep"), Some(&sweep)),
+                record(Some("eval"), Some(&evaluate)),
+            ],
+        };
+        let resp = sqs_batch(&p.env, Stage::Approval, event, &p.queues, p.now()).await;
+        assert_eq!(
+            resp.batch_item_failures,
+            vec![BatchItemFailure {
+                item_identifier: "eval".into()
+            }]
+        );
+        assert!(p
+            .queues
+            .dead_letters(Stage::Approval)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore, EvidenceIndex,
-    EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
-    SyncSummary, TierId, TierRecord, TierStore,
+    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore,
+    EvidenceIndex, EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore,
+    StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
@@ -575,7 +575,12 @@ impl DocStore for SqliteState {
         }
     }
 
-    async fn get_doc(&self, cycle: CycleId, kind: &str, id: &str) -> Result<Option<Doc>, PortError> {
+    async fn get_doc(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<Doc>, PortError> {
         self.db.with(|conn| {
             conn.query_row(
                 "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 AND id = ?3",

@@ -43,13 +43,14 @@ pub async fn evaluate_patch<X: Ports>(
     msg: EvaluatePatch,
 ) -> Result<String, HandlerError> {
     let env = x.env();
-    let cycle_doc = records::open_cycle(&env.state, cycle).await.or_else(|e| {
-        // The sync enqueues approvals just before it writes the cycle record.
-        match e {
-            HandlerError::Poison(m) => Err(HandlerError::Retry(m)),
-            other => Err(other),
-        }
-    })?;
+    // The sync enqueues approvals just before it writes the cycle record: not open yet is a
+    // retry, not poison.
+    let cycle_doc = records::open_cycle(&env.state, cycle)
+        .await
+        .map_err(|e| match e {
+            HandlerError::Poison(m) => HandlerError::Retry(m),
+            other => other,
+        })?;
     let patch = patch_model(&msg.patch)?;
     let approval = approval::evaluate(&patch, cycle_doc.released_at, &env.policy.approval);
     match env.state.put_approval(cycle, &approval, None).await {

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier,
-    ReviewSweep, TierTick,
+    ArchiveTier, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier, ReviewSweep,
+    TierTick,
 };
 use crate::{approval, evidence, failure, rollout, schedule};
 

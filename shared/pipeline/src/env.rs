@@ -60,6 +60,16 @@ pub struct Env<S, Q, E, R, P, G> {
     pub settings: Settings,
 }
 
+/// The environment of a [`Ports`].
+pub type PortsEnv<X> = Env<
+    <X as Ports>::S,
+    <X as Ports>::Q,
+    <X as Ports>::E,
+    <X as Ports>::R,
+    <X as Ports>::P,
+    <X as Ports>::G,
+>;
+
 /// The bounds every handler needs, as one trait.
 pub trait Ports: Send + Sync {
     /// State.
@@ -75,7 +85,7 @@ pub trait Ports: Send + Sync {
     /// Pager.
     type G: Pager;
     /// The environment.
-    fn env(&self) -> &Env<Self::S, Self::Q, Self::E, Self::R, Self::P, Self::G>;
+    fn env(&self) -> &PortsEnv<Self>;
 }
 
 impl<S, Q, E, R, P, G> Ports for Env<S, Q, E, R, P, G>

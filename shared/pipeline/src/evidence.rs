@@ -176,12 +176,20 @@ pub async fn archive_tier<X: Ports>(
 ) -> Result<String, HandlerError> {
     let env = x.env();
     let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!("no tier {} in {cycle}", msg.tier)));
+        return Err(HandlerError::Poison(format!(
+            "no tier {} in {cycle}",
+            msg.tier
+        )));
     };
     match record.state {
         TierState::Validated => {}
         TierState::Closed => return Ok(format!("{} is closed", msg.tier)),
-        other => return Ok(format!("{} is {other}, not validated: nothing to archive", msg.tier)),
+        other => {
+            return Ok(format!(
+                "{} is {other}, not validated: nothing to archive",
+                msg.tier
+            ))
+        }
     }
     let (plan, _): (TierPlan, u64) =
         records::must_load(&env.state, cycle, TIER_KIND, msg.tier.as_str()).await?;
@@ -230,11 +238,31 @@ pub async fn archive_tier<X: Ports>(
             .collect();
         let outcomes: Vec<Outcome> = client_runs.iter().map(|r| outcome(r)).collect();
         let artifacts = [
-            ("outcomes.csv", outcomes_csv(client_runs).into_bytes(), "text/csv"),
-            ("outcomes.json", json("outcomes", &outcomes)?, "application/json"),
-            ("approvals.json", json("approvals", &approvals)?, "application/json"),
-            ("tickets.json", json("tickets", &tickets)?, "application/json"),
-            ("exceptions.json", json("exceptions", &client_exceptions)?, "application/json"),
+            (
+                "outcomes.csv",
+                outcomes_csv(client_runs).into_bytes(),
+                "text/csv",
+            ),
+            (
+                "outcomes.json",
+                json("outcomes", &outcomes)?,
+                "application/json",
+            ),
+            (
+                "approvals.json",
+                json("approvals", &approvals)?,
+                "application/json",
+            ),
+            (
+                "tickets.json",
+                json("tickets", &tickets)?,
+                "application/json",
+            ),
+            (
+                "exceptions.json",
+                json("exceptions", &client_exceptions)?,
+                "application/json",
+            ),
         ];
         let mut entries = Vec::new();
         for (name, bytes, content_type) in artifacts {
@@ -254,8 +282,14 @@ pub async fn archive_tier<X: Ports>(
             retention,
             artifacts: entries,
         };
-        put_once(x, key(MANIFEST)?, json("manifest", &manifest)?, "application/json", retention)
-            .await?;
+        put_once(
+            x,
+            key(MANIFEST)?,
+            json("manifest", &manifest)?,
+            "application/json",
+            retention,
+        )
+        .await?;
         written += 1;
 
         // The PSA: the tier's compliance ticket with the completion status, then closed; the
@@ -286,7 +320,9 @@ pub async fn archive_tier<X: Ports>(
                 format!(
                     "{}: reboot confirmed {}",
                     r.endpoint,
-                    r.reboot_confirmed_at.map(|t| utc::format(&t)).unwrap_or_else(|| "-".into())
+                    r.reboot_confirmed_at
+                        .map(|t| utc::format(&t))
+                        .unwrap_or_else(|| "-".into())
                 )
             })
             .collect();
@@ -296,13 +332,21 @@ pub async fn archive_tier<X: Ports>(
             confirmations.join("\n")
         );
         env.psa
-            .add_note(&ticket, &format!("{cycle}/{}/{client}/completed", msg.tier), &note)
+            .add_note(
+                &ticket,
+                &format!("{cycle}/{}/{client}/completed", msg.tier),
+                &note,
+            )
             .await?;
         env.psa.close_ticket(&ticket).await?;
         for f in &tickets {
             if let Some(t) = &f.ticket {
                 env.psa
-                    .add_note(t, &format!("{cycle}/{}/closed", f.id), "Retried and validated; the tier is closed.")
+                    .add_note(
+                        t,
+                        &format!("{cycle}/{}/closed", f.id),
+                        "Retried and validated; the tier is closed.",
+                    )
                     .await?;
                 env.psa.close_ticket(t).await?;
             }

@@ -25,7 +25,11 @@ pub fn trace_lines(trace: &Trace) -> String {
         .entries()
         .iter()
         .map(|t| {
-            let facts = t.facts.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
+            let facts = t
+                .facts
+                .as_ref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default();
             format!("- {}: {} [{}]{facts}", t.node.title(), t.outcome, t.reason)
         })
         .collect::<Vec<_>>()
@@ -41,8 +45,13 @@ pub async fn endpoint_failed<X: Ports>(
 ) -> Result<String, HandlerError> {
     let env = x.env();
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
-    let (run, _): (Run, u64) =
-        records::must_load(&env.state, cycle, &run_kind(&msg.tier), msg.endpoint.as_str()).await?;
+    let (run, _): (Run, u64) = records::must_load(
+        &env.state,
+        cycle,
+        &run_kind(&msg.tier),
+        msg.endpoint.as_str(),
+    )
+    .await?;
     let e = run.endpoint_model(&cycle_doc)?;
     let mut trace = Trace::new();
     let esc = escalate(&e, msg.at, None, &env.policy, &mut trace);

@@ -5,11 +5,11 @@
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::{CycleId, EndpointId, PatchId};
 use patchflow_core::ports::queue::QueueSender;
-use patchflow_core::ports::state::{
-    DocStore, StateStore,
-};
+use patchflow_core::ports::state::{DocStore, StateStore};
 use patchflow_core::ports::PortError;
-use patchflow_core::rules::approval::{apply_engineer_decision, Decision, EngineerDecision, SignOff};
+use patchflow_core::rules::approval::{
+    apply_engineer_decision, Decision, EngineerDecision, SignOff,
+};
 use patchflow_core::rules::failure::RootCause;
 use patchflow_core::tier::{TierEvent, TierState};
 
@@ -61,7 +61,9 @@ pub async fn decide_patch(
         .find(|p| p.id == patch.as_str())
         .ok_or_else(|| ActionError::NotFound(format!("{patch} is not in the {cycle} catalog")))?;
     let current = state.get_approval(cycle, patch).await?.ok_or_else(|| {
-        ActionError::Refused(format!("{patch} has not been evaluated yet; try again shortly"))
+        ActionError::Refused(format!(
+            "{patch} has not been evaluated yet; try again shortly"
+        ))
     })?;
     let decided = apply_engineer_decision(&current, &patch_model(doc)?, decision)
         .map_err(|e| ActionError::Refused(e.to_string()))?;
@@ -112,11 +114,20 @@ pub async fn approve_endpoint(
 ) -> Result<(), ActionError> {
     let (mut run, version) = find_run(state, cycle, endpoint).await?;
     if run.engineer_approval.is_some() {
-        return Err(ActionError::Refused(format!("{endpoint} is already approved")));
+        return Err(ActionError::Refused(format!(
+            "{endpoint} is already approved"
+        )));
     }
     run.engineer_approval = Some(sign_off);
-    records::save(state, cycle, &run_kind(&run.tier), endpoint.as_str(), &run, Some(version))
-        .await?;
+    records::save(
+        state,
+        cycle,
+        &run_kind(&run.tier),
+        endpoint.as_str(),
+        &run,
+        Some(version),
+    )
+    .await?;
     if run.status == RunStatus::AwaitingApproval {
         let msg = DeployEndpoint {
             tier: run.tier.clone(),
@@ -226,11 +237,7 @@ pub async fn record_root_cause(
 }
 
 /// Signs an engineer's decision.
-pub fn sign(
-    engineer: &str,
-    reason_code: &str,
-    at: DateTime<Utc>,
-) -> Result<SignOff, ActionError> {
+pub fn sign(engineer: &str, reason_code: &str, at: DateTime<Utc>) -> Result<SignOff, ActionError> {
     Ok(SignOff {
         engineer: patchflow_core::ids::Engineer::parse(engineer)
             .map_err(|e| ActionError::Refused(format!("--engineer: {e}")))?,
@@ -239,4 +246,3 @@ pub fn sign(
         at,
     })
 }
-

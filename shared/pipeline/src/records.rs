@@ -3,7 +3,9 @@
 //! cycle, and the endpoints left out.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use patchflow_core::contract::{inventory_from_doc, CatalogDoc, ClientDoc, EndpointDoc, InventoryDoc};
+use patchflow_core::contract::{
+    inventory_from_doc, CatalogDoc, ClientDoc, EndpointDoc, InventoryDoc,
+};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId};
 use patchflow_core::model::{Endpoint, EndpointKind};
 use patchflow_core::ports::state::{DocStore, TierId};
@@ -317,7 +319,9 @@ pub async fn cycle_doc(
     store: &impl DocStore,
     cycle: CycleId,
 ) -> Result<Option<CycleDoc>, HandlerError> {
-    Ok(load(store, cycle, CYCLE_KIND, CYCLE_ID).await?.map(|(c, _)| c))
+    Ok(load(store, cycle, CYCLE_KIND, CYCLE_ID)
+        .await?
+        .map(|(c, _)| c))
 }
 
 /// The cycle record of a cycle that must be open.

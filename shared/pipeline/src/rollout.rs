@@ -54,7 +54,10 @@ pub async fn promote_tier<X: Ports>(
 ) -> Result<String, HandlerError> {
     let env = x.env();
     let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!("no tier {} in {cycle}", msg.tier)));
+        return Err(HandlerError::Poison(format!(
+            "no tier {} in {cycle}",
+            msg.tier
+        )));
     };
     if record.state != TierState::Scheduled {
         return Ok(format!("{} is already {}", msg.tier, record.state));
@@ -67,7 +70,9 @@ pub async fn promote_tier<X: Ports>(
     let decided = env.state.list_approvals(cycle).await?.len();
     let patches = cycle_doc.catalog.patches.len();
     if decided < patches {
-        return Ok(format!("{decided} of {patches} approvals evaluated: waiting"));
+        return Ok(format!(
+            "{decided} of {patches} approvals evaluated: waiting"
+        ));
     }
 
     if let (Some(pilot), Some(gate)) = (&plan.pilot, plan.gate) {
@@ -77,7 +82,10 @@ pub async fn promote_tier<X: Ports>(
         if decision != Promotion::Promote {
             let words = match decision {
                 Promotion::WaitForSoak { until } => {
-                    format!("waiting for the pilot's soak until {}", until.format("%Y-%m-%d %H:%M UTC"))
+                    format!(
+                        "waiting for the pilot's soak until {}",
+                        until.format("%Y-%m-%d %H:%M UTC")
+                    )
                 }
                 Promotion::Hold => format!(
                     "held: pilot {pilot} has {} failed and {} of {} healthy",
@@ -91,7 +99,16 @@ pub async fn promote_tier<X: Ports>(
             };
             if plan.last_decision.as_deref() != Some(&words) {
                 plan.last_decision = Some(words.clone());
-                match records::save(&env.state, cycle, TIER_KIND, msg.tier.as_str(), &plan, Some(plan_version)).await {
+                match records::save(
+                    &env.state,
+                    cycle,
+                    TIER_KIND,
+                    msg.tier.as_str(),
+                    &plan,
+                    Some(plan_version),
+                )
+                .await
+                {
                     Ok(_) | Err(PortError::Conflict(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -118,7 +135,9 @@ pub async fn promote_tier<X: Ports>(
             )
         })
         .collect();
-    env.queues.send_batch(DeployEndpoint::STAGE, &messages).await?;
+    env.queues
+        .send_batch(DeployEndpoint::STAGE, &messages)
+        .await?;
     match env
         .state
         .transition_tier(cycle, &msg.tier, record.version, TierEvent::Deploy, now)

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::CycleId;
+use patchflow_core::model::Endpoint;
 use patchflow_core::plan::{EndpointPlan, Install};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::queue::QueueSender;
@@ -20,7 +21,6 @@ use patchflow_core::rules::failure::{may_retry, FailureStage};
 use patchflow_core::rules::scope::Scope;
 use patchflow_core::rules::validation::{judge, Validation};
 use patchflow_core::rules::waves::Wave;
-use patchflow_core::model::Endpoint;
 use patchflow_core::schedule::Window;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
@@ -62,7 +62,9 @@ pub fn endpoint_commands(
     let window = if install.start >= not_before {
         install
     } else {
-        track.daily(policy).first_starting_at_or_after(e.tz, not_before)
+        track
+            .daily(policy)
+            .first_starting_at_or_after(e.tz, not_before)
     };
     let reboot = plan_reboot(e, window, policy, &mut memo, &mut trace);
     let plan = EndpointPlan {
@@ -110,7 +112,10 @@ pub async fn deploy_endpoint<X: Ports>(
     let (mut run, version): (Run, u64) =
         records::must_load(&env.state, cycle, &kind, msg.endpoint.as_str()).await?;
     if msg.attempt < run.attempt || (msg.attempt == run.attempt && run.commands_at.is_some()) {
-        return Ok(format!("{} attempt {} already sent", run.endpoint, msg.attempt));
+        return Ok(format!(
+            "{} attempt {} already sent",
+            run.endpoint, msg.attempt
+        ));
     }
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let e = run.endpoint_model(&cycle_doc)?;
@@ -159,8 +164,15 @@ pub async fn deploy_endpoint<X: Ports>(
     if manual_approval_required(&e) && !approved {
         if run.status != RunStatus::AwaitingApproval {
             run.status = RunStatus::AwaitingApproval;
-            records::save(&env.state, cycle, &kind, run.endpoint.as_str(), &run, Some(version))
-                .await?;
+            records::save(
+                &env.state,
+                cycle,
+                &kind,
+                run.endpoint.as_str(),
+                &run,
+                Some(version),
+            )
+            .await?;
         }
         return Ok(format!(
             "{} is a critical server: waiting for an engineer's approval",
@@ -174,7 +186,15 @@ pub async fn deploy_endpoint<X: Ports>(
     run.status = RunStatus::Scheduled;
     run.commands_at = Some(now);
     run.commands = commands;
-    records::save(&env.state, cycle, &kind, run.endpoint.as_str(), &run, Some(version)).await?;
+    records::save(
+        &env.state,
+        cycle,
+        &kind,
+        run.endpoint.as_str(),
+        &run,
+        Some(version),
+    )
+    .await?;
     Ok(format!(
         "{} attempt {}: {} command(s) sent",
         run.endpoint,
@@ -399,7 +419,10 @@ pub async fn tier_tick<X: Ports>(
 ) -> Result<String, HandlerError> {
     let env = x.env();
     let Some(mut record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!("no tier {} in {cycle}", msg.tier)));
+        return Err(HandlerError::Poison(format!(
+            "no tier {} in {cycle}",
+            msg.tier
+        )));
     };
     if matches!(record.state, TierState::Scheduled | TierState::Closed) {
         return Ok(format!("{} is {}", msg.tier, record.state));
@@ -428,8 +451,15 @@ pub async fn tier_tick<X: Ports>(
         .send_batch(EndpointFailed::STAGE, &messages)
         .await?;
     for (run, version) in &changed {
-        match records::save(&env.state, cycle, &kind, run.endpoint.as_str(), run, Some(*version))
-            .await
+        match records::save(
+            &env.state,
+            cycle,
+            &kind,
+            run.endpoint.as_str(),
+            run,
+            Some(*version),
+        )
+        .await
         {
             // Moved meanwhile (an engineer's approval, a retry): the next tick sees it.
             Ok(_) | Err(PortError::Conflict(_)) => {}
@@ -447,7 +477,13 @@ pub async fn tier_tick<X: Ports>(
     if record.state == TierState::Deploying && statuses.iter().all(reported) {
         match env
             .state
-            .transition_tier(cycle, &msg.tier, record.version, TierEvent::InstallsReported, now)
+            .transition_tier(
+                cycle,
+                &msg.tier,
+                record.version,
+                TierEvent::InstallsReported,
+                now,
+            )
             .await
         {
             Ok(r) => {
@@ -458,8 +494,7 @@ pub async fn tier_tick<X: Ports>(
             Err(e) => return Err(e.into()),
         }
     }
-    if record.state == TierState::Validating
-        && statuses.iter().all(|s| *s == RunStatus::Validated)
+    if record.state == TierState::Validating && statuses.iter().all(|s| *s == RunStatus::Validated)
     {
         match env
             .state

@@ -111,10 +111,11 @@ pub async fn summarize(state: &impl StateStore, cycle: CycleId) -> Result<Summar
         }
     }
     for client in &doc.clients {
-        let excluded: Vec<(Vec<Excluded>, u64)> = records::load(state, cycle, EXCLUDED_KIND, &client.id)
-            .await?
-            .into_iter()
-            .collect();
+        let excluded: Vec<(Vec<Excluded>, u64)> =
+            records::load(state, cycle, EXCLUDED_KIND, &client.id)
+                .await?
+                .into_iter()
+                .collect();
         let n: usize = excluded.iter().map(|(v, _)| v.len()).sum();
         if n > 0 {
             rows.insert(

@@ -75,7 +75,11 @@ pub async fn inventory_sync<X: Ports>(
         endpoints,
         ..SyncReport::default()
     };
-    info!(written = endpoints.written, unchanged = endpoints.unchanged, "inventory synced");
+    info!(
+        written = endpoints.written,
+        unchanged = endpoints.unchanged,
+        "inventory synced"
+    );
 
     let cycle = CycleId::containing(now.date_naive())
         .map_err(|e| HandlerError::Poison(format!("no cycle for {now}: {e}")))?;
@@ -102,10 +106,13 @@ pub async fn inventory_sync<X: Ports>(
     for (e, p) in inventory.endpoints().iter().zip(&plan.endpoints) {
         let (Some(install), Some(wave)) = (p.install, p.wave) else {
             if p.scope != Scope::InScope {
-                excluded.entry(p.client.clone()).or_default().push(Excluded {
-                    endpoint: p.id.clone(),
-                    scope: p.scope.as_str().to_owned(),
-                });
+                excluded
+                    .entry(p.client.clone())
+                    .or_default()
+                    .push(Excluded {
+                        endpoint: p.id.clone(),
+                        scope: p.scope.as_str().to_owned(),
+                    });
             }
             continue;
         };
@@ -144,18 +151,32 @@ pub async fn inventory_sync<X: Ports>(
             engineer_approval: None,
         };
         conflict_ok(
-            records::save(&env.state, cycle, &run_kind(&tier), e.id.as_str(), &run, None).await,
+            records::save(
+                &env.state,
+                cycle,
+                &run_kind(&tier),
+                e.id.as_str(),
+                &run,
+                None,
+            )
+            .await,
         )?;
         report.in_scope += 1;
     }
     // A production tier waits for its pilot's soak (the plan's gate).
     let ids: Vec<String> = tiers.keys().cloned().collect();
     for id in &ids {
-        let Some(t) = tiers.get(id).cloned() else { continue };
+        let Some(t) = tiers.get(id).cloned() else {
+            continue;
+        };
         if t.wave != Wave::Production {
             continue;
         }
-        let pilot_id = format!("{}.{}", id.trim_end_matches(".production"), Wave::Pilot.as_str());
+        let pilot_id = format!(
+            "{}.{}",
+            id.trim_end_matches(".production"),
+            Wave::Pilot.as_str()
+        );
         let pilot = TierId::parse(&pilot_id).map_err(|e| HandlerError::Poison(e.to_string()))?;
         if tiers.contains_key(pilot.as_str()) {
             let gate = match t.kind {
@@ -174,9 +195,7 @@ pub async fn inventory_sync<X: Ports>(
         }
     }
     for t in tiers.values() {
-        conflict_ok(
-            records::save(&env.state, cycle, TIER_KIND, t.tier.as_str(), t, None).await,
-        )?;
+        conflict_ok(records::save(&env.state, cycle, TIER_KIND, t.tier.as_str(), t, None).await)?;
         conflict_ok(
             env.state
                 .create_tier(&TierRecord {
@@ -193,7 +212,15 @@ pub async fn inventory_sync<X: Ports>(
     for (client, list) in &excluded {
         report.excluded += list.len();
         conflict_ok(
-            records::save(&env.state, cycle, EXCLUDED_KIND, client.as_str(), list, None).await,
+            records::save(
+                &env.state,
+                cycle,
+                EXCLUDED_KIND,
+                client.as_str(),
+                list,
+                None,
+            )
+            .await,
         )?;
     }
 
@@ -209,7 +236,9 @@ pub async fn inventory_sync<X: Ports>(
             )
         })
         .collect();
-    env.queues.send_batch(EvaluatePatch::STAGE, &messages).await?;
+    env.queues
+        .send_batch(EvaluatePatch::STAGE, &messages)
+        .await?;
     let cycle_doc = CycleDoc {
         cycle,
         patch_tuesday: release.patch_tuesday,

@@ -48,7 +48,10 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
             match t.state {
                 TierState::Scheduled => push(
                     PromoteTier::STAGE,
-                    PromoteTier { tier: t.tier.clone() }.envelope(
+                    PromoteTier {
+                        tier: t.tier.clone(),
+                    }
+                    .envelope(
                         cycle,
                         format!("{cycle}/promote/{}/{hour}", t.tier),
                         tier,
@@ -59,7 +62,10 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                 | TierState::Held
                 | TierState::Blocked => push(
                     TierTick::STAGE,
-                    TierTick { tier: t.tier.clone() }.envelope(
+                    TierTick {
+                        tier: t.tier.clone(),
+                    }
+                    .envelope(
                         cycle,
                         format!("{cycle}/tick/{}/{hour}", t.tier),
                         tier,
@@ -67,7 +73,10 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                 ),
                 TierState::Validated => push(
                     ArchiveTier::STAGE,
-                    ArchiveTier { tier: t.tier.clone() }.envelope(
+                    ArchiveTier {
+                        tier: t.tier.clone(),
+                    }
+                    .envelope(
                         cycle,
                         format!("{cycle}/archive/{}/{hour}", t.tier),
                         tier,

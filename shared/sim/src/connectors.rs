@@ -141,14 +141,23 @@ impl<C: Clock> SimRmm<C> {
         };
         // The install.
         let Some((install_at, _technician)) = now_cmds.iter().find_map(|t| match &t.command {
-            RmmCommand::ScheduleInstall { window, .. } => Some((window.start + Duration::minutes(15), false)),
-            RmmCommand::TechnicianInstall { window, .. } => Some((window.start + Duration::hours(1), true)),
+            RmmCommand::ScheduleInstall { window, .. } => {
+                Some((window.start + Duration::minutes(15), false))
+            }
+            RmmCommand::TechnicianInstall { window, .. } => {
+                Some((window.start + Duration::hours(1), true))
+            }
             _ => None,
         }) else {
             return out;
         };
         if attempt == 0 && o.draw(&[id, "asleep"]) < o.failure_rate / 3.0 {
-            out.push(report(install_at, RmmEvent::NotAwake { power: PowerState::Sleeping }));
+            out.push(report(
+                install_at,
+                RmmEvent::NotAwake {
+                    power: PowerState::Sleeping,
+                },
+            ));
             return out;
         }
         if o.draw(&[id, &attempt_s, "install"]) < o.rate(attempt) {
@@ -184,7 +193,9 @@ impl<C: Clock> SimRmm<C> {
                 .then(|| reminders.get(patience - 1).map(|r| *r + Duration::hours(1)))
                 .flatten();
             let forced = now_cmds.iter().find_map(|t| match &t.command {
-                RmmCommand::ForcedReboot { window, .. } => Some(window.start + Duration::minutes(5)),
+                RmmCommand::ForcedReboot { window, .. } => {
+                    Some(window.start + Duration::minutes(5))
+                }
                 _ => None,
             });
             by_user.or(forced)
@@ -194,8 +205,10 @@ impl<C: Clock> SimRmm<C> {
         };
         out.push(report(reboot_at, RmmEvent::RebootConfirmed));
         // The post-reboot checks.
-        let failing = (o.draw(&[id, &attempt_s, "checks"]) < o.rate(attempt) / 2.0)
-            .then(|| ALL_CHECKS[(o.draw(&[id, &attempt_s, "which"]) * ALL_CHECKS.len() as f64) as usize % ALL_CHECKS.len()]);
+        let failing = (o.draw(&[id, &attempt_s, "checks"]) < o.rate(attempt) / 2.0).then(|| {
+            ALL_CHECKS[(o.draw(&[id, &attempt_s, "which"]) * ALL_CHECKS.len() as f64) as usize
+                % ALL_CHECKS.len()]
+        });
         let results = ALL_CHECKS
             .iter()
             .map(|&check| CheckResult {
@@ -203,7 +216,10 @@ impl<C: Clock> SimRmm<C> {
                 passed: Some(check) != failing,
             })
             .collect();
-        out.push(report(reboot_at + Duration::minutes(20), RmmEvent::Checks { results }));
+        out.push(report(
+            reboot_at + Duration::minutes(20),
+            RmmEvent::Checks { results },
+        ));
         out
     }
 }
@@ -333,7 +349,9 @@ impl Psa for SimPsa {
             .tickets
             .get_mut(ticket)
             .ok_or_else(|| PortError::NotFound(format!("ticket {ticket}")))?;
-        t.notes.entry(note_key.to_owned()).or_insert_with(|| text.to_owned());
+        t.notes
+            .entry(note_key.to_owned())
+            .or_insert_with(|| text.to_owned());
         Ok(())
     }
 

@@ -31,8 +31,10 @@ pub struct NewTicket {
 /// request, `NotFound` for an unknown ticket.
 pub trait Psa: Send + Sync {
     /// Opens a ticket, or returns the one already open under the same external reference.
-    fn open_ticket(&self, ticket: &NewTicket)
-        -> impl Future<Output = Result<String, PortError>> + Send;
+    fn open_ticket(
+        &self,
+        ticket: &NewTicket,
+    ) -> impl Future<Output = Result<String, PortError>> + Send;
 
     /// Adds a note, once per `note_key` (a redelivered message does not add it again).
     fn add_note(

@@ -19,5 +19,6 @@ pub trait InventorySource: Send + Sync {
 /// The month's patches.
 pub trait CatalogSource: Send + Sync {
     /// The catalog of a cycle, in the contract's format.
-    fn catalog(&self, cycle: CycleId) -> impl Future<Output = Result<CatalogDoc, PortError>> + Send;
+    fn catalog(&self, cycle: CycleId)
+        -> impl Future<Output = Result<CatalogDoc, PortError>> + Send;
 }

@@ -1,0 +1,209 @@
+//! evidence-archiver on the embedded adapters, invoked with the checked-in SQS events and with
+//! the archive message of a tier the pipeline really validated.
+
+use chrono::{Duration, TimeZone, Utc};
+use patchflow_core::ports::state::{EvidenceIndex, TierId, TierStore};
+use patchflow_core::tier::TierState;
+use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
+use patchflow_pipeline::pump::{drain, PumpOptions};
+use patchflow_pipeline::tick::tick;
+
+use super::*;
+
+async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
+    EvidenceArchiver
+        .handle(&p.env, &p.queues, lambda_event(event), p.now())
+        .await
+        .unwrap()
+}
+
+fn cycle() -> patchflow_core::ids::CycleId {
+    "2026-12".parse().unwrap()
+}
+
+fn pilot() -> TierId {
+    TierId::parse("workstations.pilot").unwrap()
+}
+
+/// Runs the pipeline hour by hour (the tick, then every stage but evidence drained), from the
+/// release until the workstation pilot is validated and its archive message waits on the
+/// evidence queue.
+async fn validated() -> Embedded {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    let stages = [
+        Stage::Approval,
+        Stage::Rollout,
+        Stage::Schedule,
+        Stage::Failure,
+    ];
+    for _hour in 0..24 * 10 {
+        tick(&p.env, p.now()).await.unwrap();
+        loop {
+            let mut moved = 0;
+            for stage in stages {
+                let s = drain(&p.env, &p.queues, stage, p.now(), PumpOptions::default())
+                    .await
+                    .unwrap();
+                moved += s.done + s.dead_lettered;
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+        let state = p
+            .env
+            .state
+            .get_tier(cycle(), &pilot())
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        if state == TierState::Validated {
+            return p;
+        }
+        p.clock.advance(Duration::hours(1));
+    }
+    panic!("the workstation pilot did not validate within ten days");
+}
+
+#[tokio::test]
+async fn a_validated_tier_is_archived_once_and_closed() {
+    let p = validated().await;
+    // Earlier hours' archive messages (tiers validated before) are dropped; the next hour's tick
+    // asks for the archive of every validated tier again.
+    p.take(Stage::Evidence).await.unwrap();
+    p.clock.advance(Duration::hours(1));
+    tick(&p.env, p.now()).await.unwrap();
+    let batch = p.receive_event(Stage::Evidence).await.unwrap();
+    let tiers: Vec<String> = batch
+        .records
+        .iter()
+        .map(|r| {
+            patchflow_core::ports::queue::Envelope::from_body(r.body.as_deref().unwrap())
+                .unwrap()
+                .tier
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        tiers.contains(&"workstations.pilot".to_owned()),
+        "{tiers:?}"
+    );
+    assert_eq!(batch.records.len(), tiers.len());
+    let resp = invoke(&p, batch).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+
+    let tier = p
+        .env
+        .state
+        .get_tier(cycle(), &pilot())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tier.state, TierState::Closed);
+    let evidence: Vec<String> = p
+        .env
+        .state
+        .list_evidence(cycle())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.key.tier() == "workstations.pilot")
+        .map(|r| format!("{}/{}", r.key.client(), r.key.name()))
+        .collect();
+    let expected: Vec<String> = ["andes", "harbour"]
+        .iter()
+        .flat_map(|c| {
+            [
+                "approvals.json",
+                "exceptions.json",
+                "manifest.json",
+                "outcomes.csv",
+                "outcomes.json",
+                "tickets.json",
+            ]
+            .map(|n| format!("{c}/{n}"))
+        })
+        .collect();
+    assert_eq!(evidence, expected);
+    let compliance: Vec<_> = p
+        .env
+        .psa
+        .tickets()
+        .into_iter()
+        .filter(|t| {
+            t.external_ref
+                .starts_with("2026-12/compliance/workstations.pilot/")
+        })
+        .collect();
+    assert_eq!(compliance.len(), 2);
+    assert!(
+        compliance
+            .iter()
+            .all(|t| t.closed && t.summary.ends_with(": 1 patched")),
+        "{compliance:?}"
+    );
+
+    // The fixture's archive of the same tier (another hour's key) and one of a tier the cycle
+    // does not have: the first finds the tier closed, the second is dead-lettered.
+    p.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 18, 10, 0, 3).unwrap());
+    let mut e: SqsEvent = fixture("sqs-evidence-archiver.json").unwrap();
+    p.deliver(Stage::Evidence, &mut e).await.unwrap();
+    assert!(invoke(&p, e).await.batch_item_failures.is_empty());
+    let dead = p.queues.dead_letters(Stage::Evidence).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .contains("no tier servers.contoso.pilot in 2026-12"),
+        "{}",
+        dead[0].reason
+    );
+    let again = p.env.state.list_evidence(cycle()).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .filter(|r| r.key.tier() == "workstations.pilot")
+            .count(),
+        12
+    );
+    assert_eq!(
+        p.env
+            .psa
+            .tickets()
+            .iter()
+            .filter(|t| t.external_ref.contains("/compliance/workstations.pilot/"))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_tier_that_is_not_validated_has_nothing_to_archive() {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    p.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 11, 10, 0, 3).unwrap());
+    let mut e: SqsEvent = fixture("sqs-evidence-archiver.json").unwrap();
+    p.deliver(Stage::Evidence, &mut e).await.unwrap();
+    let resp = invoke(&p, e).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert!(p.env.state.list_evidence(cycle()).await.unwrap().is_empty());
+    let tier = p
+        .env
+        .state
+        .get_tier(cycle(), &pilot())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tier.state, TierState::Scheduled);
+    let dead = p.queues.dead_letters(Stage::Evidence).await.unwrap();
+    assert_eq!(dead.len(), 1, "only the unknown tier's record");
+    assert!(
+        dead[0].reason.contains("servers.contoso.pilot"),
+        "{}",
+        dead[0].reason
+    );
+}

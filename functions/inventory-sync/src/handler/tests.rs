@@ -1,0 +1,242 @@
+//! inventory-sync on the embedded adapters, invoked with the checked-in scheduled events.
+
+use patchflow_core::ports::state::TierStore;
+use patchflow_core::tier::TierState;
+use patchflow_lambda::testing::{
+    fixture, lambda_event, release, workspace_file, Embedded, CATALOG, INVENTORY,
+};
+use patchflow_lambda::Stage;
+use patchflow_pipeline::error::HandlerError;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn function() -> InventorySync {
+    InventorySync::new(
+        &workspace_file(INVENTORY).display().to_string(),
+        &workspace_file(CATALOG).display().to_string(),
+    )
+}
+
+fn event(name: &str) -> LambdaEvent<Value> {
+    lambda_event(fixture(name).unwrap())
+}
+
+fn catalog_ids() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(workspace_file("functions/cli/demo/catalog-2026-12.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut ids: Vec<String> = doc["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn at_the_release_it_opens_the_cycle_and_queues_every_patch_for_approval() {
+    // The invocation comes a little late; the event's time is what counts.
+    let p = Embedded::new(release() + chrono::Duration::minutes(3)).unwrap();
+    let report = function()
+        .handle(
+            &p.env,
+            &p.queues,
+            event("scheduled-inventory-sync.json"),
+            p.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.opened, Some("2026-12".parse().unwrap()));
+    assert_eq!(report.endpoints.written, 9);
+    assert_eq!((report.tiers, report.in_scope, report.excluded), (5, 9, 0));
+
+    let tiers = p
+        .env
+        .state
+        .list_tiers("2026-12".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(tiers.len(), 5);
+    assert!(tiers
+        .iter()
+        .all(|t| t.state == TierState::Scheduled && t.updated_at == release()));
+
+    let messages = p.take(Stage::Approval).await.unwrap();
+    assert!(messages
+        .iter()
+        .all(|m| m.kind == "evaluate_patch" && m.cycle.to_string() == "2026-12"));
+    let mut keys: Vec<String> = messages.iter().map(|m| m.idempotency_key.clone()).collect();
+    keys.sort();
+    let expected: Vec<String> = catalog_ids()
+        .iter()
+        .map(|id| format!("2026-12/evaluate/{id}"))
+        .collect();
+    assert_eq!(keys, expected);
+    for stage in [
+        Stage::Rollout,
+        Stage::Schedule,
+        Stage::Failure,
+        Stage::Evidence,
+    ] {
+        assert!(p.take(stage).await.unwrap().is_empty(), "{stage}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_finds_the_cycle_open_and_sends_nothing_again() {
+    let p = Embedded::new(release()).unwrap();
+    let f = function();
+    f.handle(
+        &p.env,
+        &p.queues,
+        event("scheduled-inventory-sync.json"),
+        p.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.take(Stage::Approval).await.unwrap().len(), 12);
+    let again = f
+        .handle(
+            &p.env,
+            &p.queues,
+            event("scheduled-inventory-sync.json"),
+            p.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.opened, None);
+    assert_eq!((again.endpoints.written, again.endpoints.unchanged), (0, 9));
+    assert!(p.take(Stage::Approval).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn before_the_release_it_syncs_the_inventory_and_opens_nothing() {
+    let p = Embedded::new(release()).unwrap();
+    let report = function()
+        .handle(
+            &p.env,
+            &p.queues,
+            event("scheduled-inventory-sync-before-release.json"),
+            p.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.opened, None);
+    assert_eq!(report.endpoints.written, 9);
+    assert!(p
+        .env
+        .state
+        .list_tiers("2026-12".parse().unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(p.take(Stage::Approval).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_input_without_time_runs_for_now() {
+    let p = Embedded::new(release()).unwrap();
+    let early = release() - chrono::Duration::hours(1);
+    let report = function()
+        .handle(&p.env, &p.queues, lambda_event(json!({})), early)
+        .await
+        .unwrap();
+    assert_eq!(report.opened, None);
+    let report = function()
+        .handle(
+            &p.env,
+            &p.queues,
+            lambda_event(json!({"source": "manual"})),
+            release(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.opened, Some("2026-12".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn bad_input_fails_the_invocation_naming_what_is_wrong() {
+    let p = Embedded::new(release()).unwrap();
+    let e = function()
+        .handle(
+            &p.env,
+            &p.queues,
+            lambda_event(json!({"time": "soon"})),
+            p.now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, HandlerError::Poison(m) if m.contains("`time`")),
+        "{e}"
+    );
+
+    let missing = InventorySync::new("/nonexistent/inventory.json", "/nonexistent/{cycle}.json");
+    let e = missing
+        .handle(
+            &p.env,
+            &p.queues,
+            event("scheduled-inventory-sync.json"),
+            p.now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, HandlerError::Poison(m) if m.contains("/nonexistent/inventory.json")),
+        "{e}"
+    );
+}
+
+#[test]
+fn it_needs_the_inventory_and_catalog_paths_to_start() {
+    let base = [
+        ("PATCHFLOW_EVIDENCE_BUCKET", "b"),
+        ("PATCHFLOW_STATE_TABLE", "t"),
+        ("PATCHFLOW_QUEUE_PREFIX", "q"),
+    ];
+    let lookup = |extra: Vec<(&'static str, &'static str)>| {
+        move |name: &str| {
+            base.iter()
+                .chain(extra.iter())
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let config = Config::from_lookup(lookup(vec![])).unwrap();
+    let e = InventorySync::from_config(&config).unwrap_err().to_string();
+    assert!(e.contains("PATCHFLOW_INVENTORY_PATH"), "{e}");
+    let config = Config::from_lookup(lookup(vec![(
+        "PATCHFLOW_INVENTORY_PATH",
+        "/var/task/inventory.json",
+    )]))
+    .unwrap();
+    let e = InventorySync::from_config(&config).unwrap_err().to_string();
+    assert!(e.contains("PATCHFLOW_CATALOG_PATH"), "{e}");
+    let config = Config::from_lookup(lookup(vec![
+        ("PATCHFLOW_INVENTORY_PATH", "/var/task/inventory.json"),
+        ("PATCHFLOW_CATALOG_PATH", "/var/task/catalog-{cycle}.json"),
+    ]))
+    .unwrap();
+    assert!(InventorySync::from_config(&config).is_ok());
+}
+
+#[test]
+fn the_scheduled_fixtures_are_eventbridge_scheduled_events() {
+    use patchflow_lambda::testing::fixture;
+    for name in [
+        "scheduled-inventory-sync.json",
+        "scheduled-inventory-sync-before-release.json",
+        "scheduled-ring-promotion-tick.json",
+    ] {
+        let e: patchflow_lambda::EventBridgeEvent = fixture(name).unwrap();
+        assert_eq!(e.detail_type, "Scheduled Event", "{name}");
+        assert!(
+            ["aws.events", "aws.scheduler"].contains(&e.source.as_str()),
+            "{name}"
+        );
+        assert!(e.time.is_some(), "{name}");
+    }
+}

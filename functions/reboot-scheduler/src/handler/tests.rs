@@ -1,0 +1,147 @@
+//! reboot-scheduler on the embedded adapters, invoked with the checked-in SQS events.
+
+use std::collections::BTreeSet;
+
+use chrono::{TimeZone, Utc};
+use patchflow_core::ports::queue::Envelope;
+use patchflow_core::ports::state::{DocStore, TierId, TierStore};
+use patchflow_core::tier::{TierEvent, TierState};
+use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
+use patchflow_pipeline::pump::{drain, PumpOptions};
+use serde_json::Value;
+
+use super::*;
+
+async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
+    RebootScheduler
+        .handle(&p.env, &p.queues, lambda_event(event), p.now())
+        .await
+        .unwrap()
+}
+
+fn cycle() -> patchflow_core::ids::CycleId {
+    "2026-12".parse().unwrap()
+}
+
+fn pilot() -> TierId {
+    TierId::parse("workstations.pilot").unwrap()
+}
+
+fn taken(p: &Embedded) -> BTreeSet<String> {
+    p.env.rmm.commands().into_iter().map(|c| c.key).collect()
+}
+
+async fn runs(p: &Embedded) -> Vec<Value> {
+    p.env
+        .state
+        .list_docs(cycle(), "run.workstations.pilot")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| serde_json::from_str(&d.body).unwrap())
+        .collect()
+}
+
+/// The cycle open, its approvals evaluated, and the fixture's deploy records handled the
+/// evening of Patch Tuesday.
+async fn deployed() -> Embedded {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    drain(
+        &p.env,
+        &p.queues,
+        Stage::Approval,
+        p.now(),
+        PumpOptions::default(),
+    )
+    .await
+    .unwrap();
+    p.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 8, 19, 0, 10).unwrap());
+    let mut e: SqsEvent = fixture("sqs-reboot-scheduler.json").unwrap();
+    p.deliver(Stage::Schedule, &mut e).await.unwrap();
+    let resp = invoke(&p, e).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    p
+}
+
+#[tokio::test]
+async fn deploy_records_send_each_endpoints_commands_once() {
+    let p = deployed().await;
+    let expected: BTreeSet<String> = [
+        "2026-12/rmm/an-ws1/0/schedule_install",
+        "2026-12/rmm/hb-ws1/0/schedule_install",
+        "2026-12/rmm/hb-ws1/0/schedule_reboot",
+    ]
+    .map(str::to_owned)
+    .into();
+    // hb-ws1's deploy came twice in the batch: its commands went once.
+    assert_eq!(taken(&p), expected);
+    assert_eq!(p.env.rmm.duplicates(), 0);
+    for run in runs(&p).await {
+        assert_eq!(run["status"], "scheduled", "{run}");
+        assert_eq!(run["commands_at"], "2026-12-08T19:00:10Z", "{run}");
+    }
+
+    // The batch redelivered: done, nothing sent again.
+    let mut again: SqsEvent = fixture("sqs-reboot-scheduler.json").unwrap();
+    p.deliver(Stage::Schedule, &mut again).await.unwrap();
+    assert!(invoke(&p, again).await.batch_item_failures.is_empty());
+    assert_eq!(taken(&p), expected);
+    assert_eq!(p.env.rmm.duplicates(), 0);
+    assert!(p.take(Stage::Schedule).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_tier_tick_reads_the_rmm_reports_and_moves_the_tier_on() {
+    let p = deployed().await;
+    p.env
+        .state
+        .transition_tier(cycle(), &pilot(), 0, TierEvent::Deploy, p.now())
+        .await
+        .unwrap();
+    // The next afternoon: hb-ws1's window (15:00-17:00 UTC) has passed, an-ws1's is open.
+    p.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 9, 16, 0, 2).unwrap());
+    let mut e: SqsEvent = fixture("sqs-reboot-scheduler-tick.json").unwrap();
+    p.deliver(Stage::Schedule, &mut e).await.unwrap();
+    let resp = invoke(&p, e).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+
+    let tier = p
+        .env
+        .state
+        .get_tier(cycle(), &pilot())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tier.state, TierState::Validating);
+    let status = |runs: &[Value], id: &str| {
+        runs.iter()
+            .find(|r| r["endpoint"] == id)
+            .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
+    };
+    let runs = runs(&p).await;
+    assert_eq!(status(&runs, "hb-ws1").as_deref(), Some("validated"));
+    assert_eq!(status(&runs, "an-ws1").as_deref(), Some("installed"));
+    assert!(p.take(Stage::Failure).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_deploy_for_an_endpoint_without_a_run_is_dead_lettered_naming_it() {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    let mut e: SqsEvent = fixture("sqs-reboot-scheduler.json").unwrap();
+    e.records.truncate(1);
+    let mut env = Envelope::from_body(e.records[0].body.as_deref().unwrap()).unwrap();
+    env.payload["endpoint"] = "zz-ws9".into();
+    env.idempotency_key = "2026-12/deploy/zz-ws9/0".into();
+    e.records[0].body = Some(env.to_body());
+    p.deliver(Stage::Schedule, &mut e).await.unwrap();
+    let resp = invoke(&p, e).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    let dead = p.queues.dead_letters(Stage::Schedule).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("zz-ws9"), "{}", dead[0].reason);
+    assert!(taken(&p).is_empty());
+}

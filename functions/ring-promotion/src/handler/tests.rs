@@ -1,0 +1,179 @@
+//! ring-promotion on the embedded adapters, invoked with the checked-in scheduled and SQS events.
+
+use chrono::Duration;
+use patchflow_core::ports::state::TierStore;
+use patchflow_core::tier::TierState;
+use patchflow_lambda::testing::{fixture, fixture_text, lambda_event, release, Embedded};
+use patchflow_pipeline::pump::{drain, PumpOptions};
+use serde_json::{json, Value};
+
+use super::*;
+
+async fn invoke(p: &Embedded, payload: Value) -> Result<Response, HandlerError> {
+    RingPromotion
+        .handle(&p.env, &p.queues, lambda_event(payload), p.now())
+        .await
+}
+
+async fn tier_states(p: &Embedded) -> Vec<(String, TierState)> {
+    p.env
+        .state
+        .list_tiers("2026-12".parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.tier.to_string(), t.state))
+        .collect()
+}
+
+/// The cycle opened and every patch's approval evaluated.
+async fn approved() -> Embedded {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    let stats = drain(
+        &p.env,
+        &p.queues,
+        Stage::Approval,
+        p.now(),
+        PumpOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.done, 12);
+    p
+}
+
+#[tokio::test]
+async fn the_scheduled_tick_sends_each_tier_its_hours_work() {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    p.take(Stage::Approval).await.unwrap();
+    let r = invoke(&p, fixture("scheduled-ring-promotion-tick.json").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Response::Tick(TickReport {
+            cycles: 1,
+            messages: 6
+        })
+    );
+
+    let promote = p.take(Stage::Rollout).await.unwrap();
+    let mut keys: Vec<String> = promote.iter().map(|m| m.idempotency_key.clone()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "servers.harbour.production",
+            "servers.kiwi.pilot",
+            "servers.kiwi.production",
+            "workstations.pilot",
+            "workstations.production"
+        ]
+        .map(|t| format!("2026-12/promote/{t}/20261208T19"))
+    );
+    assert!(promote.iter().all(|m| m.kind == "promote_tier"));
+    let sweep = p.take(Stage::Approval).await.unwrap();
+    assert_eq!(sweep.len(), 1);
+    assert_eq!(sweep[0].idempotency_key, "2026-12/reviews/2026-12-08");
+}
+
+#[tokio::test]
+async fn without_an_open_cycle_the_tick_sends_nothing() {
+    let p = Embedded::new(release()).unwrap();
+    let r = invoke(&p, fixture("scheduled-ring-promotion-tick.json").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r, Response::Tick(TickReport::default()));
+    assert!(p.take(Stage::Rollout).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_sqs_batch_is_told_by_its_records_and_waits_for_the_approvals() {
+    let p = Embedded::new(release()).unwrap();
+    p.open_cycle().await.unwrap();
+    let mut e: patchflow_lambda::SqsEvent = fixture("sqs-ring-promotion.json").unwrap();
+    p.deliver(Stage::Rollout, &mut e).await.unwrap();
+    let payload = serde_json::to_value(&e).unwrap();
+    let r = invoke(&p, payload).await.unwrap();
+    assert_eq!(r, Response::Sqs(SqsBatchResponse::default()));
+    assert_eq!(
+        serde_json::to_value(&r).unwrap(),
+        json!({"batchItemFailures": []})
+    );
+    // 0 of 12 approvals evaluated: nothing deploys.
+    assert!(tier_states(&p)
+        .await
+        .iter()
+        .all(|(_, s)| *s == TierState::Scheduled));
+    assert!(p.take(Stage::Schedule).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn once_approved_the_pilots_deploy_and_production_waits_for_their_soak() {
+    let p = approved().await;
+    p.clock.advance(Duration::hours(1));
+    let tick = invoke(&p, json!({"time": "2026-12-08T19:00:00Z"}))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            tick,
+            Response::Tick(TickReport {
+                cycles: 1,
+                messages: 6
+            })
+        ),
+        "{tick:?}"
+    );
+    let batch = p.receive_event(Stage::Rollout).await.unwrap();
+    assert_eq!(batch.records.len(), 5);
+    let r = invoke(&p, serde_json::to_value(&batch).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r, Response::Sqs(SqsBatchResponse::default()));
+
+    // Harbour's one server has no pilot to wait for; the production tiers behind a pilot wait
+    // for its soak.
+    assert_eq!(
+        tier_states(&p).await,
+        [
+            ("servers.harbour.production", TierState::Deploying),
+            ("servers.kiwi.pilot", TierState::Deploying),
+            ("servers.kiwi.production", TierState::Scheduled),
+            ("workstations.pilot", TierState::Deploying),
+            ("workstations.production", TierState::Scheduled),
+        ]
+        .map(|(t, s)| (t.to_owned(), s))
+    );
+    let mut deploys: Vec<String> = p
+        .take(Stage::Schedule)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.idempotency_key)
+        .collect();
+    deploys.sort();
+    assert_eq!(
+        deploys,
+        ["an-ws1", "hb-dc1", "hb-ws1", "kw-app1"].map(|e| format!("2026-12/deploy/{e}/0"))
+    );
+}
+
+#[tokio::test]
+async fn an_event_that_is_neither_fails_the_invocation() {
+    let p = Embedded::new(release()).unwrap();
+    for bad in [
+        json!("tick"),
+        json!({"Records": {"messageId": "m1"}}),
+        json!({"time": 1}),
+    ] {
+        let e = invoke(&p, bad.clone()).await.unwrap_err();
+        assert!(matches!(e, HandlerError::Poison(_)), "{bad}: {e}");
+    }
+    // A fixture's text reads the same way Lambda's runtime would deserialize it.
+    let text = fixture_text("scheduled-ring-promotion-tick.json").unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["source"], "aws.scheduler");
+}

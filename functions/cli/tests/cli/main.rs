@@ -7,3 +7,4 @@ mod fleet;
 mod helpers;
 mod invalid_input;
 mod plan;
+mod simulate;

@@ -41,7 +41,7 @@ run: toolchain ## Simulate a whole 2026-12 cycle of the bundled demo fleet (200 
 	@echo
 	@echo "Look around:  target/release/patchflow status --state $(DEMO_DIR)/cycle --cycle $(DEMO_CYCLE)"
 	@echo "              target/release/patchflow failure list --state $(DEMO_DIR)/cycle --cycle $(DEMO_CYCLE)"
-	@echo "              ls $(DEMO_DIR)/cycle/evidence/evidence/$(DEMO_CYCLE)/*/*"
+	@echo "              ls $(DEMO_DIR)/cycle/evidence/$(DEMO_CYCLE)/*/*"
 	@echo "The plan alone: target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table"
 
 test: toolchain ## Run every test (unit, property, CLI, adapters against moto's AWS API server, cross-crate)

@@ -174,15 +174,20 @@ fn out_of_scope(inventory: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_cycle_closes_every_tier_and_never_commands_an_excluded_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = fleet(dir.path(), 80, 3);
-    let spec = spec(dir.path(), &inventory, 0.08, false);
-    let (got, env) = run_local(dir.path(), &spec).await;
+type SimEnv<S, Q, E> = patchflow_pipeline::Env<
+    S,
+    Q,
+    E,
+    patchflow_sim::connectors::SimRmm<ManualClock>,
+    patchflow_sim::connectors::SimPsa,
+    patchflow_sim::connectors::SimPager,
+>;
+
+/// What must hold of every cycle, whatever the adapters.
+async fn check_cycle<S: StateStore, Q, E>(env: &SimEnv<S, Q, E>, inventory: &Path, got: &Outcome) {
     assert!(got.all_closed, "{:#?}", got.summary);
     // Excluded, disabled and do-not-patch endpoints never get an RMM command.
-    let excluded = out_of_scope(&inventory);
+    let excluded = out_of_scope(inventory);
     assert!(
         !excluded.is_empty(),
         "the fleet should have out-of-scope endpoints"
@@ -199,7 +204,7 @@ async fn a_cycle_closes_every_tier_and_never_commands_an_excluded_endpoint() {
         commanded.intersection(&excluded).collect::<Vec<_>>()
     );
     // Production never starts before its pilot's soak: no production install window opens
-    // before the tier's gate, and no production command goes out before the gate either.
+    // before the tier's gate.
     let tiers: Vec<(TierPlan, u64)> = records::list(&env.state, cycle(), TIER_KIND).await.unwrap();
     let mut checked = 0;
     for (t, _) in tiers.iter().filter(|(t, _)| t.gate.is_some()) {
@@ -234,7 +239,7 @@ async fn a_cycle_closes_every_tier_and_never_commands_an_excluded_endpoint() {
     );
     // Every closed tier has its evidence, with a manifest per client.
     assert!(got.evidence.keys().any(|k| k.ends_with("/manifest.json")));
-    // Every failure got a ticket, and every ticket of a closed tier is closed.
+    // Every failure got a ticket, closed with its tier.
     for t in env.psa.tickets() {
         if t.external_ref.contains("/failure/") {
             assert!(
@@ -244,6 +249,15 @@ async fn a_cycle_closes_every_tier_and_never_commands_an_excluded_endpoint() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_cycle_closes_every_tier_and_never_commands_an_excluded_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path(), 80, 3);
+    let spec = spec(dir.path(), &inventory, 0.08, false);
+    let (got, env) = run_local(dir.path(), &spec).await;
+    check_cycle(&env, &inventory, &got).await;
 }
 
 #[tokio::test]
@@ -287,15 +301,16 @@ fn two_server_client(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test]
-async fn a_failed_pilot_holds_production_and_opens_exactly_one_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = two_server_client(dir.path());
-    let mut spec = spec(dir.path(), &inventory, 1.0, false);
+fn failed_pilot_spec(dir: &Path) -> SimulateSpec {
+    let inventory = two_server_client(dir);
+    let mut spec = spec(dir, &inventory, 1.0, false);
     // Nobody documents a root cause within the simulated fortnight.
     spec.engineer_response = Duration::days(30);
     spec.days = 14;
-    let (got, env) = run_local(dir.path(), &spec).await;
+    spec
+}
+
+async fn check_failed_pilot<S: StateStore, Q, E>(env: &SimEnv<S, Q, E>, got: &Outcome) {
     let failures: Vec<_> = env
         .psa
         .tickets()
@@ -307,7 +322,6 @@ async fn a_failed_pilot_holds_production_and_opens_exactly_one_ticket() {
     assert!(failures[0].summary.contains("cs-app1"));
     let pilot = TierId::parse("servers.contoso.pilot").unwrap();
     let production = TierId::parse("servers.contoso.production").unwrap();
-    use patchflow_core::ports::state::TierStore;
     let state_of = |t: TierId| {
         let state = &env.state;
         async move { state.get_tier(cycle(), &t).await.unwrap().unwrap().state }
@@ -330,6 +344,26 @@ async fn a_failed_pilot_holds_production_and_opens_exactly_one_ticket() {
         .iter()
         .all(|c| endpoint_of(&c.command) != "cs-app2"));
     assert!(!got.all_closed);
+}
+
+#[tokio::test]
+async fn a_failed_pilot_holds_production_and_opens_exactly_one_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = failed_pilot_spec(dir.path());
+    let (got, env) = run_local(dir.path(), &spec).await;
+    check_failed_pilot(&env, &got).await;
+}
+
+#[tokio::test]
+async fn on_the_aws_adapters_a_failed_pilot_holds_production_and_opens_exactly_one_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = failed_pilot_spec(dir.path());
+    let (env, consumer, clock) = aws_env(&spec, Requests::default()).await;
+    let report = run_cycle(&env, &consumer, &clock, &spec, String::new())
+        .await
+        .unwrap();
+    let got = outcome(&env, &report).await;
+    check_failed_pilot(&env, &got).await;
 }
 
 /// Counts AWS requests by operation, across the three services.
@@ -372,17 +406,20 @@ impl Intercept for Requests {
     }
 }
 
-#[tokio::test]
-async fn a_cycle_on_the_aws_adapters_matches_the_embedded_one_and_counts_its_requests() {
+/// The AWS adapters over fresh resources on the API server `make test` started, their clients
+/// counting requests.
+async fn aws_env(
+    spec: &SimulateSpec,
+    counter: Requests,
+) -> (
+    SimEnv<DynamoState, SqsQueues, S3EvidenceStore>,
+    SqsQueues,
+    Arc<ManualClock>,
+) {
     assert!(
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "run with `make test`, which starts moto and sets AWS_ENDPOINT_URL"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let inventory = fleet(dir.path(), 24, 2);
-    let spec = spec(dir.path(), &inventory, 0.15, false);
-    let local = run_local(&dir.path().join("local"), &spec).await.0;
-
     let sdk = sdk_config().await;
     let names = Names {
         table: unique("pf-cycle"),
@@ -393,7 +430,6 @@ async fn a_cycle_on_the_aws_adapters_matches_the_embedded_one_and_counts_its_req
         visibility: Duration::seconds(30),
     };
     bootstrap(&sdk, &names).await.unwrap();
-    let counter = Requests::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(counter.clone())
@@ -407,7 +443,7 @@ async fn a_cycle_on_the_aws_adapters_matches_the_embedded_one_and_counts_its_req
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(true)
-            .interceptor(counter.clone())
+            .interceptor(counter)
             .build(),
     );
     let queues = SqsQueues::lookup(sqs, &names.queue_prefix).await.unwrap();
@@ -418,20 +454,39 @@ async fn a_cycle_on_the_aws_adapters_matches_the_embedded_one_and_counts_its_req
         queues,
         S3EvidenceStore::new(s3, &names.bucket),
         clock.clone(),
-        &spec,
+        spec,
     );
+    (env, consumer, clock)
+}
+
+#[tokio::test]
+async fn a_cycle_on_the_aws_adapters_delivered_twice_matches_the_embedded_one_delivered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path(), 24, 2);
+    let local = run_local(
+        &dir.path().join("local"),
+        &spec(dir.path(), &inventory, 0.15, false),
+    )
+    .await
+    .0;
+
+    // Every message delivered twice, on DynamoDB, SQS and S3.
+    let spec = spec(dir.path(), &inventory, 0.15, true);
+    let counter = Requests::default();
+    let (env, consumer, clock) = aws_env(&spec, counter.clone()).await;
     let report = run_cycle(&env, &consumer, &clock, &spec, String::new())
         .await
         .unwrap();
     assert!(report.dead_letters.is_empty(), "{:?}", report.dead_letters);
     let aws = outcome(&env, &report).await;
-    // The same cycle, whatever the adapters.
+    // The same cycle, whatever the adapters and however often each message arrived.
     assert_eq!(local, aws);
-    assert!(aws.all_closed);
+    check_cycle(&env, &inventory, &aws).await;
+    assert_eq!(env.rmm.duplicates(), 0);
 
     // The requests a whole cycle made, per in-scope endpoint, by kind: the basis of the cost per
     // cycle (docs/adapters.md). Receives and deletes are the pump's; in AWS, Lambda's event
-    // source mapping makes them.
+    // source mapping makes them. Delivering twice doubles the claims (a second claim reads Done).
     let in_scope: usize = report
         .summary
         .rows
@@ -441,7 +496,7 @@ async fn a_cycle_on_the_aws_adapters_matches_the_embedded_one_and_counts_its_req
     let counts = counter.0.lock().unwrap().clone();
     let total: usize = counts.values().sum();
     println!(
-        "AWS requests for one cycle of {in_scope} in-scope endpoints ({} hours simulated):",
+        "AWS requests for one cycle of {in_scope} in-scope endpoints ({} hours simulated), every message delivered twice:",
         report.hours
     );
     for (op, n) in &counts {
@@ -455,14 +510,18 @@ async fn a_cycle_on_the_aws_adapters_matches_the_embedded_one_and_counts_its_req
         "total",
         total as f64 / in_scope as f64
     );
-    // Every handled message costs its idempotency claim and completion; beyond those, an
-    // endpoint's run costs a handful of writes (its run document moving on, a failure record).
+    // Every handled message costs its idempotency claim and completion, and its duplicate a claim
+    // that finds it done (a refused PutItem and a GetItem); beyond those, an endpoint's run costs
+    // a handful of writes (its run document moving on, a failure record).
     let writes = counts.get("PutItem").copied().unwrap_or(0)
         + counts.get("UpdateItem").copied().unwrap_or(0);
     let handled = report.pump.done;
-    println!("  ({handled} messages handled, {writes} item writes)");
+    println!(
+        "  ({handled} messages handled; delivered once, the cycle would make {handled} PutItem \
+         and {handled} GetItem fewer; {writes} item writes)"
+    );
     assert!(
-        writes <= 2 * handled + 20 * in_scope,
+        writes <= 3 * handled + 20 * in_scope,
         "{writes} writes for {handled} messages and {in_scope} endpoints"
     );
     assert!(counts.contains_key("SendMessageBatch"));

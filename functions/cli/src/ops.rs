@@ -226,7 +226,8 @@ fn local(
     Ok((
         SqliteState::open(&dir.join("state.db")).map_err(err)?,
         SqliteQueues::open(&dir.join("queues.db"), clock, 5).map_err(err)?,
-        FsEvidenceStore::open(dir.join("evidence")).map_err(err)?,
+        // Keys are `evidence/{cycle}/...`: rooted at DIR, the bundles land in DIR/evidence.
+        FsEvidenceStore::open(dir.to_path_buf()).map_err(err)?,
     ))
 }
 
@@ -492,7 +493,7 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<(), CliError
             Backend::Local => {
                 let dyn_clock: Arc<dyn Clock> = clock.clone();
                 let (state, queues, evidence) = local(&spec.out, dyn_clock)?;
-                let where_ = evidence.root().display().to_string();
+                let where_ = evidence.root().join("evidence").display().to_string();
                 let consumer = queues.clone();
                 let env = simulate::sim_env(state, queues, evidence, clock.clone(), &spec);
                 let report = simulate::run_cycle(&env, &consumer, &clock, &spec, where_).await?;

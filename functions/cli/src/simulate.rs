@@ -142,7 +142,8 @@ async fn engineer<S: StateStore, Q: QueueSender>(
     cycle: CycleId,
     now: DateTime<Utc>,
     response: Duration,
-) -> Result<(), CliError> {
+) -> Result<usize, CliError> {
+    let mut acted = 0;
     for f in state.list_failures(cycle).await.map_err(svc)? {
         if f.root_cause.is_none() && f.ticket.is_some() && now - f.failed_at >= response {
             let rc = RootCause {
@@ -157,10 +158,11 @@ async fn engineer<S: StateStore, Q: QueueSender>(
             record_root_cause(state, queues, cycle, &f.id, rc, now)
                 .await
                 .map_err(svc)?;
+            acted += 1;
         }
     }
     let Some(doc) = records::cycle_doc(state, cycle).await.map_err(svc)? else {
-        return Ok(());
+        return Ok(acted);
     };
     for tier in &doc.tiers {
         let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(tier))
@@ -173,10 +175,11 @@ async fn engineer<S: StateStore, Q: QueueSender>(
                 approve_endpoint(state, queues, cycle, &run.endpoint, sign_off)
                     .await
                     .map_err(svc)?;
+                acted += 1;
             }
         }
     }
-    Ok(())
+    Ok(acted)
 }
 
 /// Runs a simulation over the given adapters; `consumer` reads the queues `env.queues` sends to.
@@ -234,7 +237,7 @@ where
             .map_err(svc)?;
         let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
         add(&mut pump, stats);
-        engineer(
+        let acted = engineer(
             &env.state,
             &env.queues,
             spec.cycle,
@@ -242,8 +245,10 @@ where
             spec.engineer_response,
         )
         .await?;
-        let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
-        add(&mut pump, stats);
+        if acted > 0 {
+            let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
+            add(&mut pump, stats);
+        }
 
         let tiers = env.state.list_tiers(spec.cycle).await.map_err(svc)?;
         let closed = tiers

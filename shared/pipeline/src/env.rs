@@ -28,9 +28,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            // Three years: the retention NIST SP 800-171's audit family is usually read to need,
-            // and longer than any CMMC assessment cycle.
-            retention: Duration::days(3 * 365),
+            // Seven years (2,555 days), the evidence bucket's default retention too
+            // (`patchflow aws bootstrap --retention-days`): longer than a CMMC certificate's three
+            // years and the FAR's three years after final payment on a multi-year contract.
+            retention: Duration::days(2555),
             lock_mode: LockMode::Compliance,
             lease: Duration::minutes(5),
             idempotency_ttl: Duration::days(90),

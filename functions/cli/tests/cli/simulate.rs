@@ -63,7 +63,7 @@ fn a_simulated_cycle_leaves_a_state_the_operator_commands_work_on() {
     ] {
         assert!(out.join(file).is_file(), "{file}");
     }
-    assert!(out.join("evidence/evidence/2026-12").is_dir());
+    assert!(out.join("evidence/2026-12").is_dir());
 
     // A second simulation into the same folder is refused: it would mix two states.
     patchflow()

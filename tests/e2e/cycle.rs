@@ -527,3 +527,109 @@ async fn a_cycle_on_the_aws_adapters_delivered_twice_matches_the_embedded_one_de
     assert!(counts.contains_key("SendMessageBatch"));
     assert!(counts.keys().any(|k| k.starts_with("S3 PUT")));
 }
+
+#[tokio::test]
+async fn a_retry_waits_for_a_root_cause_and_a_late_failure_does_not_hold_the_tier_again() {
+    use patchflow_core::ports::clock::Clock;
+    use patchflow_core::ports::queue::{QueueConsumer, Stage};
+    use patchflow_core::ports::state::{FailureStore, TierStore};
+    use patchflow_pipeline::batch::{handle, Outcome as Delivered};
+    use patchflow_pipeline::messages::{DeployEndpoint, EndpointFailed, Message};
+    use patchflow_pipeline::pump::{drain_all, PumpOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = failed_pilot_spec(dir.path());
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let state = SqliteState::in_memory().unwrap();
+    let queues = SqliteQueues::in_memory(clock.clone(), 3).unwrap();
+    let evidence = FsEvidenceStore::open(dir.path().join("evidence")).unwrap();
+    let consumer = queues.clone();
+    let env = sim_env(state, queues, evidence, clock.clone(), &spec);
+    run_cycle(&env, &consumer, &clock, &spec, String::new())
+        .await
+        .unwrap();
+    let pilot = TierId::parse("servers.contoso.pilot").unwrap();
+    let endpoint = patchflow_core::ids::EndpointId::parse("cs-app1").unwrap();
+    let failure = env.state.list_failures(cycle()).await.unwrap().remove(0);
+    let now = clock.now();
+
+    // GIVEN a failure without a root cause WHEN its retry arrives THEN it is refused, for good.
+    let retry = DeployEndpoint {
+        tier: pilot.clone(),
+        endpoint: endpoint.clone(),
+        attempt: 1,
+    }
+    .envelope(cycle(), "test/retry-too-early".into(), Some(&pilot));
+    match handle(&env, Stage::Schedule, &retry.to_body(), now).await {
+        Delivered::Poison(reason) => assert!(reason.contains("root cause"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // WHEN the engineer documents it THEN the tier leaves its hold and the endpoint is retried
+    // in the failure's next retry window.
+    let rc = patchflow_core::rules::failure::RootCause {
+        text: "WSUS content was corrupt; re-synced".into(),
+        engineer: "bob".into(),
+        recorded_at: now,
+    };
+    let done = patchflow_pipeline::operator::record_root_cause(
+        &env.state,
+        &env.queues,
+        cycle(),
+        &failure.id,
+        rc,
+        now,
+    )
+    .await
+    .unwrap();
+    assert!(done.released);
+    let tier = env.state.get_tier(cycle(), &pilot).await.unwrap().unwrap();
+    assert_eq!(tier.state, TierState::Deploying);
+    drain_all(&env, &consumer, now, PumpOptions::default())
+        .await
+        .unwrap();
+    let retried: Vec<_> = env
+        .rmm
+        .commands()
+        .into_iter()
+        .filter(|c| c.key.contains("/cs-app1/1/"))
+        .collect();
+    assert!(!retried.is_empty(), "the retry's commands went out");
+    for c in &retried {
+        if let RmmCommand::ScheduleInstall { window, .. } = &c.command {
+            assert!(window.start >= failure.next_retry.start);
+        }
+    }
+
+    // GIVEN the endpoint is on its second attempt WHEN the first attempt's failure arrives late
+    // THEN it is ticketed as before but does not hold the tier again.
+    let late = EndpointFailed {
+        id: failure.id.clone(),
+        tier: pilot.clone(),
+        endpoint: endpoint.clone(),
+        client: failure.client.clone(),
+        stage: failure.stage,
+        at: failure.failed_at,
+        detail: "late".into(),
+    }
+    .envelope(cycle(), "test/late-failure".into(), Some(&pilot));
+    assert!(matches!(
+        handle(&env, Stage::Failure, &late.to_body(), now).await,
+        Delivered::Done(_)
+    ));
+    let tier = env.state.get_tier(cycle(), &pilot).await.unwrap().unwrap();
+    assert_eq!(tier.state, TierState::Deploying);
+    assert_eq!(
+        env.psa
+            .tickets()
+            .iter()
+            .filter(|t| t.external_ref.contains("/failure/"))
+            .count(),
+        1
+    );
+    assert!(consumer
+        .dead_letters(Stage::Failure)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -118,9 +118,17 @@ pub async fn endpoint_failed<X: Ports>(
             .trigger(&format!("{cycle}/{}", msg.id), &summary)
             .await?;
     }
-    // Hold the tier (block it for a critical system).
+    // Hold the tier (block it for a critical system), unless the endpoint has already moved on
+    // to a later attempt (a late delivery of an old failure).
     let critical = esc.block_production;
-    if let Some(tier) = env.state.get_tier(cycle, &msg.tier).await? {
+    let attempt: Option<u32> = msg.id.rsplit('.').next().and_then(|a| a.parse().ok());
+    let stale = attempt.is_some_and(|a| run.attempt > a);
+    let tier = if stale {
+        None
+    } else {
+        env.state.get_tier(cycle, &msg.tier).await?
+    };
+    if let Some(tier) = tier {
         let applies = match tier.state {
             TierState::Deploying | TierState::Validating | TierState::Validated => true,
             TierState::Held => critical,

@@ -14,7 +14,7 @@ use patchflow_core::ports::state::{FailureStore, TierStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::{
     assign_cadence, check_posture, install_mode, manual_approval_required, next_reminder,
-    plan_reboot, Memo, Posture,
+    plan_reboot, Memo, Posture, WindowKind,
 };
 use patchflow_core::rules::commands::{rmm_commands, RmmCommand};
 use patchflow_core::rules::failure::{may_retry, FailureStage};
@@ -236,13 +236,23 @@ fn apply(run: &mut Run, e: &Endpoint, r: &RmmReport) -> Option<EndpointFailed> {
             format!("install failed: {detail}"),
         )),
         (RunStatus::Scheduled, RmmEvent::NotAwake { power }) => {
+            if WindowKind::of(e) != WindowKind::Daytime {
+                // Only daytime workstations have a posture requirement; anything else that is
+                // not reachable in its window simply did not install.
+                return Some(fail(
+                    run,
+                    FailureStage::Install,
+                    r.at,
+                    format!("not reachable in its window ({power:?}): not installed"),
+                ));
+            }
             let mut trace = Trace::new();
             match check_posture(*power, &mut trace) {
                 Posture::NotReady => Some(fail(
                     run,
                     FailureStage::Posture,
                     r.at,
-                    format!("not awake in its window ({power:?}): not patched"),
+                    format!("not awake in its daytime window ({power:?}): not patched"),
                 )),
                 Posture::Ready | Posture::Unconfirmed => None,
             }
@@ -450,6 +460,7 @@ pub async fn tier_tick<X: Ports>(
     env.queues
         .send_batch(EndpointFailed::STAGE, &messages)
         .await?;
+    let mut moved_meanwhile = false;
     for (run, version) in &changed {
         match records::save(
             &env.state,
@@ -461,10 +472,15 @@ pub async fn tier_tick<X: Ports>(
         )
         .await
         {
+            Ok(_) => {}
             // Moved meanwhile (an engineer's approval, a retry): the next tick sees it.
-            Ok(_) | Err(PortError::Conflict(_)) => {}
+            Err(PortError::Conflict(_)) => moved_meanwhile = true,
             Err(e) => return Err(e.into()),
         }
+    }
+    if moved_meanwhile {
+        // The tier moves on only from what is stored.
+        return Ok(format!("{}: a run moved meanwhile; next tick", msg.tier));
     }
 
     let reported = |s: &RunStatus| {

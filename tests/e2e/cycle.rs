@@ -71,14 +71,7 @@ fn fleet(dir: &Path, endpoints: usize, clients: usize) -> std::path::PathBuf {
 }
 
 fn endpoint_of(c: &RmmCommand) -> &str {
-    match c {
-        RmmCommand::ScheduleInstall { endpoint, .. }
-        | RmmCommand::TechnicianInstall { endpoint, .. }
-        | RmmCommand::ScheduleReboot { endpoint, .. }
-        | RmmCommand::TechnicianReboot { endpoint, .. }
-        | RmmCommand::ReminderPopup { endpoint, .. }
-        | RmmCommand::ForcedReboot { endpoint, .. } => endpoint.as_str(),
-    }
+    c.endpoint().as_str()
 }
 
 /// Everything a run leaves that must not depend on how often messages were delivered.

@@ -1,35 +1,15 @@
-//! An SQS batch of the schedule stage through its handlers, answered with the records to retry.
+//! reboot-scheduler: the schedule stage's queue: install and reboot commands, the hourly tier ticks (reports, reminders, forced reboots, validation). The skeleton answers each SQS batch with the records to retry
+//! (`batchItemFailures`) and moves poison records to the stage's dead-letter queue.
 
-use chrono::{DateTime, Utc};
-use patchflow_core::ports::queue::QueueConsumer;
-use patchflow_lambda::{
-    sqs_batch, Config, ConfigError, Function, LambdaEvent, SqsBatchResponse, SqsEvent, Stage,
-};
-use patchflow_pipeline::env::Ports;
-use patchflow_pipeline::error::HandlerError;
+use patchflow_lambda::{SqsStage, Stage};
 
 /// The reboot-scheduler function.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RebootScheduler;
 
-impl Function for RebootScheduler {
-    type Event = SqsEvent;
-    type Response = SqsBatchResponse;
+impl SqsStage for RebootScheduler {
     const NAME: &'static str = "reboot-scheduler";
-
-    fn from_config(_config: &Config) -> Result<Self, ConfigError> {
-        Ok(Self)
-    }
-
-    async fn handle<X: Ports, C: QueueConsumer>(
-        &self,
-        x: &X,
-        queues: &C,
-        event: LambdaEvent<SqsEvent>,
-        now: DateTime<Utc>,
-    ) -> Result<SqsBatchResponse, HandlerError> {
-        Ok(sqs_batch(x, Stage::Schedule, event.payload, queues, now).await)
-    }
+    const STAGE: Stage = Stage::Schedule;
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::queue::QueueConsumer;
+use patchflow_core::ports::queue::Stage;
 use patchflow_local::clock::SystemClock;
 use patchflow_pipeline::env::Ports;
 use patchflow_pipeline::error::HandlerError;
@@ -40,6 +42,36 @@ pub trait Function: Sized + Send + Sync + 'static {
         event: LambdaEvent<Self::Event>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Self::Response, HandlerError>> + Send;
+}
+
+/// A function that is one stage's SQS consumer and nothing else (approval-eval,
+/// reboot-scheduler, failure-escalation, evidence-archiver): its name and stage are all it says;
+/// the skeleton answers each batch through [`sqs_batch`](crate::sqs::sqs_batch).
+pub trait SqsStage: Default + Send + Sync + 'static {
+    /// The function's name, for logs.
+    const NAME: &'static str;
+    /// The stage whose queue feeds it.
+    const STAGE: Stage;
+}
+
+impl<T: SqsStage> Function for T {
+    type Event = SqsEvent;
+    type Response = SqsBatchResponse;
+    const NAME: &'static str = <T as SqsStage>::NAME;
+
+    fn from_config(_config: &Config) -> Result<Self, ConfigError> {
+        Ok(T::default())
+    }
+
+    async fn handle<X: Ports, C: QueueConsumer>(
+        &self,
+        x: &X,
+        queues: &C,
+        event: LambdaEvent<SqsEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<SqsBatchResponse, HandlerError> {
+        Ok(crate::sqs::sqs_batch(x, T::STAGE, event.payload, queues, now).await)
+    }
 }
 
 /// A failed invocation, as Lambda reports it: `errorType` is `Retry` or `Poison`.

@@ -21,7 +21,7 @@ pub mod testing;
 
 pub use aws::AwsEnv;
 pub use config::{Config, ConfigError};
-pub use function::{run, Failure, Function};
+pub use function::{run, Failure, Function, SqsStage};
 pub use scheduled::Invocation;
 pub use sqs::sqs_batch;
 

@@ -35,18 +35,6 @@ pub const REPORT_GRACE: Duration = Duration::hours(4);
 /// How long a technician has to confirm a reboot before it is a failure.
 pub const TECHNICIAN_GRACE: Duration = Duration::days(3);
 
-/// A command's name, as its idempotency key ends.
-pub fn command_name(c: &RmmCommand) -> &'static str {
-    match c {
-        RmmCommand::ScheduleInstall { .. } => "schedule_install",
-        RmmCommand::TechnicianInstall { .. } => "technician_install",
-        RmmCommand::ScheduleReboot { .. } => "schedule_reboot",
-        RmmCommand::TechnicianReboot { .. } => "technician_reboot",
-        RmmCommand::ReminderPopup { .. } => "reminder_popup",
-        RmmCommand::ForcedReboot { .. } => "forced_reboot",
-    }
-}
-
 /// The commands that carry out an endpoint's install from `install` (moved to the first window
 /// starting at or after `not_before` if it starts earlier), as the core's rule makes them.
 pub fn endpoint_commands(
@@ -181,7 +169,7 @@ pub async fn deploy_endpoint<X: Ports>(
     }
     let commands = endpoint_commands(&e, install, not_before, approved, &env.policy);
     for c in commands.iter().filter(|c| sent_now(c)) {
-        env.rmm.send(&key(cycle, &run, command_name(c)), c).await?;
+        env.rmm.send(&key(cycle, &run, c.name()), c).await?;
     }
     run.status = RunStatus::Scheduled;
     run.commands_at = Some(now);
@@ -413,7 +401,7 @@ async fn send_reminder_and_forced_reboot<X: Ports>(
                 endpoint: run.endpoint.clone(),
                 window: forced,
             };
-            env.rmm.send(&key(cycle, run, command_name(&c)), &c).await?;
+            env.rmm.send(&key(cycle, run, c.name()), &c).await?;
             run.forced_reboot = true;
         }
     }

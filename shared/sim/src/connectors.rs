@@ -105,24 +105,13 @@ impl<C: Clock> SimRmm<C> {
         lock(&self.state).duplicates
     }
 
-    fn endpoint_of(c: &RmmCommand) -> &EndpointId {
-        match c {
-            RmmCommand::ScheduleInstall { endpoint, .. }
-            | RmmCommand::TechnicianInstall { endpoint, .. }
-            | RmmCommand::ScheduleReboot { endpoint, .. }
-            | RmmCommand::TechnicianReboot { endpoint, .. }
-            | RmmCommand::ReminderPopup { endpoint, .. }
-            | RmmCommand::ForcedReboot { endpoint, .. } => endpoint,
-        }
-    }
-
     /// Plays the endpoint's commands since `since` against the seed: the events they lead to.
     fn events(&self, endpoint: &EndpointId, since: DateTime<Utc>) -> Vec<RmmReport> {
         let st = lock(&self.state);
         let mine: Vec<&TakenCommand> = st
             .log
             .iter()
-            .filter(|t| Self::endpoint_of(&t.command) == endpoint)
+            .filter(|t| t.command.endpoint() == endpoint)
             .collect();
         let installs_before = mine
             .iter()

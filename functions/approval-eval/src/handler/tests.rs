@@ -8,6 +8,8 @@ use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
 use patchflow_lambda::BatchItemFailure;
 
 use super::*;
+use patchflow_core::ports::queue::QueueConsumer;
+use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
 
 fn event(name: &str) -> SqsEvent {
     fixture(name).unwrap()

@@ -9,6 +9,8 @@ use patchflow_pipeline::pump::{drain, PumpOptions};
 use patchflow_pipeline::tick::tick;
 
 use super::*;
+use patchflow_core::ports::queue::QueueConsumer;
+use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
 
 async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
     EvidenceArchiver

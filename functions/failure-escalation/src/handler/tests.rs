@@ -7,6 +7,8 @@ use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
 
 use super::*;
+use patchflow_core::ports::queue::QueueConsumer;
+use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
 
 async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
     FailureEscalation

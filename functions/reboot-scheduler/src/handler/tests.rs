@@ -11,6 +11,8 @@ use patchflow_pipeline::pump::{drain, PumpOptions};
 use serde_json::Value;
 
 use super::*;
+use patchflow_core::ports::queue::QueueConsumer;
+use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
 
 async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
     RebootScheduler

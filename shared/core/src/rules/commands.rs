@@ -66,6 +66,32 @@ pub enum RmmCommand {
     },
 }
 
+impl RmmCommand {
+    /// The endpoint it is for.
+    pub fn endpoint(&self) -> &EndpointId {
+        match self {
+            RmmCommand::ScheduleInstall { endpoint, .. }
+            | RmmCommand::TechnicianInstall { endpoint, .. }
+            | RmmCommand::ScheduleReboot { endpoint, .. }
+            | RmmCommand::TechnicianReboot { endpoint, .. }
+            | RmmCommand::ReminderPopup { endpoint, .. }
+            | RmmCommand::ForcedReboot { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// Its name, as serialized in `command`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RmmCommand::ScheduleInstall { .. } => "schedule_install",
+            RmmCommand::TechnicianInstall { .. } => "technician_install",
+            RmmCommand::ScheduleReboot { .. } => "schedule_reboot",
+            RmmCommand::TechnicianReboot { .. } => "technician_reboot",
+            RmmCommand::ReminderPopup { .. } => "reminder_popup",
+            RmmCommand::ForcedReboot { .. } => "forced_reboot",
+        }
+    }
+}
+
 /// The RMM commands that carry out an endpoint's plan. Out-of-scope endpoints get none; a
 /// critical server gets none until an engineer approves (its approval is a separate decision).
 pub fn rmm_commands(plan: &EndpointPlan, policy: &Policy, trace: &mut Trace) -> Vec<RmmCommand> {

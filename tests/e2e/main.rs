@@ -4,6 +4,7 @@
 mod cycle;
 mod evidence_store;
 mod plan_invariants;
+mod pump;
 mod queues;
 mod sqs_limits;
 mod state_store;

@@ -59,6 +59,9 @@ pub async fn aws_env(config: &Config) -> Result<AwsEnv, StartupError> {
         psa: SimPsa::default(),
         pager: SimPager::default(),
         policy: config.policy.clone(),
-        settings: Settings::default(),
+        settings: Settings {
+            retention: chrono::Duration::days(config.retention_days),
+            ..Settings::default()
+        },
     })
 }

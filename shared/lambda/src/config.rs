@@ -20,6 +20,13 @@ pub const SIM_SEED: &str = "PATCHFLOW_SIM_SEED";
 /// [`DEFAULT_SIM_FAILURE_RATE`]).
 pub const SIM_FAILURE_RATE: &str = "PATCHFLOW_SIM_FAILURE_RATE";
 
+/// How many days evidence objects are locked (COMPLIANCE mode), default
+/// [`DEFAULT_RETENTION_DAYS`].
+pub const EVIDENCE_RETENTION_DAYS: &str = "PATCHFLOW_EVIDENCE_RETENTION_DAYS";
+/// The evidence retention when [`EVIDENCE_RETENTION_DAYS`] is not set: seven years, as the
+/// bucket's default retention.
+pub const DEFAULT_RETENTION_DAYS: i64 = 2555;
+
 /// The simulation's seed when [`SIM_SEED`] is not set.
 pub const DEFAULT_SIM_SEED: u64 = 42;
 /// The simulation's failure rate when [`SIM_FAILURE_RATE`] is not set.
@@ -70,6 +77,8 @@ pub struct Config {
     pub connectors: Connectors,
     /// The policy: [`POLICY_PATH`]'s, else the default.
     pub policy: Policy,
+    /// Days evidence is locked ([`EVIDENCE_RETENTION_DAYS`]).
+    pub retention_days: i64,
 }
 
 impl Config {
@@ -134,6 +143,7 @@ impl Config {
             catalog_path: get(CATALOG_PATH),
             connectors,
             policy,
+            retention_days: parse_days(get(EVIDENCE_RETENTION_DAYS))?,
         })
     }
 
@@ -156,6 +166,19 @@ impl Config {
                 hint: ": inventory-sync reads the month's catalog from it ({cycle} is YYYY-MM)"
                     .to_owned(),
             })
+    }
+}
+
+fn parse_days(value: Option<String>) -> Result<i64, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_RETENTION_DAYS),
+        Some(v) => match v.parse::<i64>() {
+            Ok(d) if (1..=36_500).contains(&d) => Ok(d),
+            _ => Err(ConfigError::Invalid {
+                name: EVIDENCE_RETENTION_DAYS,
+                message: format!("`{v}` is not a number of days from 1 to 36500"),
+            }),
+        },
     }
 }
 
@@ -211,6 +234,7 @@ mod tests {
         assert!(c.inventory_path.is_none() && c.catalog_path.is_none());
         let Connectors::Simulation(o) = c.connectors;
         assert_eq!(o.seed, DEFAULT_SIM_SEED);
+        assert_eq!(c.retention_days, DEFAULT_RETENTION_DAYS);
         assert_eq!(c.policy.to_toml(), Policy::default().to_toml());
         for missing in BASE.map(|(k, _)| k) {
             let rest: Vec<_> = BASE.into_iter().filter(|(k, _)| *k != missing).collect();
@@ -259,6 +283,8 @@ mod tests {
             (SIM_SEED, "-1"),
             (SIM_FAILURE_RATE, "1.5"),
             (SIM_FAILURE_RATE, "x"),
+            (EVIDENCE_RETENTION_DAYS, "0"),
+            (EVIDENCE_RETENTION_DAYS, "7y"),
         ] {
             let mut v = BASE.to_vec();
             v.push((name, value));

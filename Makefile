@@ -1,6 +1,8 @@
 # patchflow: `make run` shows the main job on the embedded default, `make test` runs every test.
 # Each target installs what it needs: crates through cargo; for `make test`, a Python venv in
-# .venv with moto's AWS API server (tests/with-moto.sh starts and stops it on a free port).
+# .venv with moto's AWS API server (tests/with-moto.sh starts and stops it on a free port); for
+# `make lint`, `make package` and `make deploy`, a venv in .venv-infra with the template's linters,
+# cargo-lambda and zig, and the SAM CLI.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,11 +18,14 @@ BENCH_DIR := target/bench
 BENCH_ENDPOINTS := 100000
 BENCH_CLIENTS := 500
 
-.PHONY: help run test lint fmt check bench build toolchain docs
+.PHONY: help run test lint lint-infra fmt check bench build toolchain docs package deploy
+
+INFRA_VENV := .venv-infra
+FUNCTIONS := inventory-sync approval-eval ring-promotion reboot-scheduler failure-escalation evidence-archiver
 
 help: ## List the targets
 	@echo "patchflow make targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is required: install Rust from https://rustup.rs" >&2; exit 1; }
@@ -50,9 +55,29 @@ test: toolchain ## Run every test (unit, property, CLI, adapters against moto's 
 	tests/with-moto.sh $(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
-lint: toolchain ## rustfmt check and clippy with warnings as errors
+lint: toolchain lint-infra ## rustfmt, clippy (warnings are errors), and the SAM template's cfn-lint and checkov
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint-infra: ## cfn-lint (no error or warning) and checkov (no failed check) on infra/template.yaml
+	@command -v python3 >/dev/null || { echo "python3 is required for cfn-lint and checkov" >&2; exit 1; }
+	@[ -x $(INFRA_VENV)/bin/checkov ] && $(INFRA_VENV)/bin/pip freeze 2>/dev/null | grep -qx 'checkov==3.3.30' || { \
+		echo "installing cfn-lint and checkov into $(INFRA_VENV)"; \
+		python3 -m venv $(INFRA_VENV) && $(INFRA_VENV)/bin/pip install -q -r infra/lint-requirements.txt; }
+	$(INFRA_VENV)/bin/cfn-lint infra/template.yaml
+	$(INFRA_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+
+package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambda/NAME/bootstrap.zip) with cargo-lambda
+	@[ -x $(INFRA_VENV)/bin/cargo-lambda ] && [ -x $(INFRA_VENV)/bin/sam ] || { \
+		echo "installing cargo-lambda, zig and the SAM CLI into $(INFRA_VENV)"; \
+		python3 -m venv $(INFRA_VENV) && $(INFRA_VENV)/bin/pip install -q -r infra/deploy-requirements.txt; }
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
+		$(foreach f,$(FUNCTIONS),--package patchflow-$(f))
+	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
+
+deploy: package ## Deploy with SAM (infra/samconfig.toml); extra arguments in SAM_ARGS
+	cd infra && PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" sam deploy --config-file samconfig.toml $(SAM_ARGS)
 
 fmt: toolchain ## Format the code
 	$(CARGO) fmt --all

@@ -3,6 +3,7 @@
 
 mod cycle;
 mod evidence_store;
+mod infra;
 mod plan_invariants;
 mod pump;
 mod queues;

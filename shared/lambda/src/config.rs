@@ -27,6 +27,36 @@ pub const EVIDENCE_RETENTION_DAYS: &str = "PATCHFLOW_EVIDENCE_RETENTION_DAYS";
 /// bucket's default retention.
 pub const DEFAULT_RETENTION_DAYS: i64 = 2555;
 
+/// The RMM's base URL (ConnectWise Automate), for the RMM connector.
+pub const RMM_BASE_URL: &str = "PATCHFLOW_RMM_BASE_URL";
+/// The Secrets Manager ARN of the RMM's credentials.
+pub const RMM_SECRET_ARN: &str = "PATCHFLOW_RMM_SECRET_ARN";
+/// The Secrets Manager ARN of the PSA's credentials.
+pub const PSA_SECRET_ARN: &str = "PATCHFLOW_PSA_SECRET_ARN";
+/// The Secrets Manager ARN of the pager's routing key.
+pub const PAGER_SECRET_ARN: &str = "PATCHFLOW_PAGER_SECRET_ARN";
+
+/// Every variable the configuration reads.
+pub const READS: &[&str] = &[
+    EVIDENCE_BUCKET,
+    STATE_TABLE,
+    QUEUE_PREFIX,
+    INVENTORY_PATH,
+    CATALOG_PATH,
+    CONNECTORS,
+    POLICY_PATH,
+    EVIDENCE_RETENTION_DAYS,
+    SIM_SEED,
+    SIM_FAILURE_RATE,
+    RMM_BASE_URL,
+    RMM_SECRET_ARN,
+    PSA_SECRET_ARN,
+    PAGER_SECRET_ARN,
+];
+
+/// The variables every function needs.
+pub const REQUIRED: &[&str] = &[EVIDENCE_BUCKET, STATE_TABLE, QUEUE_PREFIX];
+
 /// The simulation's seed when [`SIM_SEED`] is not set.
 pub const DEFAULT_SIM_SEED: u64 = 42;
 /// The simulation's failure rate when [`SIM_FAILURE_RATE`] is not set.
@@ -79,6 +109,22 @@ pub struct Config {
     pub policy: Policy,
     /// Days evidence is locked ([`EVIDENCE_RETENTION_DAYS`]).
     pub retention_days: i64,
+    /// Where the connectors find their systems and credentials (used once the ConnectWise and
+    /// PagerDuty connectors replace the simulation).
+    pub connections: Connections,
+}
+
+/// The RMM's address and the credentials' Secrets Manager ARNs, as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connections {
+    /// [`RMM_BASE_URL`].
+    pub rmm_base_url: Option<String>,
+    /// [`RMM_SECRET_ARN`].
+    pub rmm_secret_arn: Option<String>,
+    /// [`PSA_SECRET_ARN`].
+    pub psa_secret_arn: Option<String>,
+    /// [`PAGER_SECRET_ARN`].
+    pub pager_secret_arn: Option<String>,
 }
 
 impl Config {
@@ -144,6 +190,12 @@ impl Config {
             connectors,
             policy,
             retention_days: parse_days(get(EVIDENCE_RETENTION_DAYS))?,
+            connections: Connections {
+                rmm_base_url: get(RMM_BASE_URL),
+                rmm_secret_arn: get(RMM_SECRET_ARN),
+                psa_secret_arn: get(PSA_SECRET_ARN),
+                pager_secret_arn: get(PAGER_SECRET_ARN),
+            },
         })
     }
 

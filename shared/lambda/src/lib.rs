@@ -18,6 +18,7 @@ pub mod scheduled;
 pub mod sqs;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod wiring;
 
 pub use aws::AwsEnv;
 pub use config::{Config, ConfigError};

@@ -210,3 +210,14 @@ fn the_fixture_bodies_are_envelopes_of_the_approval_stage() {
         assert!(r.attributes.contains_key("ApproximateReceiveCount"));
     }
 }
+
+#[test]
+fn the_wiring_table_names_this_function_and_its_queue() {
+    let w = patchflow_lambda::wiring::function(<ApprovalEval as patchflow_lambda::SqsStage>::NAME)
+        .expect("in the wiring table");
+    assert_eq!(
+        w.consumes,
+        Some(<ApprovalEval as patchflow_lambda::SqsStage>::STAGE)
+    );
+    assert!(!w.scheduled);
+}

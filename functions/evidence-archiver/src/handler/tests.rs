@@ -209,3 +209,15 @@ async fn a_tier_that_is_not_validated_has_nothing_to_archive() {
         dead[0].reason
     );
 }
+
+#[test]
+fn the_wiring_table_names_this_function_and_its_queue() {
+    let w =
+        patchflow_lambda::wiring::function(<EvidenceArchiver as patchflow_lambda::SqsStage>::NAME)
+            .expect("in the wiring table");
+    assert_eq!(
+        w.consumes,
+        Some(<EvidenceArchiver as patchflow_lambda::SqsStage>::STAGE)
+    );
+    assert!(!w.scheduled);
+}

@@ -129,3 +129,15 @@ async fn a_failure_of_an_endpoint_without_a_run_is_dead_lettered_naming_it() {
     assert!(dead[0].reason.contains("kw-gone1"), "{}", dead[0].reason);
     assert!(p.env.psa.tickets().is_empty());
 }
+
+#[test]
+fn the_wiring_table_names_this_function_and_its_queue() {
+    let w =
+        patchflow_lambda::wiring::function(<FailureEscalation as patchflow_lambda::SqsStage>::NAME)
+            .expect("in the wiring table");
+    assert_eq!(
+        w.consumes,
+        Some(<FailureEscalation as patchflow_lambda::SqsStage>::STAGE)
+    );
+    assert!(!w.scheduled);
+}

@@ -240,3 +240,14 @@ fn the_scheduled_fixtures_are_eventbridge_scheduled_events() {
         assert!(e.time.is_some(), "{name}");
     }
 }
+
+#[test]
+fn the_wiring_table_has_its_schedule_and_its_files() {
+    use patchflow_lambda::Function;
+    let w = patchflow_lambda::wiring::function(InventorySync::NAME).expect("in the wiring table");
+    assert_eq!(w.consumes, None);
+    assert!(w.scheduled);
+    let required: Vec<_> = w.required().collect();
+    assert!(required.contains(&patchflow_lambda::config::INVENTORY_PATH));
+    assert!(required.contains(&patchflow_lambda::config::CATALOG_PATH));
+}

@@ -147,3 +147,15 @@ async fn a_deploy_for_an_endpoint_without_a_run_is_dead_lettered_naming_it() {
     assert!(dead[0].reason.contains("zz-ws9"), "{}", dead[0].reason);
     assert!(taken(&p).is_empty());
 }
+
+#[test]
+fn the_wiring_table_names_this_function_and_its_queue() {
+    let w =
+        patchflow_lambda::wiring::function(<RebootScheduler as patchflow_lambda::SqsStage>::NAME)
+            .expect("in the wiring table");
+    assert_eq!(
+        w.consumes,
+        Some(<RebootScheduler as patchflow_lambda::SqsStage>::STAGE)
+    );
+    assert!(!w.scheduled);
+}

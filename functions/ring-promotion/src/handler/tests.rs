@@ -177,3 +177,11 @@ async fn an_event_that_is_neither_fails_the_invocation() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["source"], "aws.scheduler");
 }
+
+#[test]
+fn the_wiring_table_has_the_rollout_queue_and_the_hourly_schedule() {
+    use patchflow_lambda::Function;
+    let w = patchflow_lambda::wiring::function(RingPromotion::NAME).expect("in the wiring table");
+    assert_eq!(w.consumes, Some(patchflow_lambda::Stage::Rollout));
+    assert!(w.scheduled);
+}

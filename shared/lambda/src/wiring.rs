@@ -1,0 +1,114 @@
+//! How the six functions are wired, as the code sees it: what triggers each, which stage queues
+//! it sends to, which variables it cannot start without. `infra/template.yaml` must agree (a
+//! test in `tests/e2e/infra.rs` holds it to this table, and a whole simulated cycle holds this
+//! table to what the handlers really send); each function's own tests check its entry.
+
+use crate::config::{CATALOG_PATH, INVENTORY_PATH, REQUIRED};
+use patchflow_core::ports::queue::Stage;
+
+/// One function's wiring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wiring {
+    /// The function (its package is `patchflow-{name}`, its binary `name`).
+    pub name: &'static str,
+    /// The stage queue whose event source invokes it.
+    pub consumes: Option<Stage>,
+    /// Whether a schedule invokes it.
+    pub scheduled: bool,
+    /// The stage queues it sends to (besides its own queue's dead-letter queue).
+    pub sends: &'static [Stage],
+    /// Variables it needs beyond [`REQUIRED`].
+    pub requires: &'static [&'static str],
+    /// Whether it writes evidence to S3.
+    pub writes_evidence: bool,
+}
+
+impl Wiring {
+    /// Every variable it cannot start without.
+    pub fn required(&self) -> impl Iterator<Item = &'static str> + '_ {
+        REQUIRED.iter().chain(self.requires).copied()
+    }
+}
+
+/// The six functions.
+pub const FUNCTIONS: [Wiring; 6] = [
+    Wiring {
+        name: "inventory-sync",
+        consumes: None,
+        scheduled: true,
+        sends: &[Stage::Approval],
+        requires: &[INVENTORY_PATH, CATALOG_PATH],
+        writes_evidence: false,
+    },
+    Wiring {
+        name: "approval-eval",
+        consumes: Some(Stage::Approval),
+        scheduled: false,
+        sends: &[],
+        requires: &[],
+        writes_evidence: false,
+    },
+    Wiring {
+        name: "ring-promotion",
+        consumes: Some(Stage::Rollout),
+        scheduled: true,
+        sends: &[
+            Stage::Approval,
+            Stage::Rollout,
+            Stage::Schedule,
+            Stage::Evidence,
+        ],
+        requires: &[],
+        writes_evidence: false,
+    },
+    Wiring {
+        name: "reboot-scheduler",
+        consumes: Some(Stage::Schedule),
+        scheduled: false,
+        sends: &[Stage::Failure],
+        requires: &[],
+        writes_evidence: false,
+    },
+    Wiring {
+        name: "failure-escalation",
+        consumes: Some(Stage::Failure),
+        scheduled: false,
+        sends: &[],
+        requires: &[],
+        writes_evidence: false,
+    },
+    Wiring {
+        name: "evidence-archiver",
+        consumes: Some(Stage::Evidence),
+        scheduled: false,
+        sends: &[],
+        requires: &[],
+        writes_evidence: true,
+    },
+];
+
+/// A function's wiring by name.
+pub fn function(name: &str) -> Option<&'static Wiring> {
+    FUNCTIONS.iter().find(|w| w.name == name)
+}
+
+/// The function whose event source a stage's queue feeds.
+pub fn consumer_of(stage: Stage) -> Option<&'static Wiring> {
+    FUNCTIONS.iter().find(|w| w.consumes == Some(stage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_has_exactly_one_consumer() {
+        for stage in Stage::ALL {
+            let n = FUNCTIONS
+                .iter()
+                .filter(|w| w.consumes == Some(stage))
+                .count();
+            assert_eq!(n, 1, "{stage}");
+        }
+    }
+}

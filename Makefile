@@ -1,8 +1,8 @@
 # patchflow: `make run` shows the main job on the embedded default, `make test` runs every test.
 # Each target installs what it needs: crates through cargo; for `make test`, a Python venv in
 # .venv with moto's AWS API server (tests/with-moto.sh starts and stops it on a free port); for
-# `make lint`, `make package` and `make deploy`, a venv in .venv-infra with the template's linters,
-# cargo-lambda and zig, and the SAM CLI.
+# `make lint`, a venv in .venv-lint with the template's linters; for `make package` and
+# `make deploy`, a venv in .venv-infra with cargo-lambda, zig and the SAM CLI.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -21,6 +21,7 @@ BENCH_CLIENTS := 500
 .PHONY: help run test lint lint-infra fmt check bench build toolchain docs package deploy
 
 INFRA_VENV := .venv-infra
+LINT_VENV := .venv-lint
 FUNCTIONS := inventory-sync approval-eval ring-promotion reboot-scheduler failure-escalation evidence-archiver
 
 help: ## List the targets
@@ -61,11 +62,11 @@ lint: toolchain lint-infra ## rustfmt, clippy (warnings are errors), and the SAM
 
 lint-infra: ## cfn-lint (no error or warning) and checkov (no failed check) on infra/template.yaml
 	@command -v python3 >/dev/null || { echo "python3 is required for cfn-lint and checkov" >&2; exit 1; }
-	@[ -x $(INFRA_VENV)/bin/checkov ] && $(INFRA_VENV)/bin/pip freeze 2>/dev/null | grep -qx 'checkov==3.3.30' || { \
-		echo "installing cfn-lint and checkov into $(INFRA_VENV)"; \
-		python3 -m venv $(INFRA_VENV) && $(INFRA_VENV)/bin/pip install -q -r infra/lint-requirements.txt; }
-	$(INFRA_VENV)/bin/cfn-lint infra/template.yaml
-	$(INFRA_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+	@[ "$$($(LINT_VENV)/bin/checkov --version 2>/dev/null)" = 3.3.30 ] || { \
+		echo "installing cfn-lint and checkov into $(LINT_VENV)"; \
+		python3 -m venv $(LINT_VENV) && $(LINT_VENV)/bin/pip install -q -r infra/lint-requirements.txt; }
+	$(LINT_VENV)/bin/cfn-lint infra/template.yaml
+	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
 
 package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambda/NAME/bootstrap.zip) with cargo-lambda
 	@[ -x $(INFRA_VENV)/bin/cargo-lambda ] && [ -x $(INFRA_VENV)/bin/sam ] || { \
@@ -74,6 +75,10 @@ package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambd
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
 		$(foreach f,$(FUNCTIONS),--package patchflow-$(f))
+	@# Until the RMM and catalog connectors are configured, inventory-sync reads files packaged
+	@# beside its bootstrap: make package INVENTORY=fleet.json CATALOGS='catalog-2026-12.json ...'
+	@if [ -n "$(INVENTORY)$(CATALOGS)" ]; then \
+		python3 infra/add-to-zip.py target/lambda/inventory-sync/bootstrap.zip $(INVENTORY) $(CATALOGS); fi
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
 
 deploy: package ## Deploy with SAM (infra/samconfig.toml); extra arguments in SAM_ARGS

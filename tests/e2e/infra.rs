@@ -380,3 +380,29 @@ async fn a_whole_cycle_sends_what_the_wiring_table_says_and_nothing_else() {
         );
     }
 }
+
+#[test]
+fn a_schedules_input_carries_its_scheduled_time_to_the_function() {
+    let t = Template::load();
+    for (id, s) in t.of_type("AWS::Scheduler::Schedule") {
+        let input = s["Properties"]["Target"]["Input"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id}: an input"));
+        // EventBridge Scheduler puts the scheduled time where the placeholder is, so a retried
+        // invocation works for the same hour (and sends the same keys).
+        assert!(input.contains("<aws.scheduler.scheduled-time>"), "{id}");
+        let delivered = input.replace("<aws.scheduler.scheduled-time>", "2026-12-08T18:30:00Z");
+        let event: serde_json::Value = serde_json::from_str(&delivered).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 12, 8, 18, 31, 7).unwrap();
+        match patchflow_lambda::Invocation::from_value(event, now).unwrap() {
+            patchflow_lambda::Invocation::Scheduled(at) => {
+                assert_eq!(
+                    at,
+                    Utc.with_ymd_and_hms(2026, 12, 8, 18, 30, 0).unwrap(),
+                    "{id}"
+                )
+            }
+            other => panic!("{id}: read as {other:?}"),
+        }
+    }
+}

@@ -111,12 +111,9 @@ pub async fn summarize(state: &impl StateStore, cycle: CycleId) -> Result<Summar
         }
     }
     for client in &doc.clients {
-        let excluded: Vec<(Vec<Excluded>, u64)> =
-            records::load(state, cycle, EXCLUDED_KIND, &client.id)
-                .await?
-                .into_iter()
-                .collect();
-        let n: usize = excluded.iter().map(|(v, _)| v.len()).sum();
+        let n = records::load::<Vec<Excluded>>(state, cycle, EXCLUDED_KIND, &client.id)
+            .await?
+            .map_or(0, |(list, _)| list.len());
         if n > 0 {
             rows.insert(
                 (client.id.clone(), "~".into()),

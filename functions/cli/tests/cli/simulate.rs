@@ -15,6 +15,25 @@ fn state_args(dir: &std::path::Path) -> Vec<String> {
     ]
 }
 
+/// `patchflow simulate` of the demo catalog on the embedded default.
+fn simulate(inventory: &std::path::Path, out: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = patchflow();
+    cmd.args([
+        "simulate",
+        "--cycle",
+        "2026-12",
+        "--backend",
+        "local",
+        "--inventory",
+    ])
+    .arg(inventory)
+    .arg("--catalog")
+    .arg(demo_catalog())
+    .arg("--out")
+    .arg(out);
+    cmd
+}
+
 #[test]
 fn a_simulated_cycle_leaves_a_state_the_operator_commands_work_on() {
     let tmp = tempfile::tempdir().unwrap();
@@ -35,20 +54,7 @@ fn a_simulated_cycle_leaves_a_state_the_operator_commands_work_on() {
         .assert()
         .success();
     let out = tmp.path().join("cycle");
-    patchflow()
-        .args([
-            "simulate",
-            "--cycle",
-            "2026-12",
-            "--backend",
-            "local",
-            "--inventory",
-        ])
-        .arg(&inventory)
-        .arg("--catalog")
-        .arg(demo_catalog())
-        .arg("--out")
-        .arg(&out)
+    simulate(&inventory, &out)
         .assert()
         .success()
         .stdout(predicate::str::contains(
@@ -66,20 +72,7 @@ fn a_simulated_cycle_leaves_a_state_the_operator_commands_work_on() {
     assert!(out.join("evidence/2026-12").is_dir());
 
     // A second simulation into the same folder is refused: it would mix two states.
-    patchflow()
-        .args([
-            "simulate",
-            "--cycle",
-            "2026-12",
-            "--backend",
-            "local",
-            "--inventory",
-        ])
-        .arg(&inventory)
-        .arg("--catalog")
-        .arg(demo_catalog())
-        .arg("--out")
-        .arg(&out)
+    simulate(&inventory, &out)
         .assert()
         .code(2)
         .stderr(predicate::str::contains("not empty"));

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use patchflow_core::contract::{catalog_from_doc, inventory_from_doc, EndpointDoc};
 use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::model::EndpointKind;
@@ -43,6 +44,9 @@ pub struct SyncReport {
     /// Endpoints left out.
     pub excluded: usize,
 }
+
+/// Concurrent writes when a cycle opens.
+const WRITERS: usize = 16;
 
 fn conflict_ok(r: Result<impl Sized, PortError>) -> Result<(), PortError> {
     match r {
@@ -102,6 +106,7 @@ pub async fn inventory_sync<X: Ports>(
     let docs: HashMap<&str, &EndpointDoc> =
         doc.endpoints.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut tiers: BTreeMap<String, TierPlan> = BTreeMap::new();
+    let mut runs: Vec<Run> = Vec::new();
     let mut excluded: BTreeMap<ClientId, Vec<Excluded>> = BTreeMap::new();
     for (e, p) in inventory.endpoints().iter().zip(&plan.endpoints) {
         let (Some(install), Some(wave)) = (p.install, p.wave) else {
@@ -150,19 +155,20 @@ pub async fn inventory_sync<X: Ports>(
             failures: Vec::new(),
             engineer_approval: None,
         };
-        conflict_ok(
-            records::save(
-                &env.state,
-                cycle,
-                &run_kind(&tier),
-                e.id.as_str(),
-                &run,
-                None,
-            )
-            .await,
-        )?;
-        report.in_scope += 1;
+        runs.push(run);
     }
+    // One document per in-scope endpoint, written a few at a time: a large fleet opens its
+    // cycle within the function's timeout.
+    report.in_scope = runs.len();
+    let state = &env.state;
+    stream::iter(runs)
+        .map(|run| async move {
+            let kind = run_kind(&run.tier);
+            conflict_ok(records::save(state, cycle, &kind, run.endpoint.as_str(), &run, None).await)
+        })
+        .buffer_unordered(WRITERS)
+        .try_collect::<()>()
+        .await?;
     // A production tier waits for its pilot's soak (the plan's gate).
     let ids: Vec<String> = tiers.keys().cloned().collect();
     for id in &ids {

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lambda_runtime::{Context, LambdaEvent};
+use patchflow_pipeline::error::HandlerError;
+
+use crate::function::Function;
 use patchflow_connectors::file::{FileCatalog, FileInventory};
 use patchflow_core::ids::CycleId;
 use patchflow_core::ports::clock::{Clock, ManualClock};
@@ -94,6 +97,17 @@ impl Embedded {
     /// The clock's now.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Invokes a function with an event, at the clock's now, as the runtime would.
+    pub async fn invoke<F: Function>(
+        &self,
+        function: &F,
+        payload: F::Event,
+    ) -> Result<F::Response, HandlerError> {
+        function
+            .handle(&self.env, &self.queues, lambda_event(payload), self.now())
+            .await
     }
 
     /// Opens the 2026-12 cycle as inventory-sync does at Patch Tuesday's release

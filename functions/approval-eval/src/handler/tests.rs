@@ -4,12 +4,12 @@ use chrono::Duration;
 use patchflow_core::ports::queue::Envelope;
 use patchflow_core::ports::state::{ApprovalStore, Claim, ExceptionStore, IdempotencyStore};
 use patchflow_core::rules::approval::Decision;
-use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
+use patchflow_lambda::testing::{fixture, release, Embedded};
 use patchflow_lambda::BatchItemFailure;
 
 use super::*;
 use patchflow_core::ports::queue::QueueConsumer;
-use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
+use patchflow_lambda::{SqsBatchResponse, SqsEvent, Stage};
 
 fn event(name: &str) -> SqsEvent {
     fixture(name).unwrap()
@@ -24,10 +24,7 @@ fn ids(event: &SqsEvent) -> Vec<String> {
 }
 
 async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
-    ApprovalEval
-        .handle(&p.env, &p.queues, lambda_event(event), p.now())
-        .await
-        .unwrap()
+    p.invoke(&ApprovalEval, event).await.unwrap()
 }
 
 /// The cycle opened, its own evaluation messages taken off the queue.

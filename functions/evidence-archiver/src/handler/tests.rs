@@ -4,19 +4,16 @@
 use chrono::{Duration, TimeZone, Utc};
 use patchflow_core::ports::state::{EvidenceIndex, TierId, TierStore};
 use patchflow_core::tier::TierState;
-use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
+use patchflow_lambda::testing::{fixture, release, Embedded};
 use patchflow_pipeline::pump::{drain, PumpOptions};
 use patchflow_pipeline::tick::tick;
 
 use super::*;
 use patchflow_core::ports::queue::QueueConsumer;
-use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
+use patchflow_lambda::{SqsBatchResponse, SqsEvent, Stage};
 
 async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
-    EvidenceArchiver
-        .handle(&p.env, &p.queues, lambda_event(event), p.now())
-        .await
-        .unwrap()
+    p.invoke(&EvidenceArchiver, event).await.unwrap()
 }
 
 fn cycle() -> patchflow_core::ids::CycleId {

@@ -4,17 +4,14 @@ use chrono::{TimeZone, Utc};
 use patchflow_core::ports::queue::Envelope;
 use patchflow_core::ports::state::{FailureStore, TierId, TierStore};
 use patchflow_core::tier::{TierEvent, TierState};
-use patchflow_lambda::testing::{fixture, lambda_event, release, Embedded};
+use patchflow_lambda::testing::{fixture, release, Embedded};
 
 use super::*;
 use patchflow_core::ports::queue::QueueConsumer;
-use patchflow_lambda::{Function, SqsBatchResponse, SqsEvent, Stage};
+use patchflow_lambda::{SqsBatchResponse, SqsEvent, Stage};
 
 async fn invoke(p: &Embedded, event: SqsEvent) -> SqsBatchResponse {
-    FailureEscalation
-        .handle(&p.env, &p.queues, lambda_event(event), p.now())
-        .await
-        .unwrap()
+    p.invoke(&FailureEscalation, event).await.unwrap()
 }
 
 fn cycle() -> patchflow_core::ids::CycleId {

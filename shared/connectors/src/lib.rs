@@ -1,8 +1,22 @@
-//! patchflow's connectors: adapters for the systems around it. For now the inventory and the
-//! month's catalog from files in the contract's formats (JSON, and CSV for inventories exported
-//! from a spreadsheet or an RMM report).
+//! patchflow's connectors: adapters for the systems around it.
+//!
+//! - [`automate`]: ConnectWise Automate, the RMM (inventory, commands, reports).
+//! - [`manage`]: ConnectWise PSA (Manage), tickets.
+//! - [`pagerduty`]: on-call paging through PagerDuty's Events API v2.
+//! - [`msrc`]: the month's Microsoft release from the Security Update Guide's CVRF API.
+//! - [`file`]: the inventory and catalog files of the contract (JSON, CSV), for demos, small
+//!   shops and third-party patches.
+//!
+//! They share [`http`] (timeouts, retries with backoff and jitter, errors naming the system,
+//! the call and the field) and [`secrets`] (credentials that never print).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod automate;
 pub mod file;
+pub mod http;
+pub mod manage;
+pub mod msrc;
+pub mod pagerduty;
+pub mod secrets;

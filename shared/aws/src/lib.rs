@@ -9,4 +9,6 @@ pub mod config;
 pub mod dynamodb;
 mod errors;
 pub mod s3;
+pub mod secrets;
+pub mod sns;
 pub mod sqs;

@@ -4,7 +4,7 @@
 //! - [`manage`]: ConnectWise PSA (Manage), tickets.
 //! - [`pagerduty`]: on-call paging through PagerDuty's Events API v2.
 //! - [`msrc`]: the month's Microsoft release from the Security Update Guide's CVRF API.
-//! - [`file`]: the inventory and catalog files of the contract (JSON, CSV), for demos, small
+//! - [`mod@file`]: the inventory and catalog files of the contract (JSON, CSV), for demos, small
 //!   shops and third-party patches.
 //!
 //! They share [`http`] (timeouts, retries with backoff and jitter, errors naming the system,

@@ -28,6 +28,7 @@ fn patch(id: &str) -> EvaluatePatch {
             severity: None,
             released: None,
             cves: None,
+            products: None,
         },
     }
 }

@@ -1,1 +1,1039 @@
-//! (in progress)
+//! ConnectWise PSA (Manage) as the [`Psa`] port, over Manage's REST API (3.0), documented at
+//! <https://developer.connectwise.com/Products/ConnectWise_PSA> (Manage REST).
+//!
+//! # Authentication
+//!
+//! Every call carries `Authorization: Basic base64("{company}+{public_key}:{private_key}")` (an
+//! API member's keys, logged in under the company id), the developer `clientId` header and
+//! `Accept: application/json`.
+//!
+//! # Mapping
+//!
+//! - A [`NewTicket`] becomes a service ticket, `POST /service/tickets` with `summary` (Manage
+//!   holds at most 100 characters: longer summaries are cut on a character boundary), `board`
+//!   `{name}` ([`ManageConfig::board`]), `company` `{identifier}` ([`ManageConfig::companies`],
+//!   else the patchflow client id), `priority` `{name}` (P1-P3 through
+//!   [`ManageConfig::priorities`]), `initialDescription` (the first "Discussion" entry; Manage
+//!   accepts it on POST only) and `externalXRef`, which carries patchflow's external reference.
+//! - Opening is idempotent through `externalXRef`: `GET /service/tickets` with
+//!   `conditions=externalXRef="<ref>"` (string values in double quotes, `"` and `\` escaped with a
+//!   backslash), `fields=id`, `orderBy=id asc`, `pageSize=1` returns the oldest ticket under the
+//!   reference, and only when there is none is a ticket created.
+//! - A note is a `ServiceNote`, `POST /service/tickets/{id}/notes` with `text` and
+//!   `detailDescriptionFlag: true` (the ticket's Discussion). Its text ends with a marker line
+//!   `[patchflow:{note_key}]`; before adding one, every page of `GET /service/tickets/{id}/notes`
+//!   (`page`, `pageSize=1000`, until a short page) is read and a note already carrying the marker
+//!   means it was added before.
+//! - Closing is `PATCH /service/tickets/{id}` with a JSON Patch (RFC 6902) document,
+//!   `[{"op":"replace","path":"status","value":{"name":"Closed"}}]`, the status name from
+//!   [`ManageConfig::closed_status`] ([`ManagePsa::update_status`] sets any status the same way).
+//!   Setting the status a ticket already has is not an error.
+//!
+//! The field names (`externalXRef`, `initialDescription`, the ServiceNote's `text` and
+//! `detailDescriptionFlag`, the `company`/`board`/`priority` references) are those of Manage's
+//! published OpenAPI document, as the generated SDKs show it (e.g. the `Ticket` and
+//! `ServiceNote` models of `sowderca/connectwise-ruby-sdk`); `conditions`, `fields`, `orderBy`,
+//! `page` and `pageSize` are Manage's documented query string parameters.
+//!
+//! # Retries and duplicates
+//!
+//! Reads and the status PATCH go through [`HttpClient::send`] and are retried (429 honouring
+//! `Retry-After`, 5xx, timeouts). The two POSTs are sent once: a timeout or a 5xx may come after
+//! Manage stored the ticket or note, and resending blindly would duplicate it. Their passing
+//! failures are `Transient`; the caller's retry starts again with the lookup, which finds what
+//! the first attempt stored. Two workers opening the same reference at the same instant can still
+//! both create a ticket (Manage has no conditional create); the oldest then wins every later
+//! lookup.
+
+use std::collections::BTreeMap;
+
+use patchflow_core::ids::ClientId;
+use patchflow_core::model::Criticality;
+use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::PortError;
+use reqwest::header::ACCEPT;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::http::{call, decode, join, HttpClient, RetryPolicy, Timeouts};
+use crate::secrets::ManageCredentials;
+
+/// The system's name in errors and logs.
+pub const SYSTEM: &str = "ConnectWise PSA";
+
+/// The longest summary Manage stores, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 100;
+
+/// Notes asked for on each page (Manage's largest page).
+const NOTES_PAGE_SIZE: usize = 1000;
+
+/// A guard against a server that never returns a short page: 100 000 notes.
+const MAX_NOTE_PAGES: usize = 100;
+
+/// Where and how tickets are opened in ConnectWise PSA.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManageConfig {
+    /// The REST API's base, up to and including `apis/3.0`, e.g.
+    /// `https://api-na.myconnectwise.net/v4_6_release/apis/3.0`.
+    pub base_url: String,
+    /// The service board tickets are opened on, by name.
+    pub board: String,
+    /// The board's priority names for P1-P3.
+    #[serde(default)]
+    pub priorities: ManagePriorities,
+    /// The status that closes a ticket on the board (default `Closed`).
+    #[serde(default = "default_closed_status")]
+    pub closed_status: String,
+    /// The Manage company identifier of each patchflow client; a client not listed is looked up
+    /// under its patchflow id.
+    #[serde(default)]
+    pub companies: BTreeMap<ClientId, String>,
+}
+
+/// The names of the board's priorities for each criticality.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagePriorities {
+    /// For P1 (default `Priority 1 - Emergency Response`).
+    pub p1: String,
+    /// For P2 (default `Priority 2 - Quick Response`).
+    pub p2: String,
+    /// For P3 (default `Priority 3 - Normal Response`).
+    pub p3: String,
+}
+
+impl Default for ManagePriorities {
+    fn default() -> Self {
+        Self {
+            p1: "Priority 1 - Emergency Response".to_owned(),
+            p2: "Priority 2 - Quick Response".to_owned(),
+            p3: "Priority 3 - Normal Response".to_owned(),
+        }
+    }
+}
+
+impl ManagePriorities {
+    /// The priority name for `criticality`.
+    pub fn name(&self, criticality: Criticality) -> &str {
+        match criticality {
+            Criticality::P1 => &self.p1,
+            Criticality::P2 => &self.p2,
+            Criticality::P3 => &self.p3,
+        }
+    }
+}
+
+fn default_closed_status() -> String {
+    "Closed".to_owned()
+}
+
+impl ManageConfig {
+    /// The Manage company identifier for `client`.
+    pub fn company<'a>(&'a self, client: &'a ClientId) -> &'a str {
+        self.companies
+            .get(client)
+            .map_or(client.as_str(), String::as_str)
+    }
+}
+
+/// The ConnectWise PSA connector.
+#[derive(Debug, Clone)]
+pub struct ManagePsa {
+    config: ManageConfig,
+    credentials: ManageCredentials,
+    http: HttpClient,
+}
+
+/// A record of which only the id was asked for.
+#[derive(Debug, Deserialize)]
+struct Id {
+    id: u64,
+}
+
+/// A ServiceNote; only its text matters here.
+#[derive(Debug, Deserialize)]
+struct Note {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// A reference to a record by name.
+#[derive(Debug, Serialize)]
+struct ByName<'a> {
+    name: &'a str,
+}
+
+/// A reference to a company by identifier.
+#[derive(Debug, Serialize)]
+struct ByIdentifier<'a> {
+    identifier: &'a str,
+}
+
+/// The body of `POST /service/tickets`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateTicket<'a> {
+    summary: String,
+    board: ByName<'a>,
+    company: ByIdentifier<'a>,
+    priority: ByName<'a>,
+    initial_description: &'a str,
+    #[serde(rename = "externalXRef")]
+    external_x_ref: &'a str,
+}
+
+/// The body of `POST /service/tickets/{id}/notes`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateNote<'a> {
+    text: &'a str,
+    detail_description_flag: bool,
+}
+
+/// One JSON Patch operation.
+#[derive(Debug, Serialize)]
+struct PatchOp<T> {
+    op: &'static str,
+    path: &'static str,
+    value: T,
+}
+
+impl ManagePsa {
+    /// A connector with the default timeouts and retries.
+    pub fn new(config: ManageConfig, credentials: ManageCredentials) -> Result<Self, PortError> {
+        let http = HttpClient::new(SYSTEM, Timeouts::default(), RetryPolicy::default())?;
+        Self::with_client(config, credentials, http)
+    }
+
+    /// A connector over `http` (its timeouts and retries; tests use fast ones). Fails when the
+    /// base URL is not an http(s) URL.
+    pub fn with_client(
+        config: ManageConfig,
+        credentials: ManageCredentials,
+        http: HttpClient,
+    ) -> Result<Self, PortError> {
+        let url = url::Url::parse(&config.base_url).map_err(|e| {
+            PortError::permanent(
+                format!("{SYSTEM} configuration"),
+                format!("base_url `{}`: {e}", config.base_url),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(PortError::permanent(
+                format!("{SYSTEM} configuration"),
+                format!("base_url `{}` is not an http(s) URL", config.base_url),
+            ));
+        }
+        Ok(Self {
+            config,
+            credentials,
+            http,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ManageConfig {
+        &self.config
+    }
+
+    /// Sets a ticket's status by name (`PATCH /service/tickets/{id}`); an unknown ticket is
+    /// `NotFound`, a status the board does not have is `Permanent`.
+    pub async fn update_status(&self, ticket: &str, status: &str) -> Result<(), PortError> {
+        let id = ticket_id(ticket)?;
+        let path = format!("/service/tickets/{id}");
+        let what = call(&Method::PATCH, &path);
+        let patch = [PatchOp {
+            op: "replace",
+            path: "status",
+            value: ByName { name: status },
+        }];
+        self.http
+            .send(&what, || self.request(Method::PATCH, &path).json(&patch))
+            .await?;
+        tracing::info!(system = SYSTEM, ticket = id, status, "ticket status set");
+        Ok(())
+    }
+
+    /// A request to `path` under the base URL, with the credentials and headers every call
+    /// carries.
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let c = &self.credentials;
+        self.http
+            .request(method, &join(&self.config.base_url, path))
+            .basic_auth(
+                format!("{}+{}", c.company, c.public_key),
+                Some(c.private_key.expose()),
+            )
+            .header("clientId", &c.client_id)
+            .header(ACCEPT, "application/json")
+    }
+
+    /// The oldest ticket whose `externalXRef` is `external_ref`.
+    async fn find_ticket(&self, external_ref: &str) -> Result<Option<u64>, PortError> {
+        let path = "/service/tickets";
+        let what = call(&Method::GET, path);
+        let conditions = format!("externalXRef={}", quote(external_ref));
+        let found: Vec<Id> = self
+            .http
+            .json(&what, || {
+                self.request(Method::GET, path).query(&[
+                    ("conditions", conditions.as_str()),
+                    ("fields", "id"),
+                    ("orderBy", "id asc"),
+                    ("pageSize", "1"),
+                ])
+            })
+            .await?;
+        Ok(found.first().map(|t| t.id))
+    }
+
+    /// Whether a note of the ticket contains `marker`, reading every page of its notes.
+    async fn has_note(&self, id: u64, marker: &str) -> Result<bool, PortError> {
+        let path = format!("/service/tickets/{id}/notes");
+        let what = call(&Method::GET, &path);
+        let size = NOTES_PAGE_SIZE.to_string();
+        for page in 1..=MAX_NOTE_PAGES {
+            let page_no = page.to_string();
+            let notes: Vec<Note> = self
+                .http
+                .json(&what, || {
+                    self.request(Method::GET, &path).query(&[
+                        ("page", page_no.as_str()),
+                        ("pageSize", size.as_str()),
+                        ("orderBy", "id asc"),
+                    ])
+                })
+                .await?;
+            if notes
+                .iter()
+                .any(|n| n.text.as_deref().is_some_and(|t| t.contains(marker)))
+            {
+                return Ok(true);
+            }
+            if notes.len() < NOTES_PAGE_SIZE {
+                return Ok(false);
+            }
+        }
+        Err(PortError::permanent(
+            format!("{SYSTEM} {what}"),
+            format!("more than {MAX_NOTE_PAGES} pages of {NOTES_PAGE_SIZE} notes"),
+        ))
+    }
+
+    /// Sends a request that must not be repeated blindly (a create) once, mapping its outcome
+    /// onto the port's errors like [`HttpClient::send`] does.
+    async fn send_once(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+    ) -> Result<reqwest::Response, PortError> {
+        let context = format!("{SYSTEM} {what}");
+        let resp = match request.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let detail = format!("{} (not resent: it may have been stored)", error_text(&e));
+                return Err(if e.is_timeout() || e.is_connect() || e.is_request() {
+                    PortError::transient(context, detail)
+                } else {
+                    PortError::permanent(context, detail)
+                });
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let detail = format!("HTTP {status}: {}", excerpt(&body));
+        Err(match status {
+            StatusCode::NOT_FOUND => PortError::NotFound(format!("{context}: {detail}")),
+            s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                PortError::transient(context, detail)
+            }
+            _ => PortError::permanent(context, detail),
+        })
+    }
+
+    /// Sends a create once and decodes the new record's id.
+    async fn create(&self, what: &str, request: RequestBuilder) -> Result<u64, PortError> {
+        let resp = self.send_once(what, request).await?;
+        let body = resp.bytes().await.map_err(|e| {
+            PortError::transient(
+                format!("{SYSTEM} {what}"),
+                format!("{} (the record may have been stored)", error_text(&e)),
+            )
+        })?;
+        let created: Id = decode(SYSTEM, what, &body)?;
+        Ok(created.id)
+    }
+}
+
+impl Psa for ManagePsa {
+    async fn open_ticket(&self, ticket: &NewTicket) -> Result<String, PortError> {
+        if let Some(id) = self.find_ticket(&ticket.external_ref).await? {
+            tracing::debug!(system = SYSTEM, ticket = id, external_ref = %ticket.external_ref, "ticket already open");
+            return Ok(id.to_string());
+        }
+        let path = "/service/tickets";
+        let what = call(&Method::POST, path);
+        let body = CreateTicket {
+            summary: truncate_chars(ticket.summary.trim(), MAX_SUMMARY_CHARS),
+            board: ByName {
+                name: &self.config.board,
+            },
+            company: ByIdentifier {
+                identifier: self.config.company(&ticket.client),
+            },
+            priority: ByName {
+                name: self.config.priorities.name(ticket.priority),
+            },
+            initial_description: &ticket.description,
+            external_x_ref: &ticket.external_ref,
+        };
+        let id = self
+            .create(&what, self.request(Method::POST, path).json(&body))
+            .await?;
+        tracing::info!(system = SYSTEM, ticket = id, external_ref = %ticket.external_ref, "ticket opened");
+        Ok(id.to_string())
+    }
+
+    async fn add_note(&self, ticket: &str, note_key: &str, text: &str) -> Result<(), PortError> {
+        let id = ticket_id(ticket)?;
+        let marker = note_marker(note_key);
+        if self.has_note(id, &marker).await? {
+            tracing::debug!(system = SYSTEM, ticket = id, note_key, "note already added");
+            return Ok(());
+        }
+        let path = format!("/service/tickets/{id}/notes");
+        let what = call(&Method::POST, &path);
+        let text = format!("{}\n\n{marker}", text.trim_end());
+        let body = CreateNote {
+            text: &text,
+            detail_description_flag: true,
+        };
+        self.create(&what, self.request(Method::POST, &path).json(&body))
+            .await?;
+        tracing::info!(system = SYSTEM, ticket = id, note_key, "note added");
+        Ok(())
+    }
+
+    async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
+        self.update_status(ticket, &self.config.closed_status).await
+    }
+}
+
+/// The marker line a note with this key carries.
+pub fn note_marker(note_key: &str) -> String {
+    format!("[patchflow:{note_key}]")
+}
+
+/// A string value for Manage's `conditions`: in double quotes, with `\` and `"` escaped by a
+/// backslash.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The first `max` characters of `s` (never splitting a character).
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// A ticket id as Manage numbers them; anything else cannot name a ticket.
+fn ticket_id(ticket: &str) -> Result<u64, PortError> {
+    ticket
+        .trim()
+        .parse()
+        .map_err(|_| PortError::NotFound(format!("{SYSTEM} ticket `{ticket}`: not a ticket id")))
+}
+
+/// The first 300 characters of a body, on one line.
+fn excerpt(body: &str) -> String {
+    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &one_line[..i]),
+        None if one_line.is_empty() => "(empty body)".to_owned(),
+        None => one_line,
+    }
+}
+
+/// A reqwest error with its causes, the URL shortened to its path.
+fn error_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), url.path());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use serde_json::{json, Value};
+    use wiremock::matchers::{body_json, header, method, path, query_param};
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+    use super::*;
+    use crate::secrets::Secret;
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        }
+    }
+
+    fn config(base: &str) -> ManageConfig {
+        serde_json::from_value(json!({
+            "base_url": format!("{base}/v4_6_release/apis/3.0"),
+            "board": "Patching",
+            "companies": {"acme": "AcmeCorp"}
+        }))
+        .unwrap()
+    }
+
+    fn psa(server: &MockServer) -> ManagePsa {
+        let credentials = ManageCredentials {
+            company: "msp".to_owned(),
+            public_key: "pub".to_owned(),
+            private_key: Secret::new("priv"),
+            client_id: "cid".to_owned(),
+        };
+        let http = HttpClient::new(SYSTEM, Timeouts::default(), fast()).unwrap();
+        ManagePsa::with_client(config(&server.uri()), credentials, http).unwrap()
+    }
+
+    fn ticket(external_ref: &str, client: &str, priority: Criticality) -> NewTicket {
+        NewTicket {
+            external_ref: external_ref.to_owned(),
+            client: ClientId::parse(client).unwrap(),
+            priority,
+            summary: "Patch install failed on ws-001".to_owned(),
+            description: "KB5040000 failed with 0x80070005".to_owned(),
+        }
+    }
+
+    const TICKETS: &str = "/v4_6_release/apis/3.0/service/tickets";
+
+    fn full_text(e: &PortError) -> String {
+        match std::error::Error::source(e) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        }
+    }
+
+    async fn requests(server: &MockServer, verb: &str) -> Vec<Request> {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.method.as_str() == verb)
+            .collect()
+    }
+
+    /// The value of a `conditions=externalXRef="..."` query, unescaped as Manage reads it.
+    fn wanted_ref(req: &Request) -> String {
+        let conditions = req
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "conditions")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let quoted = conditions.strip_prefix("externalXRef=").unwrap();
+        let inner = quoted.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            out.push(if c == '\\' { chars.next().unwrap() } else { c });
+        }
+        out
+    }
+
+    /// A board that remembers the tickets created on it.
+    #[derive(Clone, Default)]
+    struct Board(Arc<Mutex<Vec<(u64, String)>>>);
+
+    struct Lookup(Board);
+
+    impl Respond for Lookup {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let wanted = wanted_ref(req);
+            let found: Vec<Value> = self
+                .0
+                 .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, r)| *r == wanted)
+                .map(|(id, _)| json!({"id": id}))
+                .take(1)
+                .collect();
+            ResponseTemplate::new(200).set_body_json(found)
+        }
+    }
+
+    struct Create(Board);
+
+    impl Respond for Create {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let mut tickets = self.0 .0.lock().unwrap();
+            let id = 1000 + tickets.len() as u64;
+            tickets.push((id, body["externalXRef"].as_str().unwrap().to_owned()));
+            ResponseTemplate::new(201).set_body_json(json!({
+                "id": id,
+                "summary": body["summary"],
+                "board": {"id": 1, "name": body["board"]["name"]},
+                "_info": {}
+            }))
+        }
+    }
+
+    async fn mount_board(server: &MockServer) -> Board {
+        let board = Board::default();
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(Lookup(board.clone()))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(TICKETS))
+            .respond_with(Create(board.clone()))
+            .mount(server)
+            .await;
+        board
+    }
+
+    /// A ticket's notes, served a page at a time.
+    #[derive(Clone, Default)]
+    struct Notes(Arc<Mutex<Vec<String>>>);
+
+    struct ListNotes(Notes);
+
+    impl Respond for ListNotes {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let param = |name: &str| -> usize {
+                req.url
+                    .query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap()
+            };
+            let (page, size) = (param("page"), param("pageSize"));
+            let notes = self.0 .0.lock().unwrap();
+            let items: Vec<Value> = notes
+                .iter()
+                .enumerate()
+                .skip((page - 1) * size)
+                .take(size)
+                .map(|(i, t)| json!({"id": i + 1, "ticketId": 7, "text": t, "detailDescriptionFlag": true}))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(items)
+        }
+    }
+
+    struct AddNote(Notes);
+
+    impl Respond for AddNote {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            let mut notes = self.0 .0.lock().unwrap();
+            notes.push(body["text"].as_str().unwrap().to_owned());
+            ResponseTemplate::new(201).set_body_json(json!({"id": notes.len(), "ticketId": 7}))
+        }
+    }
+
+    #[test]
+    fn a_minimal_config_takes_the_default_priorities_and_closed_status() {
+        let c = config("http://h");
+        assert_eq!(c.closed_status, "Closed");
+        assert_eq!(
+            c.priorities.name(Criticality::P1),
+            "Priority 1 - Emergency Response"
+        );
+        assert_eq!(
+            c.priorities.name(Criticality::P3),
+            "Priority 3 - Normal Response"
+        );
+        assert_eq!(c.company(&ClientId::parse("acme").unwrap()), "AcmeCorp");
+        assert_eq!(c.company(&ClientId::parse("globex").unwrap()), "globex");
+        let e = serde_json::from_value::<ManageConfig>(
+            json!({"base_url": "https://x", "board": "B", "bord": "typo"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bord"), "{e}");
+        let e = serde_json::from_value::<ManageConfig>(
+            json!({"base_url": "https://x", "board": "B", "priorities": {"p4": "x"}}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("p4"), "{e}");
+    }
+
+    #[test]
+    fn condition_values_are_quoted_and_escaped_and_summaries_cut_on_a_character() {
+        assert_eq!(
+            quote("2026-12/failure/ws-001"),
+            r#""2026-12/failure/ws-001""#
+        );
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        let long = "é".repeat(150);
+        let cut = truncate_chars(&long, MAX_SUMMARY_CHARS);
+        assert_eq!(cut.chars().count(), 100);
+        assert_eq!(truncate_chars("short", 100), "short");
+    }
+
+    #[tokio::test]
+    async fn every_call_carries_the_basic_credentials_and_the_client_id() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .and(header("authorization", "Basic bXNwK3B1Yjpwcml2"))
+            .and(header("clientId", "cid"))
+            .and(header("accept", "application/json"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 42}])))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let id = psa(&server)
+            .open_ticket(&ticket("r1", "acme", Criticality::P2))
+            .await
+            .unwrap();
+        assert_eq!(id, "42");
+    }
+
+    #[tokio::test]
+    async fn open_ticket_creates_a_ticket_on_the_board_when_none_has_the_reference() {
+        let server = MockServer::start().await;
+        let board = mount_board(&server).await;
+        let psa = psa(&server);
+
+        let mut t = ticket("2026-12/failure/ws-001", "acme", Criticality::P1);
+        t.summary = "ü".repeat(120);
+        assert_eq!(psa.open_ticket(&t).await.unwrap(), "1000");
+        psa.open_ticket(&ticket("2026-12/review/globex", "globex", Criticality::P2))
+            .await
+            .unwrap();
+        psa.open_ticket(&ticket("2026-12/record/acme", "acme", Criticality::P3))
+            .await
+            .unwrap();
+
+        let posts = requests(&server, "POST").await;
+        let bodies: Vec<Value> = posts
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        assert_eq!(
+            bodies[0],
+            json!({
+                "summary": "ü".repeat(100),
+                "board": {"name": "Patching"},
+                "company": {"identifier": "AcmeCorp"},
+                "priority": {"name": "Priority 1 - Emergency Response"},
+                "initialDescription": "KB5040000 failed with 0x80070005",
+                "externalXRef": "2026-12/failure/ws-001"
+            })
+        );
+        assert_eq!(bodies[1]["company"], json!({"identifier": "globex"}));
+        assert_eq!(
+            bodies[1]["priority"],
+            json!({"name": "Priority 2 - Quick Response"})
+        );
+        assert_eq!(
+            bodies[2]["priority"],
+            json!({"name": "Priority 3 - Normal Response"})
+        );
+        let gets = requests(&server, "GET").await;
+        let q = |name: &str| {
+            gets[0]
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        assert_eq!(
+            q("conditions").as_deref(),
+            Some(r#"externalXRef="2026-12/failure/ws-001""#)
+        );
+        assert_eq!(q("fields").as_deref(), Some("id"));
+        assert_eq!(board.0.lock().unwrap().len(), 3);
+        for r in server.received_requests().await.unwrap() {
+            assert_eq!(r.headers["authorization"], "Basic bXNwK3B1Yjpwcml2");
+            assert_eq!(r.headers["clientid"], "cid");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_ticket_returns_the_ticket_already_under_the_reference_and_posts_nothing() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .and(query_param(
+                "conditions",
+                r#"externalXRef="2026-12/failure/ws-001""#,
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 555}])))
+            .mount(&server)
+            .await;
+        let id = psa(&server)
+            .open_ticket(&ticket("2026-12/failure/ws-001", "acme", Criticality::P2))
+            .await
+            .unwrap();
+        assert_eq!(id, "555");
+        assert!(requests(&server, "POST").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn opening_the_same_reference_twice_gives_one_ticket_even_with_quotes_in_it() {
+        let server = MockServer::start().await;
+        let board = mount_board(&server).await;
+        let psa = psa(&server);
+        let t = ticket(r#"2026-12/failure/"odd"\ref"#, "acme", Criticality::P2);
+        let first = psa.open_ticket(&t).await.unwrap();
+        let second = psa.open_ticket(&t).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(board.0.lock().unwrap().len(), 1);
+        assert_eq!(requests(&server, "POST").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_is_not_resent_and_the_next_attempt_finds_what_it_stored() {
+        let server = MockServer::start().await;
+        let board = Board::default();
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(Lookup(board.clone()))
+            .mount(&server)
+            .await;
+        // The ticket is stored, but the answer is a gateway error.
+        struct StoredThenFailed(Board);
+        impl Respond for StoredThenFailed {
+            fn respond(&self, req: &Request) -> ResponseTemplate {
+                let _ = Create(self.0.clone()).respond(req);
+                ResponseTemplate::new(504)
+            }
+        }
+        Mock::given(method("POST"))
+            .and(path(TICKETS))
+            .respond_with(StoredThenFailed(board.clone()))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let psa = psa(&server);
+        let t = ticket("r-504", "acme", Criticality::P2);
+        let e = psa.open_ticket(&t).await.unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert_eq!(requests(&server, "POST").await.len(), 1);
+        assert_eq!(psa.open_ticket(&t).await.unwrap(), "1000");
+        assert_eq!(board.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn add_note_reads_every_page_of_notes_and_adds_each_key_once() {
+        let server = MockServer::start().await;
+        let notes = Notes::default();
+        {
+            let mut n = notes.0.lock().unwrap();
+            for i in 0..2500 {
+                n.push(format!("note {i}"));
+            }
+            n[2400] = "retry scheduled\n\n[patchflow:retry-1]".to_owned();
+        }
+        let notes_path = format!("{TICKETS}/7/notes");
+        Mock::given(method("GET"))
+            .and(path(notes_path.as_str()))
+            .and(query_param("pageSize", "1000"))
+            .respond_with(ListNotes(notes.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(notes_path.as_str()))
+            .respond_with(AddNote(notes.clone()))
+            .mount(&server)
+            .await;
+        let psa = psa(&server);
+
+        psa.add_note("7", "retry-1", "retry scheduled")
+            .await
+            .unwrap();
+        let pages: Vec<String> = requests(&server, "GET")
+            .await
+            .iter()
+            .filter_map(|r| {
+                r.url
+                    .query_pairs()
+                    .find(|(k, _)| k == "page")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .collect();
+        assert_eq!(pages, ["1", "2", "3"]);
+        assert!(requests(&server, "POST").await.is_empty());
+
+        psa.add_note("7", "done", "installed").await.unwrap();
+        psa.add_note("7", "done", "installed").await.unwrap();
+        let posts = requests(&server, "POST").await;
+        assert_eq!(posts.len(), 1);
+        let body: Value = serde_json::from_slice(&posts[0].body).unwrap();
+        assert_eq!(
+            body,
+            json!({"text": "installed\n\n[patchflow:done]", "detailDescriptionFlag": true})
+        );
+        assert_eq!(notes.0.lock().unwrap().len(), 2501);
+    }
+
+    #[tokio::test]
+    async fn close_ticket_patches_the_status_and_an_unknown_ticket_is_not_found() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("{TICKETS}/7")))
+            .and(body_json(
+                json!([{"op": "replace", "path": "status", "value": {"name": "Closed"}}]),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 7})))
+            .expect(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("{TICKETS}/999")))
+            .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+                "code": "NotFound", "message": "Ticket ID 999 not found"
+            })))
+            .mount(&server)
+            .await;
+        let psa = psa(&server);
+        psa.close_ticket("7").await.unwrap();
+        // Closing a closed ticket is not an error.
+        psa.close_ticket("7").await.unwrap();
+        let e = psa.close_ticket("999").await.unwrap_err();
+        assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
+        let e = psa.close_ticket("../companies").await.unwrap_err();
+        assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
+        assert_eq!(requests(&server, "PATCH").await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn update_status_sets_any_status_by_name() {
+        let server = MockServer::start().await;
+        Mock::given(method("PATCH"))
+            .and(path(format!("{TICKETS}/8")))
+            .and(body_json(
+                json!([{"op": "replace", "path": "status", "value": {"name": "Waiting Customer"}}]),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 8})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        psa(&server)
+            .update_status("8", "Waiting Customer")
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_429_with_retry_after_is_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": 9}])))
+            .mount(&server)
+            .await;
+        let id = psa(&server)
+            .open_ticket(&ticket("r", "acme", Criticality::P2))
+            .await
+            .unwrap();
+        assert_eq!(id, "9");
+        assert_eq!(requests(&server, "GET").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_401_is_permanent_and_names_connectwise_psa() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+                "code": "Unauthorized", "message": "Authentication failed"
+            })))
+            .mount(&server)
+            .await;
+        let e = psa(&server)
+            .open_ticket(&ticket("r", "acme", Criticality::P2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PortError::Permanent { .. }), "{e:?}");
+        let text = full_text(&e);
+        assert!(
+            text.contains("ConnectWise PSA GET /service/tickets") && text.contains("401"),
+            "{text}"
+        );
+        assert!(!text.contains("priv"), "{text}");
+        assert_eq!(requests(&server, "GET").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_ticket_response_names_the_call_and_the_field() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(TICKETS))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "T-1"})))
+            .mount(&server)
+            .await;
+        let e = psa(&server)
+            .open_ticket(&ticket("r", "acme", Criticality::P2))
+            .await
+            .unwrap_err();
+        assert!(!e.is_retryable());
+        let text = full_text(&e);
+        assert!(
+            text.contains("ConnectWise PSA POST /service/tickets") && text.contains("`id`"),
+            "{text}"
+        );
+
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(TICKETS))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"summary": "x"}])))
+            .mount(&server)
+            .await;
+        let e = psa(&server)
+            .open_ticket(&ticket("r", "acme", Criticality::P2))
+            .await
+            .unwrap_err();
+        let text = full_text(&e);
+        assert!(
+            text.contains("[0]") && text.contains("missing field `id`"),
+            "{text}"
+        );
+    }
+}

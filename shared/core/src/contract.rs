@@ -186,6 +186,11 @@ pub struct PatchDoc {
     /// CVE ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cves: Option<Vec<String>>,
+    /// The names of the products the patch applies to (e.g. `Windows Server 2025`), as the
+    /// vendor gives them. An extra field of the contract: informational, for people and
+    /// reports; planning does not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub products: Option<Vec<String>>,
 }
 
 /// Parses a JSON document, turning any error into one that names the source, and for errors

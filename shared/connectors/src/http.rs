@@ -74,6 +74,8 @@ pub struct HttpClient {
     system: &'static str,
     client: reqwest::Client,
     retry: RetryPolicy,
+    /// Values never to appear in an error or a log (a key the system may echo back).
+    redact: Vec<String>,
 }
 
 /// Why a call failed after its retries, with what the connector needs to decide (the status).
@@ -81,6 +83,9 @@ pub struct HttpClient {
 pub struct CallError {
     /// The HTTP status, when the system answered.
     pub status: Option<StatusCode>,
+    /// The body of the refusal (its first 64 KiB), for connectors that read the system's own
+    /// error shape.
+    pub body: Option<String>,
     /// The port error to return.
     pub error: PortError,
 }
@@ -108,7 +113,22 @@ impl HttpClient {
             system,
             client,
             retry,
+            redact: Vec::new(),
         })
+    }
+
+    /// The same client, scrubbing `secret` from every error and log it writes.
+    pub fn redacting(mut self, secret: &str) -> Self {
+        if !secret.is_empty() {
+            self.redact.push(secret.to_owned());
+        }
+        self
+    }
+
+    fn scrub(&self, text: String) -> String {
+        self.redact
+            .iter()
+            .fold(text, |t, secret| t.replace(secret.as_str(), "[redacted]"))
     }
 
     /// The system's name.
@@ -131,28 +151,9 @@ impl HttpClient {
     ) -> Result<Response, CallError> {
         let mut retry = 0;
         loop {
-            let outcome = build().send().await;
-            let (transient, status, detail, retry_after) = match outcome {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = retry_after(resp.headers());
-                    let body = resp.text().await.unwrap_or_default();
-                    let transient =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    (
-                        transient,
-                        Some(status),
-                        format!("HTTP {status}: {}", excerpt(&body)),
-                        retry_after,
-                    )
-                }
-                Err(e) => (
-                    e.is_timeout() || e.is_connect() || e.is_request(),
-                    None,
-                    error_text(&e),
-                    None,
-                ),
+            let (transient, failed, retry_after) = match self.attempt(build()).await {
+                Ok(resp) => return Ok(resp),
+                Err(f) => f,
             };
             retry += 1;
             if transient && retry < self.retry.attempts {
@@ -162,21 +163,88 @@ impl HttpClient {
                     call = what,
                     retry,
                     wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    detail = %detail,
+                    detail = %failed.detail,
                     "retrying"
                 );
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let context = format!("{} {what}", self.system);
-            let error = match status {
-                Some(StatusCode::NOT_FOUND) => PortError::NotFound(format!("{context}: {detail}")),
-                _ if transient => {
-                    PortError::transient(context, format!("{detail} (after {retry} attempts)"))
-                }
-                _ => PortError::permanent(context, detail),
+            let note = if transient {
+                format!(" (after {retry} attempts)")
+            } else {
+                String::new()
             };
-            return Err(CallError { status, error });
+            return Err(self.fail(what, transient, failed, &note));
+        }
+    }
+
+    /// Sends a request that must not be repeated blindly (a create: a timeout or a 5xx may come
+    /// after the system stored it) exactly once. Failures map as in [`HttpClient::send`]; the
+    /// caller's own retry should look the record up first.
+    pub async fn send_once(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+    ) -> Result<Response, CallError> {
+        match self.attempt(request).await {
+            Ok(resp) => Ok(resp),
+            Err((transient, failed, _)) => Err(self.fail(
+                what,
+                transient,
+                failed,
+                " (not resent: it may have been stored)",
+            )),
+        }
+    }
+
+    /// One request: the response, or whether retrying may help, what failed, and `Retry-After`.
+    async fn attempt(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Response, (bool, Failed, Option<Duration>)> {
+        match request.send().await {
+            Ok(resp) if resp.status().is_success() => Ok(resp),
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = retry_after(resp.headers());
+                let body = self.scrub(resp.text().await.unwrap_or_default());
+                let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                let detail = format!("HTTP {status}: {}", excerpt(&body));
+                let body: String = body.chars().take(65_536).collect();
+                Err((
+                    transient,
+                    Failed {
+                        status: Some(status),
+                        body: Some(body),
+                        detail,
+                    },
+                    retry_after,
+                ))
+            }
+            Err(e) => Err((
+                e.is_timeout() || e.is_connect() || e.is_request(),
+                Failed {
+                    status: None,
+                    body: None,
+                    detail: self.scrub(error_text(&e)),
+                },
+                None,
+            )),
+        }
+    }
+
+    fn fail(&self, what: &str, transient: bool, failed: Failed, note: &str) -> CallError {
+        let context = format!("{} {what}", self.system);
+        let detail = format!("{}{note}", failed.detail);
+        let error = match failed.status {
+            Some(StatusCode::NOT_FOUND) => PortError::NotFound(format!("{context}: {detail}")),
+            _ if transient => PortError::transient(context, detail),
+            _ => PortError::permanent(context, detail),
+        };
+        CallError {
+            status: failed.status,
+            body: failed.body,
+            error,
         }
     }
 
@@ -189,13 +257,25 @@ impl HttpClient {
         let resp = self.send(what, build).await?;
         let body = resp.bytes().await.map_err(|e| CallError {
             status: None,
-            error: PortError::transient(format!("{} {what}", self.system), error_text(&e)),
+            body: None,
+            error: PortError::transient(
+                format!("{} {what}", self.system),
+                self.scrub(error_text(&e)),
+            ),
         })?;
         decode(self.system, what, &body).map_err(|error| CallError {
             status: None,
+            body: None,
             error,
         })
     }
+}
+
+/// A failed attempt.
+struct Failed {
+    status: Option<StatusCode>,
+    body: Option<String>,
+    detail: String,
 }
 
 /// Decodes a JSON body; a body that is not the documented shape is a permanent error naming the
@@ -228,7 +308,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The first 300 characters of a body, on one line.
-fn excerpt(body: &str) -> String {
+pub(crate) fn excerpt(body: &str) -> String {
     let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &one_line[..i]),
@@ -238,7 +318,7 @@ fn excerpt(body: &str) -> String {
 }
 
 /// A reqwest error with its causes, the URL shortened to its path (a query may carry secrets).
-fn error_text(e: &reqwest::Error) -> String {
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
         text = text.replace(url.as_str(), url.path());
@@ -407,6 +487,29 @@ mod tests {
             .unwrap_err();
         assert!(e.error.is_retryable(), "{:?}", e.error);
         assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_create_is_sent_once_and_its_refusal_keeps_the_body_without_the_secret() {
+        let server = MockServer::start().await;
+        Mock::given(path("/create"))
+            .respond_with(
+                ResponseTemplate::new(503).set_body_string("{\"echo\":\"key-S3CR3T\"}"),
+            )
+            .mount(&server)
+            .await;
+        let c = client(fast()).redacting("key-S3CR3T");
+        let url = join(&server.uri(), "create");
+        let e = c
+            .send_once("POST /create", c.request(Method::POST, &url))
+            .await
+            .unwrap_err();
+        assert!(e.error.is_retryable());
+        let text = format!("{}: {}", e.error, std::error::Error::source(&e.error).unwrap());
+        assert!(text.contains("not resent"), "{text}");
+        assert!(!text.contains("S3CR3T"), "{text}");
+        assert_eq!(e.body.as_deref(), Some("{\"echo\":\"[redacted]\"}"));
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
     }
 
     #[test]

@@ -52,10 +52,10 @@ use patchflow_core::model::Criticality;
 use patchflow_core::ports::psa::{NewTicket, Psa};
 use patchflow_core::ports::PortError;
 use reqwest::header::ACCEPT;
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{call, decode, join, HttpClient, RetryPolicy, Timeouts};
+use crate::http::{call, decode, error_text, join, HttpClient, RetryPolicy, Timeouts};
 use crate::secrets::ManageCredentials;
 
 /// The system's name in errors and logs.
@@ -321,43 +321,9 @@ impl ManagePsa {
         ))
     }
 
-    /// Sends a request that must not be repeated blindly (a create) once, mapping its outcome
-    /// onto the port's errors like [`HttpClient::send`] does.
-    async fn send_once(
-        &self,
-        what: &str,
-        request: RequestBuilder,
-    ) -> Result<reqwest::Response, PortError> {
-        let context = format!("{SYSTEM} {what}");
-        let resp = match request.send().await {
-            Ok(resp) => resp,
-            Err(e) => {
-                let detail = format!("{} (not resent: it may have been stored)", error_text(&e));
-                return Err(if e.is_timeout() || e.is_connect() || e.is_request() {
-                    PortError::transient(context, detail)
-                } else {
-                    PortError::permanent(context, detail)
-                });
-            }
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let body = resp.text().await.unwrap_or_default();
-        let detail = format!("HTTP {status}: {}", excerpt(&body));
-        Err(match status {
-            StatusCode::NOT_FOUND => PortError::NotFound(format!("{context}: {detail}")),
-            s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
-                PortError::transient(context, detail)
-            }
-            _ => PortError::permanent(context, detail),
-        })
-    }
-
     /// Sends a create once and decodes the new record's id.
     async fn create(&self, what: &str, request: RequestBuilder) -> Result<u64, PortError> {
-        let resp = self.send_once(what, request).await?;
+        let resp = self.http.send_once(what, request).await?;
         let body = resp.bytes().await.map_err(|e| {
             PortError::transient(
                 format!("{SYSTEM} {what}"),
@@ -457,31 +423,6 @@ fn ticket_id(ticket: &str) -> Result<u64, PortError> {
         .trim()
         .parse()
         .map_err(|_| PortError::NotFound(format!("{SYSTEM} ticket `{ticket}`: not a ticket id")))
-}
-
-/// The first 300 characters of a body, on one line.
-fn excerpt(body: &str) -> String {
-    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(300) {
-        Some((i, _)) => format!("{}...", &one_line[..i]),
-        None if one_line.is_empty() => "(empty body)".to_owned(),
-        None => one_line,
-    }
-}
-
-/// A reqwest error with its causes, the URL shortened to its path.
-fn error_text(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), url.path());
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -184,6 +184,7 @@ impl PagerDutyPager {
                 "routing_key is empty",
             ));
         }
+        let http = http.redacting(credentials.routing_key.expose());
         Ok(Self {
             config,
             credentials,
@@ -228,7 +229,7 @@ impl PagerDutyPager {
             Ok(accepted) => accepted,
             Err(e) => {
                 let error = match e.status {
-                    Some(StatusCode::BAD_REQUEST) => refused(&what, e.error),
+                    Some(StatusCode::BAD_REQUEST) => refused(&what, e.body.as_deref(), e.error),
                     // A 404 is a wrong events_url: not a missing page, and retrying cannot help.
                     Some(StatusCode::NOT_FOUND) => {
                         PortError::permanent(format!("{SYSTEM} {what}"), e.error.to_string())
@@ -385,14 +386,12 @@ fn check_dedup_key(what: &str, dedup_key: &str) -> Result<(), PortError> {
 
 /// A 400: PagerDuty refused the event. The error keeps its `status`, `message` and `errors`
 /// when the body has the documented shape, else the body's first words.
-fn refused(what: &str, error: PortError) -> PortError {
+fn refused(what: &str, body: Option<&str>, error: PortError) -> PortError {
     let detail = match &error {
         PortError::Permanent { source, .. } => source.to_string(),
         other => other.to_string(),
     };
-    // The shared client's detail is `HTTP <status>: <body on one line>`.
-    let body = detail.split_once(": ").map_or("", |(_, body)| body);
-    let text = match serde_json::from_str::<Invalid>(body) {
+    let text = match serde_json::from_str::<Invalid>(body.unwrap_or_default()) {
         Ok(invalid) if invalid.errors.is_empty() => {
             format!(
                 "PagerDuty refused the event (HTTP 400 {}): {}",

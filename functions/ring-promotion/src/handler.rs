@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use patchflow_core::ports::queue::QueueConsumer;
 use patchflow_lambda::{
-    sqs_batch, Config, ConfigError, Function, Invocation, LambdaEvent, SqsBatchResponse, Stage,
+    sqs_batch, Config, ConfigError, Function, Invocation, LambdaEvent, Sources, SqsBatchResponse,
+    Stage,
 };
 use patchflow_pipeline::env::Ports;
 use patchflow_pipeline::error::HandlerError;
@@ -32,7 +33,7 @@ impl Function for RingPromotion {
     type Response = Response;
     const NAME: &'static str = "ring-promotion";
 
-    fn from_config(_config: &Config) -> Result<Self, ConfigError> {
+    fn from_config(_config: &Config, _sources: Sources) -> Result<Self, ConfigError> {
         Ok(Self)
     }
 

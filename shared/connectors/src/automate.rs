@@ -76,7 +76,9 @@ const DEFAULT_TOKEN_LIFE: chrono::Duration = chrono::Duration::minutes(50);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutomateConfig {
-    /// The server's address, e.g. `https://rmm.example.com` (the API is under `/cwa/api/v1`).
+    /// The server's address, e.g. `https://rmm.example.com` (the API is under `/cwa/api/v1`);
+    /// in AWS, `PATCHFLOW_RMM_BASE_URL` sets it.
+    #[serde(default)]
     pub base_url: String,
     /// Rows per page, 1 to 1000 (default 1000, Automate's largest).
     #[serde(default = "default_page_size")]
@@ -418,6 +420,15 @@ impl Automate {
         credentials: AutomateCredentials,
         http: HttpClient,
     ) -> Result<Self, PortError> {
+        if !config.base_url.starts_with("https://") && !config.base_url.starts_with("http://") {
+            return Err(PortError::permanent(
+                SYSTEM,
+                format!(
+                    "automate.base_url `{}` is not an http(s) address of the Automate server",
+                    config.base_url
+                ),
+            ));
+        }
         if !(1..=1000).contains(&config.page_size) {
             return Err(PortError::permanent(
                 SYSTEM,

@@ -493,9 +493,7 @@ mod tests {
     async fn a_create_is_sent_once_and_its_refusal_keeps_the_body_without_the_secret() {
         let server = MockServer::start().await;
         Mock::given(path("/create"))
-            .respond_with(
-                ResponseTemplate::new(503).set_body_string("{\"echo\":\"key-S3CR3T\"}"),
-            )
+            .respond_with(ResponseTemplate::new(503).set_body_string("{\"echo\":\"key-S3CR3T\"}"))
             .mount(&server)
             .await;
         let c = client(fast()).redacting("key-S3CR3T");
@@ -505,7 +503,11 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.error.is_retryable());
-        let text = format!("{}: {}", e.error, std::error::Error::source(&e.error).unwrap());
+        let text = format!(
+            "{}: {}",
+            e.error,
+            std::error::Error::source(&e.error).unwrap()
+        );
         assert!(text.contains("not resent"), "{text}");
         assert!(!text.contains("S3CR3T"), "{text}");
         assert_eq!(e.body.as_deref(), Some("{\"echo\":\"[redacted]\"}"));

@@ -8,7 +8,8 @@
 //!   shops and third-party patches.
 //!
 //! They share [`http`] (timeouts, retries with backoff and jitter, errors naming the system,
-//! the call and the field) and [`secrets`] (credentials that never print).
+//! the call and the field) and [`secrets`] (credentials that never print); [`settings`] is the
+//! connectors file that chooses and maps them.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -20,3 +21,4 @@ pub mod manage;
 pub mod msrc;
 pub mod pagerduty;
 pub mod secrets;
+pub mod settings;

@@ -203,12 +203,12 @@ impl ManagePsa {
     /// A connector with the default timeouts and retries.
     pub fn new(config: ManageConfig, credentials: ManageCredentials) -> Result<Self, PortError> {
         let http = HttpClient::new(SYSTEM, Timeouts::default(), RetryPolicy::default())?;
-        Self::with_client(config, credentials, http)
+        Self::with_http(config, credentials, http)
     }
 
     /// A connector over `http` (its timeouts and retries; tests use fast ones). Fails when the
     /// base URL is not an http(s) URL.
-    pub fn with_client(
+    pub fn with_http(
         config: ManageConfig,
         credentials: ManageCredentials,
         http: HttpClient,
@@ -462,7 +462,7 @@ mod tests {
             client_id: "cid".to_owned(),
         };
         let http = HttpClient::new(SYSTEM, Timeouts::default(), fast()).unwrap();
-        ManagePsa::with_client(config(&server.uri()), credentials, http).unwrap()
+        ManagePsa::with_http(config(&server.uri()), credentials, http).unwrap()
     }
 
     fn ticket(external_ref: &str, client: &str, priority: Criticality) -> NewTicket {

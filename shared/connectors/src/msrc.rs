@@ -113,7 +113,7 @@ pub struct MsrcCatalog {
 impl MsrcCatalog {
     /// A catalog read from `config.base_url` through `http` (whose system name is used in
     /// errors).
-    pub fn new(config: MsrcConfig, http: HttpClient) -> Self {
+    pub fn with_http(config: MsrcConfig, http: HttpClient) -> Self {
         Self {
             config,
             http,
@@ -122,9 +122,9 @@ impl MsrcCatalog {
     }
 
     /// A catalog with the default timeouts and retries.
-    pub fn from_config(config: MsrcConfig) -> Result<Self, PortError> {
+    pub fn new(config: MsrcConfig) -> Result<Self, PortError> {
         let http = HttpClient::new(SYSTEM, Timeouts::default(), RetryPolicy::default())?;
-        Ok(Self::new(config, http))
+        Ok(Self::with_http(config, http))
     }
 
     /// Merges in the third-party patches of a catalog file in the contract's format (its
@@ -547,7 +547,7 @@ mod tests {
 
     fn catalog(server: &MockServer) -> MsrcCatalog {
         let http = HttpClient::new(SYSTEM, Timeouts::default(), fast()).unwrap();
-        MsrcCatalog::new(
+        MsrcCatalog::with_http(
             MsrcConfig {
                 base_url: server.uri(),
             },

@@ -172,7 +172,7 @@ pub struct PagerDutyPager {
 impl PagerDutyPager {
     /// A pager with this configuration, routing key and HTTP client. Fails when the
     /// configuration is invalid (see [`PagerDutyConfig::validate`]) or the routing key is empty.
-    pub fn new(
+    pub fn with_http(
         config: PagerDutyConfig,
         credentials: PagerDutyCredentials,
         http: HttpClient,
@@ -195,12 +195,12 @@ impl PagerDutyPager {
 
     /// A pager with the default timeouts and retries ([`Timeouts::default`],
     /// [`RetryPolicy::default`]).
-    pub fn with_default_client(
+    pub fn new(
         config: PagerDutyConfig,
         credentials: PagerDutyCredentials,
     ) -> Result<Self, PortError> {
         let http = HttpClient::new(SYSTEM, Timeouts::default(), RetryPolicy::default())?;
-        Self::new(config, credentials, http)
+        Self::with_http(config, credentials, http)
     }
 
     /// The configuration.
@@ -468,7 +468,7 @@ mod tests {
             routing_key: Secret::new(KEY),
         };
         let client = HttpClient::new(SYSTEM, Timeouts::default(), fast()).unwrap();
-        PagerDutyPager::new(config, credentials, client).unwrap()
+        PagerDutyPager::with_http(config, credentials, client).unwrap()
     }
 
     fn accepted(dedup_key: &str) -> ResponseTemplate {
@@ -768,6 +768,6 @@ mod tests {
             routing_key: Secret::new(""),
         };
         let client = HttpClient::new(SYSTEM, Timeouts::default(), fast()).unwrap();
-        assert!(PagerDutyPager::new(PagerDutyConfig::default(), creds, client).is_err());
+        assert!(PagerDutyPager::with_http(PagerDutyConfig::default(), creds, client).is_err());
     }
 }

@@ -2,22 +2,18 @@
 //! stage queues found by name, and the pipeline's [`Env`] over DynamoDB, SQS and S3, with the connectors
 //! the configuration names.
 
-use std::sync::Arc;
-
 use patchflow_aws::config::{dynamodb_client, s3_client, sdk_config, sqs_client};
 use patchflow_aws::dynamodb::DynamoState;
 use patchflow_aws::s3::S3EvidenceStore;
 use patchflow_aws::sqs::SqsQueues;
-use patchflow_local::clock::SystemClock;
 use patchflow_pipeline::env::{Env, Settings};
 use patchflow_pipeline::error::error_chain;
-use patchflow_sim::connectors::{SimPager, SimPsa, SimRmm};
 
-use crate::config::{Config, ConfigError, Connectors, QUEUE_PREFIX};
+use crate::config::{Config, ConfigError, QUEUE_PREFIX};
+use crate::systems::{systems, AnyPager, AnyPsa, AnyRmm, Sources, SystemsError};
 
 /// The environment every function runs on in AWS.
-pub type AwsEnv =
-    Env<DynamoState, SqsQueues, S3EvidenceStore, SimRmm<SystemClock>, SimPsa, SimPager>;
+pub type AwsEnv = Env<DynamoState, SqsQueues, S3EvidenceStore, AnyRmm, AnyPsa, AnyPager>;
 
 /// Why a function cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +24,9 @@ pub enum StartupError {
     /// The S3 client's configuration.
     #[error(transparent)]
     S3(#[from] patchflow_aws::config::ConfigError),
+    /// The RMM, PSA, pager or sources.
+    #[error(transparent)]
+    Systems(#[from] SystemsError),
     /// The stage queues could not be found.
     #[error("the stage queues of {QUEUE_PREFIX}={prefix}: {message}")]
     Queues {
@@ -39,8 +38,9 @@ pub enum StartupError {
 }
 
 /// Builds the environment: SDK configuration from the standard chain, one client per service,
-/// the stage queues looked up by name, the connectors of the configuration.
-pub async fn aws_env(config: &Config) -> Result<AwsEnv, StartupError> {
+/// the stage queues looked up by name, the connectors of the configuration (credentials read
+/// once); and inventory-sync's sources.
+pub async fn aws_env(config: &Config) -> Result<(AwsEnv, Sources), StartupError> {
     let sdk = sdk_config().await;
     let sqs = sqs_client(&sdk);
     let queues = SqsQueues::lookup(sqs, &config.queue_prefix)
@@ -50,18 +50,19 @@ pub async fn aws_env(config: &Config) -> Result<AwsEnv, StartupError> {
             message: error_chain(&e),
         })?;
     let s3 = s3_client(&sdk)?;
-    let Connectors::Simulation(outcomes) = config.connectors;
-    Ok(Env {
+    let systems = systems(config, &sdk).await?;
+    let env = Env {
         state: DynamoState::new(dynamodb_client(&sdk), config.state_table.clone()),
         queues,
         evidence: S3EvidenceStore::new(s3, config.evidence_bucket.clone()),
-        rmm: SimRmm::new(outcomes, Arc::new(SystemClock)),
-        psa: SimPsa::default(),
-        pager: SimPager::default(),
+        rmm: systems.rmm,
+        psa: systems.psa,
+        pager: systems.pager,
         policy: config.policy.clone(),
         settings: Settings {
             retention: chrono::Duration::days(config.retention_days),
             ..Settings::default()
         },
-    })
+    };
+    Ok((env, systems.sources))
 }

@@ -1,17 +1,24 @@
 //! The configuration of a function, read once from the environment at start-up. A variable that
 //! is missing or cannot be used is an error naming it.
 
+use patchflow_connectors::settings::ConnectorsFile;
 use patchflow_core::policy::Policy;
 use patchflow_sim::connectors::Outcomes;
 
 pub use patchflow_aws::config::{EVIDENCE_BUCKET, QUEUE_PREFIX, STATE_TABLE};
 
-/// The inventory file inventory-sync reads (JSON, or CSV by its `.csv` extension).
+/// The inventory file inventory-sync reads (JSON, or CSV by its `.csv` extension), with the
+/// simulation; `connectwise` pulls the inventory from Automate.
 pub const INVENTORY_PATH: &str = "PATCHFLOW_INVENTORY_PATH";
-/// The month's catalog file inventory-sync reads; `{cycle}` in it is replaced by `YYYY-MM`.
+/// The month's catalog file inventory-sync reads; `{cycle}` in it is replaced by `YYYY-MM`. With
+/// `connectwise` it is optional and holds the third-party patches merged into Microsoft's.
 pub const CATALOG_PATH: &str = "PATCHFLOW_CATALOG_PATH";
-/// Which RMM, PSA and pager the functions drive: only `simulation` for now (the default).
+/// Which RMM, PSA and pager the functions drive: `simulation` (the default) or `connectwise`.
 pub const CONNECTORS: &str = "PATCHFLOW_CONNECTORS";
+/// The connectors file (TOML, see docs/connectors.md), needed by `connectwise`.
+pub const CONNECTORS_CONFIG: &str = "PATCHFLOW_CONNECTORS_CONFIG";
+/// The SNS topic the pager publishes to when the connectors file says `[pager] kind = "sns"`.
+pub const PAGER_TOPIC_ARN: &str = "PATCHFLOW_PAGER_TOPIC_ARN";
 /// An optional TOML policy overriding the operating model's defaults.
 pub const POLICY_PATH: &str = "PATCHFLOW_POLICY_PATH";
 /// The simulation's seed (an unsigned integer, default [`DEFAULT_SIM_SEED`]).
@@ -44,6 +51,8 @@ pub const READS: &[&str] = &[
     INVENTORY_PATH,
     CATALOG_PATH,
     CONNECTORS,
+    CONNECTORS_CONFIG,
+    PAGER_TOPIC_ARN,
     POLICY_PATH,
     EVIDENCE_RETENTION_DAYS,
     SIM_SEED,
@@ -84,10 +93,12 @@ pub enum ConfigError {
 }
 
 /// The RMM, PSA and pager the functions drive.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Connectors {
     /// The simulated RMM, PSA and pager of `patchflow-sim`, with these outcomes.
     Simulation(Outcomes),
+    /// ConnectWise Automate and PSA, PagerDuty or SNS, Microsoft's release, per this file.
+    ConnectWise(Box<ConnectorsFile>),
 }
 
 /// Everything a function reads from its environment.
@@ -109,8 +120,7 @@ pub struct Config {
     pub policy: Policy,
     /// Days evidence is locked ([`EVIDENCE_RETENTION_DAYS`]).
     pub retention_days: i64,
-    /// Where the connectors find their systems and credentials (used once the ConnectWise and
-    /// PagerDuty connectors replace the simulation).
+    /// Where the connectors find their systems and credentials.
     pub connections: Connections,
 }
 
@@ -125,6 +135,8 @@ pub struct Connections {
     pub psa_secret_arn: Option<String>,
     /// [`PAGER_SECRET_ARN`].
     pub pager_secret_arn: Option<String>,
+    /// [`PAGER_TOPIC_ARN`].
+    pub pager_topic_arn: Option<String>,
 }
 
 impl Config {
@@ -158,12 +170,26 @@ impl Config {
                 seed: parse_seed(get(SIM_SEED))?,
                 failure_rate: parse_rate(get(SIM_FAILURE_RATE))?,
             }),
+            Some("connectwise") => {
+                let path = required(
+                    CONNECTORS_CONFIG,
+                    "PATCHFLOW_CONNECTORS=connectwise reads the connectors file from it",
+                )?;
+                let mut file =
+                    ConnectorsFile::read(&path).map_err(|message| ConfigError::Invalid {
+                        name: CONNECTORS_CONFIG,
+                        message,
+                    })?;
+                if let (Some(a), Some(url)) = (file.automate.as_mut(), get(RMM_BASE_URL)) {
+                    a.base_url = url;
+                }
+                Connectors::ConnectWise(Box::new(file))
+            }
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     name: CONNECTORS,
                     message: format!(
-                        "`{other}` is not a known set of connectors: the only one for now is \
-                         `simulation`"
+                        "`{other}` is not a known set of connectors: `simulation` or `connectwise`"
                     ),
                 })
             }
@@ -195,29 +221,9 @@ impl Config {
                 rmm_secret_arn: get(RMM_SECRET_ARN),
                 psa_secret_arn: get(PSA_SECRET_ARN),
                 pager_secret_arn: get(PAGER_SECRET_ARN),
+                pager_topic_arn: get(PAGER_TOPIC_ARN),
             },
         })
-    }
-
-    /// The inventory file, which inventory-sync cannot start without.
-    pub fn inventory_path(&self) -> Result<&str, ConfigError> {
-        self.inventory_path
-            .as_deref()
-            .ok_or_else(|| ConfigError::Missing {
-                name: INVENTORY_PATH,
-                hint: ": inventory-sync reads the inventory from it".to_owned(),
-            })
-    }
-
-    /// The catalog file or template, which inventory-sync cannot start without.
-    pub fn catalog_path(&self) -> Result<&str, ConfigError> {
-        self.catalog_path
-            .as_deref()
-            .ok_or_else(|| ConfigError::Missing {
-                name: CATALOG_PATH,
-                hint: ": inventory-sync reads the month's catalog from it ({cycle} is YYYY-MM)"
-                    .to_owned(),
-            })
     }
 }
 
@@ -284,7 +290,9 @@ mod tests {
         assert_eq!(c.state_table, "pf-state");
         assert_eq!(c.queue_prefix, "pf");
         assert!(c.inventory_path.is_none() && c.catalog_path.is_none());
-        let Connectors::Simulation(o) = c.connectors;
+        let Connectors::Simulation(o) = c.connectors else {
+            panic!("{:?}", c.connectors)
+        };
         assert_eq!(o.seed, DEFAULT_SIM_SEED);
         assert_eq!(c.retention_days, DEFAULT_RETENTION_DAYS);
         assert_eq!(c.policy.to_toml(), Policy::default().to_toml());
@@ -313,20 +321,73 @@ mod tests {
     }
 
     #[test]
-    fn connectors_other_than_simulation_are_refused_naming_the_variable() {
+    fn unknown_connectors_are_refused_naming_the_variable() {
         let mut v = BASE.to_vec();
-        v.push((CONNECTORS, "connectwise"));
+        v.push((CONNECTORS, "kaseya"));
         let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
         assert!(
-            e.contains(CONNECTORS) && e.contains("connectwise") && e.contains("simulation"),
+            e.contains(CONNECTORS) && e.contains("kaseya") && e.contains("connectwise"),
             "{e}"
         );
         v.pop();
         v.push((CONNECTORS, "simulation"));
         v.push((SIM_SEED, "7"));
         v.push((SIM_FAILURE_RATE, "0.5"));
-        let Connectors::Simulation(o) = Config::from_lookup(vars(&v)).unwrap().connectors;
+        let Connectors::Simulation(o) = Config::from_lookup(vars(&v)).unwrap().connectors else {
+            panic!("not the simulation")
+        };
         assert_eq!((o.seed, o.failure_rate), (7, 0.5));
+    }
+
+    #[test]
+    fn connectwise_reads_its_file_and_the_rmm_address_from_the_environment() {
+        let mut v = BASE.to_vec();
+        v.push((CONNECTORS, "connectwise"));
+        let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+        assert!(
+            e.contains(CONNECTORS_CONFIG) && e.contains("not set"),
+            "{e}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("connectors.toml");
+        std::fs::write(
+            &good,
+            "[automate]\nbase_url = \"https://old.example.com\"\n[pager]\nkind = \"sns\"\n",
+        )
+        .unwrap();
+        let good = good.display().to_string();
+        v.push((CONNECTORS_CONFIG, &good));
+        v.push((RMM_BASE_URL, "https://rmm.example.com"));
+        v.push((PAGER_TOPIC_ARN, "arn:aws:sns:us-east-1:1:pages"));
+        let c = Config::from_lookup(vars(&v)).unwrap();
+        let Connectors::ConnectWise(file) = &c.connectors else {
+            panic!("{:?}", c.connectors)
+        };
+        assert_eq!(
+            file.automate.as_ref().unwrap().base_url,
+            "https://rmm.example.com"
+        );
+        assert_eq!(
+            c.connections.pager_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:1:pages")
+        );
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[automate]\nbase_url = \"https://x\"\npage_sise = 3\n",
+        )
+        .unwrap();
+        let bad = bad.display().to_string();
+        let mut v = BASE.to_vec();
+        v.push((CONNECTORS, "connectwise"));
+        v.push((CONNECTORS_CONFIG, &bad));
+        let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+        assert!(
+            e.contains(CONNECTORS_CONFIG) && e.contains("bad.toml") && e.contains("page_sise"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -375,26 +436,5 @@ mod tests {
             e.contains(POLICY_PATH) && e.contains("/nonexistent/policy.toml"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn inventory_sync_paths_are_required_only_when_asked_for() {
-        let c = Config::from_lookup(vars(&BASE)).unwrap();
-        assert!(c
-            .inventory_path()
-            .unwrap_err()
-            .to_string()
-            .contains(INVENTORY_PATH));
-        assert!(c
-            .catalog_path()
-            .unwrap_err()
-            .to_string()
-            .contains(CATALOG_PATH));
-        let mut v = BASE.to_vec();
-        v.push((INVENTORY_PATH, "/var/task/inventory.json"));
-        v.push((CATALOG_PATH, "/var/task/catalog-{cycle}.json"));
-        let c = Config::from_lookup(vars(&v)).unwrap();
-        assert_eq!(c.inventory_path().unwrap(), "/var/task/inventory.json");
-        assert_eq!(c.catalog_path().unwrap(), "/var/task/catalog-{cycle}.json");
     }
 }

@@ -20,6 +20,7 @@ use tracing::{error, info};
 use crate::aws::{aws_env, StartupError};
 use crate::config::{Config, ConfigError};
 use crate::logging;
+use crate::systems::Sources;
 
 /// One of patchflow's Lambda functions.
 pub trait Function: Sized + Send + Sync + 'static {
@@ -30,8 +31,9 @@ pub trait Function: Sized + Send + Sync + 'static {
     /// Its name, for logs.
     const NAME: &'static str;
 
-    /// The function, from the configuration (an error names what it is missing).
-    fn from_config(config: &Config) -> Result<Self, ConfigError>;
+    /// The function, from the configuration and the inventory and catalog sources it names
+    /// (only inventory-sync keeps them); an error names what is missing.
+    fn from_config(config: &Config, sources: Sources) -> Result<Self, ConfigError>;
 
     /// Handles one invocation at `now`. `queues` is the consumer side of the stage queues, for
     /// moving poison messages to their dead-letter queue.
@@ -59,7 +61,7 @@ impl<T: SqsStage> Function for T {
     type Response = SqsBatchResponse;
     const NAME: &'static str = <T as SqsStage>::NAME;
 
-    fn from_config(_config: &Config) -> Result<Self, ConfigError> {
+    fn from_config(_config: &Config, _sources: Sources) -> Result<Self, ConfigError> {
         Ok(T::default())
     }
 
@@ -94,8 +96,8 @@ impl From<Failure> for Diagnostic {
 
 async fn start<F: Function>() -> Result<(F, crate::AwsEnv), StartupError> {
     let config = Config::from_env()?;
-    let function = F::from_config(&config)?;
-    let env = aws_env(&config).await?;
+    let (env, sources) = aws_env(&config).await?;
+    let function = F::from_config(&config, sources)?;
     Ok((function, env))
 }
 

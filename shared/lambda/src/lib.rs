@@ -16,6 +16,7 @@ pub mod function;
 pub mod logging;
 pub mod scheduled;
 pub mod sqs;
+pub mod systems;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wiring;
@@ -25,6 +26,7 @@ pub use config::{Config, ConfigError};
 pub use function::{run, Failure, Function, SqsStage};
 pub use scheduled::Invocation;
 pub use sqs::sqs_batch;
+pub use systems::Sources;
 
 /// Re-exported so function crates name one version of each.
 pub use aws_lambda_events::event::eventbridge::EventBridgeEvent;

@@ -10,6 +10,7 @@ use patchflow_pipeline::error::HandlerError;
 use serde_json::{json, Value};
 
 use super::*;
+use patchflow_lambda::Sources;
 
 fn function() -> InventorySync {
     InventorySync::new(
@@ -206,21 +207,25 @@ fn it_needs_the_inventory_and_catalog_paths_to_start() {
         }
     };
     let config = Config::from_lookup(lookup(vec![])).unwrap();
-    let e = InventorySync::from_config(&config).unwrap_err().to_string();
+    let e = InventorySync::from_config(&config, Sources::files(&config))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("PATCHFLOW_INVENTORY_PATH"), "{e}");
     let config = Config::from_lookup(lookup(vec![(
         "PATCHFLOW_INVENTORY_PATH",
         "/var/task/inventory.json",
     )]))
     .unwrap();
-    let e = InventorySync::from_config(&config).unwrap_err().to_string();
+    let e = InventorySync::from_config(&config, Sources::files(&config))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("PATCHFLOW_CATALOG_PATH"), "{e}");
     let config = Config::from_lookup(lookup(vec![
         ("PATCHFLOW_INVENTORY_PATH", "/var/task/inventory.json"),
         ("PATCHFLOW_CATALOG_PATH", "/var/task/catalog-{cycle}.json"),
     ]))
     .unwrap();
-    assert!(InventorySync::from_config(&config).is_ok());
+    assert!(InventorySync::from_config(&config, Sources::files(&config)).is_ok());
 }
 
 #[test]

@@ -1,0 +1,312 @@
+//! The systems around patchflow that a function drives, as the configuration chooses them: the
+//! simulated RMM, PSA and pager (`PATCHFLOW_CONNECTORS=simulation`, with the inventory and
+//! catalog from files), or the real ones (`connectwise`: ConnectWise Automate and PSA, PagerDuty
+//! or an SNS topic, Microsoft's CVRF release plus a third-party catalog file), with credentials
+//! read once from Secrets Manager.
+//!
+//! Each port is an enum over its adapters, so a function's environment has one type whatever
+//! the configuration says. A function whose configuration gives it no credentials for a system
+//! gets that system as `Unavailable`: using it is a permanent error naming the variable, which
+//! is how least privilege shows up (only the functions that page get the pager's secret).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use patchflow_aws::secrets::{secrets_client, SecretsCache};
+use patchflow_aws::sns::{sns_client, SnsPager};
+use patchflow_connectors::automate::Automate;
+use patchflow_connectors::file::{FileCatalog, FileInventory};
+use patchflow_connectors::manage::ManagePsa;
+use patchflow_connectors::msrc::MsrcCatalog;
+use patchflow_connectors::pagerduty::PagerDutyPager;
+use patchflow_connectors::secrets::parse_credentials;
+use patchflow_connectors::settings::PagerChoice;
+use patchflow_core::contract::{CatalogDoc, InventoryDoc};
+use patchflow_core::ids::{CycleId, EndpointId};
+use patchflow_core::ports::pager::Pager;
+use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::rmm::{Rmm, RmmReport};
+use patchflow_core::ports::sources::{CatalogSource, InventorySource};
+use patchflow_core::ports::PortError;
+use patchflow_core::rules::commands::RmmCommand;
+use patchflow_local::clock::SystemClock;
+use patchflow_pipeline::error::error_chain;
+use patchflow_sim::connectors::{SimPager, SimPsa, SimRmm};
+
+use crate::config::{
+    Config, Connectors, PAGER_SECRET_ARN, PAGER_TOPIC_ARN, PSA_SECRET_ARN, RMM_SECRET_ARN,
+};
+
+fn unavailable(system: &str, why: &str) -> PortError {
+    PortError::permanent(
+        format!("{system} is not configured for this function"),
+        why.to_owned(),
+    )
+}
+
+/// The RMM.
+#[derive(Debug)]
+pub enum AnyRmm {
+    /// The simulation.
+    Simulated(SimRmm<SystemClock>),
+    /// ConnectWise Automate.
+    Automate(Arc<Automate>),
+    /// Not configured for this function (why).
+    Unavailable(String),
+}
+
+impl Rmm for AnyRmm {
+    async fn send(&self, key: &str, command: &RmmCommand) -> Result<(), PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.send(key, command).await,
+            AnyRmm::Automate(r) => r.send(key, command).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn reports(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RmmReport>, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.reports(endpoint, since).await,
+            AnyRmm::Automate(r) => r.reports(endpoint, since).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+}
+
+/// The PSA.
+#[derive(Debug)]
+pub enum AnyPsa {
+    /// The simulation.
+    Simulated(SimPsa),
+    /// ConnectWise PSA.
+    Manage(Box<ManagePsa>),
+    /// Not configured for this function (why).
+    Unavailable(String),
+}
+
+impl Psa for AnyPsa {
+    async fn open_ticket(&self, ticket: &NewTicket) -> Result<String, PortError> {
+        match self {
+            AnyPsa::Simulated(p) => p.open_ticket(ticket).await,
+            AnyPsa::Manage(p) => p.open_ticket(ticket).await,
+            AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
+        }
+    }
+
+    async fn add_note(&self, ticket: &str, note_key: &str, text: &str) -> Result<(), PortError> {
+        match self {
+            AnyPsa::Simulated(p) => p.add_note(ticket, note_key, text).await,
+            AnyPsa::Manage(p) => p.add_note(ticket, note_key, text).await,
+            AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
+        }
+    }
+
+    async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
+        match self {
+            AnyPsa::Simulated(p) => p.close_ticket(ticket).await,
+            AnyPsa::Manage(p) => p.close_ticket(ticket).await,
+            AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
+        }
+    }
+}
+
+/// The pager.
+#[derive(Debug)]
+pub enum AnyPager {
+    /// The simulation.
+    Simulated(SimPager),
+    /// PagerDuty.
+    PagerDuty(Box<PagerDutyPager>),
+    /// An SNS topic.
+    Sns(SnsPager),
+    /// Not configured for this function (why).
+    Unavailable(String),
+}
+
+impl Pager for AnyPager {
+    async fn trigger(&self, dedup_key: &str, summary: &str) -> Result<(), PortError> {
+        match self {
+            AnyPager::Simulated(p) => p.trigger(dedup_key, summary).await,
+            AnyPager::PagerDuty(p) => p.trigger(dedup_key, summary).await,
+            AnyPager::Sns(p) => p.trigger(dedup_key, summary).await,
+            AnyPager::Unavailable(why) => Err(unavailable("the pager", why)),
+        }
+    }
+
+    async fn resolve(&self, dedup_key: &str) -> Result<(), PortError> {
+        match self {
+            AnyPager::Simulated(p) => p.resolve(dedup_key).await,
+            AnyPager::PagerDuty(p) => p.resolve(dedup_key).await,
+            AnyPager::Sns(p) => p.resolve(dedup_key).await,
+            AnyPager::Unavailable(why) => Err(unavailable("the pager", why)),
+        }
+    }
+}
+
+/// Where the inventory comes from.
+#[derive(Debug)]
+pub enum AnyInventory {
+    /// A file in the contract's format.
+    File(FileInventory),
+    /// ConnectWise Automate.
+    Automate(Arc<Automate>),
+}
+
+impl InventorySource for AnyInventory {
+    async fn pull(&self) -> Result<InventoryDoc, PortError> {
+        match self {
+            AnyInventory::File(s) => s.pull().await,
+            AnyInventory::Automate(s) => s.pull().await,
+        }
+    }
+}
+
+/// Where the month's catalog comes from.
+#[derive(Debug)]
+pub enum AnyCatalog {
+    /// A file (template) in the contract's format.
+    File(FileCatalog),
+    /// Microsoft's release, with third-party patches from a file.
+    Microsoft(Box<MsrcCatalog>),
+}
+
+impl CatalogSource for AnyCatalog {
+    async fn catalog(&self, cycle: CycleId) -> Result<CatalogDoc, PortError> {
+        match self {
+            AnyCatalog::File(s) => s.catalog(cycle).await,
+            AnyCatalog::Microsoft(s) => s.catalog(cycle).await,
+        }
+    }
+}
+
+/// The inventory and catalog sources of inventory-sync (absent when the configuration gives
+/// none).
+#[derive(Debug, Default)]
+pub struct Sources {
+    /// The inventory.
+    pub inventory: Option<AnyInventory>,
+    /// The catalog.
+    pub catalog: Option<AnyCatalog>,
+}
+
+impl Sources {
+    /// The file sources of the configuration's paths (the simulation's).
+    pub fn files(config: &Config) -> Self {
+        Self {
+            inventory: config
+                .inventory_path
+                .as_deref()
+                .map(|p| AnyInventory::File(FileInventory::new(p))),
+            catalog: config
+                .catalog_path
+                .as_deref()
+                .map(|p| AnyCatalog::File(FileCatalog::new(p))),
+        }
+    }
+}
+
+/// Everything a function drives.
+#[derive(Debug)]
+pub struct Systems {
+    /// The RMM.
+    pub rmm: AnyRmm,
+    /// The PSA.
+    pub psa: AnyPsa,
+    /// The pager.
+    pub pager: AnyPager,
+    /// inventory-sync's sources.
+    pub sources: Sources,
+}
+
+/// Why the systems cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("connectors: {0}")]
+pub struct SystemsError(pub String);
+
+fn connector(e: PortError) -> SystemsError {
+    SystemsError(error_chain(&e))
+}
+
+/// Builds the systems the configuration names, reading each configured secret once.
+pub async fn systems(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Systems, SystemsError> {
+    let file = match &config.connectors {
+        Connectors::Simulation(outcomes) => {
+            return Ok(Systems {
+                rmm: AnyRmm::Simulated(SimRmm::new(*outcomes, Arc::new(SystemClock))),
+                psa: AnyPsa::Simulated(SimPsa::default()),
+                pager: AnyPager::Simulated(SimPager::default()),
+                sources: Sources::files(config),
+            })
+        }
+        Connectors::ConnectWise(file) => file,
+    };
+    let c = &config.connections;
+    let secrets = SecretsCache::new(secrets_client(sdk));
+    let automate = match (&file.automate, &c.rmm_secret_arn) {
+        (Some(cfg), Some(arn)) => {
+            let creds = parse_credentials(arn, &secrets.get(arn).await.map_err(connector)?)
+                .map_err(connector)?;
+            Some(Arc::new(
+                Automate::new(cfg.clone(), creds).map_err(connector)?,
+            ))
+        }
+        _ => None,
+    };
+    let rmm = match &automate {
+        Some(a) => AnyRmm::Automate(Arc::clone(a)),
+        None => AnyRmm::Unavailable(format!(
+            "the connectors file needs [automate] and the function {RMM_SECRET_ARN}"
+        )),
+    };
+    let psa = match (&file.manage, &c.psa_secret_arn) {
+        (Some(cfg), Some(arn)) => {
+            let creds = parse_credentials(arn, &secrets.get(arn).await.map_err(connector)?)
+                .map_err(connector)?;
+            AnyPsa::Manage(Box::new(
+                ManagePsa::new(cfg.clone(), creds).map_err(connector)?,
+            ))
+        }
+        _ => AnyPsa::Unavailable(format!(
+            "the connectors file needs [manage] and the function {PSA_SECRET_ARN}"
+        )),
+    };
+    let pager = match (&file.pager, &c.pager_secret_arn, &c.pager_topic_arn) {
+        (Some(PagerChoice::PagerDuty(cfg)), Some(arn), _) => {
+            let creds = parse_credentials(arn, &secrets.get(arn).await.map_err(connector)?)
+                .map_err(connector)?;
+            AnyPager::PagerDuty(Box::new(
+                PagerDutyPager::new(cfg.clone(), creds).map_err(connector)?,
+            ))
+        }
+        (Some(PagerChoice::Sns {}), _, Some(topic)) => {
+            AnyPager::Sns(SnsPager::new(sns_client(sdk), topic.clone()))
+        }
+        (Some(PagerChoice::PagerDuty(_)), None, _) => AnyPager::Unavailable(format!(
+            "[pager] kind = \"pagerduty\" needs the function's {PAGER_SECRET_ARN}"
+        )),
+        (Some(PagerChoice::Sns {}), _, None) => AnyPager::Unavailable(format!(
+            "[pager] kind = \"sns\" needs the function's {PAGER_TOPIC_ARN}"
+        )),
+        (None, _, _) => AnyPager::Unavailable("the connectors file has no [pager]".to_owned()),
+    };
+    let mut catalog = MsrcCatalog::new(file.msrc.clone()).map_err(connector)?;
+    if let Some(third_party) = &config.catalog_path {
+        catalog = catalog.with_third_party(FileCatalog::new(third_party.as_str()));
+    }
+    Ok(Systems {
+        rmm,
+        psa,
+        pager,
+        sources: Sources {
+            inventory: automate.map(AnyInventory::Automate),
+            catalog: Some(AnyCatalog::Microsoft(Box::new(catalog))),
+        },
+    })
+}

@@ -75,8 +75,11 @@ package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambd
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
 		$(foreach f,$(FUNCTIONS),--package patchflow-$(f))
-	@# Until the RMM and catalog connectors are configured, inventory-sync reads files packaged
-	@# beside its bootstrap: make package INVENTORY=fleet.json CATALOGS='catalog-2026-12.json ...'
+	@# Files packaged beside the bootstraps: the connectors file in every function
+	@# (CONNECTORS_CONFIG=connectors.toml), and inventory-sync's inventory (simulation) and
+	@# catalogs (third-party ones with connectwise): INVENTORY=fleet.json CATALOGS='catalog-2026-12.json ...'
+	@if [ -n "$(CONNECTORS_CONFIG)" ]; then for f in $(FUNCTIONS); do \
+		python3 infra/add-to-zip.py target/lambda/$$f/bootstrap.zip $(CONNECTORS_CONFIG) || exit 1; done; fi
 	@if [ -n "$(INVENTORY)$(CATALOGS)" ]; then \
 		python3 infra/add-to-zip.py target/lambda/inventory-sync/bootstrap.zip $(INVENTORY) $(CATALOGS); fi
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done

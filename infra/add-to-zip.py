@@ -1,7 +1,9 @@
-"""Adds files to a Lambda zip beside its bootstrap (inventory-sync's inventory and catalogs).
+"""Adds files to a Lambda zip beside its bootstrap (the connectors file, inventory-sync's
+inventory and catalogs).
 
-usage: add-to-zip.py ZIP FILE...   (an inventory is stored as inventory.json, a catalog under
-its own name, so PATCHFLOW_INVENTORY_PATH=/var/task/inventory.json and
+usage: add-to-zip.py ZIP FILE...   (a .toml file is stored as connectors.toml, a catalog under
+its own name, anything else as inventory.json, so PATCHFLOW_CONNECTORS_CONFIG=
+/var/task/connectors.toml, PATCHFLOW_INVENTORY_PATH=/var/task/inventory.json and
 PATCHFLOW_CATALOG_PATH=/var/task/catalog-{cycle}.json find them)
 """
 import os
@@ -21,7 +23,9 @@ def main(argv):
     with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as z:
         for path in files:
             name = os.path.basename(path)
-            if not name.startswith("catalog-"):
+            if name.endswith(".toml"):
+                name = "connectors.toml"
+            elif not name.startswith("catalog-"):
                 name = "inventory.json"
             z.write(path, arcname=name)
             print(f"added {path} to {archive} as {name}")

@@ -13,7 +13,7 @@ use patchflow_core::ports::clock::ManualClock;
 use patchflow_core::ports::queue::{Envelope, QueueSender, Stage};
 use patchflow_core::ports::PortError;
 use patchflow_lambda::config::READS;
-use patchflow_lambda::wiring::{consumer_of, Wiring, FUNCTIONS};
+use patchflow_lambda::wiring::{consumer_of, function, System, Wiring, FUNCTIONS};
 use serde_yaml::Value;
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
@@ -128,6 +128,67 @@ fn every_variable_a_function_needs_is_set_and_none_it_ignores() {
             assert!(READS.contains(set), "{id} sets {set}, which no code reads");
         }
     }
+}
+
+#[test]
+fn every_function_may_read_the_credentials_of_exactly_the_systems_it_talks_to() {
+    let t = Template::load();
+    let secret_of = |s: System| match s {
+        System::Rmm => "RmmSecret",
+        System::Psa => "PsaSecret",
+        System::Pager => "PagerSecret",
+    };
+    for w in &FUNCTIONS {
+        let (id, f) = t.function(w);
+        let vars = &f["Properties"]["Environment"]["Variables"];
+        for s in [System::Rmm, System::Psa, System::Pager] {
+            let talks = w.talks_to.contains(&s);
+            for v in s.variables() {
+                assert_eq!(
+                    vars.get(*v).is_some(),
+                    talks,
+                    "{id} ({}): {v} is set if and only if it talks to the {s:?}",
+                    w.name
+                );
+            }
+        }
+        let role = target(&f["Properties"]["Role"]).unwrap();
+        let mut readable: BTreeSet<String> = BTreeSet::new();
+        for stmt in t
+            .statements(&role)
+            .into_iter()
+            .filter(|s| allows(s, "secretsmanager:GetSecretValue"))
+        {
+            for r in strings(&stmt["Resource"]) {
+                readable.insert(target(r).unwrap_or_else(|| panic!("{role}: {r:?}")));
+            }
+        }
+        let expected: BTreeSet<String> = w
+            .talks_to
+            .iter()
+            .map(|s| secret_of(*s).to_owned())
+            .collect();
+        assert_eq!(
+            readable, expected,
+            "{role} ({}) reads exactly its systems' secrets",
+            w.name
+        );
+    }
+    // Paging through SNS: the publish grant goes to the roles of the functions that page.
+    let (_, policy) = t
+        .of_type("AWS::IAM::Policy")
+        .find(|(id, _)| id.as_str() == "PageThroughSnsPolicy")
+        .expect("the SNS paging policy");
+    let roles: BTreeSet<String> = strings(&policy["Properties"]["Roles"])
+        .into_iter()
+        .filter_map(target)
+        .collect();
+    let expected: BTreeSet<String> = FUNCTIONS
+        .iter()
+        .filter(|w| w.talks_to.contains(&System::Pager))
+        .map(|w| target(&t.function(w).1["Properties"]["Role"]).unwrap())
+        .collect();
+    assert_eq!(roles, expected);
 }
 
 #[test]
@@ -271,7 +332,7 @@ impl<Q: QueueSender> QueueSender for Recording<Q> {
 }
 
 #[tokio::test]
-async fn a_whole_cycle_sends_what_the_wiring_table_says_and_nothing_else() {
+async fn a_whole_cycle_sends_and_touches_what_the_wiring_table_says_and_nothing_else() {
     use patchflow_cli::simulate::{sim_env, SimulateSpec};
     use patchflow_connectors::file::{FileCatalog, FileInventory};
     use patchflow_core::ports::clock::Clock;
@@ -320,6 +381,38 @@ async fn a_whole_cycle_sends_what_the_wiring_table_says_and_nothing_else() {
         &spec,
     );
     let set = |who: &'static str| *recording.current.lock().unwrap() = who;
+    // What the simulated systems hold, to see which function touched which.
+    let touched: Arc<Mutex<BTreeSet<(&'static str, System)>>> = Arc::default();
+    let fingerprint = || {
+        let psa: Vec<_> = env
+            .psa
+            .tickets()
+            .into_iter()
+            .map(|t| (t.id, t.notes.len(), t.closed))
+            .collect();
+        let pager: Vec<_> = env
+            .pager
+            .pages()
+            .into_iter()
+            .map(|p| (p.dedup_key, p.resolved))
+            .collect();
+        (env.rmm.commands().len(), psa, pager)
+    };
+    let mut before = fingerprint();
+    let note = |who: &'static str, before: &mut (usize, Vec<_>, Vec<_>)| {
+        let after = fingerprint();
+        let mut t = touched.lock().unwrap();
+        if after.0 != before.0 {
+            t.insert((who, System::Rmm));
+        }
+        if after.1 != before.1 {
+            t.insert((who, System::Psa));
+        }
+        if after.2 != before.2 {
+            t.insert((who, System::Pager));
+        }
+        *before = after;
+    };
     let (inv, cat) = (FileInventory::new(&inventory), FileCatalog::new(catalog));
     for _hour in 0..40 * 24 {
         let now = clock.now();
@@ -327,16 +420,20 @@ async fn a_whole_cycle_sends_what_the_wiring_table_says_and_nothing_else() {
         patchflow_pipeline::sync::inventory_sync(&env, &inv, &cat, now)
             .await
             .unwrap();
+        note("inventory-sync", &mut before);
         set("ring-promotion");
         patchflow_pipeline::tick::tick(&env, now).await.unwrap();
+        note("ring-promotion", &mut before);
         loop {
             let mut handled = 0;
             for stage in Stage::ALL {
-                set(consumer_of(stage).unwrap().name);
+                let who = consumer_of(stage).unwrap().name;
+                set(who);
                 handled += drain(&env, &queues, stage, now, PumpOptions::default())
                     .await
                     .unwrap()
                     .done;
+                note(who, &mut before);
             }
             if handled == 0 {
                 break;
@@ -363,7 +460,24 @@ async fn a_whole_cycle_sends_what_the_wiring_table_says_and_nothing_else() {
                 .unwrap();
             }
         }
+        note("operator", &mut before);
         clock.advance(Duration::hours(1));
+    }
+    // Each function touched only the systems its wiring names (the template gives it their
+    // credentials and no others).
+    let touched = touched.lock().unwrap().clone();
+    for (who, system) in &touched {
+        let declared = function(who).is_some_and(|w| w.talks_to.contains(system));
+        assert!(
+            declared,
+            "{who} touched the {system:?}; its wiring does not say so"
+        );
+    }
+    for system in [System::Rmm, System::Psa, System::Pager] {
+        assert!(
+            touched.iter().any(|(_, s)| *s == system),
+            "the cycle never touched the {system:?}: the check above proves nothing"
+        );
     }
     let seen = recording.seen.lock().unwrap().clone();
     for w in &FUNCTIONS {

@@ -4,6 +4,7 @@
 
 mod explain;
 mod ops;
+pub mod pull;
 pub mod simulate;
 mod table;
 
@@ -61,6 +62,12 @@ pub enum Command {
     /// AWS resources, against whatever endpoint the SDK is pointed at (AWS_ENDPOINT_URL).
     #[command(subcommand)]
     Aws(AwsCommand),
+    /// The fleet as the RMM sees it, as the contract's inventory.
+    #[command(subcommand)]
+    Inventory(pull::InventoryCommand),
+    /// The month's patches as Microsoft publishes them, as the contract's catalog.
+    #[command(subcommand)]
+    Catalog(pull::CatalogCommand),
 }
 
 /// `patchflow aws` subcommands.
@@ -405,5 +412,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Decline(args) => ops::decide(&args, false, out),
         Command::Failure(cmd) => ops::failure(&cmd, out),
         Command::Status(args) => ops::status(&args, out),
+        Command::Inventory(pull::InventoryCommand::Pull(args)) => pull::inventory_pull(&args, out),
+        Command::Catalog(pull::CatalogCommand::Pull(args)) => pull::catalog_pull(&args, out),
     }
 }

@@ -3,7 +3,10 @@
 //! test in `tests/e2e/infra.rs` holds it to this table, and a whole simulated cycle holds this
 //! table to what the handlers really send); each function's own tests check its entry.
 
-use crate::config::{CATALOG_PATH, INVENTORY_PATH, REQUIRED};
+use crate::config::{
+    CATALOG_PATH, INVENTORY_PATH, PAGER_SECRET_ARN, PAGER_TOPIC_ARN, PSA_SECRET_ARN, REQUIRED,
+    RMM_SECRET_ARN,
+};
 use patchflow_core::ports::queue::Stage;
 
 /// One function's wiring.
@@ -21,6 +24,39 @@ pub struct Wiring {
     pub requires: &'static [&'static str],
     /// Whether it writes evidence to S3.
     pub writes_evidence: bool,
+    /// The systems around patchflow it talks to (and whose credentials it alone may read).
+    pub talks_to: &'static [System],
+}
+
+/// A system around patchflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum System {
+    /// The RMM (ConnectWise Automate): commands, reports, the inventory.
+    Rmm,
+    /// The PSA (ConnectWise PSA): tickets.
+    Psa,
+    /// On-call paging (PagerDuty, or an SNS topic).
+    Pager,
+}
+
+impl System {
+    /// The variable naming its credentials' secret.
+    pub fn secret_variable(self) -> &'static str {
+        match self {
+            System::Rmm => RMM_SECRET_ARN,
+            System::Psa => PSA_SECRET_ARN,
+            System::Pager => PAGER_SECRET_ARN,
+        }
+    }
+
+    /// Every variable that locates it, its secret included.
+    pub fn variables(self) -> &'static [&'static str] {
+        match self {
+            System::Rmm => &[RMM_SECRET_ARN],
+            System::Psa => &[PSA_SECRET_ARN],
+            System::Pager => &[PAGER_SECRET_ARN, PAGER_TOPIC_ARN],
+        }
+    }
 }
 
 impl Wiring {
@@ -39,6 +75,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[Stage::Approval],
         requires: &[INVENTORY_PATH, CATALOG_PATH],
         writes_evidence: false,
+        talks_to: &[System::Rmm],
     },
     Wiring {
         name: "approval-eval",
@@ -47,6 +84,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[],
         requires: &[],
         writes_evidence: false,
+        talks_to: &[System::Psa],
     },
     Wiring {
         name: "ring-promotion",
@@ -60,6 +98,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         ],
         requires: &[],
         writes_evidence: false,
+        talks_to: &[],
     },
     Wiring {
         name: "reboot-scheduler",
@@ -68,6 +107,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[Stage::Failure],
         requires: &[],
         writes_evidence: false,
+        talks_to: &[System::Rmm],
     },
     Wiring {
         name: "failure-escalation",
@@ -76,6 +116,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[],
         requires: &[],
         writes_evidence: false,
+        talks_to: &[System::Psa, System::Pager],
     },
     Wiring {
         name: "evidence-archiver",
@@ -84,6 +125,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[],
         requires: &[],
         writes_evidence: true,
+        talks_to: &[System::Psa, System::Pager],
     },
 ];
 

@@ -7,4 +7,5 @@ mod fleet;
 mod helpers;
 mod invalid_input;
 mod plan;
+mod pull;
 mod simulate;

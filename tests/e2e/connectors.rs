@@ -378,3 +378,22 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
     let e = systems(&config, &sdk).await.unwrap_err().to_string();
     assert!(e.contains("pf-missing"), "{e}");
 }
+
+#[test]
+fn the_connectors_file_in_the_docs_is_one_patchflow_reads() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/connectors.md"
+    ))
+    .unwrap();
+    let start = doc.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let file = patchflow_connectors::settings::ConnectorsFile::from_toml(
+        "docs/connectors.md",
+        &doc[start..end],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let automate = file.automate.expect("[automate]");
+    assert!(!automate.groups.is_empty() && !automate.monitors.is_empty());
+    assert!(file.manage.is_some() && file.pager.is_some());
+}

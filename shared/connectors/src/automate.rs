@@ -704,24 +704,32 @@ pub fn slug(name: &str) -> String {
     out.trim_end_matches('-').to_owned()
 }
 
-/// Sets `slot` to `value`, or says how two groups disagree.
-fn merge<T: PartialEq + Clone + std::fmt::Debug>(
+/// Sets `slot` to `value`, or says how two groups disagree (`from` remembers which group set
+/// each field).
+fn merge<T: PartialEq + Clone + Serialize>(
     slot: &mut Option<T>,
     value: &Option<T>,
-    field: &str,
+    field: &'static str,
     from: &mut BTreeMap<&'static str, String>,
-    key: &'static str,
     group: &str,
 ) -> Result<(), String> {
+    // A value as the connectors file writes it (`do_not_patch`, `true`).
+    let shown = |v: &T| match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    };
     if let Some(v) = value {
         if let Some(old) = slot.as_ref().filter(|old| *old != v) {
             return Err(format!(
-                "groups `{}` and `{group}` give {field} {old:?} and {v:?}",
-                from.get(key).cloned().unwrap_or_default()
+                "groups `{}` and `{group}` give {field} `{}` and `{}`",
+                from.get(field).cloned().unwrap_or_default(),
+                shown(old),
+                shown(v)
             ));
         }
         *slot = Some(v.clone());
-        from.insert(key, group.to_owned());
+        from.insert(field, group.to_owned());
     }
     Ok(())
 }
@@ -780,42 +788,25 @@ fn map_computer(
                 &rule.policy_group,
                 "policy_group",
                 f,
-                "pg",
                 g,
             )?;
-            merge(&mut doc.role, &rule.role, "role", f, "role", g)?;
-            merge(
-                &mut doc.criticality,
-                &rule.criticality,
-                "criticality",
-                f,
-                "crit",
-                g,
-            )?;
-            merge(&mut doc.ring, &rule.ring, "ring", f, "ring", g)?;
-            merge(&mut doc.track, &rule.track, "track", f, "track", g)?;
+            merge(&mut doc.role, &rule.role, "role", f, g)?;
+            merge(&mut doc.criticality, &rule.criticality, "criticality", f, g)?;
+            merge(&mut doc.ring, &rule.ring, "ring", f, g)?;
+            merge(&mut doc.track, &rule.track, "track", f, g)?;
             merge(
                 &mut doc.unattended_reboot_approved,
                 &rule.unattended_reboot_approved,
                 "unattended_reboot_approved",
                 f,
-                "ura",
                 g,
             )?;
-            merge(
-                &mut doc.critical,
-                &rule.critical,
-                "critical",
-                f,
-                "critical",
-                g,
-            )?;
+            merge(&mut doc.critical, &rule.critical, "critical", f, g)?;
             merge(
                 &mut doc.patching_disabled,
                 &rule.patching_disabled,
                 "patching_disabled",
                 f,
-                "pd",
                 g,
             )?;
             merge(
@@ -823,7 +814,6 @@ fn map_computer(
                 &rule.client_excluded,
                 "client_excluded",
                 f,
-                "ce",
                 g,
             )?;
             merge(
@@ -831,7 +821,6 @@ fn map_computer(
                 &rule.exclusion_ref,
                 "exclusion_ref",
                 f,
-                "er",
                 g,
             )
         })();

@@ -59,7 +59,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{join, CallError, HttpClient, RetryPolicy, Timeouts};
-use crate::secrets::AutomateCredentials;
+use crate::secrets::{AutomateCredentials, Secret};
 
 /// The system's name in errors and logs.
 pub const SYSTEM: &str = "ConnectWise Automate";
@@ -386,9 +386,10 @@ struct ScriptExecuteResponse {
 
 // ---- the client ----------------------------------------------------------------------------
 
+/// A bearer token (never printed: its `Debug` is redacted).
 #[derive(Debug, Clone)]
 struct Token {
-    value: String,
+    value: Secret,
     expires: DateTime<Utc>,
 }
 
@@ -456,9 +457,9 @@ impl Automate {
     async fn token(&self, stale: Option<&str>) -> Result<String, PortError> {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref() {
-            let refused = stale.is_some_and(|s| s == t.value);
+            let refused = stale.is_some_and(|s| s == t.value.expose());
             if !refused && Utc::now() + RENEW_BEFORE < t.expires {
-                return Ok(t.value.clone());
+                return Ok(t.value.expose().to_owned());
             }
         }
         let what = "POST /cwa/api/v1/apitoken";
@@ -507,7 +508,7 @@ impl Automate {
             .and_then(parse_stamp)
             .unwrap_or_else(|| Utc::now() + DEFAULT_TOKEN_LIFE);
         *guard = Some(Token {
-            value: value.clone(),
+            value: Secret::new(value.clone()),
             expires,
         });
         Ok(value)

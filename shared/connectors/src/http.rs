@@ -12,6 +12,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::secrets::Secret;
+
 /// How a connector retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -75,7 +77,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     retry: RetryPolicy,
     /// Values never to appear in an error or a log (a key the system may echo back).
-    redact: Vec<String>,
+    redact: Vec<Secret>,
 }
 
 /// Why a call failed after its retries, with what the connector needs to decide (the status).
@@ -120,7 +122,7 @@ impl HttpClient {
     /// The same client, scrubbing `secret` from every error and log it writes.
     pub fn redacting(mut self, secret: &str) -> Self {
         if !secret.is_empty() {
-            self.redact.push(secret.to_owned());
+            self.redact.push(Secret::new(secret));
         }
         self
     }
@@ -128,7 +130,7 @@ impl HttpClient {
     fn scrub(&self, text: String) -> String {
         self.redact
             .iter()
-            .fold(text, |t, secret| t.replace(secret.as_str(), "[redacted]"))
+            .fold(text, |t, secret| t.replace(secret.expose(), "[redacted]"))
     }
 
     /// The system's name.
@@ -512,6 +514,7 @@ mod tests {
         assert!(!text.contains("S3CR3T"), "{text}");
         assert_eq!(e.body.as_deref(), Some("{\"echo\":\"[redacted]\"}"));
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        assert!(!format!("{c:?}").contains("S3CR3T"));
     }
 
     #[test]

@@ -79,9 +79,10 @@ package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambd
 	@# (CONNECTORS_CONFIG=connectors.toml), and inventory-sync's inventory (simulation) and
 	@# catalogs (third-party ones with connectwise): INVENTORY=fleet.json CATALOGS='catalog-2026-12.json ...'
 	@if [ -n "$(CONNECTORS_CONFIG)" ]; then for f in $(FUNCTIONS); do \
-		python3 infra/add-to-zip.py target/lambda/$$f/bootstrap.zip $(CONNECTORS_CONFIG) || exit 1; done; fi
+		python3 infra/add-to-zip.py target/lambda/$$f/bootstrap.zip connectors.toml=$(CONNECTORS_CONFIG) || exit 1; done; fi
 	@if [ -n "$(INVENTORY)$(CATALOGS)" ]; then \
-		python3 infra/add-to-zip.py target/lambda/inventory-sync/bootstrap.zip $(INVENTORY) $(CATALOGS); fi
+		python3 infra/add-to-zip.py target/lambda/inventory-sync/bootstrap.zip \
+			$(if $(INVENTORY),inventory.json=$(INVENTORY)) $(CATALOGS); fi
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip; done
 
 deploy: package ## Deploy with SAM (infra/samconfig.toml); extra arguments in SAM_ARGS

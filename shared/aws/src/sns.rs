@@ -5,8 +5,9 @@
 //! `{"event": "trigger"|"resolve", "dedup_key": ..., "summary": ...}` that subscribers can filter
 //! on, with the same fields as message attributes. On a FIFO topic (`.fifo`) the dedup key is
 //! the message group and the event's deduplication id, so SNS itself drops a repeated trigger
-//! within its five-minute window; on a standard topic a repeated trigger is prevented upstream by
-//! the pipeline's idempotency keys.
+//! within its five-minute window (FIFO topics deliver to SQS subscribers only); on a standard
+//! topic (e-mail, SMS, HTTPS subscribers) a repeated trigger is prevented upstream by the
+//! pipeline's idempotency keys.
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use patchflow_core::ports::pager::Pager;

@@ -439,6 +439,7 @@ impl Automate {
                 ),
             ));
         }
+        let http = http.redacting(credentials.password.expose());
         Ok(Self {
             config,
             credentials,
@@ -502,11 +503,15 @@ impl Automate {
                 };
                 PortError::permanent(format!("{SYSTEM} {what}"), why)
             })?;
+        // A stamp the server wrote in its own zone (no offset) can look expired already, or far
+        // off: outside a sane life, assume Automate's usual hour.
+        let now = Utc::now();
         let expires = result
             .expiration_date
             .as_deref()
             .and_then(parse_stamp)
-            .unwrap_or_else(|| Utc::now() + DEFAULT_TOKEN_LIFE);
+            .filter(|e| *e > now + RENEW_BEFORE && *e <= now + chrono::Duration::days(1))
+            .unwrap_or(now + DEFAULT_TOKEN_LIFE);
         *guard = Some(Token {
             value: Secret::new(value.clone()),
             expires,
@@ -514,7 +519,9 @@ impl Automate {
         Ok(value)
     }
 
-    /// Calls the API with the token; a 401 logs in again and repeats the call once.
+    /// Calls the API with the token; a 401 logs in again and repeats the call once. Reads are
+    /// retried on passing failures; a `body` (a command Automate may have stored before a
+    /// timeout or a 5xx) is sent once.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -526,21 +533,22 @@ impl Automate {
         let url = self.url(path);
         let mut token = self.token(None).await?;
         for attempt in 0..2 {
-            let result = self
-                .http
-                .json::<T>(&what, || {
-                    let mut r = self
-                        .http
-                        .request(method.clone(), &url)
-                        .bearer_auth(&token)
-                        .header("ClientId", &self.credentials.client_id)
-                        .query(query);
-                    if let Some(b) = body {
-                        r = r.json(b);
-                    }
-                    r
-                })
-                .await;
+            let build = || {
+                let mut r = self
+                    .http
+                    .request(method.clone(), &url)
+                    .bearer_auth(&token)
+                    .header("ClientId", &self.credentials.client_id)
+                    .query(query);
+                if let Some(b) = body {
+                    r = r.json(b);
+                }
+                r
+            };
+            let result = match body {
+                None => self.http.json::<T>(&what, build).await,
+                Some(_) => self.http.json_once::<T>(&what, build()).await,
+            };
             match result {
                 Ok(v) => return Ok(v),
                 Err(CallError {
@@ -550,12 +558,16 @@ impl Automate {
                     tracing::info!(system = SYSTEM, call = %what, "token refused; logging in again");
                     token = self.token(Some(&token)).await?;
                 }
+                Err(CallError {
+                    status: Some(StatusCode::UNAUTHORIZED),
+                    ..
+                }) => break,
                 Err(e) => return Err(e.error),
             }
         }
         Err(PortError::permanent(
             format!("{SYSTEM} {what}"),
-            "the server refused a fresh token",
+            "the server refused a fresh token too (HTTP 401): the user may lack the permission",
         ))
     }
 
@@ -1106,22 +1118,32 @@ impl Rmm for Automate {
             event,
         };
         let mut out = Vec::new();
-        // The install: the install script's first finished run since the commands went out.
-        let Some(install_script) = self.config.scripts.install else {
+        // The install: the first finished run of an install script (the unattended one, or the
+        // one a technician runs) since the commands went out.
+        let scripts: Vec<u64> = [
+            self.config.scripts.install,
+            self.config.scripts.technician_install,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if scripts.is_empty() {
             return Ok(out);
-        };
+        }
+        let which: Vec<String> = scripts.iter().map(|s| format!("ScriptId = {s}")).collect();
         let history: Vec<ScriptHistory> = self
             .all(
                 &format!("Computers/{computer}/ScriptHistory"),
                 Some(format!(
-                    "ScriptId = {install_script} and HistoryDate >= {}",
-                    since.format("%Y-%m-%dT%H:%M:%S")
+                    "({}) and HistoryDate >= {}",
+                    which.join(" or "),
+                    since.format("%Y-%m-%dT%H:%M:%SZ")
                 )),
             )
             .await?;
         let mut finished: Vec<&ScriptHistory> = history
             .iter()
-            .filter(|h| h.script_id.0 == install_script && h.history_date.0 >= since)
+            .filter(|h| scripts.contains(&h.script_id.0) && h.history_date.0 >= since)
             .filter(|h| {
                 !h.status
                     .as_deref()
@@ -1170,6 +1192,16 @@ impl Rmm for Automate {
             .iter()
             .filter_map(|m| self.config.monitors.get(&m.name).map(|c| (m, *c)))
             .collect();
+        if mapped.is_empty() {
+            // Checks of the agent alone would fail every role that needs more; without a
+            // report, the run's deadline names the missing checks instead.
+            tracing::warn!(
+                system = SYSTEM,
+                computer,
+                "no configured monitor on this computer (automate.monitors): no checks reported"
+            );
+            return Ok(out);
+        }
         if mapped
             .iter()
             .any(|(m, _)| m.last_scanned.is_none_or(|s| s.0 < started))
@@ -1188,7 +1220,11 @@ impl Rmm for Automate {
         for (m, check) in mapped {
             let scanned = m.last_scanned.map(|s| s.0).unwrap_or(started);
             at = at.max(scanned);
-            let failed = m.last_failed.is_some_and(|f| f.0 >= started);
+            // Failing now: the latest scan since the start is the failed one (a monitor that
+            // failed while services came up and passed since is healthy).
+            let failed = m
+                .last_failed
+                .is_some_and(|f| f.0 >= started && f.0 >= scanned);
             match results.iter_mut().find(|r| r.check == check) {
                 // Several monitors may prove one check: all must pass.
                 Some(r) => r.passed &= !failed,

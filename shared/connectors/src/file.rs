@@ -155,6 +155,11 @@ impl FileCatalog {
             template: template.into(),
         }
     }
+
+    /// The file of a cycle.
+    pub fn path(&self, cycle: CycleId) -> PathBuf {
+        PathBuf::from(self.template.replace("{cycle}", &cycle.to_string()))
+    }
 }
 
 impl CatalogSource for FileCatalog {
@@ -162,7 +167,7 @@ impl CatalogSource for FileCatalog {
         &self,
         cycle: CycleId,
     ) -> Result<patchflow_core::contract::CatalogDoc, PortError> {
-        let path = PathBuf::from(self.template.replace("{cycle}", &cycle.to_string()));
+        let path = self.path(cycle);
         let text = read(&path)?;
         let source = path.display().to_string();
         parse_catalog(&source, &text)

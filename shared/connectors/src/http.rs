@@ -257,6 +257,24 @@ impl HttpClient {
         build: impl Fn() -> RequestBuilder,
     ) -> Result<T, CallError> {
         let resp = self.send(what, build).await?;
+        self.decode_response(what, resp).await
+    }
+
+    /// Sends once (see [`HttpClient::send_once`]) and decodes a JSON response.
+    pub async fn json_once<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+    ) -> Result<T, CallError> {
+        let resp = self.send_once(what, request).await?;
+        self.decode_response(what, resp).await
+    }
+
+    async fn decode_response<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        resp: Response,
+    ) -> Result<T, CallError> {
         let body = resp.bytes().await.map_err(|e| CallError {
             status: None,
             body: None,
@@ -268,7 +286,13 @@ impl HttpClient {
         decode(self.system, what, &body).map_err(|error| CallError {
             status: None,
             body: None,
-            error,
+            // serde quotes the values it cannot read: keep secrets out of them.
+            error: match error {
+                PortError::Permanent { context, source } => {
+                    PortError::permanent(context, self.scrub(source.to_string()))
+                }
+                other => other,
+            },
         })
     }
 }

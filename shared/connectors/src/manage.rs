@@ -225,6 +225,7 @@ impl ManagePsa {
                 format!("base_url `{}` is not an http(s) URL", config.base_url),
             ));
         }
+        let http = http.redacting(credentials.private_key.expose());
         Ok(Self {
             config,
             credentials,

@@ -167,13 +167,22 @@ impl MsrcCatalog {
 
 impl CatalogSource for MsrcCatalog {
     async fn catalog(&self, cycle: CycleId) -> Result<CatalogDoc, PortError> {
-        // The file first: a missing or malformed file fails before any network call.
+        // The file first: a malformed file fails before any network call. A month without
+        // third-party patches has no file.
         let third_party = match &self.third_party {
-            Some(file) => Some(file.catalog(cycle).await?),
+            Some(file) if !file.path(cycle).exists() => {
+                tracing::warn!(
+                    file = %file.path(cycle).display(),
+                    %cycle,
+                    "no third-party catalog for this cycle: Microsoft's release only"
+                );
+                None
+            }
+            Some(file) => Some((file.path(cycle), file.catalog(cycle).await?)),
             None => None,
         };
         let mut doc = self.release(cycle).await?;
-        if let Some(third_party) = third_party {
+        if let Some((path, third_party)) = third_party {
             let microsoft: HashSet<&str> = doc.patches.iter().map(|p| p.id.as_str()).collect();
             if let Some(dup) = third_party
                 .patches
@@ -184,9 +193,10 @@ impl CatalogSource for MsrcCatalog {
                     format!("catalog {cycle}"),
                     format!(
                         "patch id `{}` is both in the {SYSTEM}'s {} release and in the \
-                         third-party catalog file: a patch must come from one source",
+                         third-party catalog {}: a patch must come from one source",
                         dup.id,
-                        cvrf_id(cycle)
+                        cvrf_id(cycle),
+                        path.display()
                     ),
                 ));
             }
@@ -843,6 +853,26 @@ mod tests {
         assert_eq!(ids, ["KB5048667", "KB5048685", "7ZIP-2409"]);
         let text = serde_json::to_string(&doc).unwrap();
         assert_eq!(parse_catalog("merged", &text).unwrap().patches.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_month_without_a_third_party_file_is_microsofts_release_alone() {
+        let server = MockServer::start().await;
+        serve(&server, document()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = FileCatalog::new(
+            dir.path()
+                .join("third-party-{cycle}.json")
+                .display()
+                .to_string(),
+        );
+        let doc = catalog(&server)
+            .with_third_party(file)
+            .catalog(december())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = doc.patches.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["KB5048667", "KB5048685"]);
     }
 
     #[tokio::test]

@@ -87,23 +87,17 @@ pub fn parse_credentials<T: DeserializeOwned>(source: &str, text: &str) -> Resul
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        // serde's messages quote unknown field names and expected types, never the values of
-        // strings, except for "invalid value" messages; keep only the classification.
+        // serde quotes the value it could not read ("invalid type: integer `42`"): keep only
+        // what names fields (missing, unknown), never a value.
         let inner = e.into_inner();
+        let message = inner.to_string();
+        let message = message.split(" at line").next().unwrap_or_default();
         let kind = if inner.is_syntax() || inner.is_eof() {
             "is not a JSON object".to_owned()
+        } else if message.starts_with("missing field") || message.starts_with("unknown field") {
+            message.to_owned()
         } else {
-            let message = inner.to_string();
-            let message = message
-                .split(" at line")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            if message.starts_with("invalid value") {
-                "has an invalid value".to_owned()
-            } else {
-                message
-            }
+            "has a value of the wrong type or form".to_owned()
         };
         let field = if path == "." {
             String::new()
@@ -165,6 +159,17 @@ mod tests {
         let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
         assert!(
             text.contains("secret:rmm") && text.contains("`password`"),
+            "{text}"
+        );
+        assert!(!text.contains("42"), "{text}");
+        let e = parse_credentials::<AutomateCredentials>(
+            "f",
+            r#"{"username":"api","password":"pw","client_id":"c","two_factor_passcode":123456}"#,
+        )
+        .unwrap_err();
+        let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(
+            text.contains("two_factor_passcode") && !text.contains("123456"),
             "{text}"
         );
         let e =

@@ -46,7 +46,8 @@ fn config(server: &MockServer) -> AutomateConfig {
             {{ "name": "Servers - DC", "role": "domain_controller",
                "policy_group": "auto_install_auto_reboot", "unattended_reboot_approved": true }}
         ],
-        "scripts": {{ "install": 901, "reboot": 902, "reminder": 903, "forced_reboot": 904 }},
+        "scripts": {{ "install": 901, "reboot": 902, "reminder": 903, "forced_reboot": 904,
+                      "technician_install": 905 }},
         "monitors": {{ "DNS Service": "dns_dhcp", "LOB App Ping": "lob_apps" }}
     }}"#,
         server.uri()
@@ -542,14 +543,14 @@ async fn a_refused_or_unconfigured_command_is_permanent_and_says_why() {
     );
     assert!(!e.is_retryable());
 
-    let tech = RmmCommand::TechnicianInstall {
+    let tech = RmmCommand::TechnicianReboot {
         endpoint: EndpointId::parse("101").unwrap(),
-        window: window(3),
+        after: window(3).end,
     };
     let e = a.send("k2", &tech).await.unwrap_err();
     let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
     assert!(
-        text.contains("automate.scripts.technician_install"),
+        text.contains("automate.scripts.technician_reboot"),
         "{text}"
     );
 
@@ -570,7 +571,7 @@ async fn mount_reports(server: &MockServer, history: Value, startup: &str, monit
         .and(query_param("page", "1"))
         .and(query_param(
             "condition",
-            "ScriptId = 901 and HistoryDate >= 2026-12-10T02:00:00",
+            "(ScriptId = 901 or ScriptId = 905) and HistoryDate >= 2026-12-10T02:00:00Z",
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(history))
         .mount(server)
@@ -749,4 +750,100 @@ fn automate_dates_without_an_offset_are_utc() {
     );
     assert_eq!(parse_stamp("2026-12-10T04:40:00+01:00"), Some(at(3, 40)));
     assert_eq!(parse_stamp("soon"), None);
+}
+
+#[tokio::test]
+async fn a_monitor_that_failed_while_services_came_up_and_passed_since_is_healthy() {
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    mount_reports(
+        &server,
+        json!([{"Id": 1, "ScriptId": 905, "Status": "Completed", "State": "Success",
+                "HistoryDate": "2026-12-10T03:40:00"}]),
+        "2026-12-10T04:05:00",
+        json!([
+            {"MonitorId": 1, "Name": "DNS Service", "LastScanned": "2026-12-10T04:25:00",
+             "LastFailed": "2026-12-10T04:10:00"},
+            {"MonitorId": 2, "Name": "LOB App Ping", "LastScanned": "2026-12-10T04:26:00",
+             "LastFailed": "2026-12-10T04:26:00"}
+        ]),
+    )
+    .await;
+    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
+    let reports = a
+        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
+        .await
+        .unwrap();
+    // The technician's install script counts as the install.
+    assert_eq!(reports[0].event, RmmEvent::InstallSucceeded);
+    let RmmEvent::Checks { results } = &reports[2].event else {
+        panic!("{reports:?}")
+    };
+    let pass = |c: Check| results.iter().find(|r| r.check == c).map(|r| r.passed);
+    assert_eq!(pass(Check::DnsDhcp), Some(true));
+    assert_eq!(pass(Check::LobApps), Some(false));
+}
+
+#[tokio::test]
+async fn a_computer_without_any_configured_monitor_reports_no_checks() {
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    mount_reports(
+        &server,
+        json!([{"Id": 1, "ScriptId": 901, "Status": "Completed", "State": "Success",
+                "HistoryDate": "2026-12-10T03:40:00"}]),
+        "2026-12-10T04:05:00",
+        json!([{"MonitorId": 9, "Name": "Disk C", "LastScanned": "2026-12-10T04:20:00"}]),
+    )
+    .await;
+    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
+    let reports = a
+        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
+        .await
+        .unwrap();
+    let events: Vec<&RmmEvent> = reports.iter().map(|r| &r.event).collect();
+    assert_eq!(
+        events,
+        [&RmmEvent::InstallSucceeded, &RmmEvent::RebootConfirmed]
+    );
+}
+
+#[tokio::test]
+async fn a_command_is_not_resent_after_a_server_error_it_may_have_stored() {
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    Mock::given(method("POST"))
+        .and(path("/cwa/api/v1/Batch/ScriptExecute"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
+    let cmd = RmmCommand::ScheduleInstall {
+        endpoint: EndpointId::parse("101").unwrap(),
+        window: window(3),
+    };
+    let e = a.send("k", &cmd).await.unwrap_err();
+    // The message goes back to its queue; the script skips a key it has run.
+    assert!(e.is_retryable(), "{e:?}");
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn an_echoed_password_never_reaches_an_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/cwa/api/v1/apitoken"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_string("{\"message\":\"bad password pa55\"}"),
+        )
+        .mount(&server)
+        .await;
+    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
+    let e = a.pull().await.unwrap_err();
+    let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+    assert!(
+        text.contains("[redacted]") && !text.contains("pa55"),
+        "{text}"
+    );
 }

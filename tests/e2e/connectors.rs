@@ -8,11 +8,11 @@ use patchflow_aws::secrets::{secrets_client, SecretsCache};
 use patchflow_aws::sns::{sns_client, SnsPager};
 use patchflow_core::ids::{ClientId, EndpointId};
 use patchflow_core::model::Criticality;
+use patchflow_core::ports::error_chain;
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{NewTicket, Psa};
 use patchflow_core::ports::rmm::Rmm;
 use patchflow_core::ports::sources::InventorySource;
-use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::schedule::Window;
 use patchflow_lambda::config::Config;
@@ -41,17 +41,6 @@ async fn put_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: 
     out.arn().expect("the secret's ARN").to_owned()
 }
 
-fn chain(e: &PortError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[tokio::test]
 async fn secrets_are_read_once_and_kept_for_the_life_of_the_function() {
     require_aws_endpoint();
@@ -73,7 +62,7 @@ async fn secrets_are_read_once_and_kept_for_the_life_of_the_function() {
 
     // ... and a new one cannot start, with an error naming the secret, not its value.
     let e = SecretsCache::new(client).get(&arn).await.unwrap_err();
-    let text = chain(&e);
+    let text = error_chain(&e);
     assert!(text.contains(&arn) && !text.contains("R0UT3"), "{text}");
     assert!(!e.is_retryable(), "{text}");
 }
@@ -365,9 +354,9 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
     assert!(matches!(s.pager, AnyPager::Unavailable(_)));
     let e = s.pager.trigger("k", "x").await.unwrap_err();
     assert!(
-        chain(&e).contains("PATCHFLOW_PAGER_SECRET_ARN"),
+        error_chain(&e).contains("PATCHFLOW_PAGER_SECRET_ARN"),
         "{}",
-        chain(&e)
+        error_chain(&e)
     );
 
     // A secret that does not exist stops the function at start, naming it.

@@ -18,7 +18,7 @@ use patchflow_connectors::settings::ConnectorsFile;
 use patchflow_core::contract::{catalog_from_doc, inventory_from_doc};
 use patchflow_core::ids::CycleId;
 use patchflow_core::ports::sources::{CatalogSource, InventorySource};
-use patchflow_core::ports::PortError;
+use patchflow_core::ports::{error_chain, PortError};
 use serde_json::Value;
 
 use crate::CliError;
@@ -90,24 +90,13 @@ pub struct CatalogPullArgs {
     pub out: PathBuf,
 }
 
-fn port(e: &PortError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// A port error as the CLI reports it: a refused or malformed answer is the configuration's or
 /// the input's to fix (exit 2), a passing failure is the service's (exit 1).
 fn port_error(e: &PortError) -> CliError {
     if e.is_retryable() {
-        CliError::Service(port(e))
+        CliError::Service(error_chain(e))
     } else {
-        CliError::Input(port(e))
+        CliError::Input(error_chain(e))
     }
 }
 
@@ -194,7 +183,7 @@ pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(
             .map_err(|e| {
                 CliError::Input(format!(
                     "inventory pull: {} (give --credentials FILE or set {RMM_CREDENTIALS})",
-                    port(&e)
+                    error_chain(&e)
                 ))
             })?;
             let source = config.base_url.clone();

@@ -36,6 +36,16 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Three attempts a millisecond apart: the retries without the waiting, for tests.
+    #[cfg(test)]
+    pub(crate) fn fast() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        }
+    }
+
     /// The wait before retry number `retry` (1 for the first retry): the server's `Retry-After`
     /// when it gave one (capped), else a random wait up to the exponential backoff ("full
     /// jitter", so many functions retrying at once spread out).
@@ -380,11 +390,7 @@ mod tests {
     use super::*;
 
     fn fast() -> RetryPolicy {
-        RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        }
+        RetryPolicy::fast()
     }
 
     fn client(retry: RetryPolicy) -> HttpClient {

@@ -429,7 +429,6 @@ fn ticket_id(ticket: &str) -> Result<u64, PortError> {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     use serde_json::{json, Value};
     use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -439,11 +438,7 @@ mod tests {
     use crate::secrets::Secret;
 
     fn fast() -> RetryPolicy {
-        RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        }
+        RetryPolicy::fast()
     }
 
     fn config(base: &str) -> ManageConfig {

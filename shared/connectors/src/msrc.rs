@@ -538,7 +538,6 @@ fn title(document_title: Option<&str>, kb: u64, entry: &Kb) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use patchflow_core::contract::parse_catalog;
     use serde_json::json;
@@ -548,11 +547,7 @@ mod tests {
     use super::*;
 
     fn fast() -> RetryPolicy {
-        RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        }
+        RetryPolicy::fast()
     }
 
     fn catalog(server: &MockServer) -> MsrcCatalog {

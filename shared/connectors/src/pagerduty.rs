@@ -30,7 +30,7 @@
 //! is sent in the body and never appears in an error or a log line.
 
 use patchflow_core::ports::pager::Pager;
-use patchflow_core::ports::PortError;
+use patchflow_core::ports::{error_chain, PortError};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -237,7 +237,7 @@ impl PagerDutyPager {
                     _ => e.error,
                 };
                 let error = self.redact(error);
-                tracing::warn!(system = SYSTEM, call = %what, error = %error_text(&error), "page not sent");
+                tracing::warn!(system = SYSTEM, call = %what, error = %error_chain(&error), "page not sent");
                 return Err(error);
             }
         };
@@ -268,7 +268,7 @@ impl PagerDutyPager {
     /// was sent).
     fn redact(&self, error: PortError) -> PortError {
         let key = self.credentials.routing_key.expose();
-        if key.is_empty() || !error_text(&error).contains(key) {
+        if key.is_empty() || !error_chain(&error).contains(key) {
             return error;
         }
         let scrub = |s: &str| s.replace(key, "[redacted]");
@@ -276,10 +276,10 @@ impl PagerDutyPager {
             PortError::Conflict(m) => PortError::Conflict(scrub(&m)),
             PortError::NotFound(m) => PortError::NotFound(scrub(&m)),
             PortError::Transient { context, source } => {
-                PortError::transient(scrub(&context), scrub(&chain(source.as_ref())))
+                PortError::transient(scrub(&context), scrub(&error_chain(source.as_ref())))
             }
             PortError::Permanent { context, source } => {
-                PortError::permanent(scrub(&context), scrub(&chain(source.as_ref())))
+                PortError::permanent(scrub(&context), scrub(&error_chain(source.as_ref())))
             }
         }
     }
@@ -421,26 +421,8 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// An error's causes, joined.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// An error with its causes.
-fn error_text(e: &PortError) -> String {
-    chain(e)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use serde_json::json;
     use wiremock::matchers::{body_partial_json, method, path};
@@ -452,11 +434,7 @@ mod tests {
     const KEY: &str = "R0UT1NGK3Y0123456789abcdef012345";
 
     fn fast() -> RetryPolicy {
-        RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        }
+        RetryPolicy::fast()
     }
 
     fn pager(server: &MockServer, config: PagerDutyConfig) -> PagerDutyPager {
@@ -481,7 +459,7 @@ mod tests {
 
     /// The error as a reader sees it: the message and its causes.
     fn text(e: &PortError) -> String {
-        error_text(e)
+        error_chain(e)
     }
 
     async fn sent_bodies(server: &MockServer) -> Vec<serde_json::Value> {

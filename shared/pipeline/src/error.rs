@@ -25,17 +25,7 @@ impl From<PortError> for HandlerError {
     }
 }
 
-/// An error and its causes, on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub use patchflow_core::ports::error_chain;
 
 /// A stored record that cannot be read back is corrupt: permanent.
 pub fn corrupt(what: &str, e: serde_json::Error) -> HandlerError {

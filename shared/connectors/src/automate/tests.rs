@@ -1,7 +1,5 @@
 //! The Automate client against a local server speaking Automate's documented shapes.
 
-use std::time::Duration;
-
 use chrono::TimeZone;
 use patchflow_core::schedule::Window;
 use serde_json::{json, Value};
@@ -12,16 +10,7 @@ use super::*;
 use crate::secrets::Secret;
 
 fn fast() -> HttpClient {
-    HttpClient::new(
-        SYSTEM,
-        Timeouts::default(),
-        RetryPolicy {
-            attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        },
-    )
-    .unwrap()
+    HttpClient::new(SYSTEM, Timeouts::default(), RetryPolicy::fast()).unwrap()
 }
 
 fn creds() -> AutomateCredentials {
@@ -565,6 +554,21 @@ async fn a_refused_or_unconfigured_command_is_permanent_and_says_why() {
     );
 }
 
+/// What computer 101 reports since 02:00, given its script history, last start-up and monitors.
+async fn reports_of(
+    history: Value,
+    startup: &str,
+    monitors: Value,
+) -> Vec<patchflow_core::ports::rmm::RmmReport> {
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    mount_reports(&server, history, startup, monitors).await;
+    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
+    a.reports(&EndpointId::parse("101").unwrap(), at(2, 0))
+        .await
+        .unwrap()
+}
+
 async fn mount_reports(server: &MockServer, history: Value, startup: &str, monitors: Value) {
     Mock::given(method("GET"))
         .and(path("/cwa/api/v1/Computers/101/ScriptHistory"))
@@ -608,10 +612,7 @@ fn at(h: u32, m: u32) -> DateTime<Utc> {
 
 #[tokio::test]
 async fn reports_follow_the_install_the_reboot_and_the_monitors() {
-    let server = MockServer::start().await;
-    mount_token(&server, "t1", None).await;
-    mount_reports(
-        &server,
+    let reports = reports_of(
         json!([
             {"Id": 1, "ScriptId": 901, "ComputerId": 101, "Status": "Completed", "State": "Success",
              "HistoryDate": "2026-12-10T03:40:00", "DiagnosticMessage": ""},
@@ -626,11 +627,6 @@ async fn reports_follow_the_install_the_reboot_and_the_monitors() {
         ]),
     )
     .await;
-    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let reports = a
-        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
-        .await
-        .unwrap();
     let events: Vec<(DateTime<Utc>, &RmmEvent)> =
         reports.iter().map(|r| (r.at, &r.event)).collect();
     assert_eq!(events.len(), 3, "{events:?}");
@@ -649,10 +645,7 @@ async fn reports_follow_the_install_the_reboot_and_the_monitors() {
 
 #[tokio::test]
 async fn no_checks_are_reported_until_every_mapped_monitor_has_scanned_since_the_reboot() {
-    let server = MockServer::start().await;
-    mount_token(&server, "t1", None).await;
-    mount_reports(
-        &server,
+    let reports = reports_of(
         json!([{"Id": 1, "ScriptId": 901, "Status": "Completed", "State": "Success",
                 "HistoryDate": "2026-12-10T03:40:00"}]),
         "2026-12-10T04:05:00",
@@ -662,11 +655,6 @@ async fn no_checks_are_reported_until_every_mapped_monitor_has_scanned_since_the
         ]),
     )
     .await;
-    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let reports = a
-        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
-        .await
-        .unwrap();
     let events: Vec<&RmmEvent> = reports.iter().map(|r| &r.event).collect();
     assert_eq!(
         events,
@@ -676,21 +664,13 @@ async fn no_checks_are_reported_until_every_mapped_monitor_has_scanned_since_the
 
 #[tokio::test]
 async fn a_failed_install_is_reported_with_the_scripts_words_and_a_running_one_not_yet() {
-    let server = MockServer::start().await;
-    mount_token(&server, "t1", None).await;
-    mount_reports(
-        &server,
+    let reports = reports_of(
         json!([{"Id": 1, "ScriptId": 901, "Status": "Completed", "State": "Failure",
                 "HistoryDate": "2026-12-10T03:40:00", "DiagnosticMessage": "0x80240022 download failed"}]),
         "2026-12-01T00:00:00",
         json!([]),
     )
     .await;
-    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let reports = a
-        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
-        .await
-        .unwrap();
     assert_eq!(
         reports.iter().map(|r| &r.event).collect::<Vec<_>>(),
         [&RmmEvent::InstallFailed {
@@ -698,21 +678,13 @@ async fn a_failed_install_is_reported_with_the_scripts_words_and_a_running_one_n
         }]
     );
 
-    let server = MockServer::start().await;
-    mount_token(&server, "t1", None).await;
-    mount_reports(
-        &server,
+    let reports = reports_of(
         json!([{"Id": 1, "ScriptId": 901, "Status": "Running", "State": "Information",
                 "HistoryDate": "2026-12-10T03:40:00"}]),
         "2026-12-01T00:00:00",
         json!([]),
     )
     .await;
-    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let reports = a
-        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
-        .await
-        .unwrap();
     assert!(reports.is_empty(), "{reports:?}");
 }
 
@@ -754,10 +726,7 @@ fn automate_dates_without_an_offset_are_utc() {
 
 #[tokio::test]
 async fn a_monitor_that_failed_while_services_came_up_and_passed_since_is_healthy() {
-    let server = MockServer::start().await;
-    mount_token(&server, "t1", None).await;
-    mount_reports(
-        &server,
+    let reports = reports_of(
         json!([{"Id": 1, "ScriptId": 905, "Status": "Completed", "State": "Success",
                 "HistoryDate": "2026-12-10T03:40:00"}]),
         "2026-12-10T04:05:00",
@@ -769,11 +738,6 @@ async fn a_monitor_that_failed_while_services_came_up_and_passed_since_is_health
         ]),
     )
     .await;
-    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let reports = a
-        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
-        .await
-        .unwrap();
     // The technician's install script counts as the install.
     assert_eq!(reports[0].event, RmmEvent::InstallSucceeded);
     let RmmEvent::Checks { results } = &reports[2].event else {
@@ -786,21 +750,13 @@ async fn a_monitor_that_failed_while_services_came_up_and_passed_since_is_health
 
 #[tokio::test]
 async fn a_computer_without_any_configured_monitor_reports_no_checks() {
-    let server = MockServer::start().await;
-    mount_token(&server, "t1", None).await;
-    mount_reports(
-        &server,
+    let reports = reports_of(
         json!([{"Id": 1, "ScriptId": 901, "Status": "Completed", "State": "Success",
                 "HistoryDate": "2026-12-10T03:40:00"}]),
         "2026-12-10T04:05:00",
         json!([{"MonitorId": 9, "Name": "Disk C", "LastScanned": "2026-12-10T04:20:00"}]),
     )
     .await;
-    let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let reports = a
-        .reports(&EndpointId::parse("101").unwrap(), at(2, 0))
-        .await
-        .unwrap();
     let events: Vec<&RmmEvent> = reports.iter().map(|r| &r.event).collect();
     assert_eq!(
         events,

@@ -186,7 +186,8 @@ pub struct StatusArgs {
     pub state: StateArgs,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+/// A runtime for one command's calls.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

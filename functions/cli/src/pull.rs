@@ -21,6 +21,7 @@ use patchflow_core::ports::sources::{CatalogSource, InventorySource};
 use patchflow_core::ports::{error_chain, PortError};
 use serde_json::Value;
 
+use crate::ops::runtime;
 use crate::CliError;
 
 /// The environment variable holding the RMM's credentials (a JSON object) when
@@ -98,13 +99,6 @@ fn port_error(e: &PortError) -> CliError {
     } else {
         CliError::Input(error_chain(e))
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Service(format!("cannot start the async runtime: {e}")))
 }
 
 fn spinner(message: &str) -> ProgressBar {

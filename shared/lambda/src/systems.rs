@@ -231,6 +231,15 @@ fn connector(e: PortError) -> SystemsError {
     SystemsError(error_chain(&e))
 }
 
+/// One system's credentials, from the secret at `arn`.
+async fn credentials<T: serde::de::DeserializeOwned>(
+    secrets: &SecretsCache,
+    arn: &str,
+) -> Result<T, SystemsError> {
+    let text = secrets.get(arn).await.map_err(connector)?;
+    parse_credentials(arn, &text).map_err(connector)
+}
+
 /// Builds the systems the configuration names, reading each configured secret once.
 pub async fn systems(
     config: &Config,
@@ -250,13 +259,9 @@ pub async fn systems(
     let c = &config.connections;
     let secrets = SecretsCache::new(secrets_client(sdk));
     let automate = match (&file.automate, &c.rmm_secret_arn) {
-        (Some(cfg), Some(arn)) => {
-            let creds = parse_credentials(arn, &secrets.get(arn).await.map_err(connector)?)
-                .map_err(connector)?;
-            Some(Arc::new(
-                Automate::new(cfg.clone(), creds).map_err(connector)?,
-            ))
-        }
+        (Some(cfg), Some(arn)) => Some(Arc::new(
+            Automate::new(cfg.clone(), credentials(&secrets, arn).await?).map_err(connector)?,
+        )),
         _ => None,
     };
     let rmm = match &automate {
@@ -266,25 +271,18 @@ pub async fn systems(
         )),
     };
     let psa = match (&file.manage, &c.psa_secret_arn) {
-        (Some(cfg), Some(arn)) => {
-            let creds = parse_credentials(arn, &secrets.get(arn).await.map_err(connector)?)
-                .map_err(connector)?;
-            AnyPsa::Manage(Box::new(
-                ManagePsa::new(cfg.clone(), creds).map_err(connector)?,
-            ))
-        }
+        (Some(cfg), Some(arn)) => AnyPsa::Manage(Box::new(
+            ManagePsa::new(cfg.clone(), credentials(&secrets, arn).await?).map_err(connector)?,
+        )),
         _ => AnyPsa::Unavailable(format!(
             "the connectors file needs [manage] and the function {PSA_SECRET_ARN}"
         )),
     };
     let pager = match (&file.pager, &c.pager_secret_arn, &c.pager_topic_arn) {
-        (Some(PagerChoice::PagerDuty(cfg)), Some(arn), _) => {
-            let creds = parse_credentials(arn, &secrets.get(arn).await.map_err(connector)?)
-                .map_err(connector)?;
-            AnyPager::PagerDuty(Box::new(
-                PagerDutyPager::new(cfg.clone(), creds).map_err(connector)?,
-            ))
-        }
+        (Some(PagerChoice::PagerDuty(cfg)), Some(arn), _) => AnyPager::PagerDuty(Box::new(
+            PagerDutyPager::new(cfg.clone(), credentials(&secrets, arn).await?)
+                .map_err(connector)?,
+        )),
         (Some(PagerChoice::Sns {}), _, Some(topic)) => {
             AnyPager::Sns(SnsPager::new(sns_client(sdk), topic.clone()))
         }

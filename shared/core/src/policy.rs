@@ -73,6 +73,50 @@ pub struct FailurePolicy {
     pub retry_after: Duration,
 }
 
+/// A time frame per severity; `other` is for patches without one (non-security
+/// classifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BySeverity {
+    /// Critical.
+    pub critical: Duration,
+    /// Important.
+    pub important: Duration,
+    /// Moderate.
+    pub moderate: Duration,
+    /// Low.
+    pub low: Duration,
+    /// No severity.
+    pub other: Duration,
+}
+
+impl BySeverity {
+    /// The time frame of a severity (`None`: a patch without one).
+    pub fn of(&self, severity: Option<Severity>) -> Duration {
+        match severity {
+            Some(Severity::Critical) => self.critical,
+            Some(Severity::Important) => self.important,
+            Some(Severity::Moderate) => self.moderate,
+            Some(Severity::Low) => self.low,
+            None => self.other,
+        }
+    }
+}
+
+/// The time frames of NIST SP 800-171A 3.14.1 ([a] identify, [c] report, [e] correct), which the
+/// evidence measures each flaw against ([b], [d], [f]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaPolicy {
+    /// [a]: a flaw is identified (in the catalog and the synced inventory) within this of its
+    /// release (24 hours: the daily sync).
+    pub identify: Duration,
+    /// [c]: a flaw is reported (approval record, ticket or notification) within this of its
+    /// identification (24 hours critical and important, 72 hours otherwise).
+    pub report: BySeverity,
+    /// [e]: a flaw is corrected (install confirmed) within this of its release (14 days
+    /// critical, 30 important, 60 moderate, 90 low and other).
+    pub correct: BySeverity,
+}
+
 /// The whole policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -88,6 +132,8 @@ pub struct Policy {
     pub server: ServerPolicy,
     /// Failure handling.
     pub failure: FailurePolicy,
+    /// 3.14.1 time frames.
+    pub sla: SlaPolicy,
 }
 
 fn window(text: &str, days: Weekdays) -> DailyWindow {
@@ -132,6 +178,23 @@ impl Default for Policy {
                 business_hours: window("08:00-18:00", Weekdays::MON_FRI),
                 retry_after: Duration::hours(24),
             },
+            sla: SlaPolicy {
+                identify: Duration::hours(24),
+                report: BySeverity {
+                    critical: Duration::hours(24),
+                    important: Duration::hours(24),
+                    moderate: Duration::hours(72),
+                    low: Duration::hours(72),
+                    other: Duration::hours(72),
+                },
+                correct: BySeverity {
+                    critical: Duration::days(14),
+                    important: Duration::days(30),
+                    moderate: Duration::days(60),
+                    low: Duration::days(90),
+                    other: Duration::days(90),
+                },
+            },
         }
     }
 }
@@ -172,6 +235,8 @@ struct RawPolicy {
     workstation: RawWorkstation,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    sla: RawSla,
     #[serde(default)]
     failure: RawFailure,
 }
@@ -224,6 +289,26 @@ struct RawFailure {
     retry_after_hours: Option<i64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSla {
+    identify_hours: Option<i64>,
+    #[serde(default)]
+    report_hours: RawBySeverity,
+    #[serde(default)]
+    correct_days: RawBySeverity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBySeverity {
+    critical: Option<i64>,
+    important: Option<i64>,
+    moderate: Option<i64>,
+    low: Option<i64>,
+    other: Option<i64>,
+}
+
 struct Builder<'a> {
     source_name: &'a str,
 }
@@ -250,6 +335,29 @@ impl Builder<'_> {
             }
             other => Ok(other),
         }
+    }
+
+    /// Overrides each severity's time frame given, in `unit`s from 1 to `max`.
+    fn by_severity(
+        &self,
+        key: &str,
+        raw: &RawBySeverity,
+        max: i64,
+        unit: fn(i64) -> Duration,
+        into: &mut BySeverity,
+    ) -> Result<(), PolicyError> {
+        for (name, value, slot) in [
+            ("critical", raw.critical, &mut into.critical),
+            ("important", raw.important, &mut into.important),
+            ("moderate", raw.moderate, &mut into.moderate),
+            ("low", raw.low, &mut into.low),
+            ("other", raw.other, &mut into.other),
+        ] {
+            if let Some(v) = self.range(&format!("{key}.{name}"), value, 1, max)? {
+                *slot = unit(v);
+            }
+        }
+        Ok(())
     }
 
     fn clock(&self, key: &str, value: Option<String>) -> Result<Option<ClockTime>, PolicyError> {
@@ -378,6 +486,24 @@ impl Policy {
         )? {
             p.failure.retry_after = Duration::hours(h);
         }
+
+        if let Some(h) = b.range("sla.identify_hours", raw.sla.identify_hours, 1, 24 * 30)? {
+            p.sla.identify = Duration::hours(h);
+        }
+        b.by_severity(
+            "sla.report_hours",
+            &raw.sla.report_hours,
+            24 * 90,
+            Duration::hours,
+            &mut p.sla.report,
+        )?;
+        b.by_severity(
+            "sla.correct_days",
+            &raw.sla.correct_days,
+            365,
+            Duration::days,
+            &mut p.sla.correct,
+        )?;
         Ok(p)
     }
 
@@ -404,7 +530,8 @@ impl Policy {
              [workstation]\nregular_window = \"{}-{}\"\ndaytime_window = \"{}-{}\"\ndaytime_days = {}\n\
              reminder_time = \"{}\"\nforce_reboot_after_hours = {}\ndefault_failure_priority = \"{}\"\n\n\
              [server]\nwindow = \"{}-{}\"\n\n\
-             [failure]\nbusiness_hours = \"{}-{}\"\nbusiness_days = {}\nretry_after_hours = {}\n",
+             [failure]\nbusiness_hours = \"{}-{}\"\nbusiness_days = {}\nretry_after_hours = {}\n\n\
+             [sla]\nidentify_hours = {}\n\n[sla.report_hours]\n{}\n[sla.correct_days]\n{}",
             self.release.weekday.to_string().to_lowercase(),
             self.release.week,
             self.release.time,
@@ -427,13 +554,45 @@ impl Policy {
             self.failure.business_hours.end(),
             days(&self.failure.business_hours),
             self.failure.retry_after.num_hours(),
+            self.sla.identify.num_hours(),
+            by_severity(&self.sla.report, Duration::num_hours),
+            by_severity(&self.sla.correct, Duration::num_days),
         )
     }
+}
+
+/// A time frame per severity as TOML lines, in the unit `n` counts.
+fn by_severity(b: &BySeverity, n: fn(&Duration) -> i64) -> String {
+    format!(
+        "critical = {}\nimportant = {}\nmoderate = {}\nlow = {}\nother = {}\n",
+        n(&b.critical),
+        n(&b.important),
+        n(&b.moderate),
+        n(&b.low),
+        n(&b.other)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sla_time_frames_are_read_per_severity_and_checked() {
+        let p = Policy::from_toml(
+            "p.toml",
+            "[sla]\nidentify_hours = 12\n[sla.correct_days]\ncritical = 7\n",
+        )
+        .unwrap();
+        assert_eq!(p.sla.identify, Duration::hours(12));
+        assert_eq!(p.sla.correct.critical, Duration::days(7));
+        assert_eq!(p.sla.correct.important, Duration::days(30));
+        assert_eq!(Policy::from_toml("p", &p.to_toml()).unwrap(), p);
+        let e = Policy::from_toml("p.toml", "[sla.report_hours]\nlow = 0\n").unwrap_err();
+        assert!(e.to_string().contains("sla.report_hours.low"), "{e}");
+        let e = Policy::from_toml("p.toml", "[sla.correct_days]\nurgent = 3\n").unwrap_err();
+        assert!(e.to_string().contains("urgent"), "{e}");
+    }
 
     #[test]
     fn the_default_policy_is_the_seed() {

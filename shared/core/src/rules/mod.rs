@@ -8,5 +8,6 @@ pub mod commands;
 pub mod exception;
 pub mod failure;
 pub mod scope;
+pub mod sla;
 pub mod validation;
 pub mod waves;

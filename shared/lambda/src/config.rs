@@ -124,11 +124,10 @@ pub struct Config {
     pub connections: Connections,
 }
 
-/// The RMM's address and the credentials' Secrets Manager ARNs, as configured.
+/// Where the credentials are (Secrets Manager ARNs) and the SNS pager's topic, as configured.
+/// The RMM's address ([`RMM_BASE_URL`]) goes into the connectors file's `[automate]` when read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connections {
-    /// [`RMM_BASE_URL`].
-    pub rmm_base_url: Option<String>,
     /// [`RMM_SECRET_ARN`].
     pub rmm_secret_arn: Option<String>,
     /// [`PSA_SECRET_ARN`].
@@ -217,7 +216,6 @@ impl Config {
             policy,
             retention_days: parse_days(get(EVIDENCE_RETENTION_DAYS))?,
             connections: Connections {
-                rmm_base_url: get(RMM_BASE_URL),
                 rmm_secret_arn: get(RMM_SECRET_ARN),
                 psa_secret_arn: get(PSA_SECRET_ARN),
                 pager_secret_arn: get(PAGER_SECRET_ARN),

@@ -1,0 +1,2 @@
+//! The compliance report: one self-contained HTML page per bundle (no external assets).
+//! (Being written.)

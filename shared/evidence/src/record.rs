@@ -1,0 +1,553 @@
+//! The machine record of a bundle (`record.json`): everything the report shows, as data.
+//!
+//! A [`TierRecord`] is one client's part of a closed tier; a [`CycleRecord`] rolls a client's
+//! closed tiers of a cycle up for the assessor. Both carry an [`SlaSection`]: the 3.14.1 time
+//! frames of the policy, every flaw's identified, reported and corrected times with its standing
+//! on [b], [d] and [f], the tallies and the breaches.
+//!
+//! Instants are RFC 3339 UTC with `Z`; the records are written once, so their field order and
+//! formatting are fixed by these types.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use patchflow_core::ids::CycleId;
+use patchflow_core::model::Severity;
+use patchflow_core::policy::SlaPolicy;
+use patchflow_core::rules::sla::{self, Flaw, Objective, Standing};
+use patchflow_core::schedule::utc;
+use serde::{Deserialize, Serialize};
+
+/// The record format's version.
+pub const SCHEMA: u32 = 1;
+
+/// One client's part of a closed tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TierRecord {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The cycle.
+    pub cycle: CycleId,
+    /// The client.
+    pub client: String,
+    /// The tier (`servers.{client}.{wave}` or `workstations.{wave}`).
+    pub tier: String,
+    /// `server` or `workstation`.
+    pub kind: String,
+    /// The ring: `pilot` or `production`.
+    pub wave: String,
+    /// The month's release (Patch Tuesday).
+    #[serde(with = "utc")]
+    pub released_at: DateTime<Utc>,
+    /// When the inventory sync opened the cycle (identification).
+    #[serde(with = "utc")]
+    pub opened_at: DateTime<Utc>,
+    /// When the tier validated; the record is as of this instant.
+    #[serde(with = "utc")]
+    pub validated_at: DateTime<Utc>,
+    /// Per endpoint of the client in the tier.
+    pub outcomes: Vec<EndpointOutcome>,
+    /// The client's endpoints of the tier's kind left out of scope.
+    pub excluded: Vec<ExcludedEndpoint>,
+    /// Every patch of the month with its decision.
+    pub approvals: Vec<ApprovalLine>,
+    /// The exception register entries that concern the client.
+    pub exceptions: Vec<ExceptionLine>,
+    /// The failure tickets of the client's endpoints in the tier.
+    pub tickets: Vec<TicketLine>,
+    /// The 3.14.1 clocks.
+    pub sla: SlaSection,
+}
+
+/// How one endpoint went through the tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointOutcome {
+    /// The endpoint id.
+    pub endpoint: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Its run status (`validated`, `failed`, `awaiting_approval`, ...).
+    pub status: String,
+    /// Attempts made (1 for the first).
+    pub attempts: u32,
+    /// When the install was confirmed.
+    #[serde(default, with = "utc::option")]
+    pub installed_at: Option<DateTime<Utc>>,
+    /// When the reboot was confirmed.
+    #[serde(default, with = "utc::option")]
+    pub reboot_confirmed_at: Option<DateTime<Utc>>,
+    /// Reboot reminders shown.
+    pub reminders: u32,
+    /// Whether the reboot was forced.
+    pub forced_reboot: bool,
+    /// When the post-reboot checks passed.
+    #[serde(default, with = "utc::option")]
+    pub validated_at: Option<DateTime<Utc>>,
+    /// Its failures' ids, oldest first.
+    pub failures: Vec<String>,
+}
+
+/// The chart category of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Validated without a failed attempt.
+    Patched,
+    /// At least one failed attempt (retried and validated since, or still open).
+    Failed,
+    /// Neither validated nor failed: awaiting an engineer's approval, or still in progress.
+    Held,
+}
+
+impl EndpointOutcome {
+    /// Its chart category.
+    pub fn category(&self) -> Category {
+        if !self.failures.is_empty() || self.status == "failed" {
+            Category::Failed
+        } else if self.status == "validated" {
+            Category::Patched
+        } else {
+            Category::Held
+        }
+    }
+}
+
+/// An endpoint left out of scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludedEndpoint {
+    /// The endpoint id.
+    pub endpoint: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Why (the scope rule's reason code).
+    pub reason: String,
+}
+
+/// A patch's approval decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalLine {
+    /// The patch id (a KB, or a third-party id).
+    pub patch: String,
+    /// Its title.
+    pub title: String,
+    /// Its severity, if it has one (`critical`, `important`, `moderate`, `low`).
+    pub severity: Option<String>,
+    /// `approved`, `declined` or `pending_review`.
+    pub decision: String,
+    /// The reason code of the decision.
+    pub reason: String,
+    /// The operating-model node that decided.
+    pub node: String,
+    /// When the decision was recorded (the flaw's report, 3.14.1[c]).
+    #[serde(default, with = "utc::option")]
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// The engineer who signed an explicit decision.
+    pub engineer: Option<String>,
+    /// The engineer's reason code.
+    pub reason_code: Option<String>,
+    /// When the engineer signed.
+    #[serde(default, with = "utc::option")]
+    pub signed_at: Option<DateTime<Utc>>,
+}
+
+/// An exception register entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionLine {
+    /// What it is about (a patch, an endpoint).
+    pub subject: String,
+    /// The kind of exception.
+    pub kind: String,
+    /// The reason code.
+    pub reason: String,
+    /// The client, when it concerns one.
+    pub client: Option<String>,
+    /// A reference (a ticket, a change record).
+    pub reference: Option<String>,
+    /// The engineer who signed it.
+    pub engineer: Option<String>,
+    /// The engineer's reason.
+    pub engineer_reason: Option<String>,
+    /// When it was signed.
+    #[serde(default, with = "utc::option")]
+    pub signed_at: Option<DateTime<Utc>>,
+    /// What lifting it requires.
+    pub change_requires: String,
+}
+
+/// A failure's PSA ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketLine {
+    /// The failure id.
+    pub failure: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// Where it failed (`install`, `reboot`, `validation`, ...).
+    pub stage: String,
+    /// `P1`, `P2` or `P3`.
+    pub priority: String,
+    /// The PSA ticket, once opened.
+    pub ticket: Option<String>,
+    /// `open` or `closed`.
+    pub status: String,
+    /// Whether on-call was paged.
+    pub paged: bool,
+    /// When it failed.
+    #[serde(with = "utc")]
+    pub failed_at: DateTime<Utc>,
+    /// The engineer's root cause, once given.
+    pub root_cause: Option<String>,
+}
+
+/// The 3.14.1 section of a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaSection {
+    /// The instant the standings were judged at.
+    #[serde(with = "utc")]
+    pub as_of: DateTime<Utc>,
+    /// The policy's time frames.
+    pub time_frames: TimeFrames,
+    /// Per objective, [b] [d] [f] in order.
+    pub tallies: Vec<ObjectiveTally>,
+    /// Every breach.
+    pub breaches: Vec<BreachLine>,
+    /// Every flaw (patch x endpoint).
+    pub flaws: Vec<FlawLine>,
+}
+
+/// The time frames [a], [c], [e] as the policy states them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeFrames {
+    /// [a]: hours from release to identification.
+    pub identify_hours: i64,
+    /// [c]: hours from identification to report, per severity (`critical`, `important`,
+    /// `moderate`, `low`, `none`).
+    pub report_hours: BTreeMap<String, i64>,
+    /// [e]: days from release to correction, per severity.
+    pub correct_days: BTreeMap<String, i64>,
+}
+
+/// The severities the time frames are stated for, with `none` for patches without one.
+pub const SEVERITIES: [Option<Severity>; 5] = [
+    Some(Severity::Critical),
+    Some(Severity::Important),
+    Some(Severity::Moderate),
+    Some(Severity::Low),
+    None,
+];
+
+fn severity_name(s: Option<Severity>) -> &'static str {
+    s.map_or("none", |s| s.as_str())
+}
+
+impl TimeFrames {
+    /// The policy's time frames.
+    pub fn of(policy: &SlaPolicy) -> Self {
+        Self {
+            identify_hours: policy.identify.num_hours(),
+            report_hours: SEVERITIES
+                .iter()
+                .map(|s| (severity_name(*s).to_owned(), policy.report.of(*s).num_hours()))
+                .collect(),
+            correct_days: SEVERITIES
+                .iter()
+                .map(|s| (severity_name(*s).to_owned(), policy.correct.of(*s).num_days()))
+                .collect(),
+        }
+    }
+}
+
+/// The tally of one objective.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectiveTally {
+    /// `identify`, `report` or `correct`.
+    pub objective: String,
+    /// `b`, `d` or `f`.
+    pub letter: String,
+    /// Met in time.
+    pub met: u64,
+    /// Breached.
+    pub breached: u64,
+    /// Not done and not yet due.
+    pub running: u64,
+}
+
+/// One objective's standing for a flaw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingLine {
+    /// `met`, `breached` or `running`.
+    pub status: String,
+    /// When it was (or is) due.
+    #[serde(with = "utc")]
+    pub due: DateTime<Utc>,
+    /// When it was done, if it has been.
+    #[serde(default, with = "utc::option")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl From<Standing> for StandingLine {
+    fn from(s: Standing) -> Self {
+        let (status, due, at) = match s {
+            Standing::Met { due, at } => ("met", due, Some(at)),
+            Standing::Breached { due, at } => ("breached", due, at),
+            Standing::Running { due } => ("running", due, None),
+        };
+        Self {
+            status: status.to_owned(),
+            due,
+            at,
+        }
+    }
+}
+
+/// A flaw with its three standings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlawLine {
+    /// The endpoint.
+    pub endpoint: String,
+    /// The patch.
+    pub patch: String,
+    /// Its severity, or `none`.
+    pub severity: String,
+    /// Its release.
+    #[serde(with = "utc")]
+    pub released_at: DateTime<Utc>,
+    /// [b].
+    pub identify: StandingLine,
+    /// [d].
+    pub report: StandingLine,
+    /// [f].
+    pub correct: StandingLine,
+}
+
+/// A missed time frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreachLine {
+    /// `b`, `d` or `f`.
+    pub letter: String,
+    /// `identify`, `report` or `correct`.
+    pub objective: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// The patch.
+    pub patch: String,
+    /// When it was due.
+    #[serde(with = "utc")]
+    pub due: DateTime<Utc>,
+    /// When it was done, if it has been.
+    #[serde(default, with = "utc::option")]
+    pub at: Option<DateTime<Utc>>,
+    /// How late, in whole hours (to `at`, or to `as_of` while open).
+    pub late_by_hours: i64,
+}
+
+fn objective_name(o: Objective) -> &'static str {
+    match o {
+        Objective::Identify => "identify",
+        Objective::Report => "report",
+        Objective::Correct => "correct",
+    }
+}
+
+impl SlaSection {
+    /// Judges `flaws` (all of one client) at `as_of` under `policy`.
+    pub fn judge(policy: &SlaPolicy, flaws: &[Flaw], as_of: DateTime<Utc>) -> Self {
+        let report = sla::report(policy, flaws, as_of);
+        let mut totals: BTreeMap<Objective, sla::Tally> = BTreeMap::new();
+        for tallies in report.clients.values() {
+            for (o, t) in tallies {
+                let total = totals.entry(*o).or_default();
+                total.met += t.met;
+                total.breached += t.breached;
+                total.running += t.running;
+            }
+        }
+        let tallies = Objective::ALL
+            .iter()
+            .map(|o| {
+                let t = totals.get(o).copied().unwrap_or_default();
+                ObjectiveTally {
+                    objective: objective_name(*o).to_owned(),
+                    letter: o.letter().to_owned(),
+                    met: t.met as u64,
+                    breached: t.breached as u64,
+                    running: t.running as u64,
+                }
+            })
+            .collect();
+        let breaches = report
+            .breaches
+            .iter()
+            .map(|b| BreachLine {
+                letter: b.objective.letter().to_owned(),
+                objective: objective_name(b.objective).to_owned(),
+                endpoint: b.endpoint.clone(),
+                patch: b.patch.clone(),
+                due: b.due,
+                at: b.at,
+                late_by_hours: b.late_by.num_hours(),
+            })
+            .collect();
+        let flaws = flaws
+            .iter()
+            .map(|f| {
+                let c = sla::clock(policy, f.severity, f.released, &f.events, as_of);
+                FlawLine {
+                    endpoint: f.endpoint.clone(),
+                    patch: f.patch.clone(),
+                    severity: severity_name(f.severity).to_owned(),
+                    released_at: f.released,
+                    identify: c.identify.into(),
+                    report: c.report.into(),
+                    correct: c.correct.into(),
+                }
+            })
+            .collect();
+        Self {
+            as_of,
+            time_frames: TimeFrames::of(policy),
+            tallies,
+            breaches,
+            flaws,
+        }
+    }
+}
+
+/// A client's roll-up of a cycle: its closed tiers, and the 3.14.1 clocks over all of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The cycle.
+    pub cycle: CycleId,
+    /// The client.
+    pub client: String,
+    /// The month's release.
+    #[serde(with = "utc")]
+    pub released_at: DateTime<Utc>,
+    /// When the inventory sync opened the cycle.
+    #[serde(with = "utc")]
+    pub opened_at: DateTime<Utc>,
+    /// When the cycle's last tier closed; the roll-up is as of this instant.
+    #[serde(with = "utc")]
+    pub closed_at: DateTime<Utc>,
+    /// The client's tiers, in the order they closed.
+    pub tiers: Vec<TierLine>,
+    /// The exception register entries that concern the client.
+    pub exceptions: Vec<ExceptionLine>,
+    /// The clocks over every flaw of the client's tiers.
+    pub sla: SlaSection,
+}
+
+/// A tier in a cycle's roll-up, pointing at its bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierLine {
+    /// The tier.
+    pub tier: String,
+    /// `server` or `workstation`.
+    pub kind: String,
+    /// `pilot` or `production`.
+    pub wave: String,
+    /// When it validated.
+    #[serde(with = "utc")]
+    pub validated_at: DateTime<Utc>,
+    /// Its bundle's manifest key.
+    pub manifest: String,
+    /// The manifest's SHA-256 (hex).
+    pub manifest_sha256: String,
+    /// The chart counts.
+    pub counts: Counts,
+}
+
+/// Endpoint counts for the charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Counts {
+    /// Validated without a failed attempt.
+    pub patched: u64,
+    /// At least one failed attempt.
+    pub failed: u64,
+    /// Awaiting approval or in progress.
+    pub held: u64,
+    /// Out of scope.
+    pub excluded: u64,
+}
+
+impl TierRecord {
+    /// The chart counts of this record.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            excluded: self.excluded.len() as u64,
+            ..Counts::default()
+        };
+        for o in &self.outcomes {
+            match o.category() {
+                Category::Patched => c.patched += 1,
+                Category::Failed => c.failed += 1,
+                Category::Held => c.held += 1,
+            }
+        }
+        c
+    }
+
+    /// The PNG summary's content.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            title: format!("Patch compliance {} - {}", self.cycle, self.client),
+            subtitle: format!(
+                "Tier {} ({} ring), validated {}",
+                self.tier,
+                self.wave,
+                utc::format(&self.validated_at)
+            ),
+            groups: vec![Group {
+                label: format!("{} {}", self.kind, self.wave),
+                counts: self.counts(),
+            }],
+            sla: self.sla.tallies.clone(),
+        }
+    }
+}
+
+impl CycleRecord {
+    /// The PNG summary's content: one bar group per ring of each kind.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            title: format!("Patch compliance {} - {}", self.cycle, self.client),
+            subtitle: format!(
+                "Cycle roll-up: {} tier(s), closed {}",
+                self.tiers.len(),
+                utc::format(&self.closed_at)
+            ),
+            groups: self
+                .tiers
+                .iter()
+                .map(|t| Group {
+                    label: format!("{} {}", t.kind, t.wave),
+                    counts: t.counts,
+                })
+                .collect(),
+            sla: self.sla.tallies.clone(),
+        }
+    }
+}
+
+/// What the PNG summary shows: stacked bars of endpoint counts per group (a client's ring), and
+/// the 3.14.1 figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The headline.
+    pub title: String,
+    /// The line under it.
+    pub subtitle: String,
+    /// One bar per group, in order.
+    pub groups: Vec<Group>,
+    /// [b] [d] [f] tallies, in order.
+    pub sla: Vec<ObjectiveTally>,
+}
+
+/// A labelled bar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// E.g. `server pilot`.
+    pub label: String,
+    /// Its counts.
+    pub counts: Counts,
+}

@@ -477,6 +477,48 @@ async fn records_contract<S: ExceptionStore + ApprovalStore + FailureStore + Evi
         .is_empty());
 }
 
+async fn chain_contract<S: EvidenceIndex>(store: &S) {
+    let client = ClientId::parse(&unique("chain")).unwrap();
+    let other = ClientId::parse(&unique("chain")).unwrap();
+    // GIVEN a client without manifests THEN it has no chain head
+    assert!(store.chain_head(&client).await.unwrap().is_none());
+    // WHEN its first head is created THEN at version 1, once
+    assert_eq!(
+        store
+            .put_chain_head(&client, "{\"n\":1}", None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.put_chain_head(&client, "{\"n\":9}", None).await,
+        Err(PortError::Conflict(_))
+    ));
+    // AND of two writers moving it from version 1, exactly one wins
+    assert_eq!(
+        store
+            .put_chain_head(&client, "{\"n\":2}", Some(1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(matches!(
+        store.put_chain_head(&client, "{\"n\":3}", Some(1)).await,
+        Err(PortError::Conflict(_))
+    ));
+    let head = store.chain_head(&client).await.unwrap().unwrap();
+    assert_eq!(
+        (head.id.as_str(), head.version, head.body.as_str()),
+        (client.as_str(), 2, "{\"n\":2}")
+    );
+    // AND another client's chain is its own, and moving a head that is not there is NotFound
+    assert!(store.chain_head(&other).await.unwrap().is_none());
+    assert!(matches!(
+        store.put_chain_head(&other, "{}", Some(1)).await,
+        Err(PortError::NotFound(_))
+    ));
+}
+
 async fn docs_contract<S: DocStore + IdempotencyStore>(store: &S) {
     let c = cycle();
     let kind = format!("run.{}", unique("t"));
@@ -566,6 +608,7 @@ async fn the_dynamodb_store_keeps_the_state_contract() {
     contract(&store).await;
     records_contract(&store).await;
     docs_contract(&store).await;
+    chain_contract(&store).await;
 }
 
 #[tokio::test]
@@ -574,6 +617,7 @@ async fn the_sqlite_store_keeps_the_state_contract() {
     contract(&store).await;
     records_contract(&store).await;
     docs_contract(&store).await;
+    chain_contract(&store).await;
 }
 
 async fn race<S: TierStore + Clone + 'static>(store: S) {

@@ -745,6 +745,61 @@ impl EvidenceIndex for DynamoState {
             .await?;
         Ok(items.into_iter().map(|i| i.record).collect())
     }
+
+    async fn chain_head(&self, client: &ClientId) -> Result<Option<Doc>, PortError> {
+        let item: Option<DocItem> = self.get_record("chain head", chain_key(client)).await?;
+        Ok(item.map(|i| Doc {
+            id: client.to_string(),
+            version: i.version,
+            body: i.body,
+        }))
+    }
+
+    async fn put_chain_head(
+        &self,
+        client: &ClientId,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, PortError> {
+        let (pk, sk) = chain_key(client);
+        let version = expected.map_or(1, |v| v + 1);
+        let item = to_item(
+            "chain head",
+            &DocItem {
+                pk,
+                sk,
+                version,
+                body: body.to_owned(),
+            },
+        )?;
+        let what = format!("the manifest chain of {client}");
+        let (condition, values) = match expected {
+            None => ("attribute_not_exists(pk)", vec![]),
+            Some(v) => (
+                "attribute_exists(pk) AND #v = :expected",
+                vec![(":expected", AttributeValue::N(v.to_string()))],
+            ),
+        };
+        let result = self
+            .put_if("chain head", item, condition, values, || match expected {
+                None => format!("{what} exists"),
+                Some(v) => format!("{what} moved past version {v}"),
+            })
+            .await;
+        match result {
+            Err(PortError::Conflict(c))
+                if expected.is_some() && self.chain_head(client).await?.is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other.map(|()| version),
+        }
+    }
+}
+
+/// A client's chain head: one item per client, outside every cycle.
+fn chain_key(client: &ClientId) -> (String, String) {
+    (format!("CHAIN#{client}"), "HEAD".to_owned())
 }
 
 fn idempotency_pair(key: &str) -> (String, String) {

@@ -9,6 +9,7 @@
 //! - [`html`] and [`png`]: the compliance report and its summary image.
 //! - [`verify`]: recomputes every hash and walks the chains of a set of bundles.
 
+pub mod csv;
 pub mod html;
 pub mod manifest;
 pub mod png;

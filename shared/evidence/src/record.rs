@@ -245,11 +245,21 @@ impl TimeFrames {
             identify_hours: policy.identify.num_hours(),
             report_hours: SEVERITIES
                 .iter()
-                .map(|s| (severity_name(*s).to_owned(), policy.report.of(*s).num_hours()))
+                .map(|s| {
+                    (
+                        severity_name(*s).to_owned(),
+                        policy.report.of(*s).num_hours(),
+                    )
+                })
                 .collect(),
             correct_days: SEVERITIES
                 .iter()
-                .map(|s| (severity_name(*s).to_owned(), policy.correct.of(*s).num_days()))
+                .map(|s| {
+                    (
+                        severity_name(*s).to_owned(),
+                        policy.correct.of(*s).num_days(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -268,6 +278,25 @@ pub struct ObjectiveTally {
     pub breached: u64,
     /// Not done and not yet due.
     pub running: u64,
+}
+
+impl ObjectiveTally {
+    /// The share met of the flaws decided (met or breached; running ones are not yet decided),
+    /// rounded down to a tenth of a percent so one breach never shows as 100.0; `None` while
+    /// nothing is decided. The report and its image both show this figure.
+    pub fn percent_met(&self) -> Option<String> {
+        percent_met(self.met, self.breached)
+    }
+}
+
+/// See [`ObjectiveTally::percent_met`].
+pub fn percent_met(met: u64, breached: u64) -> Option<String> {
+    let decided = u128::from(met) + u128::from(breached);
+    if decided == 0 {
+        return None;
+    }
+    let tenths = u128::from(met) * 1000 / decided;
+    Some(format!("{}.{}", tenths / 10, tenths % 10))
 }
 
 /// One objective's standing for a flaw.
@@ -550,4 +579,23 @@ pub struct Group {
     pub label: String,
     /// Its counts.
     pub counts: Counts,
+}
+
+impl FlawLine {
+    /// The flaw this line was judged from, to judge it again at a later instant (a cycle's
+    /// roll-up re-judges its tiers' flaws when the cycle closes).
+    pub fn flaw(&self, client: &str) -> Flaw {
+        Flaw {
+            client: client.to_owned(),
+            endpoint: self.endpoint.clone(),
+            patch: self.patch.clone(),
+            severity: serde_json::from_value(serde_json::Value::String(self.severity.clone())).ok(),
+            released: self.released_at,
+            events: sla::FlawEvents {
+                identified: self.identify.at,
+                reported: self.report.at,
+                corrected: self.correct.at,
+            },
+        }
+    }
 }

@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS evidence_index (
     record TEXT NOT NULL,
     PRIMARY KEY (cycle, key)
 );
+CREATE TABLE IF NOT EXISTS chain_heads (
+    client  TEXT    PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body    TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS docs (
     cycle   TEXT    NOT NULL,
     kind    TEXT    NOT NULL,
@@ -531,6 +536,55 @@ impl EvidenceIndex for SqliteState {
     async fn list_evidence(&self, cycle: CycleId) -> Result<Vec<EvidenceRecord>, PortError> {
         let sql = "SELECT record FROM evidence_index WHERE cycle = ?1 ORDER BY key";
         self.records("evidence records", sql, params![cycle.to_string()])
+    }
+
+    async fn chain_head(&self, client: &ClientId) -> Result<Option<Doc>, PortError> {
+        self.db.with(|conn| {
+            conn.query_row(
+                "SELECT client, version, body FROM chain_heads WHERE client = ?1",
+                params![client.as_str()],
+                doc_row,
+            )
+            .optional()
+            .map_err(|e| db_err(format!("get the chain head of {client}"), e))
+        })
+    }
+
+    async fn put_chain_head(
+        &self,
+        client: &ClientId,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, PortError> {
+        let what = format!("the manifest chain of {client}");
+        let result = match expected {
+            None => self
+                .conditional(
+                    "chain head",
+                    "INSERT INTO chain_heads (client, version, body) VALUES (?1, 1, ?2)
+                     ON CONFLICT DO NOTHING",
+                    params![client.as_str(), body],
+                    || format!("{what} exists"),
+                )
+                .map(|()| 1),
+            Some(v) => self
+                .conditional(
+                    "chain head",
+                    "UPDATE chain_heads SET version = ?3, body = ?2
+                     WHERE client = ?1 AND version = ?4",
+                    params![client.as_str(), body, (v + 1) as i64, v as i64],
+                    || format!("{what} moved past version {v}"),
+                )
+                .map(|()| v + 1),
+        };
+        match result {
+            Err(PortError::Conflict(c))
+                if expected.is_some() && self.chain_head(client).await?.is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other,
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub async fn evaluate_patch<X: Ports>(
     x: &X,
     cycle: CycleId,
     msg: EvaluatePatch,
+    now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
     let env = x.env();
     // The sync enqueues approvals just before it writes the cycle record: not open yet is a
@@ -52,7 +53,10 @@ pub async fn evaluate_patch<X: Ports>(
             other => other,
         })?;
     let patch = patch_model(&msg.patch)?;
-    let approval = approval::evaluate(&patch, cycle_doc.released_at, &env.policy.approval);
+    let approval = approval::Approval {
+        recorded_at: Some(now),
+        ..approval::evaluate(&patch, cycle_doc.released_at, &env.policy.approval)
+    };
     match env.state.put_approval(cycle, &approval, None).await {
         Ok(()) | Err(PortError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),

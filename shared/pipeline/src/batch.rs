@@ -36,7 +36,7 @@ async fn dispatch<X: Ports>(
     let cycle = env.cycle;
     match (stage, env.kind.as_str()) {
         (Stage::Approval, EvaluatePatch::KIND) => {
-            approval::evaluate_patch(x, cycle, EvaluatePatch::from_envelope(env)?).await
+            approval::evaluate_patch(x, cycle, EvaluatePatch::from_envelope(env)?, now).await
         }
         (Stage::Approval, ReviewSweep::KIND) => {
             approval::review_sweep(x, cycle, ReviewSweep::from_envelope(env)?, now).await

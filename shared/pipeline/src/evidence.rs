@@ -1,173 +1,251 @@
-//! evidence-archiver: a validated tier's closure requirements checked, its evidence bundle per
-//! client (per-endpoint outcomes, reboot confirmations with timestamps, approvals, tickets,
-//! exceptions) written once under retention with a manifest of SHA-256 hashes, the PSA updated,
-//! and the tier closed.
+//! evidence-archiver: a validated tier's closure requirements checked; its evidence bundle per
+//! client written once under retention (`record.json`, the machine record; `report.html`, the
+//! compliance report; `summary.png`, its summary image; `outcomes.csv`; `sla.csv`; and a
+//! `manifest.json` of their SHA-256 hashes chained to the client's previous manifest); the PSA
+//! updated; the tier closed. When the cycle's last tier closes, each client gets the cycle's
+//! roll-up bundle (`evidence/{cycle}/{client}/cycle/`) with the 3.14.1 clocks over every tier.
 
-use std::collections::BTreeMap;
+mod chain;
+
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
-use patchflow_core::model::Criticality;
-use patchflow_core::ports::evidence::{EvidenceKey, EvidenceStore, NewEvidence, Retention};
+use patchflow_core::model::{Criticality, EndpointKind};
+use patchflow_core::ports::evidence::{EvidenceKey, EvidenceStore, Retention};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{NewTicket, Psa};
 use patchflow_core::ports::state::{
-    ApprovalStore, EvidenceIndex, EvidenceRecord, ExceptionStore, FailureRecord, FailureStore,
-    TierStore,
+    ApprovalStore, EvidenceIndex, ExceptionStore, FailureRecord, FailureStore, TierStore,
 };
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::approval::{Approval, Decision};
 use patchflow_core::rules::closure::{check_closure, ClosureRecord, EndpointClosure};
+use patchflow_core::rules::exception::ExceptionEntry;
+use patchflow_core::rules::sla::{Flaw, FlawEvents};
 use patchflow_core::schedule::utc;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
-use serde::Serialize;
+use patchflow_evidence::manifest::Link;
+use patchflow_evidence::names::{MANIFEST, OUTCOMES, RECORD, REPORT, SLA, SUMMARY};
+use patchflow_evidence::record::{
+    self, ApprovalLine, CycleRecord, EndpointOutcome, ExceptionLine, ExcludedEndpoint, SlaSection,
+    TicketLine, TierLine, TierRecord,
+};
+use patchflow_evidence::{csv, html, png, CYCLE_BUNDLE};
 use tracing::info;
 
+use self::chain::{write_bundle, Bundle, Piece};
 use crate::env::Ports;
-use crate::error::HandlerError;
+use crate::error::{corrupt, HandlerError};
 use crate::messages::ArchiveTier;
-use crate::records::{self, run_kind, Run, RunStatus, TierPlan, TIER_KIND};
+use crate::records::{self, run_kind, CycleDoc, Excluded, Run, RunStatus, TierPlan, TIER_KIND};
 
-/// The manifest's name in each bundle.
-pub const MANIFEST: &str = "manifest.json";
-
-#[derive(Serialize)]
-struct Outcome<'a> {
-    endpoint: &'a str,
-    hostname: &'a str,
-    status: &'static str,
-    attempts: u32,
-    #[serde(with = "utc::option")]
-    installed_at: Option<DateTime<Utc>>,
-    #[serde(with = "utc::option")]
-    reboot_confirmed_at: Option<DateTime<Utc>>,
-    reminders: usize,
-    forced_reboot: bool,
-    #[serde(with = "utc::option")]
-    validated_at: Option<DateTime<Utc>>,
-    failures: &'a [String],
-}
-
-fn outcome(run: &Run) -> Outcome<'_> {
-    Outcome {
-        endpoint: run.endpoint.as_str(),
-        hostname: run.doc.hostname.as_deref().unwrap_or(run.endpoint.as_str()),
-        status: run.status.as_str(),
+fn outcome(run: &Run) -> EndpointOutcome {
+    EndpointOutcome {
+        endpoint: run.endpoint.to_string(),
+        hostname: run
+            .doc
+            .hostname
+            .clone()
+            .unwrap_or_else(|| run.endpoint.to_string()),
+        status: run.status.as_str().to_owned(),
         attempts: run.attempt + 1,
         installed_at: run.installed_at,
         reboot_confirmed_at: run.reboot_confirmed_at,
-        reminders: run.reminders.len(),
+        reminders: run.reminders.len() as u32,
         forced_reboot: run.forced_reboot,
         validated_at: run.validated_at,
-        failures: &run.failures,
+        failures: run.failures.clone(),
     }
 }
 
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
+fn kind_name(kind: EndpointKind) -> &'static str {
+    match kind {
+        EndpointKind::Server => "server",
+        EndpointKind::Workstation => "workstation",
     }
 }
 
-fn outcomes_csv(runs: &[&Run]) -> String {
-    let mut out = String::from(
-        "endpoint,hostname,status,attempts,installed_at,reboot_confirmed_at,reminders,forced_reboot,validated_at,failures\n",
-    );
-    let t = |v: Option<DateTime<Utc>>| v.map(|t| utc::format(&t)).unwrap_or_default();
-    for r in runs {
-        let o = outcome(r);
-        let row = [
-            o.endpoint.to_owned(),
-            o.hostname.to_owned(),
-            o.status.to_owned(),
-            o.attempts.to_string(),
-            t(o.installed_at),
-            t(o.reboot_confirmed_at),
-            o.reminders.to_string(),
-            o.forced_reboot.to_string(),
-            t(o.validated_at),
-            o.failures.join(" "),
-        ];
-        let line: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
+fn approval_line(a: &Approval, cycle: &CycleDoc) -> ApprovalLine {
+    let patch = cycle
+        .catalog
+        .patches
+        .iter()
+        .find(|p| p.id == a.patch.as_str());
+    ApprovalLine {
+        patch: a.patch.to_string(),
+        title: patch.and_then(|p| p.title.clone()).unwrap_or_default(),
+        severity: patch
+            .and_then(|p| p.severity)
+            .map(|s| s.as_str().to_owned()),
+        decision: a.decision.as_str().to_owned(),
+        reason: a.reason.to_string(),
+        node: a.node.id().to_owned(),
+        recorded_at: a.recorded_at,
+        engineer: a.sign_off.as_ref().map(|s| s.engineer.to_string()),
+        reason_code: a.sign_off.as_ref().map(|s| s.reason_code.to_string()),
+        signed_at: a.sign_off.as_ref().map(|s| s.at),
+    }
+}
+
+fn exception_line(x: &ExceptionEntry) -> ExceptionLine {
+    ExceptionLine {
+        subject: x.subject.clone(),
+        kind: x.kind.as_str().to_owned(),
+        reason: x.reason.to_string(),
+        client: x.client.as_ref().map(ToString::to_string),
+        reference: x.reference.clone(),
+        engineer: x.engineer.as_ref().map(ToString::to_string),
+        engineer_reason: x.engineer_reason.clone(),
+        signed_at: x.signed_at,
+        change_requires: x.change_requires.to_string(),
+    }
+}
+
+fn ticket_line(f: &FailureRecord, tier_closed: bool) -> TicketLine {
+    TicketLine {
+        failure: f.id.clone(),
+        endpoint: f.endpoint.to_string(),
+        stage: f.stage.as_str().to_owned(),
+        priority: f.priority.as_str().to_uppercase(),
+        ticket: f.ticket.clone(),
+        // The archiver closes every failure ticket of the tier with it.
+        status: if tier_closed { "closed" } else { "open" }.to_owned(),
+        paged: f.paged,
+        failed_at: f.failed_at,
+        root_cause: f.root_cause.as_ref().map(|r| r.text.clone()),
+    }
+}
+
+fn approved(a: &Approval) -> bool {
+    matches!(a.decision, Decision::AutoApproved | Decision::Approved)
+}
+
+/// Every flaw of a client's runs: each patch of the month not declined, on each endpoint.
+/// Identified when the sync opened the cycle; reported when its approval was recorded;
+/// corrected when the endpoint's install was confirmed, if the patch was approved by then.
+fn flaws(cycle: &CycleDoc, client: &ClientId, runs: &[&Run], approvals: &[Approval]) -> Vec<Flaw> {
+    let by_patch: HashMap<&str, &Approval> =
+        approvals.iter().map(|a| (a.patch.as_str(), a)).collect();
+    let mut out = Vec::new();
+    for run in runs {
+        for patch in &cycle.catalog.patches {
+            let approval = by_patch.get(patch.id.as_str()).copied();
+            if approval.is_some_and(|a| a.decision == Decision::Declined) {
+                continue;
+            }
+            let released = patch
+                .released
+                .as_deref()
+                .and_then(|t| patchflow_core::schedule::parse_instant(t).ok())
+                .unwrap_or(cycle.released_at);
+            let corrected = match (approval, run.installed_at) {
+                (Some(a), Some(installed)) if approved(a) => match &a.sign_off {
+                    Some(s) if s.at > installed => None,
+                    _ => Some(installed),
+                },
+                _ => None,
+            };
+            out.push(Flaw {
+                client: client.to_string(),
+                endpoint: run.endpoint.to_string(),
+                patch: patch.id.clone(),
+                severity: patch.severity,
+                released,
+                events: FlawEvents {
+                    identified: Some(cycle.opened_at),
+                    reported: approval.and_then(|a| a.recorded_at),
+                    corrected,
+                },
+            });
+        }
     }
     out
 }
 
-#[derive(Serialize)]
-struct ManifestEntry {
-    name: String,
-    sha256: String,
-    size: u64,
-}
-
-#[derive(Serialize)]
-struct Manifest<'a> {
-    cycle: CycleId,
-    client: &'a str,
-    tier: &'a str,
-    #[serde(with = "utc")]
-    validated_at: DateTime<Utc>,
-    retention: Retention,
-    artifacts: Vec<ManifestEntry>,
-}
-
-fn json<T: Serialize>(what: &str, v: &T) -> Result<Vec<u8>, HandlerError> {
+fn json<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, HandlerError> {
     serde_json::to_vec_pretty(v).map_err(|e| HandlerError::Poison(format!("encode {what}: {e}")))
 }
 
-/// Writes an artifact once; a second write of the same bytes is the same object (idempotent), of
-/// other bytes a refusal.
-async fn put_once<X: Ports>(
-    x: &X,
-    key: EvidenceKey,
-    bytes: Vec<u8>,
-    content_type: &str,
-    retention: Retention,
-) -> Result<EvidenceRecord, HandlerError> {
-    let env = x.env();
-    let sha = patchflow_core::ports::evidence::Sha256Digest::of(&bytes);
-    let size = bytes.len() as u64;
-    match env
-        .evidence
-        .put(NewEvidence {
-            key: key.clone(),
-            bytes,
-            content_type: content_type.to_owned(),
-            retention,
-        })
-        .await
-    {
-        Ok(_) => {}
-        Err(PortError::Conflict(_)) => {
-            let head = env.evidence.head(&key).await?;
-            if head.sha256 != sha {
-                return Err(HandlerError::Poison(format!(
-                    "{} exists with other content (sha256 {}, expected {})",
-                    key.as_path(),
-                    head.sha256.to_hex(),
-                    sha.to_hex()
-                )));
-            }
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let record = EvidenceRecord {
-        key,
-        sha256: sha,
-        size,
-        retention,
-    };
-    match env.state.index_evidence(&record).await {
-        Ok(()) | Err(PortError::Conflict(_)) => Ok(record),
-        Err(e) => Err(e.into()),
+fn render_err(what: &str, e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Poison(format!("render {what}: {e}"))
+}
+
+fn tier_pieces(record: &TierRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
+    let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
+    let report = html::tier_report(record, previous, &png);
+    Ok(vec![
+        Piece {
+            name: RECORD,
+            bytes: json(RECORD, record)?,
+            content_type: "application/json",
+        },
+        Piece {
+            name: REPORT,
+            bytes: report.into_bytes(),
+            content_type: "text/html; charset=utf-8",
+        },
+        Piece {
+            name: SUMMARY,
+            bytes: png,
+            content_type: "image/png",
+        },
+        Piece {
+            name: OUTCOMES,
+            bytes: csv::outcomes(record)
+                .map_err(|e| render_err(OUTCOMES, e))?
+                .into_bytes(),
+            content_type: "text/csv",
+        },
+        Piece {
+            name: SLA,
+            bytes: csv::flaws(&record.sla)
+                .map_err(|e| render_err(SLA, e))?
+                .into_bytes(),
+            content_type: "text/csv",
+        },
+    ])
+}
+
+fn cycle_pieces(record: &CycleRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
+    let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
+    let report = html::cycle_report(record, previous, &png);
+    Ok(vec![
+        Piece {
+            name: RECORD,
+            bytes: json(RECORD, record)?,
+            content_type: "application/json",
+        },
+        Piece {
+            name: REPORT,
+            bytes: report.into_bytes(),
+            content_type: "text/html; charset=utf-8",
+        },
+        Piece {
+            name: SUMMARY,
+            bytes: png,
+            content_type: "image/png",
+        },
+        Piece {
+            name: SLA,
+            bytes: csv::flaws(&record.sla)
+                .map_err(|e| render_err(SLA, e))?
+                .into_bytes(),
+            content_type: "text/csv",
+        },
+    ])
+}
+
+fn retention<X: Ports>(x: &X, from: DateTime<Utc>) -> Retention {
+    let settings = &x.env().settings;
+    Retention {
+        mode: settings.lock_mode,
+        retain_until: from + settings.retention,
     }
 }
 
-/// Archives a validated tier and closes it.
+/// Archives a validated tier and closes it; the cycle's roll-up follows its last tier.
 pub async fn archive_tier<X: Ports>(
     x: &X,
     cycle: CycleId,
@@ -183,7 +261,11 @@ pub async fn archive_tier<X: Ports>(
     };
     match record.state {
         TierState::Validated => {}
-        TierState::Closed => return Ok(format!("{} is closed", msg.tier)),
+        TierState::Closed => {
+            // A redelivery after the close: the roll-up may be what is left to write.
+            let rolled = roll_up(x, cycle).await?;
+            return Ok(format!("{} is closed{}", msg.tier, rolled_note(rolled)));
+        }
         other => {
             return Ok(format!(
                 "{} is {other}, not validated: nothing to archive",
@@ -193,16 +275,40 @@ pub async fn archive_tier<X: Ports>(
     }
     let (plan, _): (TierPlan, u64) =
         records::must_load(&env.state, cycle, TIER_KIND, msg.tier.as_str()).await?;
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let validated_at = record.updated_at;
-    let retention = Retention {
-        mode: env.settings.lock_mode,
-        retain_until: validated_at + env.settings.retention,
-    };
+    let retention = retention(x, validated_at);
     let runs: Vec<Run> = records::list(&env.state, cycle, &run_kind(&msg.tier))
         .await?
         .into_iter()
         .map(|(r, _)| r)
         .collect();
+
+    // The closure requirements first: a tier that cannot close writes no evidence.
+    let closure = ClosureRecord {
+        kind: plan.kind,
+        ticket_updated: true,
+        compliance_report_attached: true,
+        evidence_retained: true,
+        endpoints: runs
+            .iter()
+            .map(|r| EndpointClosure {
+                endpoint: r.endpoint.clone(),
+                reboot_confirmed_at: r.reboot_confirmed_at,
+                checks_passed: r.status == RunStatus::Validated,
+                failure_ticket: None,
+            })
+            .collect(),
+    };
+    let mut trace = Trace::new();
+    if let Err(missing) = check_closure(&closure, &mut trace) {
+        return Err(HandlerError::Poison(format!(
+            "{} cannot close: {}",
+            msg.tier,
+            serde_json::to_string(&missing).unwrap_or_default()
+        )));
+    }
+
     let failures: Vec<FailureRecord> = env
         .state
         .list_failures(cycle)
@@ -211,14 +317,20 @@ pub async fn archive_tier<X: Ports>(
         .filter(|f| f.tier == msg.tier)
         .collect();
     // Decisions as they stood when the tier validated, so a repeat writes the same bytes.
-    let approvals: Vec<_> = env
+    let approvals: Vec<Approval> = env
         .state
         .list_approvals(cycle)
         .await?
         .into_iter()
         .filter(|a| a.sign_off.as_ref().is_none_or(|s| s.at <= validated_at))
         .collect();
-    let exceptions = env.state.list_exceptions().await?;
+    let exceptions: Vec<ExceptionEntry> = env
+        .state
+        .list_exceptions()
+        .await?
+        .into_iter()
+        .filter(|x| x.signed_at.is_none_or(|t| t <= validated_at))
+        .collect();
 
     let mut by_client: BTreeMap<&ClientId, Vec<&Run>> = BTreeMap::new();
     for r in &runs {
@@ -226,71 +338,55 @@ pub async fn archive_tier<X: Ports>(
     }
     let mut written = 0;
     for (client, client_runs) in &by_client {
-        let key = |name: &str| {
-            EvidenceKey::new(cycle, client, msg.tier.as_str(), name)
-                .map_err(|e| HandlerError::Poison(e.to_string()))
-        };
         let tickets: Vec<&FailureRecord> =
             failures.iter().filter(|f| &f.client == *client).collect();
-        let client_exceptions: Vec<_> = exceptions
-            .iter()
-            .filter(|x| x.client.as_ref().is_none_or(|c| c == *client))
-            .collect();
-        let outcomes: Vec<Outcome> = client_runs.iter().map(|r| outcome(r)).collect();
-        let artifacts = [
-            (
-                "outcomes.csv",
-                outcomes_csv(client_runs).into_bytes(),
-                "text/csv",
-            ),
-            (
-                "outcomes.json",
-                json("outcomes", &outcomes)?,
-                "application/json",
-            ),
-            (
-                "approvals.json",
-                json("approvals", &approvals)?,
-                "application/json",
-            ),
-            (
-                "tickets.json",
-                json("tickets", &tickets)?,
-                "application/json",
-            ),
-            (
-                "exceptions.json",
-                json("exceptions", &client_exceptions)?,
-                "application/json",
-            ),
-        ];
-        let mut entries = Vec::new();
-        for (name, bytes, content_type) in artifacts {
-            let rec = put_once(x, key(name)?, bytes, content_type, retention).await?;
-            entries.push(ManifestEntry {
-                name: name.to_owned(),
-                sha256: rec.sha256.to_hex(),
-                size: rec.size,
-            });
-            written += 1;
-        }
-        let manifest = Manifest {
+        let excluded: Vec<Excluded> =
+            records::load(&env.state, cycle, records::EXCLUDED_KIND, client.as_str())
+                .await?
+                .map(|(e, _)| e)
+                .unwrap_or_default();
+        let flaws = flaws(&cycle_doc, client, client_runs, &approvals);
+        let tier_record = TierRecord {
+            schema: record::SCHEMA,
             cycle,
-            client: client.as_str(),
-            tier: msg.tier.as_str(),
+            client: client.to_string(),
+            tier: msg.tier.to_string(),
+            kind: kind_name(plan.kind).to_owned(),
+            wave: plan.wave.as_str().to_owned(),
+            released_at: cycle_doc.released_at,
+            opened_at: cycle_doc.opened_at,
             validated_at,
-            retention,
-            artifacts: entries,
+            outcomes: client_runs.iter().map(|r| outcome(r)).collect(),
+            excluded: excluded
+                .iter()
+                .filter(|e| e.kind.is_none_or(|k| k == plan.kind))
+                .map(|e| ExcludedEndpoint {
+                    endpoint: e.endpoint.to_string(),
+                    hostname: e.hostname.clone().unwrap_or_else(|| e.endpoint.to_string()),
+                    reason: e.scope.clone(),
+                })
+                .collect(),
+            approvals: approvals
+                .iter()
+                .map(|a| approval_line(a, &cycle_doc))
+                .collect(),
+            exceptions: exceptions
+                .iter()
+                .filter(|x| x.client.as_ref().is_none_or(|c| c == *client))
+                .map(exception_line)
+                .collect(),
+            tickets: tickets.iter().map(|f| ticket_line(f, true)).collect(),
+            sla: SlaSection::judge(&env.policy.sla, &flaws, validated_at),
         };
-        put_once(
-            x,
-            key(MANIFEST)?,
-            json("manifest", &manifest)?,
-            "application/json",
+        let bundle = Bundle {
+            cycle,
+            client,
+            bundle: msg.tier.as_str(),
+            closed_at: validated_at,
             retention,
-        )
-        .await?;
-        written += 1;
+        };
+        let done = write_bundle(x, &bundle, |previous| tier_pieces(&tier_record, previous)).await?;
+        written += done.objects;
 
         // The PSA: the tier's compliance ticket with the completion status, then closed; the
         // failure tickets of its endpoints closed with it.
@@ -326,9 +422,15 @@ pub async fn archive_tier<X: Ports>(
                 )
             })
             .collect();
+        let sla = &tier_record.sla;
+        let breaches = sla.breaches.len();
         let note = format!(
-            "Completed. Evidence: {} (sha256 listed in {MANIFEST}).\n{}",
-            key(MANIFEST)?.as_path(),
+            "Completed. Compliance report: {}; evidence listed with SHA-256 in {} (sha256 {}).\n\
+             3.14.1: {} flaw(s), {breaches} time frame(s) breached.\n{}",
+            bundle.key(REPORT)?.as_path(),
+            done.manifest.as_path(),
+            done.sha256,
+            sla.flaws.len(),
             confirmations.join("\n")
         );
         env.psa
@@ -356,29 +458,6 @@ pub async fn archive_tier<X: Ports>(
         }
     }
 
-    let closure = ClosureRecord {
-        kind: plan.kind,
-        ticket_updated: true,
-        compliance_report_attached: true,
-        evidence_retained: true,
-        endpoints: runs
-            .iter()
-            .map(|r| EndpointClosure {
-                endpoint: r.endpoint.clone(),
-                reboot_confirmed_at: r.reboot_confirmed_at,
-                checks_passed: r.status == RunStatus::Validated,
-                failure_ticket: None,
-            })
-            .collect(),
-    };
-    let mut trace = Trace::new();
-    if let Err(missing) = check_closure(&closure, &mut trace) {
-        return Err(HandlerError::Poison(format!(
-            "{} cannot close: {}",
-            msg.tier,
-            serde_json::to_string(&missing).unwrap_or_default()
-        )));
-    }
     match env
         .state
         .transition_tier(cycle, &msg.tier, record.version, TierEvent::Close, now)
@@ -388,5 +467,99 @@ pub async fn archive_tier<X: Ports>(
         Err(e) => return Err(e.into()),
     }
     info!(%cycle, tier = %msg.tier, objects = written, "tier closed");
-    Ok(format!("{} closed: {written} evidence object(s)", msg.tier))
+    let rolled = roll_up(x, cycle).await?;
+    Ok(format!(
+        "{} closed: {written} evidence object(s){}",
+        msg.tier,
+        rolled_note(rolled)
+    ))
+}
+
+fn rolled_note(rolled: usize) -> String {
+    if rolled == 0 {
+        String::new()
+    } else {
+        format!("; the cycle's roll-up written for {rolled} client(s)")
+    }
+}
+
+/// When every tier of the cycle is closed: each client's roll-up bundle (once). Returns how
+/// many clients got theirs written now.
+async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError> {
+    let env = x.env();
+    let tiers = env.state.list_tiers(cycle).await?;
+    if tiers.is_empty() || tiers.iter().any(|t| t.state != TierState::Closed) {
+        return Ok(0);
+    }
+    let Some(closed_at) = tiers.iter().map(|t| t.updated_at).max() else {
+        return Ok(0);
+    };
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    // The tiers' manifests, from the index of what was written.
+    let mut manifests: BTreeMap<String, Vec<(EvidenceKey, String)>> = BTreeMap::new();
+    for rec in env.state.list_evidence(cycle).await? {
+        if rec.key.name() == MANIFEST && rec.key.tier() != CYCLE_BUNDLE {
+            manifests
+                .entry(rec.key.client().to_owned())
+                .or_default()
+                .push((rec.key.clone(), rec.sha256.to_hex()));
+        }
+    }
+    let exceptions = env.state.list_exceptions().await?;
+    let retention = retention(x, closed_at);
+    let mut rolled = 0;
+    for (client, tier_manifests) in manifests {
+        let client = ClientId::parse(client.as_str())
+            .map_err(|e| HandlerError::Poison(format!("evidence client {client}: {e}")))?;
+        let mut lines = Vec::new();
+        let mut flaws = Vec::new();
+        for (manifest, sha) in tier_manifests {
+            let key = EvidenceKey::new(cycle, &client, manifest.tier(), RECORD)
+                .map_err(|e| HandlerError::Poison(e.to_string()))?;
+            let (bytes, _) = env.evidence.get(&key).await?;
+            let tier: TierRecord =
+                serde_json::from_slice(&bytes).map_err(|e| corrupt(&key.as_path(), e))?;
+            flaws.extend(tier.sla.flaws.iter().map(|f| f.flaw(&tier.client)));
+            lines.push(TierLine {
+                tier: tier.tier.clone(),
+                kind: tier.kind.clone(),
+                wave: tier.wave.clone(),
+                validated_at: tier.validated_at,
+                manifest: manifest.as_path(),
+                manifest_sha256: sha,
+                counts: tier.counts(),
+            });
+        }
+        lines.sort_by(|a, b| (a.validated_at, &a.tier).cmp(&(b.validated_at, &b.tier)));
+        let cycle_record = CycleRecord {
+            schema: record::SCHEMA,
+            cycle,
+            client: client.to_string(),
+            released_at: cycle_doc.released_at,
+            opened_at: cycle_doc.opened_at,
+            closed_at,
+            tiers: lines,
+            exceptions: exceptions
+                .iter()
+                .filter(|x| x.client.as_ref().is_none_or(|c| *c == client))
+                .filter(|x| x.signed_at.is_none_or(|t| t <= closed_at))
+                .map(exception_line)
+                .collect(),
+            sla: SlaSection::judge(&env.policy.sla, &flaws, closed_at),
+        };
+        let bundle = Bundle {
+            cycle,
+            client: &client,
+            bundle: CYCLE_BUNDLE,
+            closed_at,
+            retention,
+        };
+        let done =
+            write_bundle(x, &bundle, |previous| cycle_pieces(&cycle_record, previous)).await?;
+        if done.objects > 0 {
+            rolled += 1;
+            info!(%cycle, %client, breaches = cycle_record.sla.breaches.len(), "cycle rolled up");
+        }
+    }
+    Ok(rolled)
 }

@@ -223,6 +223,12 @@ pub struct Excluded {
     pub endpoint: EndpointId,
     /// Its scope decision (`disabled`, `client_excluded`, `do_not_patch`).
     pub scope: String,
+    /// Its host name (absent in records of cycles opened before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Server or workstation (absent likewise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EndpointKind>,
 }
 
 /// A tier's id: `servers.{client}.{wave}` or `workstations.{wave}`. A client id that is not

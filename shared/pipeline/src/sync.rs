@@ -117,6 +117,8 @@ pub async fn inventory_sync<X: Ports>(
                     .push(Excluded {
                         endpoint: p.id.clone(),
                         scope: p.scope.as_str().to_owned(),
+                        hostname: Some(p.hostname.clone()),
+                        kind: Some(p.kind),
                     });
             }
             continue;

@@ -3,6 +3,7 @@
 mod aws;
 mod contract_example;
 mod docs;
+mod evidence;
 mod fleet;
 mod helpers;
 mod invalid_input;

@@ -115,12 +115,12 @@ async fn a_validated_tier_is_archived_once_and_closed() {
         .iter()
         .flat_map(|c| {
             [
-                "approvals.json",
-                "exceptions.json",
                 "manifest.json",
                 "outcomes.csv",
-                "outcomes.json",
-                "tickets.json",
+                "record.json",
+                "report.html",
+                "sla.csv",
+                "summary.png",
             ]
             .map(|n| format!("{c}/{n}"))
         })

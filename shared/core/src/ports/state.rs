@@ -406,6 +406,23 @@ pub trait EvidenceIndex: Send + Sync {
         &self,
         cycle: CycleId,
     ) -> impl Future<Output = Result<Vec<EvidenceRecord>, PortError>> + Send;
+
+    /// The head of a client's manifest chain (the pipeline owns the body's JSON), across cycles;
+    /// `None` before the client's first manifest. The document's id is the client.
+    fn chain_head(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Option<Doc>, PortError>> + Send;
+
+    /// Moves a client's chain head: creates it when `expected` is `None` (`Conflict` if it
+    /// exists), else replaces it if the stored version is `expected` (`Conflict` if it moved,
+    /// `NotFound` if there is none). Returns the new version.
+    fn put_chain_head(
+        &self,
+        client: &ClientId,
+        body: &str,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
 }
 
 /// A versioned document of a cycle: the cycle's own record, its client snapshot, its tiers'

@@ -79,6 +79,10 @@ pub struct Approval {
     /// The engineer's sign-off, for explicit decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_off: Option<SignOff>,
+    /// When the first decision was recorded: the flaw's report to the patch engineers
+    /// (3.14.1[c]); kept across later decisions.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// A short snake_case code an engineer gives for a decision.
@@ -146,6 +150,7 @@ pub fn evaluate(patch: &Patch, released_at: DateTime<Utc>, policy: &ApprovalPoli
         review_due: None,
         target_by: None,
         sign_off: None,
+        recorded_at: None,
     };
     if patch.classification == Classification::Driver {
         return base(
@@ -266,6 +271,7 @@ pub fn apply_engineer_decision(
             review_due: None,
             target_by: current.target_by,
             sign_off: Some(sign_off),
+            recorded_at: current.recorded_at,
         },
         exception,
     })

@@ -305,3 +305,222 @@ where
         objects,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use patchflow_core::ports::clock::ManualClock;
+    use patchflow_core::ports::evidence::{EvidencePrefix, LockMode};
+    use patchflow_core::ports::state::EvidenceIndex;
+    use patchflow_local::evidence::FsEvidenceStore;
+    use patchflow_local::queue::SqliteQueues;
+    use patchflow_local::state::SqliteState;
+    use patchflow_sim::connectors::{Outcomes, SimPager, SimPsa, SimRmm};
+
+    use super::*;
+    use crate::env::{Env, Settings};
+
+    type TestEnv =
+        Env<SqliteState, SqliteQueues, FsEvidenceStore, SimRmm<ManualClock>, SimPsa, SimPager>;
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, day, 9, 0, 0).unwrap()
+    }
+
+    fn env(dir: &std::path::Path) -> TestEnv {
+        let clock = Arc::new(ManualClock::new(at(8)));
+        Env {
+            state: SqliteState::in_memory().unwrap(),
+            queues: SqliteQueues::in_memory(clock.clone(), 5).unwrap(),
+            evidence: FsEvidenceStore::open(dir).unwrap(),
+            rmm: SimRmm::new(
+                Outcomes {
+                    seed: 1,
+                    failure_rate: 0.0,
+                },
+                clock,
+            ),
+            psa: SimPsa::default(),
+            pager: SimPager::default(),
+            policy: patchflow_core::policy::Policy::default(),
+            settings: Settings::default(),
+        }
+    }
+
+    fn client(id: &str) -> ClientId {
+        ClientId::parse(id).unwrap()
+    }
+
+    fn bundle<'a>(client: &'a ClientId, tier: &'a str, day: u32) -> Bundle<'a> {
+        Bundle {
+            cycle: "2026-12".parse().unwrap(),
+            client,
+            bundle: tier,
+            closed_at: at(day),
+            retention: Retention {
+                mode: LockMode::Compliance,
+                retain_until: at(day) + chrono::Duration::days(2555),
+            },
+        }
+    }
+
+    fn pieces(text: &str) -> Result<Vec<Piece>, HandlerError> {
+        Ok(vec![Piece {
+            name: "record.json",
+            bytes: text.as_bytes().to_vec(),
+            content_type: "application/json",
+        }])
+    }
+
+    async fn manifest(env: &TestEnv, key: &EvidenceKey) -> (Manifest, Sha256Digest) {
+        let (bytes, head) = env.evidence.get(key).await.unwrap();
+        (Manifest::from_bytes(&bytes).unwrap(), head.sha256)
+    }
+
+    #[tokio::test]
+    async fn a_clients_manifests_chain_in_order_and_a_redelivery_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let (c, d) = (client("contoso"), client("fabrikam"));
+
+        let first = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |prev| {
+            assert!(prev.is_none());
+            pieces("{\"a\":1}")
+        })
+        .await
+        .unwrap();
+        assert_eq!(first.objects, 2);
+        let second = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |prev| {
+            assert_eq!(prev.map(|l| l.sequence), Some(1));
+            pieces("{\"b\":2}")
+        })
+        .await
+        .unwrap();
+        // Another client's chain starts on its own.
+        let other = write_bundle(&env, &bundle(&d, "workstations.pilot", 11), |_| {
+            pieces("{\"c\":3}")
+        })
+        .await
+        .unwrap();
+
+        let (m1, sha1) = manifest(&env, &first.manifest).await;
+        let (m2, _) = manifest(&env, &second.manifest).await;
+        let (m3, _) = manifest(&env, &other.manifest).await;
+        assert_eq!((m1.sequence, m1.previous.clone()), (1, None));
+        assert_eq!(
+            m2.previous,
+            Some(Link {
+                key: first.manifest.as_path(),
+                sequence: 1,
+                sha256: sha1,
+            })
+        );
+        assert_eq!(m2.sequence, 2);
+        assert_eq!((m3.sequence, m3.previous), (1, None));
+        assert_eq!(m1.artifacts[0].sha256, Sha256Digest::of(b"{\"a\":1}"));
+        assert_eq!(m1.artifacts[0].retention.mode, LockMode::Compliance);
+
+        // A redelivery finds the manifest stored: nothing is written or reserved again.
+        let again = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |_| {
+            panic!("a stored bundle is not made again")
+        })
+        .await
+        .unwrap();
+        assert_eq!((again.objects, again.sha256), (0, sha1));
+        let head = load_head(&env, &c).await.unwrap().unwrap().0;
+        assert_eq!(
+            (head.manifest, head.sequence),
+            (second.manifest.as_path(), 2)
+        );
+        assert_eq!(head.sha256, Some(second.sha256));
+        // Everything written is indexed with its hash.
+        let indexed = env
+            .state
+            .list_evidence("2026-12".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(indexed.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_bundle_waits_while_another_of_its_client_holds_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let c = client("contoso");
+        // Another bundle reserved the next place and has not sealed it yet.
+        let held = Head {
+            manifest: "evidence/2026-12/contoso/servers.contoso.pilot/manifest.json".into(),
+            sequence: 1,
+            sha256: None,
+            previous: None,
+        };
+        env.state
+            .put_chain_head(&c, &encode_head(&held).unwrap(), None)
+            .await
+            .unwrap();
+        let err = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |_| {
+            pieces("{}")
+        })
+        .await
+        .err()
+        .unwrap();
+        match err {
+            HandlerError::Retry(why) => assert!(why.contains("servers.contoso.pilot"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Nothing of the waiting bundle was written.
+        let prefix = EvidencePrefix {
+            cycle: "2026-12".parse().unwrap(),
+            client: Some(c.clone()),
+            tier: None,
+        };
+        assert!(env.evidence.list(&prefix).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_crash_before_the_seal_is_sealed_by_the_redelivery_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let c = client("contoso");
+        let first = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |_| {
+            pieces("{}")
+        })
+        .await
+        .unwrap();
+        // As if the process died after writing the manifest, before sealing the head.
+        let (head, version) = load_head(&env, &c).await.unwrap().unwrap();
+        let open = Head {
+            sha256: None,
+            ..head
+        };
+        env.state
+            .put_chain_head(&c, &encode_head(&open).unwrap(), Some(version))
+            .await
+            .unwrap();
+        assert!(matches!(
+            write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |_| pieces(
+                "{}"
+            ))
+            .await,
+            Err(HandlerError::Retry(_))
+        ));
+        // The redelivery of the first bundle seals it; the second then chains after it.
+        write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |_| {
+            panic!("a stored bundle is not made again")
+        })
+        .await
+        .unwrap();
+        let second = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |_| {
+            pieces("{}")
+        })
+        .await
+        .unwrap();
+        let (m2, _) = manifest(&env, &second.manifest).await;
+        assert_eq!(
+            m2.previous.map(|l| (l.key, l.sha256)),
+            Some((first.manifest.as_path(), first.sha256))
+        );
+    }
+}

@@ -93,7 +93,8 @@ fmt: toolchain ## Format the code
 
 check: lint test ## What CI runs
 
-bench: toolchain ## Plan a generated 100,000-endpoint fleet: bench vs the I/O floor, then the real binary's wall time and peak memory
+bench: toolchain ## Plan a generated 100,000-endpoint fleet (bench vs the I/O floor, the real binary's wall time and peak memory); render a 500-endpoint tier's evidence
+	$(CARGO) bench -p patchflow-evidence --bench render
 	$(CARGO) bench -p patchflow-cli --bench plan
 	$(CARGO) build --release -p patchflow-cli
 	target/release/patchflow fleet generate --endpoints $(BENCH_ENDPOINTS) --clients $(BENCH_CLIENTS) \

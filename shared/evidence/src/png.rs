@@ -868,26 +868,4 @@ mod tests {
         assert_eq!(scale(u64::MAX, u64::MAX, 768), 768);
         assert_eq!(scale(u64::MAX, 1, 768), 768);
     }
-
-    /// Run with `cargo test --release -p patchflow-evidence png::tests::timing -- --ignored
-    /// --nocapture`.
-    #[test]
-    #[ignore]
-    fn timing() {
-        let s = summary(
-            (0..12)
-                .map(|i| group(&format!("client-{i} server production"), i * 7, i, i % 3, 1))
-                .collect(),
-        );
-        let runs = 20u32;
-        let start = std::time::Instant::now();
-        let mut size = 0;
-        for _ in 0..runs {
-            size = render(&s).unwrap().len();
-        }
-        println!(
-            "render: {:?} per image, {size} bytes",
-            start.elapsed() / runs
-        );
-    }
 }

@@ -123,9 +123,17 @@ fn approved(a: &Approval) -> bool {
 }
 
 /// Every flaw of a client's runs: each patch of the month not declined, on each endpoint.
-/// Identified when the sync opened the cycle; reported when its approval was recorded;
-/// corrected when the endpoint's install was confirmed, if the patch was approved by then.
-fn flaws(cycle: &CycleDoc, client: &ClientId, runs: &[&Run], approvals: &[Approval]) -> Vec<Flaw> {
+/// Identified when the sync opened the cycle; reported when its approval was first recorded
+/// (kept across later decisions, so `recorded` may hold decisions made since the tier
+/// validated); corrected when the endpoint's install was confirmed, if the patch was approved
+/// by then (`approvals`: the decisions as they stood when the tier validated).
+fn flaws(
+    cycle: &CycleDoc,
+    client: &ClientId,
+    runs: &[&Run],
+    approvals: &[Approval],
+    recorded: &HashMap<String, DateTime<Utc>>,
+) -> Vec<Flaw> {
     let by_patch: HashMap<&str, &Approval> =
         approvals.iter().map(|a| (a.patch.as_str(), a)).collect();
     let mut out = Vec::new();
@@ -155,7 +163,7 @@ fn flaws(cycle: &CycleDoc, client: &ClientId, runs: &[&Run], approvals: &[Approv
                 released,
                 events: FlawEvents {
                     identified: Some(cycle.opened_at),
-                    reported: approval.and_then(|a| a.recorded_at),
+                    reported: recorded.get(&patch.id).copied(),
                     corrected,
                 },
             });
@@ -316,11 +324,14 @@ pub async fn archive_tier<X: Ports>(
         .into_iter()
         .filter(|f| f.tier == msg.tier)
         .collect();
-    // Decisions as they stood when the tier validated, so a repeat writes the same bytes.
-    let approvals: Vec<Approval> = env
-        .state
-        .list_approvals(cycle)
-        .await?
+    // Decisions as they stood when the tier validated, so a repeat writes the same bytes; when
+    // each was first recorded, which never changes.
+    let all_approvals = env.state.list_approvals(cycle).await?;
+    let recorded: HashMap<String, DateTime<Utc>> = all_approvals
+        .iter()
+        .filter_map(|a| Some((a.patch.to_string(), a.recorded_at?)))
+        .collect();
+    let approvals: Vec<Approval> = all_approvals
         .into_iter()
         .filter(|a| a.sign_off.as_ref().is_none_or(|s| s.at <= validated_at))
         .collect();
@@ -345,7 +356,7 @@ pub async fn archive_tier<X: Ports>(
                 .await?
                 .map(|(e, _)| e)
                 .unwrap_or_default();
-        let flaws = flaws(&cycle_doc, client, client_runs, &approvals);
+        let flaws = flaws(&cycle_doc, client, client_runs, &approvals, &recorded);
         let tier_record = TierRecord {
             schema: record::SCHEMA,
             cycle,

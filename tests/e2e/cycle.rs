@@ -477,6 +477,25 @@ async fn a_cycle_on_the_aws_adapters_delivered_twice_matches_the_embedded_one_de
     check_cycle(&env, &inventory, &aws).await;
     assert_eq!(env.rmm.duplicates(), 0);
 
+    // The evidence a whole cycle left in the bucket, every message delivered twice, verifies:
+    // every hash, every lock, and one unbroken chain per client ending in its cycle roll-up.
+    let verified = patchflow_evidence::verify::verify(
+        &env.evidence,
+        &patchflow_evidence::verify::Scope::everything(),
+        &patchflow_evidence::verify::Expectations::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(verified.is_clean(), "{:?}", verified.problems);
+    assert_eq!(verified.chains.len(), 2, "{:?}", verified.chains);
+    for chain in &verified.chains {
+        assert_eq!((chain.first, chain.anchor.as_ref()), (1, None), "{chain:?}");
+        assert_eq!(chain.last as usize, chain.manifests);
+        assert!(chain.tip.key.ends_with("/cycle/manifest.json"), "{chain:?}");
+    }
+    assert_eq!(verified.locks, verified.objects);
+
     // The requests a whole cycle made, per in-scope endpoint, by kind: the basis of the cost per
     // cycle (docs/adapters.md). Receives and deletes are the pump's; in AWS, Lambda's event
     // source mapping makes them. Delivering twice doubles the claims (a second claim reads Done).

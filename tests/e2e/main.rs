@@ -1,6 +1,7 @@
 //! Cross-crate tests: what must hold of every plan, for any fleet, cycle and release; one
 //! contract suite per port against every adapter; whole cycles through the pipeline.
 
+mod audit;
 mod connectors;
 mod cycle;
 mod evidence_store;

@@ -478,8 +478,8 @@ async fn records_contract<S: ExceptionStore + ApprovalStore + FailureStore + Evi
 }
 
 async fn chain_contract<S: EvidenceIndex>(store: &S) {
-    let client = ClientId::parse(&unique("chain")).unwrap();
-    let other = ClientId::parse(&unique("chain")).unwrap();
+    let client = ClientId::parse(unique("chain")).unwrap();
+    let other = ClientId::parse(unique("chain")).unwrap();
     // GIVEN a client without manifests THEN it has no chain head
     assert!(store.chain_head(&client).await.unwrap().is_none());
     // WHEN its first head is created THEN at version 1, once

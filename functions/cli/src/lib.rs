@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod explain;
 mod ops;
 pub mod pull;
@@ -68,6 +69,11 @@ pub enum Command {
     /// The month's patches as Microsoft publishes them, as the contract's catalog.
     #[command(subcommand)]
     Catalog(pull::CatalogCommand),
+    /// Evidence for assessors: list it, pull a copy, verify it without trusting the MSP (every
+    /// hash recomputed, every chain of manifests walked, every lock read). Read-only: the
+    /// auditor role is enough.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// `patchflow aws` subcommands.
@@ -414,5 +420,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Status(args) => ops::status(&args, out),
         Command::Inventory(pull::InventoryCommand::Pull(args)) => pull::inventory_pull(&args, out),
         Command::Catalog(pull::CatalogCommand::Pull(args)) => pull::catalog_pull(&args, out),
+        Command::Audit(cmd) => audit::run(&cmd, out),
     }
 }

@@ -12,6 +12,7 @@ use aws_sdk_s3::types::{
 };
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
+use patchflow_core::ids::CycleId;
 use patchflow_core::ports::evidence::{
     EvidenceHead, EvidenceKey, EvidencePrefix, EvidenceStore, LockMode, NewEvidence, Retention,
     Sha256Digest,
@@ -118,11 +119,12 @@ impl EvidenceStore for S3EvidenceStore {
         let key = object.key;
         let digest = Sha256Digest::of(&object.bytes);
         let size = object.bytes.len() as u64;
+        let content_type = object.content_type;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_path())
-            .content_type(object.content_type)
+            .content_type(&content_type)
             .body(ByteStream::from(object.bytes))
             .if_none_match("*")
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
@@ -141,6 +143,7 @@ impl EvidenceStore for S3EvidenceStore {
             sha256: digest,
             retention: Some(object.retention),
             legal_hold: false,
+            content_type: Some(content_type),
         })
     }
 
@@ -158,6 +161,7 @@ impl EvidenceStore for S3EvidenceStore {
         let retention = retention_of(out.object_lock_mode(), out.object_lock_retain_until_date());
         let legal_hold =
             out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On);
+        let content_type = out.content_type().map(str::to_owned);
         let bytes = out
             .body
             .collect()
@@ -189,6 +193,7 @@ impl EvidenceStore for S3EvidenceStore {
             sha256: recorded,
             retention,
             legal_hold,
+            content_type,
         };
         Ok((bytes, head))
     }
@@ -209,6 +214,7 @@ impl EvidenceStore for S3EvidenceStore {
             sha256: digest_from_header(key, out.checksum_sha256())?,
             retention: retention_of(out.object_lock_mode(), out.object_lock_retain_until_date()),
             legal_hold: out.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On),
+            content_type: out.content_type().map(str::to_owned),
         })
     }
 
@@ -237,6 +243,49 @@ impl EvidenceStore for S3EvidenceStore {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn cycles(&self) -> Result<Vec<CycleId>, PortError> {
+        // One level of "folders" under `evidence/`: ListObjectsV2 with a delimiter returns them
+        // as common prefixes (ListBucket permission only, whatever the number of objects).
+        const ROOT: &str = "evidence/";
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(ROOT)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut cycles = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(format!("list {ROOT}"), e))?;
+            if let Some(text) = page.contents().iter().find_map(|o| o.key()) {
+                return Err(PortError::permanent(
+                    format!("foreign object in the evidence bucket: {text}"),
+                    "not inside a YYYY-MM cycle folder",
+                ));
+            }
+            for folder in page.common_prefixes() {
+                let Some(text) = folder.prefix() else {
+                    continue;
+                };
+                let name = text
+                    .strip_prefix(ROOT)
+                    .and_then(|t| t.strip_suffix('/'))
+                    .unwrap_or(text);
+                let cycle = name.parse::<CycleId>().map_err(|e| {
+                    PortError::permanent(
+                        format!("foreign folder in the evidence bucket: {text}"),
+                        e,
+                    )
+                })?;
+                cycles.push(cycle);
+            }
+        }
+        cycles.sort();
+        cycles.dedup();
+        Ok(cycles)
     }
 
     async fn set_legal_hold(&self, key: &EvidenceKey, on: bool) -> Result<(), PortError> {

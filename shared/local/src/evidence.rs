@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use patchflow_core::ids::CycleId;
 use patchflow_core::ports::evidence::{
     EvidenceHead, EvidenceKey, EvidencePrefix, EvidenceStore, NewEvidence, Retention, Sha256Digest,
 };
@@ -103,6 +104,7 @@ impl FsEvidenceStore {
             sha256: meta.sha256,
             retention: Some(meta.retention),
             legal_hold: false,
+            content_type: Some(meta.content_type),
         })
     }
 
@@ -129,6 +131,7 @@ impl FsEvidenceStore {
             sha256: meta.sha256,
             retention: Some(meta.retention),
             legal_hold: self.hold_path(key).exists(),
+            content_type: Some(meta.content_type),
         })
     }
 
@@ -184,6 +187,37 @@ impl FsEvidenceStore {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    fn cycles_sync(&self) -> Result<Vec<CycleId>, PortError> {
+        let base = self.root.join("evidence");
+        let entries = match fs::read_dir(&base) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("list {}", base.display()), e)),
+        };
+        let mut cycles = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(format!("list {}", base.display()), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files of an interrupted write start with a dot, like `list` skips them.
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = entry
+                .file_type()
+                .map_err(|e| io_err(format!("stat {}", entry.path().display()), e))?;
+            let cycle = name.parse::<CycleId>().ok().filter(|_| kind.is_dir());
+            let cycle = cycle.ok_or_else(|| {
+                PortError::permanent(
+                    format!("foreign entry in the evidence store: evidence/{name}"),
+                    "not a YYYY-MM cycle folder",
+                )
+            })?;
+            cycles.push(cycle);
+        }
+        cycles.sort();
+        Ok(cycles)
     }
 
     fn set_legal_hold_sync(&self, key: &EvidenceKey, on: bool) -> Result<(), PortError> {
@@ -270,6 +304,11 @@ impl EvidenceStore for FsEvidenceStore {
     async fn list(&self, prefix: &EvidencePrefix) -> Result<Vec<EvidenceKey>, PortError> {
         let (me, prefix) = (self.clone(), prefix.clone());
         blocking(move || me.list_sync(&prefix)).await
+    }
+
+    async fn cycles(&self) -> Result<Vec<CycleId>, PortError> {
+        let me = self.clone();
+        blocking(move || me.cycles_sync()).await
     }
 
     async fn set_legal_hold(&self, key: &EvidenceKey, on: bool) -> Result<(), PortError> {

@@ -248,14 +248,19 @@ pub struct EvidenceHead {
     pub retention: Option<Retention>,
     /// Whether a legal hold is on.
     pub legal_hold: bool,
+    /// The MIME type recorded at write time, when the store reports one.
+    #[serde(default)]
+    pub content_type: Option<String>,
 }
 
 /// The evidence store port.
 ///
 /// Error contract: `put` returns `Conflict` when the key exists (it never overwrites);
 /// `get`, `head` and `set_legal_hold` return `NotFound` for a missing key; `get` returns
-/// `Permanent` when the bytes no longer match the recorded checksum; any call may return
-/// `Transient` or `Permanent` for the store's own failures.
+/// `Permanent` when the bytes no longer match the recorded checksum; `list` and `cycles` return
+/// `Permanent` for an object or folder that is not laid out as evidence; any call may return
+/// `Transient` or `Permanent` for the store's own failures. Everything but `put` and
+/// `set_legal_hold` only reads, so an auditor's read-only access suffices for it.
 pub trait EvidenceStore: Send + Sync {
     /// Writes an object once, under its retention, recording its SHA-256.
     fn put(
@@ -280,6 +285,9 @@ pub trait EvidenceStore: Send + Sync {
         &self,
         prefix: &EvidencePrefix,
     ) -> impl Future<Output = Result<Vec<EvidenceKey>, PortError>> + Send;
+
+    /// The cycles that hold evidence, in order: with `list`, what covers a whole store.
+    fn cycles(&self) -> impl Future<Output = Result<Vec<CycleId>, PortError>> + Send;
 
     /// Turns an object's legal hold on or off.
     fn set_legal_hold(

@@ -45,9 +45,14 @@ run: toolchain ## Simulate a whole 2026-12 cycle of the bundled demo fleet (200 
 	target/release/patchflow simulate --inventory $(DEMO_DIR)/inventory.json \
 		--catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --out $(DEMO_DIR)/cycle
 	@echo
+	@# The evidence, verified as an auditor would (the whole report in audit-verify.txt).
+	@target/release/patchflow audit verify $(DEMO_DIR)/cycle/evidence > $(DEMO_DIR)/audit-verify.txt; \
+		status=$$?; grep -E '^(chains|problems|verified)' $(DEMO_DIR)/audit-verify.txt; exit $$status
+	@echo
 	@echo "Look around:  target/release/patchflow status --state $(DEMO_DIR)/cycle --cycle $(DEMO_CYCLE)"
 	@echo "              target/release/patchflow failure list --state $(DEMO_DIR)/cycle --cycle $(DEMO_CYCLE)"
-	@echo "              ls $(DEMO_DIR)/cycle/evidence/$(DEMO_CYCLE)/*/*"
+	@echo "              target/release/patchflow audit list --state $(DEMO_DIR)/cycle"
+	@echo "              a compliance report: $(DEMO_DIR)/cycle/evidence/$(DEMO_CYCLE)/<client>/cycle/report.html"
 	@echo "The plan alone: target/release/patchflow plan --inventory $(DEMO_DIR)/inventory.json --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json --cycle $(DEMO_CYCLE) --format table"
 
 test: toolchain ## Run every test (unit, property, CLI, adapters against moto's AWS API server, cross-crate)

@@ -23,7 +23,7 @@ use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::ports::evidence::{
     EvidenceKey, EvidenceStore, LockMode, NewEvidence, Retention, Sha256Digest,
 };
-use patchflow_evidence::manifest::{Artifact, Link, Manifest, SCHEMA};
+use patchflow_evidence::manifest::Link;
 use patchflow_evidence::verify::{verify, Expectations, Scope};
 use patchflow_local::evidence::FsEvidenceStore;
 use serde_yaml::Value;
@@ -62,78 +62,11 @@ async fn write_bundle<S: EvidenceStore>(
     sequence: u64,
     previous: Option<Link>,
 ) -> Link {
-    let retention = Retention {
-        mode: LockMode::Compliance,
-        retain_until: closed_at + Duration::days(days),
-    };
-    let mut artifacts = Vec::new();
-    for (name, bytes, content_type) in [
-        (
-            "record.json",
-            format!("{{\"client\": \"{client}\"}}\n").into_bytes(),
-            "application/json",
-        ),
-        (
-            "report.html",
-            format!("<html>{client} {bundle} {cycle}</html>\n").into_bytes(),
-            "text/html",
-        ),
-        (
-            "summary.png",
-            b"\x89PNG\r\n\x1a\nsummary".to_vec(),
-            "image/png",
-        ),
-        (
-            "outcomes.csv",
-            format!("endpoint,outcome\n{client}-1,patched\n").into_bytes(),
-            "text/csv",
-        ),
-    ] {
-        artifacts.push(Artifact {
-            name: name.into(),
-            sha256: Sha256Digest::of(&bytes),
-            size: bytes.len() as u64,
-            content_type: content_type.into(),
-            retention,
-        });
-        store
-            .put(NewEvidence {
-                key: key(*cycle, client, bundle, name),
-                bytes,
-                content_type: content_type.into(),
-                retention,
-            })
-            .await
-            .unwrap();
-    }
-    let manifest = Manifest {
-        schema: SCHEMA,
-        cycle: *cycle,
-        client: client.into(),
-        bundle: bundle.clone(),
-        closed_at,
-        retention,
-        sequence,
-        previous,
-        artifacts,
-    };
-    let bytes = manifest.to_bytes().unwrap();
-    let mkey = key(*cycle, client, bundle, "manifest.json");
-    let link = Link {
-        key: mkey.as_path(),
-        sequence,
-        sha256: Sha256Digest::of(&bytes),
-    };
-    store
-        .put(NewEvidence {
-            key: mkey,
-            bytes,
-            content_type: "application/json".into(),
-            retention,
-        })
-        .await
-        .unwrap();
-    link
+    patchflow_evidence::testing::write_bundle(
+        store, *cycle, client, bundle, closed_at, days, sequence, previous,
+    )
+    .await
+    .unwrap()
 }
 
 /// A new bucket holding two clients' chains of three bundles across 2026-11 and 2026-12, locked

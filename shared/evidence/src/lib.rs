@@ -14,6 +14,8 @@ pub mod html;
 pub mod manifest;
 pub mod png;
 pub mod record;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod verify;
 
 /// Days each evidence object is kept under COMPLIANCE lock unless configured otherwise: seven

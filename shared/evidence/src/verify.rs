@@ -1140,7 +1140,6 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::manifest::Artifact;
 
     const CLIENTS: [&str; 2] = ["contoso", "fabrikam"];
 
@@ -1194,76 +1193,11 @@ mod tests {
         sequence: u64,
         previous: Option<Link>,
     ) -> Link {
-        let retention = lock(closed_at, days);
-        let files: [(&str, Vec<u8>, &str); 4] = [
-            (
-                "record.json",
-                format!("{{\"client\": \"{client}\", \"bundle\": \"{bundle}\"}}\n").into_bytes(),
-                "application/json",
-            ),
-            (
-                "report.html",
-                format!("<html><body>{client} {bundle} {cycle}</body></html>\n").into_bytes(),
-                "text/html",
-            ),
-            (
-                "summary.png",
-                b"\x89PNG\r\n\x1a\n not really an image".to_vec(),
-                "image/png",
-            ),
-            (
-                "outcomes.csv",
-                format!("endpoint,outcome\n{client}-ws1,patched\n").into_bytes(),
-                "text/csv",
-            ),
-        ];
-        let mut artifacts = Vec::new();
-        for (name, bytes, content_type) in files {
-            artifacts.push(Artifact {
-                name: name.to_owned(),
-                sha256: Sha256Digest::of(&bytes),
-                size: bytes.len() as u64,
-                content_type: content_type.to_owned(),
-                retention,
-            });
-            store
-                .put(NewEvidence {
-                    key: key(*cycle, client, bundle, name),
-                    bytes,
-                    content_type: content_type.to_owned(),
-                    retention,
-                })
-                .await
-                .unwrap();
-        }
-        let manifest = Manifest {
-            schema: SCHEMA,
-            cycle: *cycle,
-            client: client.to_owned(),
-            bundle: bundle.clone(),
-            closed_at,
-            retention,
-            sequence,
-            previous,
-            artifacts,
-        };
-        let bytes = manifest.to_bytes().unwrap();
-        let mkey = key(*cycle, client, bundle, MANIFEST);
-        let link = Link {
-            key: mkey.as_path(),
-            sequence,
-            sha256: Sha256Digest::of(&bytes),
-        };
-        store
-            .put(NewEvidence {
-                key: mkey,
-                bytes,
-                content_type: "application/json".into(),
-                retention,
-            })
-            .await
-            .unwrap();
-        link
+        crate::testing::write_bundle(
+            store, *cycle, client, bundle, closed_at, days, sequence, previous,
+        )
+        .await
+        .unwrap()
     }
 
     struct Fixture {

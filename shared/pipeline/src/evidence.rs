@@ -180,13 +180,20 @@ fn render_err(what: &str, e: impl std::fmt::Display) -> HandlerError {
     HandlerError::Poison(format!("render {what}: {e}"))
 }
 
-fn tier_pieces(record: &TierRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
-    let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
-    let report = html::tier_report(record, previous, &png);
-    Ok(vec![
+/// A bundle's pieces: its record, the report and its image, and its CSVs.
+fn pieces(
+    record: Vec<u8>,
+    png: Vec<u8>,
+    report: String,
+    csvs: Vec<(
+        &'static str,
+        Result<String, patchflow_evidence::csv::CsvError>,
+    )>,
+) -> Result<Vec<Piece>, HandlerError> {
+    let mut out = vec![
         Piece {
             name: RECORD,
-            bytes: json(RECORD, record)?,
+            bytes: record,
             content_type: "application/json",
         },
         Piece {
@@ -199,50 +206,40 @@ fn tier_pieces(record: &TierRecord, previous: Option<&Link>) -> Result<Vec<Piece
             bytes: png,
             content_type: "image/png",
         },
-        Piece {
-            name: OUTCOMES,
-            bytes: csv::outcomes(record)
-                .map_err(|e| render_err(OUTCOMES, e))?
-                .into_bytes(),
+    ];
+    for (name, text) in csvs {
+        out.push(Piece {
+            name,
+            bytes: text.map_err(|e| render_err(name, e))?.into_bytes(),
             content_type: "text/csv",
-        },
-        Piece {
-            name: SLA,
-            bytes: csv::flaws(&record.sla)
-                .map_err(|e| render_err(SLA, e))?
-                .into_bytes(),
-            content_type: "text/csv",
-        },
-    ])
+        });
+    }
+    Ok(out)
+}
+
+fn tier_pieces(record: &TierRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
+    let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
+    let report = html::tier_report(record, previous, &png);
+    pieces(
+        json(RECORD, record)?,
+        png,
+        report,
+        vec![
+            (OUTCOMES, csv::outcomes(record)),
+            (SLA, csv::flaws(&record.sla)),
+        ],
+    )
 }
 
 fn cycle_pieces(record: &CycleRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
     let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
     let report = html::cycle_report(record, previous, &png);
-    Ok(vec![
-        Piece {
-            name: RECORD,
-            bytes: json(RECORD, record)?,
-            content_type: "application/json",
-        },
-        Piece {
-            name: REPORT,
-            bytes: report.into_bytes(),
-            content_type: "text/html; charset=utf-8",
-        },
-        Piece {
-            name: SUMMARY,
-            bytes: png,
-            content_type: "image/png",
-        },
-        Piece {
-            name: SLA,
-            bytes: csv::flaws(&record.sla)
-                .map_err(|e| render_err(SLA, e))?
-                .into_bytes(),
-            content_type: "text/csv",
-        },
-    ])
+    pieces(
+        json(RECORD, record)?,
+        png,
+        report,
+        vec![(SLA, csv::flaws(&record.sla))],
+    )
 }
 
 fn retention<X: Ports>(x: &X, from: DateTime<Utc>) -> Retention {

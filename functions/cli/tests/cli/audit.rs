@@ -6,10 +6,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
-use patchflow_core::ports::evidence::{
-    EvidenceKey, EvidenceStore, LockMode, NewEvidence, Retention, Sha256Digest,
-};
-use patchflow_evidence::manifest::{Artifact, Link, Manifest, SCHEMA};
+use patchflow_core::ports::evidence::EvidenceKey;
+use patchflow_evidence::manifest::Link;
 use patchflow_local::evidence::FsEvidenceStore;
 use predicates::prelude::*;
 
@@ -39,78 +37,18 @@ async fn write_bundle(
     sequence: u64,
     previous: Option<Link>,
 ) -> Link {
-    let retention = Retention {
-        mode: LockMode::Compliance,
-        retain_until: closed_at + Duration::days(patchflow_evidence::DEFAULT_RETENTION_DAYS),
-    };
-    let mut artifacts = Vec::new();
-    for (name, bytes, content_type) in [
-        (
-            "record.json",
-            format!("{{\"client\": \"{client}\"}}\n").into_bytes(),
-            "application/json",
-        ),
-        (
-            "report.html",
-            format!("<html>{client} {bundle} {cycle}</html>\n").into_bytes(),
-            "text/html",
-        ),
-        (
-            "summary.png",
-            b"\x89PNG\r\n\x1a\nsummary".to_vec(),
-            "image/png",
-        ),
-        (
-            "outcomes.csv",
-            format!("endpoint,outcome\n{client}-1,patched\n").into_bytes(),
-            "text/csv",
-        ),
-    ] {
-        artifacts.push(Artifact {
-            name: name.into(),
-            sha256: Sha256Digest::of(&bytes),
-            size: bytes.len() as u64,
-            content_type: content_type.into(),
-            retention,
-        });
-        store
-            .put(NewEvidence {
-                key: key(cycle, client, bundle, name),
-                bytes,
-                content_type: content_type.into(),
-                retention,
-            })
-            .await
-            .unwrap();
-    }
-    let manifest = Manifest {
-        schema: SCHEMA,
-        cycle: cycle.parse().unwrap(),
-        client: client.into(),
-        bundle: bundle.clone(),
+    patchflow_evidence::testing::write_bundle(
+        store,
+        cycle.parse().unwrap(),
+        client,
+        bundle,
         closed_at,
-        retention,
+        patchflow_evidence::DEFAULT_RETENTION_DAYS,
         sequence,
         previous,
-        artifacts,
-    };
-    let bytes = manifest.to_bytes().unwrap();
-    let mkey = key(cycle, client, bundle, "manifest.json");
-    let link = Link {
-        key: mkey.as_path(),
-        sequence,
-        sha256: Sha256Digest::of(&bytes),
-    };
-    store
-        .put(NewEvidence {
-            key: mkey,
-            bytes,
-            content_type: "application/json".into(),
-            retention,
-        })
-        .await
-        .unwrap();
-    link
+    )
+    .await
+    .unwrap()
 }
 
 /// Two clients with three chained bundles each, across 2026-11 and 2026-12, in `root`.

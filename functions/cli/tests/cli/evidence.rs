@@ -7,43 +7,15 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{demo_catalog, patchflow};
+use crate::helpers::small_fleet;
+use crate::simulate::simulate;
 
 fn simulated() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let inventory = tmp.path().join("fleet.json");
-    patchflow()
-        .args([
-            "fleet",
-            "generate",
-            "--endpoints",
-            "30",
-            "--clients",
-            "2",
-            "--seed",
-            "3",
-            "--out",
-        ])
-        .arg(&inventory)
-        .assert()
-        .success();
+    small_fleet(&inventory);
     let out = tmp.path().join("cycle");
-    patchflow()
-        .args([
-            "simulate",
-            "--cycle",
-            "2026-12",
-            "--backend",
-            "local",
-            "--inventory",
-        ])
-        .arg(&inventory)
-        .arg("--catalog")
-        .arg(demo_catalog())
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    simulate(&inventory, &out).assert().success();
     (tmp, out)
 }
 

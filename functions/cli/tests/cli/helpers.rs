@@ -17,6 +17,25 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Generates the small fleet the simulation tests use (30 endpoints, 2 clients, seed 3).
+pub fn small_fleet(inventory: &std::path::Path) {
+    patchflow()
+        .args([
+            "fleet",
+            "generate",
+            "--endpoints",
+            "30",
+            "--clients",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(inventory)
+        .assert()
+        .success();
+}
+
 /// The bundled demo catalog.
 pub fn demo_catalog() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/catalog-2026-12.json")

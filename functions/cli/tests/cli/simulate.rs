@@ -2,7 +2,7 @@
 
 use predicates::prelude::*;
 
-use crate::helpers::{demo_catalog, patchflow};
+use crate::helpers::{demo_catalog, patchflow, small_fleet};
 
 fn state_args(dir: &std::path::Path) -> Vec<String> {
     vec![
@@ -16,7 +16,7 @@ fn state_args(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// `patchflow simulate` of the demo catalog on the embedded default.
-fn simulate(inventory: &std::path::Path, out: &std::path::Path) -> assert_cmd::Command {
+pub fn simulate(inventory: &std::path::Path, out: &std::path::Path) -> assert_cmd::Command {
     let mut cmd = patchflow();
     cmd.args([
         "simulate",
@@ -38,21 +38,7 @@ fn simulate(inventory: &std::path::Path, out: &std::path::Path) -> assert_cmd::C
 fn a_simulated_cycle_leaves_a_state_the_operator_commands_work_on() {
     let tmp = tempfile::tempdir().unwrap();
     let inventory = tmp.path().join("fleet.json");
-    patchflow()
-        .args([
-            "fleet",
-            "generate",
-            "--endpoints",
-            "30",
-            "--clients",
-            "2",
-            "--seed",
-            "3",
-            "--out",
-        ])
-        .arg(&inventory)
-        .assert()
-        .success();
+    small_fleet(&inventory);
     let out = tmp.path().join("cycle");
     simulate(&inventory, &out)
         .assert()

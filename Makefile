@@ -36,7 +36,7 @@ toolchain:
 build: toolchain ## Build every crate (release)
 	$(CARGO) build --workspace --release
 
-run: toolchain ## Simulate a whole 2026-12 cycle of the bundled demo fleet (200 endpoints, 5 clients) on the embedded default
+run: toolchain ## Simulate a whole 2026-12 cycle of the bundled demo fleet (200 endpoints, 5 clients) on the embedded default, then verify its evidence
 	$(CARGO) build --release -p patchflow-cli
 	target/release/patchflow fleet generate --endpoints $(DEMO_ENDPOINTS) --clients $(DEMO_CLIENTS) \
 		--seed $(DEMO_SEED) --out $(DEMO_DIR)/inventory.json

@@ -761,39 +761,9 @@ impl EvidenceIndex for DynamoState {
         body: &str,
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
-        let (pk, sk) = chain_key(client);
-        let version = expected.map_or(1, |v| v + 1);
-        let item = to_item(
-            "chain head",
-            &DocItem {
-                pk,
-                sk,
-                version,
-                body: body.to_owned(),
-            },
-        )?;
         let what = format!("the manifest chain of {client}");
-        let (condition, values) = match expected {
-            None => ("attribute_not_exists(pk)", vec![]),
-            Some(v) => (
-                "attribute_exists(pk) AND #v = :expected",
-                vec![(":expected", AttributeValue::N(v.to_string()))],
-            ),
-        };
-        let result = self
-            .put_if("chain head", item, condition, values, || match expected {
-                None => format!("{what} exists"),
-                Some(v) => format!("{what} moved past version {v}"),
-            })
-            .await;
-        match result {
-            Err(PortError::Conflict(c))
-                if expected.is_some() && self.chain_head(client).await?.is_none() =>
-            {
-                Err(PortError::NotFound(c))
-            }
-            other => other.map(|()| version),
-        }
+        self.put_versioned("chain head", chain_key(client), &what, body, expected)
+            .await
     }
 }
 
@@ -946,39 +916,9 @@ impl DocStore for DynamoState {
         body: &str,
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
-        let (pk, sk) = doc_key(cycle, kind, id);
-        let version = expected.map_or(1, |v| v + 1);
-        let item = to_item(
-            kind,
-            &DocItem {
-                pk,
-                sk,
-                version,
-                body: body.to_owned(),
-            },
-        )?;
         let what = format!("{kind} {id} of {cycle}");
-        let (condition, values) = match expected {
-            None => ("attribute_not_exists(pk)", vec![]),
-            Some(v) => (
-                "attribute_exists(pk) AND #v = :expected",
-                vec![(":expected", AttributeValue::N(v.to_string()))],
-            ),
-        };
-        let result = self
-            .put_if(kind, item, condition, values, || match expected {
-                None => format!("{what} exists"),
-                Some(v) => format!("{what} moved past version {v}"),
-            })
-            .await;
-        match result {
-            Err(PortError::Conflict(c))
-                if expected.is_some() && self.get_doc(cycle, kind, id).await?.is_none() =>
-            {
-                Err(PortError::NotFound(c))
-            }
-            other => other.map(|()| version),
-        }
+        self.put_versioned(kind, doc_key(cycle, kind, id), &what, body, expected)
+            .await
     }
 
     async fn get_doc(
@@ -995,6 +935,53 @@ impl DocStore for DynamoState {
         let (pk, _) = doc_key(cycle, kind, "");
         let items: Vec<DocItem> = self.query_prefix(kind, pk, "DOC#").await?;
         Ok(items.into_iter().map(doc_of).collect())
+    }
+}
+
+impl DynamoState {
+    /// Writes a versioned item (a cycle document, a chain head): creates it when `expected` is
+    /// `None` (`Conflict` if it exists), else replaces it if its version is `expected`
+    /// (`Conflict` if it moved, `NotFound` if there is none). Returns the new version.
+    async fn put_versioned(
+        &self,
+        kind: &str,
+        (pk, sk): (String, String),
+        what: &str,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, PortError> {
+        let version = expected.map_or(1, |v| v + 1);
+        let item = to_item(
+            kind,
+            &DocItem {
+                pk: pk.clone(),
+                sk: sk.clone(),
+                version,
+                body: body.to_owned(),
+            },
+        )?;
+        let (condition, values) = match expected {
+            None => ("attribute_not_exists(pk)", vec![]),
+            Some(v) => (
+                "attribute_exists(pk) AND #v = :expected",
+                vec![(":expected", AttributeValue::N(v.to_string()))],
+            ),
+        };
+        let result = self
+            .put_if(kind, item, condition, values, || match expected {
+                None => format!("{what} exists"),
+                Some(v) => format!("{what} moved past version {v}"),
+            })
+            .await;
+        match result {
+            Err(PortError::Conflict(c))
+                if expected.is_some()
+                    && self.get_record::<DocItem>(kind, (pk, sk)).await?.is_none() =>
+            {
+                Err(PortError::NotFound(c))
+            }
+            other => other.map(|()| version),
+        }
     }
 }
 

@@ -59,11 +59,6 @@ CREATE TABLE IF NOT EXISTS evidence_index (
     record TEXT NOT NULL,
     PRIMARY KEY (cycle, key)
 );
-CREATE TABLE IF NOT EXISTS chain_heads (
-    client  TEXT    PRIMARY KEY,
-    version INTEGER NOT NULL,
-    body    TEXT    NOT NULL
-);
 CREATE TABLE IF NOT EXISTS docs (
     cycle   TEXT    NOT NULL,
     kind    TEXT    NOT NULL,
@@ -539,15 +534,7 @@ impl EvidenceIndex for SqliteState {
     }
 
     async fn chain_head(&self, client: &ClientId) -> Result<Option<Doc>, PortError> {
-        self.db.with(|conn| {
-            conn.query_row(
-                "SELECT client, version, body FROM chain_heads WHERE client = ?1",
-                params![client.as_str()],
-                doc_row,
-            )
-            .optional()
-            .map_err(|e| db_err(format!("get the chain head of {client}"), e))
-        })
+        self.get_doc_row(OUTSIDE_CYCLES, CHAIN_KIND, client.as_str())
     }
 
     async fn put_chain_head(
@@ -557,34 +544,74 @@ impl EvidenceIndex for SqliteState {
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
         let what = format!("the manifest chain of {client}");
+        self.put_doc_row(
+            OUTSIDE_CYCLES,
+            CHAIN_KIND,
+            client.as_str(),
+            &what,
+            body,
+            expected,
+        )
+    }
+}
+
+/// Chain heads are versioned rows of `docs` outside every cycle (no cycle is empty text).
+const OUTSIDE_CYCLES: &str = "";
+const CHAIN_KIND: &str = "chain";
+
+impl SqliteState {
+    /// Writes a versioned row of `docs`: creates it when `expected` is `None` (`Conflict` if it
+    /// exists), else replaces it if its version is `expected` (`Conflict` if it moved,
+    /// `NotFound` if there is none). Returns the new version.
+    fn put_doc_row(
+        &self,
+        cycle: &str,
+        kind: &str,
+        id: &str,
+        what: &str,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, PortError> {
         let result = match expected {
             None => self
                 .conditional(
-                    "chain head",
-                    "INSERT INTO chain_heads (client, version, body) VALUES (?1, 1, ?2)
+                    kind,
+                    "INSERT INTO docs (cycle, kind, id, version, body) VALUES (?1, ?2, ?3, 1, ?4)
                      ON CONFLICT DO NOTHING",
-                    params![client.as_str(), body],
+                    params![cycle, kind, id, body],
                     || format!("{what} exists"),
                 )
                 .map(|()| 1),
             Some(v) => self
                 .conditional(
-                    "chain head",
-                    "UPDATE chain_heads SET version = ?3, body = ?2
-                     WHERE client = ?1 AND version = ?4",
-                    params![client.as_str(), body, (v + 1) as i64, v as i64],
+                    kind,
+                    "UPDATE docs SET version = ?5, body = ?4
+                     WHERE cycle = ?1 AND kind = ?2 AND id = ?3 AND version = ?6",
+                    params![cycle, kind, id, body, (v + 1) as i64, v as i64],
                     || format!("{what} moved past version {v}"),
                 )
                 .map(|()| v + 1),
         };
         match result {
             Err(PortError::Conflict(c))
-                if expected.is_some() && self.chain_head(client).await?.is_none() =>
+                if expected.is_some() && self.get_doc_row(cycle, kind, id)?.is_none() =>
             {
                 Err(PortError::NotFound(c))
             }
             other => other,
         }
+    }
+
+    fn get_doc_row(&self, cycle: &str, kind: &str, id: &str) -> Result<Option<Doc>, PortError> {
+        self.db.with(|conn| {
+            conn.query_row(
+                "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 AND id = ?3",
+                params![cycle, kind, id],
+                doc_row,
+            )
+            .optional()
+            .map_err(|e| db_err(format!("get {kind} {id}"), e))
+        })
     }
 }
 
@@ -598,35 +625,7 @@ impl DocStore for SqliteState {
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
         let what = format!("{kind} {id} of {cycle}");
-        let cycle_s = cycle.to_string();
-        let result = match expected {
-            None => self
-                .conditional(
-                    kind,
-                    "INSERT INTO docs (cycle, kind, id, version, body) VALUES (?1, ?2, ?3, 1, ?4)
-                     ON CONFLICT DO NOTHING",
-                    params![cycle_s, kind, id, body],
-                    || format!("{what} exists"),
-                )
-                .map(|()| 1),
-            Some(v) => self
-                .conditional(
-                    kind,
-                    "UPDATE docs SET version = ?5, body = ?4
-                     WHERE cycle = ?1 AND kind = ?2 AND id = ?3 AND version = ?6",
-                    params![cycle_s, kind, id, body, (v + 1) as i64, v as i64],
-                    || format!("{what} moved past version {v}"),
-                )
-                .map(|()| v + 1),
-        };
-        match result {
-            Err(PortError::Conflict(c))
-                if expected.is_some() && self.get_doc(cycle, kind, id).await?.is_none() =>
-            {
-                Err(PortError::NotFound(c))
-            }
-            other => other,
-        }
+        self.put_doc_row(&cycle.to_string(), kind, id, &what, body, expected)
     }
 
     async fn get_doc(
@@ -635,15 +634,7 @@ impl DocStore for SqliteState {
         kind: &str,
         id: &str,
     ) -> Result<Option<Doc>, PortError> {
-        self.db.with(|conn| {
-            conn.query_row(
-                "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 AND id = ?3",
-                params![cycle.to_string(), kind, id],
-                doc_row,
-            )
-            .optional()
-            .map_err(|e| db_err(format!("get {kind} {id}"), e))
-        })
+        self.get_doc_row(&cycle.to_string(), kind, id)
     }
 
     async fn list_docs(&self, cycle: CycleId, kind: &str) -> Result<Vec<Doc>, PortError> {

@@ -300,6 +300,18 @@ fn when(t: Option<DateTime<Utc>>) -> String {
     )
 }
 
+/// The columns of a bundle listing, in `list` and in `verify`'s report.
+const BUNDLE_COLUMNS: [&str; 8] = [
+    "cycle",
+    "client",
+    "bundle",
+    "objects",
+    "size",
+    "sequence",
+    "closed at (UTC)",
+    "retain until (UTC)",
+];
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -339,16 +351,7 @@ pub async fn list_from<S: EvidenceStore>(
         return finish(writeln!(out, "no evidence under {scope} in {source}"));
     }
     let noted = bundles.iter().any(|b| !b.notes.is_empty());
-    let mut header = vec![
-        "cycle",
-        "client",
-        "bundle",
-        "objects",
-        "size",
-        "sequence",
-        "closed at (UTC)",
-        "retain until (UTC)",
-    ];
+    let mut header = BUNDLE_COLUMNS.to_vec();
     if noted {
         header.push("notes");
     }
@@ -693,16 +696,7 @@ fn render(
         r.expectations.min_retention.num_days()
     )?;
     writeln!(out)?;
-    let mut t = table(&[
-        "cycle",
-        "client",
-        "bundle",
-        "objects",
-        "size",
-        "sequence",
-        "closed at (UTC)",
-        "retain until (UTC)",
-    ]);
+    let mut t = table(&BUNDLE_COLUMNS);
     for b in &r.bundles {
         t.add_row(vec![
             b.cycle.to_string(),

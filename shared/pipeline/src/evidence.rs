@@ -35,7 +35,7 @@ use patchflow_evidence::record::{
 use patchflow_evidence::{csv, html, png, CYCLE_BUNDLE};
 use tracing::info;
 
-use self::chain::{write_bundle, Bundle, Piece};
+use self::chain::{stored, write_bundle, Bundle, Piece};
 use crate::env::Ports;
 use crate::error::{corrupt, HandlerError};
 use crate::messages::ArchiveTier;
@@ -519,6 +519,17 @@ async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError>
     for (client, tier_manifests) in manifests {
         let client = ClientId::parse(client.as_str())
             .map_err(|e| HandlerError::Poison(format!("evidence client {client}: {e}")))?;
+        let bundle = Bundle {
+            cycle,
+            client: &client,
+            bundle: CYCLE_BUNDLE,
+            closed_at,
+            retention,
+        };
+        // Written by an earlier delivery: its tiers' records need not be read again.
+        if stored(x, &bundle).await?.is_some() {
+            continue;
+        }
         let mut lines = Vec::new();
         let mut flaws = Vec::new();
         for (manifest, sha) in tier_manifests {
@@ -554,13 +565,6 @@ async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError>
                 .map(exception_line)
                 .collect(),
             sla: SlaSection::judge(&env.policy.sla, &flaws, closed_at),
-        };
-        let bundle = Bundle {
-            cycle,
-            client: &client,
-            bundle: CYCLE_BUNDLE,
-            closed_at,
-            retention,
         };
         let done =
             write_bundle(x, &bundle, |previous| cycle_pieces(&cycle_record, previous)).await?;

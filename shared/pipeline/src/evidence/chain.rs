@@ -219,9 +219,35 @@ impl Bundle<'_> {
     }
 }
 
+/// A bundle whose manifest is stored is complete: its manifest, with its chain place sealed if
+/// a crash left it open; `None` while the manifest is not stored.
+pub async fn stored<X: Ports>(x: &X, bundle: &Bundle<'_>) -> Result<Option<Written>, HandlerError> {
+    let manifest_key = bundle.key(MANIFEST)?;
+    let stored = match x.env().evidence.head(&manifest_key).await {
+        Ok(stored) => stored,
+        Err(PortError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some((head, version)) = load_head(x, bundle.client).await? {
+        if head.manifest == manifest_key.as_path() {
+            seal(
+                x,
+                bundle.client,
+                Reservation { head, version },
+                stored.sha256,
+            )
+            .await?;
+        }
+    }
+    Ok(Some(Written {
+        manifest: manifest_key,
+        sha256: stored.sha256,
+        objects: 0,
+    }))
+}
+
 /// Writes a bundle: the pieces `make` returns (given the link to the previous manifest), then
-/// the manifest listing them, chained. A bundle whose manifest is stored is complete: nothing
-/// is written again (its chain place is sealed if a crash left it open).
+/// the manifest listing them, chained. A bundle already [`stored`] is not written again.
 pub async fn write_bundle<X, F>(
     x: &X,
     bundle: &Bundle<'_>,
@@ -231,30 +257,10 @@ where
     X: Ports,
     F: FnOnce(Option<&Link>) -> Result<Vec<Piece>, HandlerError>,
 {
-    let env = x.env();
-    let manifest_key = bundle.key(MANIFEST)?;
-    match env.evidence.head(&manifest_key).await {
-        Ok(stored) => {
-            if let Some((head, version)) = load_head(x, bundle.client).await? {
-                if head.manifest == manifest_key.as_path() {
-                    seal(
-                        x,
-                        bundle.client,
-                        Reservation { head, version },
-                        stored.sha256,
-                    )
-                    .await?;
-                }
-            }
-            return Ok(Written {
-                manifest: manifest_key,
-                sha256: stored.sha256,
-                objects: 0,
-            });
-        }
-        Err(PortError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
+    if let Some(done) = stored(x, bundle).await? {
+        return Ok(done);
     }
+    let manifest_key = bundle.key(MANIFEST)?;
     let reservation = reserve(x, bundle.client, &manifest_key).await?;
     let pieces = make(reservation.head.previous.as_ref())?;
     let mut artifacts = Vec::with_capacity(pieces.len());

@@ -76,7 +76,7 @@ pub enum AuditCommand {
     /// it, is COMPLIANCE and lasts at least --min-retention-days after the bundle closed, and no
     /// less than the manifest declares. Per client: each manifest has its own sequence, links
     /// to the manifest of the sequence before with the SHA-256 of its stored bytes (sequence 1
-    /// links to none), and the chain is in the order the bundles closed. A link leaving the
+    /// links to none). A link leaving the
     /// scope (one cycle's first manifest to the month before) is followed and checked: the
     /// chain is anchored there. The report gives each chain's newest manifest (tip) and its
     /// SHA-256: compare it with one noted earlier to notice the newest bundle removed.

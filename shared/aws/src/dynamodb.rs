@@ -12,6 +12,7 @@
 //! | evidence index | `CYCLE#{cycle}` | `EVIDENCE#{key}` |
 //! | idempotency | `IDEMPOTENCY#{key}` | `IDEMPOTENCY` |
 //! | cycle document | `CYCLE#{cycle}#{kind}` | `DOC#{id}` |
+//! | manifest chain head | `CHAIN#{client}` | `HEAD` |
 //!
 //! Every transition is a conditional write; a failed condition is `Conflict`.
 

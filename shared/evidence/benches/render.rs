@@ -137,7 +137,7 @@ fn main() {
     );
     report(
         "report.html",
-        median(runs, || html::tier_report(&r, None, &image).len()),
+        median(runs, || html::tier_report(&r, &image).len()),
     );
     report(
         "record.json",

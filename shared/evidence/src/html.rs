@@ -16,7 +16,6 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use patchflow_core::schedule::utc;
 
-use crate::manifest::Link;
 use crate::names;
 use crate::record::{
     Counts, CycleRecord, ExceptionLine, ObjectiveTally, SlaSection, TierRecord, TimeFrames,
@@ -74,10 +73,10 @@ const SEVERITY_ORDER: [&str; 5] = ["critical", "important", "moderate", "low", "
 
 /// One client's part of a closed tier.
 ///
-/// `previous` is the link the bundle's manifest carries to the client's previous manifest (`None`
-/// for the first of the chain); `summary_png` is the bundle's `summary.png`, embedded as a
-/// `data:` URI (left out, with a note, when empty).
-pub fn tier_report(record: &TierRecord, previous: Option<&Link>, summary_png: &[u8]) -> String {
+/// `summary_png` is the bundle's `summary.png`, embedded as a `data:` URI (left out, with a note,
+/// when empty). The page does not depend on the bundle's place in the client's chain of
+/// manifests, so it is written before that place is taken.
+pub fn tier_report(record: &TierRecord, summary_png: &[u8]) -> String {
     let counts = record.counts();
     let mut body = String::new();
     nav(
@@ -354,7 +353,6 @@ pub fn tier_report(record: &TierRecord, previous: Option<&Link>, summary_png: &[
 
     integrity_section(
         &mut body,
-        previous,
         "Every artifact of this bundle (the record, this report, the summary image and the CSV \
          files) is listed in",
     );
@@ -374,10 +372,8 @@ pub fn tier_report(record: &TierRecord, previous: Option<&Link>, summary_png: &[
 
 /// A client's roll-up of a cycle.
 ///
-/// `previous` is the link the roll-up's manifest carries to the client's previous manifest
-/// (`None` for the first of the chain); `summary_png` is the bundle's `summary.png`, embedded as
-/// a `data:` URI (left out, with a note, when empty).
-pub fn cycle_report(record: &CycleRecord, previous: Option<&Link>, summary_png: &[u8]) -> String {
+/// `summary_png` as for [`tier_report`].
+pub fn cycle_report(record: &CycleRecord, summary_png: &[u8]) -> String {
     let totals = record
         .tiers
         .iter()
@@ -477,7 +473,6 @@ pub fn cycle_report(record: &CycleRecord, previous: Option<&Link>, summary_png: 
     sla_section(&mut body, &record.sla);
     integrity_section(
         &mut body,
-        previous,
         "Every artifact of this roll-up (the record, this report, the summary image and the \
          per-flaw CSV) is listed in",
     );
@@ -876,33 +871,18 @@ fn sla_section(out: &mut String, sla: &SlaSection) {
 }
 
 /// How to verify the page against the stored evidence.
-fn integrity_section(out: &mut String, previous: Option<&Link>, artifacts: &str) {
+fn integrity_section(out: &mut String, artifacts: &str) {
     open_section(out, "integrity", "Integrity and verification");
     out.push_str(&format!(
         "<p>This page is a view of <code>{record}</code>, the machine record of this bundle. \
-         {artifacts} <code>{manifest}</code> with its SHA-256, size and retention, and the \
-         manifest is chained to the client's previous manifest.</p>\n",
+         {artifacts} <code>{manifest}</code> with its SHA-256, size and retention. The manifest \
+         is chained to the client's previous manifest: its <code>previous</code> field names \
+         that manifest's key, sequence and SHA-256 (none for sequence 1, the first of the \
+         chain).</p>\n",
         record = names::RECORD,
         manifest = names::MANIFEST,
         artifacts = escape(artifacts),
     ));
-    match previous {
-        Some(link) => {
-            out.push_str("<p>Previous manifest of this client's chain:</p>\n");
-            facts(
-                out,
-                &[
-                    ("Key", code(&link.key)),
-                    ("Sequence", link.sequence.to_string()),
-                    ("SHA-256", code(&link.sha256.to_hex())),
-                ],
-            );
-        }
-        None => out.push_str(
-            "<p>No previous manifest: this bundle's manifest is the first manifest of this \
-             client's chain (sequence 1).</p>\n",
-        ),
-    }
     out.push_str(
         "<p>To verify, run <code>patchflow audit verify</code>: it recomputes the SHA-256 of \
          every artifact and compares it with the manifest, and walks the chain of manifests \
@@ -1209,14 +1189,6 @@ pub(crate) mod tests {
         }
     }
 
-    fn link() -> Link {
-        Link {
-            key: "evidence/2026-11/acme-dental/cycle/manifest.json".into(),
-            sequence: 7,
-            sha256: Sha256Digest::of(b"previous manifest"),
-        }
-    }
-
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\nnot really an image but bytes all the same";
 
     /// The text of a section, from its opening tag to its closing one.
@@ -1248,7 +1220,7 @@ pub(crate) mod tests {
 
     #[test]
     fn tier_report_has_every_section_in_order() {
-        let html = tier_report(&tier_fixture(), Some(&link()), PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
         assert!(html.trim_end().ends_with("</html>"));
         assert_eq!(
@@ -1276,7 +1248,7 @@ pub(crate) mod tests {
 
     #[test]
     fn cycle_report_has_its_sections_in_order() {
-        let html = cycle_report(&cycle_fixture(), Some(&link()), PNG);
+        let html = cycle_report(&cycle_fixture(), PNG);
         assert_eq!(
             section_ids(&html),
             ["summary", "tiers", "exceptions", "sla", "integrity"]
@@ -1292,7 +1264,7 @@ pub(crate) mod tests {
 
     #[test]
     fn summary_shows_record_fields_and_counts() {
-        let html = tier_report(&tier_fixture(), None, PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         let summary = section(&html, "summary");
         for expected in [
             "2026-12",
@@ -1329,21 +1301,14 @@ pub(crate) mod tests {
         cycle.client = HOSTILE.into();
         cycle.tiers[0].manifest = HOSTILE.into();
         cycle.exceptions[0].subject = HOSTILE.into();
-        let previous = Link {
-            key: HOSTILE.into(),
-            ..link()
-        };
         let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;&#39;";
-        for html in [
-            tier_report(&record, Some(&previous), PNG),
-            cycle_report(&cycle, Some(&previous), PNG),
-        ] {
+        for html in [tier_report(&record, PNG), cycle_report(&cycle, PNG)] {
             assert!(!html.contains(HOSTILE));
             assert!(!html.contains("<script"));
             assert!(!html.contains("alert(1)</script>"));
             assert!(html.contains(escaped));
         }
-        let html = tier_report(&record, None, PNG);
+        let html = tier_report(&record, PNG);
         assert!(section(&html, "outcomes").contains(escaped));
         assert!(section(&html, "excluded").contains(escaped));
         assert!(section(&html, "tickets").contains(escaped));
@@ -1356,8 +1321,8 @@ pub(crate) mod tests {
 
     #[test]
     fn no_external_references_and_png_is_a_data_uri() {
-        let tier = tier_report(&tier_fixture(), Some(&link()), PNG);
-        let cycle = cycle_report(&cycle_fixture(), None, PNG);
+        let tier = tier_report(&tier_fixture(), PNG);
+        let cycle = cycle_report(&cycle_fixture(), PNG);
         let uri = format!("data:image/png;base64,{}", STANDARD.encode(PNG));
         for html in [&tier, &cycle] {
             let expected = format!("<img class=\"summary\" src=\"{uri}\" alt=\"");
@@ -1397,14 +1362,14 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_png_is_left_out_with_a_note() {
-        let html = tier_report(&tier_fixture(), None, &[]);
+        let html = tier_report(&tier_fixture(), &[]);
         assert!(!html.contains("<img"));
         assert!(section(&html, "summary").contains("Summary image not available."));
     }
 
     #[test]
     fn breach_appears_with_hours_late() {
-        let html = tier_report(&tier_fixture(), None, PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         let sla = section(&html, "sla");
         assert!(!sla.contains("No breaches"));
         let row = sla
@@ -1422,7 +1387,7 @@ pub(crate) mod tests {
         let mut cycle = cycle_fixture();
         cycle.sla.breaches[0].at = Some(at(12, 2, 0));
         cycle.sla.breaches[0].late_by_hours = 8;
-        let html = cycle_report(&cycle, None, PNG);
+        let html = cycle_report(&cycle, PNG);
         let sla = section(&html, "sla");
         let row = sla
             .lines()
@@ -1437,18 +1402,18 @@ pub(crate) mod tests {
     fn no_breaches_says_so() {
         let mut record = tier_fixture();
         record.sla.breaches.clear();
-        let html = tier_report(&record, None, PNG);
+        let html = tier_report(&record, PNG);
         let sla = section(&html, "sla");
         assert!(sla.contains("No breaches."));
         assert!(!sla.contains("Hours late"));
         let mut cycle = cycle_fixture();
         cycle.sla.breaches.clear();
-        assert!(section(&cycle_report(&cycle, None, PNG), "sla").contains("No breaches."));
+        assert!(section(&cycle_report(&cycle, PNG), "sla").contains("No breaches."));
     }
 
     #[test]
     fn sla_tables_show_time_frames_and_tallies() {
-        let html = tier_report(&tier_fixture(), None, PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         let sla = section(&html, "sla");
         assert!(sla.contains(
             "<tr><td>critical</td><td>24 hours</td><td>24 hours</td><td>3 days</td></tr>"
@@ -1475,7 +1440,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decline_shows_engineer_and_reason_code() {
-        let html = tier_report(&tier_fixture(), None, PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         let approvals = section(&html, "approvals");
         let row = approvals
             .lines()
@@ -1495,31 +1460,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn integrity_names_the_previous_manifest() {
-        let previous = link();
+    fn integrity_names_the_record_the_manifest_and_its_chain() {
         for html in [
-            tier_report(&tier_fixture(), Some(&previous), PNG),
-            cycle_report(&cycle_fixture(), Some(&previous), PNG),
+            tier_report(&tier_fixture(), PNG),
+            cycle_report(&cycle_fixture(), PNG),
         ] {
             let integrity = section(&html, "integrity");
-            assert!(integrity.contains(&previous.sha256.to_hex()));
-            assert!(integrity.contains("evidence/2026-11/acme-dental/cycle/manifest.json"));
-            assert!(integrity.contains("<td>7</td>"));
             assert!(integrity.contains("<code>record.json</code>"));
             assert!(integrity.contains("<code>manifest.json</code>"));
-            assert!(integrity.contains("<code>patchflow audit verify</code>"));
-            assert!(!integrity.contains("first manifest"));
-        }
-    }
-
-    #[test]
-    fn integrity_says_first_manifest_without_previous() {
-        for html in [
-            tier_report(&tier_fixture(), None, PNG),
-            cycle_report(&cycle_fixture(), None, PNG),
-        ] {
-            let integrity = section(&html, "integrity");
-            assert!(integrity.contains("first manifest of this client's chain"));
+            assert!(integrity.contains("<code>previous</code> field"));
             assert!(integrity.contains("<code>patchflow audit verify</code>"));
         }
     }
@@ -1532,7 +1481,7 @@ pub(crate) mod tests {
         record.approvals.clear();
         record.exceptions.clear();
         record.tickets.clear();
-        let html = tier_report(&record, None, PNG);
+        let html = tier_report(&record, PNG);
         for id in [
             "outcomes",
             "reboots",
@@ -1546,7 +1495,7 @@ pub(crate) mod tests {
             assert!(!s.contains("<table"), "{id}");
         }
         // Non-empty ones keep their tables.
-        let html = tier_report(&tier_fixture(), None, PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         for id in [
             "outcomes",
             "reboots",
@@ -1562,14 +1511,14 @@ pub(crate) mod tests {
         let mut cycle = cycle_fixture();
         cycle.tiers.clear();
         cycle.exceptions.clear();
-        let html = cycle_report(&cycle, None, PNG);
+        let html = cycle_report(&cycle, PNG);
         assert!(section(&html, "tiers").contains("<p class=\"none\">None.</p>"));
         assert!(section(&html, "exceptions").contains("<p class=\"none\">None.</p>"));
     }
 
     #[test]
     fn outcomes_and_reboots_show_each_endpoint() {
-        let html = tier_report(&tier_fixture(), None, PNG);
+        let html = tier_report(&tier_fixture(), PNG);
         let outcomes = section(&html, "outcomes");
         assert_eq!(outcomes.matches("<tr>").count(), 4); // header + 3 endpoints
         assert!(outcomes.contains("ACME-SQL02, primary &quot;prod&quot;"));
@@ -1589,14 +1538,8 @@ pub(crate) mod tests {
     #[test]
     fn output_is_deterministic() {
         let record = tier_fixture();
-        assert_eq!(
-            tier_report(&record, Some(&link()), PNG),
-            tier_report(&record.clone(), Some(&link()), PNG)
-        );
+        assert_eq!(tier_report(&record, PNG), tier_report(&record.clone(), PNG));
         let cycle = cycle_fixture();
-        assert_eq!(
-            cycle_report(&cycle, None, PNG),
-            cycle_report(&cycle.clone(), None, PNG)
-        );
+        assert_eq!(cycle_report(&cycle, PNG), cycle_report(&cycle.clone(), PNG));
     }
 }

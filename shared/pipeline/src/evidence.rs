@@ -26,7 +26,6 @@ use patchflow_core::rules::sla::{Flaw, FlawEvents};
 use patchflow_core::schedule::utc;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
-use patchflow_evidence::manifest::Link;
 use patchflow_evidence::names::{MANIFEST, OUTCOMES, RECORD, REPORT, SLA, SUMMARY};
 use patchflow_evidence::record::{
     self, ApprovalLine, CycleRecord, EndpointOutcome, ExceptionLine, ExcludedEndpoint, SlaSection,
@@ -176,24 +175,25 @@ fn json<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, HandlerError>
     serde_json::to_vec_pretty(v).map_err(|e| HandlerError::Poison(format!("encode {what}: {e}")))
 }
 
-fn render_err(what: &str, e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Poison(format!("render {what}: {e}"))
-}
-
-/// A bundle's pieces: its record, the report and its image, and its CSVs.
-fn pieces(
-    record: Vec<u8>,
-    png: Vec<u8>,
-    report: String,
-    csvs: Vec<(
-        &'static str,
-        Result<String, patchflow_evidence::csv::CsvError>,
-    )>,
+/// A bundle's pieces: its record, the report and its image, and its CSVs. `at` names the
+/// bundle in errors.
+fn pieces<T: serde::Serialize>(
+    at: &Bundle<'_>,
+    record: &T,
+    summary: &patchflow_evidence::record::Summary,
+    report: impl FnOnce(&[u8]) -> String,
+    csvs: Vec<(&'static str, Result<String, csv::CsvError>)>,
 ) -> Result<Vec<Piece>, HandlerError> {
+    let render_err = |name: &str, e: &dyn std::fmt::Display| match at.key(name) {
+        Ok(key) => HandlerError::Poison(format!("render {key}: {e}")),
+        Err(other) => other,
+    };
+    let png = png::render(summary).map_err(|e| render_err(SUMMARY, &e))?;
+    let report = report(&png);
     let mut out = vec![
         Piece {
             name: RECORD,
-            bytes: record,
+            bytes: json(&at.key(RECORD)?.as_path(), record)?,
             content_type: "application/json",
         },
         Piece {
@@ -210,20 +210,19 @@ fn pieces(
     for (name, text) in csvs {
         out.push(Piece {
             name,
-            bytes: text.map_err(|e| render_err(name, e))?.into_bytes(),
+            bytes: text.map_err(|e| render_err(name, &e))?.into_bytes(),
             content_type: "text/csv",
         });
     }
     Ok(out)
 }
 
-fn tier_pieces(record: &TierRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
-    let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
-    let report = html::tier_report(record, previous, &png);
+fn tier_pieces(at: &Bundle<'_>, record: &TierRecord) -> Result<Vec<Piece>, HandlerError> {
     pieces(
-        json(RECORD, record)?,
-        png,
-        report,
+        at,
+        record,
+        &record.summary(),
+        |png| html::tier_report(record, png),
         vec![
             (OUTCOMES, csv::outcomes(record)),
             (SLA, csv::flaws(&record.sla)),
@@ -231,15 +230,51 @@ fn tier_pieces(record: &TierRecord, previous: Option<&Link>) -> Result<Vec<Piece
     )
 }
 
-fn cycle_pieces(record: &CycleRecord, previous: Option<&Link>) -> Result<Vec<Piece>, HandlerError> {
-    let png = png::render(&record.summary()).map_err(|e| render_err(SUMMARY, e))?;
-    let report = html::cycle_report(record, previous, &png);
+fn cycle_pieces(at: &Bundle<'_>, record: &CycleRecord) -> Result<Vec<Piece>, HandlerError> {
     pieces(
-        json(RECORD, record)?,
-        png,
-        report,
+        at,
+        record,
+        &record.summary(),
+        |png| html::cycle_report(record, png),
         vec![(SLA, csv::flaws(&record.sla))],
     )
+}
+
+/// A record as its bundle's first writing attempt built it, kept put-once in the state store:
+/// a later attempt (a redelivery after a crash) writes the same bytes even when approvals,
+/// root causes, the exception register or the retention setting changed in between.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot<R> {
+    record: R,
+    retention: Retention,
+}
+
+/// The document kind of bundle snapshots (id: `{bundle}/{client}`).
+const SNAPSHOT_KIND: &str = "evidence.record";
+
+async fn snapshot<X, R>(
+    x: &X,
+    cycle: CycleId,
+    id: &str,
+    build: impl FnOnce() -> Snapshot<R>,
+) -> Result<Snapshot<R>, HandlerError>
+where
+    X: Ports,
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let state = &x.env().state;
+    if let Some((kept, _)) = records::load(state, cycle, SNAPSHOT_KIND, id).await? {
+        return Ok(kept);
+    }
+    let fresh = build();
+    match records::save(state, cycle, SNAPSHOT_KIND, id, &fresh, None).await {
+        Ok(_) => Ok(fresh),
+        // Another delivery kept its snapshot first: write what it will write.
+        Err(PortError::Conflict(_)) => records::must_load(state, cycle, SNAPSHOT_KIND, id)
+            .await
+            .map(|(kept, _)| kept),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn retention<X: Ports>(x: &X, from: DateTime<Utc>) -> Retention {
@@ -353,47 +388,53 @@ pub async fn archive_tier<X: Ports>(
                 .await?
                 .map(|(e, _)| e)
                 .unwrap_or_default();
-        let flaws = flaws(&cycle_doc, client, client_runs, &approvals, &recorded);
-        let tier_record = TierRecord {
-            schema: record::SCHEMA,
-            cycle,
-            client: client.to_string(),
-            tier: msg.tier.to_string(),
-            kind: kind_name(plan.kind).to_owned(),
-            wave: plan.wave.as_str().to_owned(),
-            released_at: cycle_doc.released_at,
-            opened_at: cycle_doc.opened_at,
-            validated_at,
-            outcomes: client_runs.iter().map(|r| outcome(r)).collect(),
-            excluded: excluded
-                .iter()
-                .filter(|e| e.kind.is_none_or(|k| k == plan.kind))
-                .map(|e| ExcludedEndpoint {
-                    endpoint: e.endpoint.to_string(),
-                    hostname: e.hostname.clone().unwrap_or_else(|| e.endpoint.to_string()),
-                    reason: e.scope.clone(),
-                })
-                .collect(),
-            approvals: approvals
-                .iter()
-                .map(|a| approval_line(a, &cycle_doc))
-                .collect(),
-            exceptions: exceptions
-                .iter()
-                .filter(|x| x.client.as_ref().is_none_or(|c| c == *client))
-                .map(exception_line)
-                .collect(),
-            tickets: tickets.iter().map(|f| ticket_line(f, true)).collect(),
-            sla: SlaSection::judge(&env.policy.sla, &flaws, validated_at),
-        };
+        let snapshot_id = format!("{}/{client}", msg.tier);
+        let kept = snapshot(x, cycle, &snapshot_id, || {
+            let flaws = flaws(&cycle_doc, client, client_runs, &approvals, &recorded);
+            let record = TierRecord {
+                schema: record::SCHEMA,
+                cycle,
+                client: client.to_string(),
+                tier: msg.tier.to_string(),
+                kind: kind_name(plan.kind).to_owned(),
+                wave: plan.wave.as_str().to_owned(),
+                released_at: cycle_doc.released_at,
+                opened_at: cycle_doc.opened_at,
+                validated_at,
+                outcomes: client_runs.iter().map(|r| outcome(r)).collect(),
+                excluded: excluded
+                    .iter()
+                    .filter(|e| e.kind.is_none_or(|k| k == plan.kind))
+                    .map(|e| ExcludedEndpoint {
+                        endpoint: e.endpoint.to_string(),
+                        hostname: e.hostname.clone().unwrap_or_else(|| e.endpoint.to_string()),
+                        reason: e.scope.clone(),
+                    })
+                    .collect(),
+                approvals: approvals
+                    .iter()
+                    .map(|a| approval_line(a, &cycle_doc))
+                    .collect(),
+                exceptions: exceptions
+                    .iter()
+                    .filter(|x| x.client.as_ref().is_none_or(|c| c == *client))
+                    .map(exception_line)
+                    .collect(),
+                tickets: tickets.iter().map(|f| ticket_line(f, true)).collect(),
+                sla: SlaSection::judge(&env.policy.sla, &flaws, validated_at),
+            };
+            Snapshot { record, retention }
+        })
+        .await?;
+        let tier_record = kept.record;
         let bundle = Bundle {
             cycle,
             client,
             bundle: msg.tier.as_str(),
             closed_at: validated_at,
-            retention,
+            retention: kept.retention,
         };
-        let done = write_bundle(x, &bundle, |previous| tier_pieces(&tier_record, previous)).await?;
+        let done = write_bundle(x, &bundle, tier_pieces(&bundle, &tier_record)?).await?;
         written += done.objects;
 
         // The PSA: the tier's compliance ticket with the completion status, then closed; the
@@ -502,7 +543,6 @@ async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError>
     let Some(closed_at) = tiers.iter().map(|t| t.updated_at).max() else {
         return Ok(0);
     };
-    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     // The tiers' manifests, from the index of what was written.
     let mut manifests: BTreeMap<String, Vec<(EvidenceKey, String)>> = BTreeMap::new();
     for rec in env.state.list_evidence(cycle).await? {
@@ -513,65 +553,92 @@ async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError>
                 .push((rec.key.clone(), rec.sha256.to_hex()));
         }
     }
-    let exceptions = env.state.list_exceptions().await?;
-    let retention = retention(x, closed_at);
     let mut rolled = 0;
     for (client, tier_manifests) in manifests {
         let client = ClientId::parse(client.as_str())
             .map_err(|e| HandlerError::Poison(format!("evidence client {client}: {e}")))?;
-        let bundle = Bundle {
+        let probe = Bundle {
             cycle,
             client: &client,
             bundle: CYCLE_BUNDLE,
             closed_at,
-            retention,
+            retention: retention(x, closed_at),
         };
         // Written by an earlier delivery: its tiers' records need not be read again.
-        if stored(x, &bundle).await?.is_some() {
+        if stored(x, &probe).await?.is_some() {
             continue;
         }
-        let mut lines = Vec::new();
-        let mut flaws = Vec::new();
-        for (manifest, sha) in tier_manifests {
-            let key = EvidenceKey::new(cycle, &client, manifest.tier(), RECORD)
-                .map_err(|e| HandlerError::Poison(e.to_string()))?;
-            let (bytes, _) = env.evidence.get(&key).await?;
-            let tier: TierRecord =
-                serde_json::from_slice(&bytes).map_err(|e| corrupt(&key.as_path(), e))?;
-            flaws.extend(tier.sla.flaws.iter().map(|f| f.flaw(&tier.client)));
-            lines.push(TierLine {
-                tier: tier.tier.clone(),
-                kind: tier.kind.clone(),
-                wave: tier.wave.clone(),
-                validated_at: tier.validated_at,
-                manifest: manifest.as_path(),
-                manifest_sha256: sha,
-                counts: tier.counts(),
-            });
-        }
-        lines.sort_by(|a, b| (a.validated_at, &a.tier).cmp(&(b.validated_at, &b.tier)));
-        let cycle_record = CycleRecord {
-            schema: record::SCHEMA,
-            cycle,
-            client: client.to_string(),
-            released_at: cycle_doc.released_at,
-            opened_at: cycle_doc.opened_at,
-            closed_at,
-            tiers: lines,
-            exceptions: exceptions
-                .iter()
-                .filter(|x| x.client.as_ref().is_none_or(|c| *c == client))
-                .filter(|x| x.signed_at.is_none_or(|t| t <= closed_at))
-                .map(exception_line)
-                .collect(),
-            sla: SlaSection::judge(&env.policy.sla, &flaws, closed_at),
+        let id = format!("{CYCLE_BUNDLE}/{client}");
+        let kept: Snapshot<CycleRecord> =
+            match records::load(&env.state, cycle, SNAPSHOT_KIND, &id).await? {
+                Some((kept, _)) => kept,
+                None => {
+                    let record = cycle_record(x, cycle, &client, tier_manifests, closed_at).await?;
+                    snapshot(x, cycle, &id, || Snapshot {
+                        record,
+                        retention: probe.retention,
+                    })
+                    .await?
+                }
+            };
+        let bundle = Bundle {
+            retention: kept.retention,
+            ..probe
         };
-        let done =
-            write_bundle(x, &bundle, |previous| cycle_pieces(&cycle_record, previous)).await?;
+        let done = write_bundle(x, &bundle, cycle_pieces(&bundle, &kept.record)?).await?;
         if done.objects > 0 {
             rolled += 1;
-            info!(%cycle, %client, breaches = cycle_record.sla.breaches.len(), "cycle rolled up");
+            info!(%cycle, %client, breaches = kept.record.sla.breaches.len(), "cycle rolled up");
         }
     }
     Ok(rolled)
+}
+
+/// A client's roll-up of a cycle from its tiers' stored records, judged at `closed_at`.
+async fn cycle_record<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    client: &ClientId,
+    tier_manifests: Vec<(EvidenceKey, String)>,
+    closed_at: DateTime<Utc>,
+) -> Result<CycleRecord, HandlerError> {
+    let env = x.env();
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let mut lines = Vec::new();
+    let mut flaws = Vec::new();
+    for (manifest, sha) in tier_manifests {
+        let key = EvidenceKey::new(cycle, client, manifest.tier(), RECORD)
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let (bytes, _) = env.evidence.get(&key).await?;
+        let tier: TierRecord =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(&key.as_path(), e))?;
+        flaws.extend(tier.sla.flaws.iter().map(|f| f.flaw(&tier.client)));
+        lines.push(TierLine {
+            tier: tier.tier.clone(),
+            kind: tier.kind.clone(),
+            wave: tier.wave.clone(),
+            validated_at: tier.validated_at,
+            manifest: manifest.as_path(),
+            manifest_sha256: sha,
+            counts: tier.counts(),
+        });
+    }
+    lines.sort_by(|a, b| (a.validated_at, &a.tier).cmp(&(b.validated_at, &b.tier)));
+    let exceptions = env.state.list_exceptions().await?;
+    Ok(CycleRecord {
+        schema: record::SCHEMA,
+        cycle,
+        client: client.to_string(),
+        released_at: cycle_doc.released_at,
+        opened_at: cycle_doc.opened_at,
+        closed_at,
+        tiers: lines,
+        exceptions: exceptions
+            .iter()
+            .filter(|x| x.client.as_ref().is_none_or(|c| c == client))
+            .filter(|x| x.signed_at.is_none_or(|t| t <= closed_at))
+            .map(exception_line)
+            .collect(),
+        sla: SlaSection::judge(&env.policy.sla, &flaws, closed_at),
+    })
 }

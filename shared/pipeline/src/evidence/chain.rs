@@ -1,12 +1,14 @@
 //! Writing a bundle: its artifacts once under retention, then its manifest, chained to the
 //! client's previous manifest.
 //!
-//! A client's chain has one head in the state store (across cycles). Chaining a manifest first
-//! reserves the next place: the head moves, on its version, to the new manifest's key with the
-//! previous head as its link and no hash yet. The artifacts and the manifest are written, then
-//! the head gets the manifest's hash. A retry finds its own reservation and writes the same
-//! bytes; another bundle of the same client waits (retries) while a reservation is open, so two
-//! manifests never link to the same predecessor.
+//! A client's chain has one head in the state store (across cycles). The artifacts are written
+//! first: nothing in them depends on the chain. Then the next place is taken: the head moves, on
+//! its version, to the new manifest, carrying the whole manifest (its link to the previous head
+//! included) while it is open. The manifest is written and the head sealed with its hash.
+//! Whoever finds a place open, a retry of the same bundle or another bundle of the client, first
+//! finishes it from what the head carries: so two manifests never link to the same predecessor,
+//! a retry writes the same bytes, and a bundle that failed after taking its place (a crash, a
+//! dead-lettered message) never holds the chain.
 
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
@@ -29,17 +31,12 @@ struct Head {
     manifest: String,
     /// Its sequence.
     sequence: u64,
-    /// Its hash, once written; `None` while its bundle is being written.
+    /// Its hash, once written; `None` while the place is open.
     #[serde(default)]
     sha256: Option<Sha256Digest>,
-    /// Its link to the one before.
-    previous: Option<Link>,
-}
-
-/// A place in the chain held for one manifest.
-struct Reservation {
-    head: Head,
-    version: u64,
+    /// While the place is open: the manifest to write there (its artifacts are stored).
+    #[serde(default)]
+    pending: Option<Manifest>,
 }
 
 /// One artifact to write.
@@ -62,9 +59,10 @@ pub struct Written {
     pub objects: usize,
 }
 
-fn encode_head(head: &Head) -> Result<String, HandlerError> {
-    serde_json::to_string(head)
-        .map_err(|e| HandlerError::Poison(format!("encode the chain head: {e}")))
+fn encode_head(client: &ClientId, head: &Head) -> Result<String, HandlerError> {
+    serde_json::to_string(head).map_err(|e| {
+        HandlerError::Poison(format!("encode the manifest chain head of {client}: {e}"))
+    })
 }
 
 async fn load_head<X: Ports>(
@@ -79,78 +77,51 @@ async fn load_head<X: Ports>(
     Ok(Some((head, doc.version)))
 }
 
-/// Holds the chain's next place for `key` (or finds this key's own earlier reservation).
-async fn reserve<X: Ports>(
+/// Finishes the place at the head: writes the manifest it carries (once) and seals the head
+/// with its hash. Returns the manifest's hash.
+async fn finish<X: Ports>(
     x: &X,
     client: &ClientId,
-    key: &EvidenceKey,
-) -> Result<Reservation, HandlerError> {
-    let state = &x.env().state;
-    let ours = key.as_path();
-    let (head, expected) = match load_head(x, client).await? {
-        Some((head, version)) if head.manifest == ours => return Ok(Reservation { head, version }),
-        Some((head, _)) if head.sha256.is_none() => {
-            return Err(HandlerError::Retry(format!(
-                "the manifest chain of {client} is held by {} until its bundle is written",
-                head.manifest
-            )))
-        }
-        Some((prev, version)) => {
-            let sha256 = prev.sha256.ok_or_else(|| {
-                HandlerError::Retry(format!("the manifest chain of {client} moved"))
-            })?;
-            let head = Head {
-                manifest: ours,
-                sequence: prev.sequence + 1,
-                sha256: None,
-                previous: Some(Link {
-                    key: prev.manifest,
-                    sequence: prev.sequence,
-                    sha256,
-                }),
-            };
-            (head, Some(version))
-        }
-        None => (
-            Head {
-                manifest: ours,
-                sequence: 1,
-                sha256: None,
-                previous: None,
-            },
-            None,
-        ),
+    head: Head,
+    version: u64,
+) -> Result<Sha256Digest, HandlerError> {
+    let Some(manifest) = head.pending.clone() else {
+        return head.sha256.ok_or_else(|| {
+            corrupt_head(client, "an open place without the manifest to write there")
+        });
     };
-    // A Conflict (another bundle of the client moved first) is a retry.
-    let version = state
-        .put_chain_head(client, &encode_head(&head)?, expected)
-        .await?;
-    Ok(Reservation { head, version })
+    let key = EvidenceKey::try_from(head.manifest.clone())
+        .map_err(|e| corrupt_head(client, &e.to_string()))?;
+    let bytes = manifest
+        .to_bytes()
+        .map_err(|e| HandlerError::Poison(format!("encode {key}: {e}")))?;
+    let rec = put_once(x, key, bytes, "application/json", manifest.retention).await?;
+    let sealed = Head {
+        sha256: Some(rec.sha256),
+        pending: None,
+        ..head
+    };
+    match x
+        .env()
+        .state
+        .put_chain_head(client, &encode_head(client, &sealed)?, Some(version))
+        .await
+    {
+        // The head moved from this version only by being sealed (by another finisher of the same
+        // place) and then, perhaps, taken for the next: sealed either way.
+        Ok(_) | Err(PortError::Conflict(_)) => Ok(rec.sha256),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// Gives the reserved head its manifest's hash.
-async fn seal<X: Ports>(
-    x: &X,
-    client: &ClientId,
-    reservation: Reservation,
-    sha256: Sha256Digest,
-) -> Result<(), HandlerError> {
-    if reservation.head.sha256.is_some() {
-        return Ok(());
-    }
-    let head = Head {
-        sha256: Some(sha256),
-        ..reservation.head
-    };
-    x.env()
-        .state
-        .put_chain_head(client, &encode_head(&head)?, Some(reservation.version))
-        .await?;
-    Ok(())
+fn corrupt_head(client: &ClientId, why: &str) -> HandlerError {
+    HandlerError::Poison(format!(
+        "stored manifest chain head of {client} is unusable: {why}"
+    ))
 }
 
 /// Writes an object once; a second write of the same bytes is the same object (idempotent), of
-/// other bytes a refusal.
+/// other bytes a refusal. The record is the object as stored (its retention included).
 pub async fn put_once<X: Ports>(
     x: &X,
     key: EvidenceKey,
@@ -161,7 +132,7 @@ pub async fn put_once<X: Ports>(
     let env = x.env();
     let sha = Sha256Digest::of(&bytes);
     let size = bytes.len() as u64;
-    match env
+    let retention = match env
         .evidence
         .put(NewEvidence {
             key: key.clone(),
@@ -171,7 +142,7 @@ pub async fn put_once<X: Ports>(
         })
         .await
     {
-        Ok(_) => {}
+        Ok(_) => retention,
         Err(PortError::Conflict(_)) => {
             let head = env.evidence.head(&key).await?;
             if head.sha256 != sha {
@@ -182,9 +153,11 @@ pub async fn put_once<X: Ports>(
                     sha.to_hex()
                 )));
             }
+            // The lock it was stored under, which a manifest must declare.
+            head.retention.unwrap_or(retention)
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     let record = EvidenceRecord {
         key,
         sha256: sha,
@@ -229,14 +202,8 @@ pub async fn stored<X: Ports>(x: &X, bundle: &Bundle<'_>) -> Result<Option<Writt
         Err(e) => return Err(e.into()),
     };
     if let Some((head, version)) = load_head(x, bundle.client).await? {
-        if head.manifest == manifest_key.as_path() {
-            seal(
-                x,
-                bundle.client,
-                Reservation { head, version },
-                stored.sha256,
-            )
-            .await?;
+        if head.manifest == manifest_key.as_path() && head.sha256.is_none() {
+            finish(x, bundle.client, head, version).await?;
         }
     }
     Ok(Some(Written {
@@ -246,23 +213,22 @@ pub async fn stored<X: Ports>(x: &X, bundle: &Bundle<'_>) -> Result<Option<Writt
     }))
 }
 
-/// Writes a bundle: the pieces `make` returns (given the link to the previous manifest), then
-/// the manifest listing them, chained. A bundle already [`stored`] is not written again.
-pub async fn write_bundle<X, F>(
+/// How often a bundle tries to take the next place while other bundles of its client move the
+/// chain; then the message is retried.
+const PLACE_ATTEMPTS: usize = 4;
+
+/// Writes a bundle: its pieces, then the manifest listing them, chained. A bundle already
+/// [`stored`] is not written again.
+pub async fn write_bundle<X: Ports>(
     x: &X,
     bundle: &Bundle<'_>,
-    make: F,
-) -> Result<Written, HandlerError>
-where
-    X: Ports,
-    F: FnOnce(Option<&Link>) -> Result<Vec<Piece>, HandlerError>,
-{
+    pieces: Vec<Piece>,
+) -> Result<Written, HandlerError> {
     if let Some(done) = stored(x, bundle).await? {
         return Ok(done);
     }
     let manifest_key = bundle.key(MANIFEST)?;
-    let reservation = reserve(x, bundle.client, &manifest_key).await?;
-    let pieces = make(reservation.head.previous.as_ref())?;
+    let ours = manifest_key.as_path();
     let mut artifacts = Vec::with_capacity(pieces.len());
     for piece in pieces {
         let rec = put_once(
@@ -282,34 +248,82 @@ where
         });
     }
     let objects = artifacts.len() + 1;
-    let manifest = Manifest {
+    let draft = Manifest {
         schema: manifest::SCHEMA,
         cycle: bundle.cycle,
         client: bundle.client.to_string(),
         bundle: bundle.bundle.to_owned(),
         closed_at: bundle.closed_at,
         retention: bundle.retention,
-        sequence: reservation.head.sequence,
-        previous: reservation.head.previous.clone(),
+        sequence: 1,
+        previous: None,
         artifacts,
     };
-    let bytes = manifest
-        .to_bytes()
-        .map_err(|e| HandlerError::Poison(format!("encode {manifest_key}: {e}")))?;
-    let rec = put_once(
-        x,
-        manifest_key.clone(),
-        bytes,
-        "application/json",
-        bundle.retention,
-    )
-    .await?;
-    seal(x, bundle.client, reservation, rec.sha256).await?;
-    Ok(Written {
-        manifest: manifest_key,
-        sha256: rec.sha256,
-        objects,
-    })
+    let state = &x.env().state;
+    for _ in 0..PLACE_ATTEMPTS {
+        let (manifest, expected) = match load_head(x, bundle.client).await? {
+            // Our own place, taken by an earlier delivery: finish it.
+            Some((head, version)) if head.manifest == ours => {
+                let sha256 = finish(x, bundle.client, head, version).await?;
+                return Ok(Written {
+                    manifest: manifest_key,
+                    sha256,
+                    objects,
+                });
+            }
+            // Another bundle's place, left open: finish it first, then take the next.
+            Some((head, version)) if head.sha256.is_none() => {
+                finish(x, bundle.client, head, version).await?;
+                continue;
+            }
+            Some((head, version)) => {
+                let sha256 = head
+                    .sha256
+                    .ok_or_else(|| corrupt_head(bundle.client, "a sealed place without a hash"))?;
+                let manifest = Manifest {
+                    sequence: head.sequence + 1,
+                    previous: Some(Link {
+                        key: head.manifest,
+                        sequence: head.sequence,
+                        sha256,
+                    }),
+                    ..draft.clone()
+                };
+                (manifest, Some(version))
+            }
+            None => (draft.clone(), None),
+        };
+        let taken = Head {
+            manifest: ours.clone(),
+            sequence: manifest.sequence,
+            sha256: None,
+            pending: Some(manifest),
+        };
+        match state
+            .put_chain_head(
+                bundle.client,
+                &encode_head(bundle.client, &taken)?,
+                expected,
+            )
+            .await
+        {
+            Ok(version) => {
+                let sha256 = finish(x, bundle.client, taken, version).await?;
+                return Ok(Written {
+                    manifest: manifest_key,
+                    sha256,
+                    objects,
+                });
+            }
+            // Another bundle of the client moved the chain: read it again.
+            Err(PortError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(HandlerError::Retry(format!(
+        "the manifest chain of {} kept moving while {ours} waited for its place",
+        bundle.client
+    )))
 }
 
 #[cfg(test)]
@@ -318,7 +332,7 @@ mod tests {
 
     use chrono::TimeZone;
     use patchflow_core::ports::clock::ManualClock;
-    use patchflow_core::ports::evidence::{EvidencePrefix, LockMode};
+    use patchflow_core::ports::evidence::LockMode;
     use patchflow_core::ports::state::EvidenceIndex;
     use patchflow_local::evidence::FsEvidenceStore;
     use patchflow_local::queue::SqliteQueues;
@@ -372,12 +386,12 @@ mod tests {
         }
     }
 
-    fn pieces(text: &str) -> Result<Vec<Piece>, HandlerError> {
-        Ok(vec![Piece {
+    fn pieces(text: &str) -> Vec<Piece> {
+        vec![Piece {
             name: "record.json",
             bytes: text.as_bytes().to_vec(),
             content_type: "application/json",
-        }])
+        }]
     }
 
     async fn manifest(env: &TestEnv, key: &EvidenceKey) -> (Manifest, Sha256Digest) {
@@ -391,23 +405,27 @@ mod tests {
         let env = env(dir.path());
         let (c, d) = (client("contoso"), client("fabrikam"));
 
-        let first = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |prev| {
-            assert!(prev.is_none());
-            pieces("{\"a\":1}")
-        })
+        let first = write_bundle(
+            &env,
+            &bundle(&c, "servers.contoso.pilot", 10),
+            pieces("{\"a\":1}"),
+        )
         .await
         .unwrap();
         assert_eq!(first.objects, 2);
-        let second = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |prev| {
-            assert_eq!(prev.map(|l| l.sequence), Some(1));
-            pieces("{\"b\":2}")
-        })
+        let second = write_bundle(
+            &env,
+            &bundle(&c, "workstations.pilot", 11),
+            pieces("{\"b\":2}"),
+        )
         .await
         .unwrap();
         // Another client's chain starts on its own.
-        let other = write_bundle(&env, &bundle(&d, "workstations.pilot", 11), |_| {
-            pieces("{\"c\":3}")
-        })
+        let other = write_bundle(
+            &env,
+            &bundle(&d, "workstations.pilot", 11),
+            pieces("{\"c\":3}"),
+        )
         .await
         .unwrap();
 
@@ -428,10 +446,12 @@ mod tests {
         assert_eq!(m1.artifacts[0].sha256, Sha256Digest::of(b"{\"a\":1}"));
         assert_eq!(m1.artifacts[0].retention.mode, LockMode::Compliance);
 
-        // A redelivery finds the manifest stored: nothing is written or reserved again.
-        let again = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |_| {
-            panic!("a stored bundle is not made again")
-        })
+        // A redelivery finds the manifest stored: nothing is written or taken again.
+        let again = write_bundle(
+            &env,
+            &bundle(&c, "servers.contoso.pilot", 10),
+            pieces("{\"a\":1}"),
+        )
         .await
         .unwrap();
         assert_eq!((again.objects, again.sha256), (0, sha1));
@@ -440,7 +460,7 @@ mod tests {
             (head.manifest, head.sequence),
             (second.manifest.as_path(), 2)
         );
-        assert_eq!(head.sha256, Some(second.sha256));
+        assert_eq!((head.sha256, head.pending), (Some(second.sha256), None));
         // Everything written is indexed with its hash.
         let indexed = env
             .state
@@ -451,82 +471,131 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bundle_waits_while_another_of_its_client_holds_the_chain() {
+    async fn a_place_another_bundle_left_open_is_finished_before_the_next_is_taken() {
         let dir = tempfile::tempdir().unwrap();
         let env = env(dir.path());
         let c = client("contoso");
-        // Another bundle reserved the next place and has not sealed it yet.
-        let held = Head {
-            manifest: "evidence/2026-12/contoso/servers.contoso.pilot/manifest.json".into(),
+        // A bundle whose delivery died after taking its place: its artifacts are stored, its
+        // manifest is not, and the head carries the manifest it was to write.
+        let abandoned = bundle(&c, "servers.contoso.pilot", 10);
+        let rec = put_once(
+            &env,
+            abandoned.key("record.json").unwrap(),
+            b"{}".to_vec(),
+            "application/json",
+            abandoned.retention,
+        )
+        .await
+        .unwrap();
+        let key = abandoned.key(MANIFEST).unwrap();
+        let open = Head {
+            manifest: key.as_path(),
             sequence: 1,
             sha256: None,
-            previous: None,
+            pending: Some(Manifest {
+                schema: manifest::SCHEMA,
+                cycle: abandoned.cycle,
+                client: c.to_string(),
+                bundle: abandoned.bundle.to_owned(),
+                closed_at: abandoned.closed_at,
+                retention: abandoned.retention,
+                sequence: 1,
+                previous: None,
+                artifacts: vec![Artifact {
+                    name: "record.json".into(),
+                    sha256: rec.sha256,
+                    size: rec.size,
+                    content_type: "application/json".into(),
+                    retention: rec.retention,
+                }],
+            }),
         };
         env.state
-            .put_chain_head(&c, &encode_head(&held).unwrap(), None)
+            .put_chain_head(&c, &encode_head(&c, &open).unwrap(), None)
             .await
             .unwrap();
-        let err = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |_| {
-            pieces("{}")
-        })
-        .await
-        .err()
-        .unwrap();
-        match err {
-            HandlerError::Retry(why) => assert!(why.contains("servers.contoso.pilot"), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // Nothing of the waiting bundle was written.
-        let prefix = EvidencePrefix {
-            cycle: "2026-12".parse().unwrap(),
-            client: Some(c.clone()),
-            tier: None,
-        };
-        assert!(env.evidence.list(&prefix).await.unwrap().is_empty());
+
+        // The next bundle of the client finishes that place, then takes the one after it.
+        let next = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), pieces("{}"))
+            .await
+            .unwrap();
+        let (first, sha1) = manifest(&env, &key).await;
+        assert_eq!((first.sequence, first.artifacts.len()), (1, 1));
+        let (second, _) = manifest(&env, &next.manifest).await;
+        assert_eq!(
+            second.previous,
+            Some(Link {
+                key: key.as_path(),
+                sequence: 1,
+                sha256: sha1,
+            })
+        );
+        // And the abandoned bundle's redelivery finds itself complete.
+        let again = write_bundle(&env, &abandoned, pieces("{}")).await.unwrap();
+        assert_eq!((again.objects, again.sha256), (0, sha1));
     }
 
     #[tokio::test]
-    async fn a_crash_before_the_seal_is_sealed_by_the_redelivery_and_the_chain_goes_on() {
+    async fn a_crash_before_the_seal_is_healed_and_the_chain_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let env = env(dir.path());
         let c = client("contoso");
-        let first = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |_| {
-            pieces("{}")
-        })
-        .await
-        .unwrap();
+        let first = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), pieces("{}"))
+            .await
+            .unwrap();
         // As if the process died after writing the manifest, before sealing the head.
         let (head, version) = load_head(&env, &c).await.unwrap().unwrap();
+        let (stored_manifest, _) = manifest(&env, &first.manifest).await;
         let open = Head {
             sha256: None,
+            pending: Some(stored_manifest),
             ..head
         };
         env.state
-            .put_chain_head(&c, &encode_head(&open).unwrap(), Some(version))
+            .put_chain_head(&c, &encode_head(&c, &open).unwrap(), Some(version))
             .await
             .unwrap();
-        assert!(matches!(
-            write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |_| pieces(
-                "{}"
-            ))
-            .await,
-            Err(HandlerError::Retry(_))
-        ));
-        // The redelivery of the first bundle seals it; the second then chains after it.
-        write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), |_| {
-            panic!("a stored bundle is not made again")
-        })
-        .await
-        .unwrap();
-        let second = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), |_| {
-            pieces("{}")
-        })
-        .await
-        .unwrap();
+        // The redelivery of the first bundle seals it without writing anything new.
+        let again = write_bundle(&env, &bundle(&c, "servers.contoso.pilot", 10), pieces("{}"))
+            .await
+            .unwrap();
+        assert_eq!((again.objects, again.sha256), (0, first.sha256));
+        let head = load_head(&env, &c).await.unwrap().unwrap().0;
+        assert_eq!((head.sha256, head.pending), (Some(first.sha256), None));
+        // The second then chains after it.
+        let second = write_bundle(&env, &bundle(&c, "workstations.pilot", 11), pieces("{}"))
+            .await
+            .unwrap();
         let (m2, _) = manifest(&env, &second.manifest).await;
         assert_eq!(
             m2.previous.map(|l| (l.key, l.sha256)),
             Some((first.manifest.as_path(), first.sha256))
         );
+    }
+
+    #[tokio::test]
+    async fn a_records_first_snapshot_is_what_every_later_attempt_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let cycle = "2026-12".parse().unwrap();
+        let keep = |record: u32, days: i64| super::super::Snapshot {
+            record,
+            retention: Retention {
+                mode: LockMode::Compliance,
+                retain_until: at(10) + chrono::Duration::days(days),
+            },
+        };
+        let first =
+            super::super::snapshot(&env, cycle, "workstations.pilot/contoso", || keep(1, 2555))
+                .await
+                .unwrap();
+        // A later attempt that would build another record (a decision, a root cause or the
+        // retention setting changed meanwhile) gets the first one.
+        let later =
+            super::super::snapshot(&env, cycle, "workstations.pilot/contoso", || keep(2, 3650))
+                .await
+                .unwrap();
+        assert_eq!((first.record, later.record), (1, 1));
+        assert_eq!(later.retention, keep(1, 2555).retention);
     }
 }

@@ -195,6 +195,16 @@ async fn an_object_overwritten_by_a_new_version_is_caught_and_its_locked_origina
     let first = report.first_problem().expect("the overwrite is caught");
     assert_eq!(first.key, k.as_path());
     assert!(first.why.contains("does not match the manifest"), "{first}");
+    // AND its second version is named too: what still shows an overwrite whose latest version
+    // and every later manifest were rewritten to agree
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.key == k.as_path() && p.why.starts_with("2 versions")),
+        "{:#?}",
+        report.problems
+    );
 
     // AND the locked original is still there, and cannot be deleted
     let after = versions(&store).await;

@@ -133,6 +133,13 @@ async fn contract<S: EvidenceStore>(store: &S) {
     ));
     let hold = store.set_legal_hold(&missing, true).await;
     assert!(matches!(hold, Err(PortError::NotFound(_))), "{hold:?}");
+
+    // AND objects written once, a refused second write and a legal hold included, are one
+    // version each
+    assert_eq!(
+        store.versions_beyond_one("evidence/").await.unwrap(),
+        Vec::<(String, usize)>::new()
+    );
 }
 
 #[tokio::test]

@@ -74,11 +74,11 @@ pub enum AuditCommand {
     /// type; no object is missing from it (an added object is a problem); every object reads
     /// back as the store recorded it at write time; every object's lock, as the store reports
     /// it, is COMPLIANCE and lasts at least --min-retention-days after the bundle closed, and no
-    /// less than the manifest declares. Per client: each manifest has its own sequence, links
-    /// to the manifest of the sequence before with the SHA-256 of its stored bytes (sequence 1
-    /// links to none). A link leaving the
-    /// scope (one cycle's first manifest to the month before) is followed and checked: the
-    /// chain is anchored there. The report gives each chain's newest manifest (tip) and its
+    /// less than the manifest declares; on S3, every key has one version only (evidence is
+    /// written once: a second version is an overwrite or a deletion). Per client: each manifest
+    /// has its own sequence, links to the manifest of the sequence before with the SHA-256 of
+    /// its stored bytes (sequence 1 links to none). A link leaving the scope (one cycle's first
+    /// manifest to the month before) is followed and checked: the chain is anchored there. The report gives each chain's newest manifest (tip) and its
     /// SHA-256: compare it with one noted earlier to notice the newest bundle removed.
     ///
     /// Exit status: 0 verified; 1 a problem found (the first bad object and why on stderr,

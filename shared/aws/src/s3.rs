@@ -245,6 +245,45 @@ impl EvidenceStore for S3EvidenceStore {
         Ok(keys)
     }
 
+    async fn versions_beyond_one(&self, prefix: &str) -> Result<Vec<(String, usize)>, PortError> {
+        // ListObjectVersions (ListBucketVersions permission, which the auditor role has), page
+        // by page on its key and version markers.
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify(format!("list the versions under {prefix}"), e))?;
+            let keys = page
+                .versions()
+                .iter()
+                .filter_map(|v| v.key())
+                .chain(page.delete_markers().iter().filter_map(|m| m.key()));
+            for key in keys {
+                *counts.entry(key.to_owned()).or_default() += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+            if key_marker.is_none() && version_marker.is_none() {
+                return Err(PortError::permanent(
+                    format!("list the versions under {prefix}"),
+                    "a truncated page without a marker to go on from",
+                ));
+            }
+        }
+        Ok(counts.into_iter().filter(|(_, n)| *n > 1).collect())
+    }
+
     async fn cycles(&self) -> Result<Vec<CycleId>, PortError> {
         // One level of "folders" under `evidence/`: ListObjectsV2 with a delimiter returns them
         // as common prefixes (ListBucket permission only, whatever the number of objects).

@@ -882,6 +882,23 @@ pub async fn verify<S: EvidenceStore>(
         }
     }
 
+    // Evidence is written once: a key with more versions was overwritten or deleted, even when
+    // its latest version and every later manifest were rewritten to agree.
+    let scope_prefix = scope.to_string();
+    let prefix = scope_prefix.split('*').next().unwrap_or("evidence/");
+    for (key, versions) in store.versions_beyond_one(prefix).await? {
+        let in_scope = EvidenceKey::try_from(key.clone()).map_or(true, |k| scope.contains(&k));
+        if in_scope {
+            v.problem(
+                key,
+                format!(
+                    "{versions} versions (evidence is written once): overwritten or deleted since \
+                     it was stored; its older versions hold the locked original"
+                ),
+            );
+        }
+    }
+
     let mut problems = v.problems;
     problems.sort_by(|a, b| a.key.cmp(&b.key));
     problems.dedup();

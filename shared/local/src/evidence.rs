@@ -311,6 +311,11 @@ impl EvidenceStore for FsEvidenceStore {
         blocking(move || me.cycles_sync()).await
     }
 
+    async fn versions_beyond_one(&self, _prefix: &str) -> Result<Vec<(String, usize)>, PortError> {
+        // A directory keeps one version of a file: a changed file is caught by its hashes.
+        Ok(Vec::new())
+    }
+
     async fn set_legal_hold(&self, key: &EvidenceKey, on: bool) -> Result<(), PortError> {
         let (me, key) = (self.clone(), key.clone());
         blocking(move || me.set_legal_hold_sync(&key, on)).await

@@ -289,6 +289,15 @@ pub trait EvidenceStore: Send + Sync {
     /// The cycles that hold evidence, in order: with `list`, what covers a whole store.
     fn cycles(&self) -> impl Future<Output = Result<Vec<CycleId>, PortError>> + Send;
 
+    /// The keys under a key prefix (`evidence/...`) that hold more than one version, with how
+    /// many (delete markers included), in key order. Evidence is written once, so any is an
+    /// overwrite or a deletion, its locked original kept as an older version. Empty for a store
+    /// that keeps one version per key.
+    fn versions_beyond_one(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<(String, usize)>, PortError>> + Send;
+
     /// Turns an object's legal hold on or off.
     fn set_legal_hold(
         &self,

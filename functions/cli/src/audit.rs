@@ -78,7 +78,8 @@ pub enum AuditCommand {
     /// written once: a second version is an overwrite or a deletion). Per client: each manifest
     /// has its own sequence, links to the manifest of the sequence before with the SHA-256 of
     /// its stored bytes (sequence 1 links to none). A link leaving the scope (one cycle's first
-    /// manifest to the month before) is followed and checked: the chain is anchored there. The report gives each chain's newest manifest (tip) and its
+    /// manifest to the month before) is followed and checked: the chain is anchored there. A
+    /// cycle roll-up's record pins its tiers' manifests by SHA-256: each pin must match. The report gives each chain's newest manifest (tip) and its
     /// SHA-256: compare it with one noted earlier to notice the newest bundle removed.
     ///
     /// Exit status: 0 verified; 1 a problem found (the first bad object and why on stderr,

@@ -12,7 +12,8 @@
 //!   per client it walks the manifests by sequence: unique sequences, each `previous` link naming
 //!   the manifest of the sequence before with the SHA-256 of its stored bytes (the chain's order
 //!   is the order the bundles took their places, which need not be their closing times' order);
-//!   a link leaving the scope is followed and checked, anchoring the chain there.
+//!   a link leaving the scope is followed and checked, anchoring the chain there. A cycle
+//!   roll-up's record pins its tiers' manifests by SHA-256; each pin is checked.
 //! - [`summarize`] says what evidence exists, bundle by bundle (`patchflow audit list`).
 //! - [`copy`] copies a scope, and the manifests its chains link to outside it, to another store
 //!   (`patchflow audit pull`).
@@ -625,6 +626,60 @@ impl Verifier<'_> {
         })
     }
 
+    /// Checks that the tier manifests a cycle roll-up's record pins (key and SHA-256) are the
+    /// ones stored: a tier bundle replaced after the roll-up no longer matches its pin.
+    async fn check_pins<S: EvidenceStore>(
+        &mut self,
+        store: &S,
+        record_key: &str,
+        bytes: &[u8],
+        in_scope: &BTreeMap<&str, &Stored>,
+        progress: &mut impl FnMut(Progress<'_>),
+    ) -> Result<(), PortError> {
+        let record: crate::record::CycleRecord = match serde_json::from_slice(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.problem(record_key, format!("not a cycle roll-up record: {e}"));
+                return Ok(());
+            }
+        };
+        for tier in &record.tiers {
+            let stored = match in_scope.get(tier.manifest.as_str()) {
+                Some(s) => Some(s.sha256),
+                None => match EvidenceKey::try_from(tier.manifest.clone()) {
+                    Err(_) => None,
+                    Ok(target) => {
+                        progress(Progress::Link(&target));
+                        self.followed += 1;
+                        match store.get(&target).await {
+                            Ok((bytes, _)) => Some(Sha256Digest::of(&bytes)),
+                            Err(e @ PortError::Transient { .. }) => return Err(e),
+                            Err(_) => None,
+                        }
+                    }
+                },
+            };
+            match stored {
+                Some(sha) if sha.to_hex() == tier.manifest_sha256 => {}
+                Some(sha) => self.problem(
+                    record_key,
+                    format!(
+                        "field `tiers[{}].manifest_sha256`: pins {} at {}, but it hashes to {sha}",
+                        tier.tier, tier.manifest, tier.manifest_sha256
+                    ),
+                ),
+                None => self.problem(
+                    record_key,
+                    format!(
+                        "field `tiers[{}].manifest`: pins {}, which is missing or unreadable",
+                        tier.tier, tier.manifest
+                    ),
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// Checks one manifest's link to its previous; returns the link when it leaves the scope
     /// and holds (the chain's anchor, if this is the first manifest of the scope).
     async fn check_link<S: EvidenceStore>(
@@ -766,11 +821,16 @@ pub async fn verify<S: EvidenceStore>(
     let (mut objects_read, mut bytes_read) = (0, 0);
     let mut reports = Vec::new();
     let mut stored: Vec<Stored> = Vec::new();
+    // Each cycle roll-up's record and the tier manifests it pins by hash.
+    let mut pins: Vec<(String, Vec<u8>)> = Vec::new();
     for (id, keys) in &bundles {
         let mut objects = BTreeMap::new();
         for key in keys {
             progress(Progress::Object(key));
-            let got = read(store, key, key.name() == MANIFEST).await?;
+            // Manifests, and a roll-up's record (its pins), are parsed: their bytes are kept.
+            let keep = key.name() == MANIFEST
+                || (key.tier() == crate::CYCLE_BUNDLE && key.name() == crate::names::RECORD);
+            let got = read(store, key, keep).await?;
             objects.insert(key.name().to_owned(), got);
         }
         let mut report = BundleReport {
@@ -798,6 +858,21 @@ pub async fn verify<S: EvidenceStore>(
             }
         }
         bytes_read += report.bytes;
+        if id.2 == crate::CYCLE_BUNDLE {
+            if let Some(Ok(Read {
+                bytes: Some(bytes), ..
+            })) = objects.get(crate::names::RECORD)
+            {
+                let (cycle, client, bundle) = id;
+                pins.push((
+                    format!(
+                        "evidence/{cycle}/{client}/{bundle}/{}",
+                        crate::names::RECORD
+                    ),
+                    bytes.clone(),
+                ));
+            }
+        }
         match v.check_bundle(id, &mut objects) {
             Some(m) => {
                 report.sequence = Some(m.manifest.sequence);
@@ -812,6 +887,10 @@ pub async fn verify<S: EvidenceStore>(
     }
 
     let in_scope: BTreeMap<&str, &Stored> = stored.iter().map(|s| (s.key.as_str(), s)).collect();
+    for (record_key, bytes) in &pins {
+        v.check_pins(store, record_key, bytes, &in_scope, &mut progress)
+            .await?;
+    }
     let mut by_client: BTreeMap<&str, Vec<&Stored>> = BTreeMap::new();
     for s in &stored {
         by_client

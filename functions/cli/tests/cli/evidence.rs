@@ -204,3 +204,48 @@ fn a_simulated_cycle_leaves_chained_bundles_a_roll_up_and_the_3_14_1_clocks() {
         .permissions()
         .readonly());
 }
+
+#[test]
+fn a_simulated_cycles_evidence_verifies_and_a_tier_manifest_replaced_after_the_roll_up_does_not() {
+    let (_tmp, out) = simulated();
+    crate::helpers::patchflow()
+        .args(["audit", "verify"])
+        .arg(out.join("evidence"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("problems: none"));
+
+    // GIVEN a tier's manifest rewritten, with the store's own record of it rewritten to match
+    // (what someone with write access to a local folder could do)
+    let (_, dir) = bundles(&out)
+        .into_iter()
+        .find(|((_, b), _)| b == "workstations.pilot")
+        .unwrap();
+    let manifest = dir.join("manifest.json");
+    let rel = manifest.strip_prefix(&out).unwrap().to_owned();
+    let meta = out.join(".meta").join(format!("{}.json", rel.display()));
+    for f in [&manifest, &meta] {
+        let mut perms = std::fs::metadata(f).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(f, perms).unwrap();
+    }
+    let mut m = json(&manifest);
+    m["closed_at"] = "2026-12-11T10:00:00Z".into();
+    let bytes = serde_json::to_vec_pretty(&m).unwrap();
+    std::fs::write(&manifest, &bytes).unwrap();
+    let mut record = json(&meta);
+    record["sha256"] = hex(&bytes).into();
+    record["size"] = (bytes.len() as u64).into();
+    std::fs::write(&meta, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+
+    // THEN verification fails, and the cycle roll-up's pin on it is named
+    crate::helpers::patchflow()
+        .args(["audit", "verify"])
+        .arg(out.join("evidence"))
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "field `tiers[workstations.pilot].manifest_sha256`",
+        ));
+}

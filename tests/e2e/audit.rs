@@ -23,7 +23,6 @@ use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::ports::evidence::{
     EvidenceKey, EvidenceStore, LockMode, NewEvidence, Retention, Sha256Digest,
 };
-use patchflow_evidence::manifest::Link;
 use patchflow_evidence::verify::{verify, Expectations, Scope};
 use patchflow_local::evidence::FsEvidenceStore;
 use serde_yaml::Value;
@@ -53,22 +52,6 @@ fn closed_at(client: usize, bundle: usize) -> DateTime<Utc> {
         + Duration::hours(client as i64)
 }
 
-async fn write_bundle<S: EvidenceStore>(
-    store: &S,
-    client: &str,
-    (cycle, bundle): &(CycleId, String),
-    closed_at: DateTime<Utc>,
-    days: i64,
-    sequence: u64,
-    previous: Option<Link>,
-) -> Link {
-    patchflow_evidence::testing::write_bundle(
-        store, *cycle, client, bundle, closed_at, days, sequence, previous,
-    )
-    .await
-    .unwrap()
-}
-
 /// A new bucket holding two clients' chains of three bundles across 2026-11 and 2026-12, locked
 /// for the default seven years (the bundle `short`, if any, for one year only).
 async fn evidence_bucket(short: Option<(usize, usize)>) -> S3EvidenceStore {
@@ -81,9 +64,11 @@ async fn evidence_bucket(short: Option<(usize, usize)>) -> S3EvidenceStore {
             } else {
                 patchflow_evidence::DEFAULT_RETENTION_DAYS
             };
+            let (cycle, bundle) = bundle;
             previous = Some(
-                write_bundle(
+                patchflow_evidence::testing::write_bundle(
                     &store,
+                    *cycle,
                     client,
                     bundle,
                     closed_at(c, b),
@@ -91,7 +76,8 @@ async fn evidence_bucket(short: Option<(usize, usize)>) -> S3EvidenceStore {
                     b as u64 + 1,
                     previous,
                 )
-                .await,
+                .await
+                .unwrap(),
             );
         }
     }

@@ -1266,23 +1266,6 @@ mod tests {
         key(*cycle, client, b, MANIFEST)
     }
 
-    /// Writes a bundle's artifacts, then its manifest; returns the link to the manifest.
-    async fn write_bundle(
-        store: &FsEvidenceStore,
-        client: &str,
-        (cycle, bundle): &(CycleId, String),
-        closed_at: DateTime<Utc>,
-        days: i64,
-        sequence: u64,
-        previous: Option<Link>,
-    ) -> Link {
-        crate::testing::write_bundle(
-            store, *cycle, client, bundle, closed_at, days, sequence, previous,
-        )
-        .await
-        .unwrap()
-    }
-
     struct Fixture {
         store: FsEvidenceStore,
         _dir: tempfile::TempDir,
@@ -1297,8 +1280,10 @@ mod tests {
             let mut previous = None;
             for (b, bundle) in bundles(client).iter().enumerate() {
                 let days = if short == Some((c, b)) { 365 } else { days };
-                let link = write_bundle(
+                let (cycle, bundle) = bundle;
+                let link = crate::testing::write_bundle(
                     &store,
+                    *cycle,
                     client,
                     bundle,
                     closed_at(c, b),
@@ -1306,7 +1291,8 @@ mod tests {
                     b as u64 + 1,
                     previous.take(),
                 )
-                .await;
+                .await
+                .unwrap();
                 previous = Some(link);
             }
         }

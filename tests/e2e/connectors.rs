@@ -324,6 +324,7 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
             &RmmCommand::ScheduleInstall {
                 endpoint: EndpointId::parse("4021").unwrap(),
                 window,
+                patches: Vec::new(),
             },
         )
         .await

@@ -47,9 +47,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use patchflow_core::contract::{ClientDoc, EndpointDoc, InventoryDoc, LocationDoc, PolicyGroupDoc};
-use patchflow_core::ids::EndpointId;
+use patchflow_core::ids::{EndpointId, PatchId};
 use patchflow_core::model::{Criticality, EndpointKind, Ring, ServerRole, Track};
-use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
+use patchflow_core::ports::rmm::{AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport};
 use patchflow_core::ports::sources::InventorySource;
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
@@ -1106,10 +1106,36 @@ impl Rmm for Automate {
         Ok(())
     }
 
+    async fn push_approval(&self, _key: &str, push: &ApprovalPush) -> Result<(), PortError> {
+        Err(PortError::permanent(
+            format!("{SYSTEM} approval of {} for {}", push.patch, push.client),
+            "writing Automate's patch approval policy is not built yet",
+        ))
+    }
+
+    async fn approval_state(
+        &self,
+        endpoint: &EndpointId,
+        patch: &PatchId,
+    ) -> Result<Option<RmmApproval>, PortError> {
+        Err(PortError::permanent(
+            format!("{SYSTEM} approval of {patch} on {endpoint}"),
+            "reading Automate's patch approval policy is not built yet",
+        ))
+    }
+
+    async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
+        Err(PortError::permanent(
+            format!("{SYSTEM} agent state of {endpoint}"),
+            "reading the agent's state from Automate is not built yet",
+        ))
+    }
+
     async fn reports(
         &self,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        _expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         let computer = Self::computer_id(endpoint)?;
         let report = |at, event| RmmReport {
@@ -1171,7 +1197,13 @@ impl Rmm for Automate {
                     .clone()
                     .filter(|d| !d.is_empty())
                     .unwrap_or_else(|| "the install script failed".to_owned());
-                out.push(report(installed_at, RmmEvent::InstallFailed { detail }));
+                out.push(report(
+                    installed_at,
+                    RmmEvent::InstallFailed {
+                        detail,
+                        patches: Vec::new(),
+                    },
+                ));
                 return Ok(out);
             }
             _ => return Ok(out),

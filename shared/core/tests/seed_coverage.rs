@@ -53,7 +53,7 @@ fn every_seed_node_is_decided_by_some_rule() {
     let mut t = Trace::new();
     for ep in &p.endpoints {
         seen.extend(ep.trace.entries().iter().map(|e| e.node));
-        rmm_commands(ep, &policy, &mut t);
+        rmm_commands(ep, &[], &policy, &mut t);
     }
     seen.extend(p.approvals.iter().map(|a| a.node));
 

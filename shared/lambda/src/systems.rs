@@ -22,10 +22,10 @@ use patchflow_connectors::pagerduty::PagerDutyPager;
 use patchflow_connectors::secrets::parse_credentials;
 use patchflow_connectors::settings::PagerChoice;
 use patchflow_core::contract::{CatalogDoc, InventoryDoc};
-use patchflow_core::ids::{CycleId, EndpointId};
+use patchflow_core::ids::{CycleId, EndpointId, PatchId};
 use patchflow_core::ports::pager::Pager;
-use patchflow_core::ports::psa::{NewTicket, Psa};
-use patchflow_core::ports::rmm::{Rmm, RmmReport};
+use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
+use patchflow_core::ports::rmm::{AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport};
 use patchflow_core::ports::sources::{CatalogSource, InventorySource};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
@@ -68,10 +68,39 @@ impl Rmm for AnyRmm {
         &self,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         match self {
-            AnyRmm::Simulated(r) => r.reports(endpoint, since).await,
-            AnyRmm::Automate(r) => r.reports(endpoint, since).await,
+            AnyRmm::Simulated(r) => r.reports(endpoint, since, expect).await,
+            AnyRmm::Automate(r) => r.reports(endpoint, since, expect).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn push_approval(&self, key: &str, push: &ApprovalPush) -> Result<(), PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.push_approval(key, push).await,
+            AnyRmm::Automate(r) => r.push_approval(key, push).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn approval_state(
+        &self,
+        endpoint: &EndpointId,
+        patch: &PatchId,
+    ) -> Result<Option<RmmApproval>, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.approval_state(endpoint, patch).await,
+            AnyRmm::Automate(r) => r.approval_state(endpoint, patch).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.agent_state(endpoint).await,
+            AnyRmm::Automate(r) => r.agent_state(endpoint).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
         }
     }
@@ -109,6 +138,14 @@ impl Psa for AnyPsa {
         match self {
             AnyPsa::Simulated(p) => p.close_ticket(ticket).await,
             AnyPsa::Manage(p) => p.close_ticket(ticket).await,
+            AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
+        }
+    }
+
+    async fn attach(&self, ticket: &str, attachment: &Attachment) -> Result<Attached, PortError> {
+        match self {
+            AnyPsa::Simulated(p) => p.attach(ticket, attachment).await,
+            AnyPsa::Manage(p) => p.attach(ticket, attachment).await,
             AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
         }
     }

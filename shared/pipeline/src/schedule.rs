@@ -72,9 +72,12 @@ pub fn endpoint_commands(
         }),
         reboot: Some(reboot),
         manual_approval_required: manual_approval_required(e) && !approved,
+        patches: Vec::new(),
+        applicability: patchflow_core::rules::applicability::Applicability::Assumed,
+        up_to_date: false,
         trace: Trace::new(),
     };
-    rmm_commands(&plan, policy, &mut trace)
+    rmm_commands(&plan, &[], policy, &mut trace)
 }
 
 fn sent_now(c: &RmmCommand) -> bool {
@@ -217,7 +220,7 @@ fn apply(run: &mut Run, e: &Endpoint, r: &RmmReport) -> Option<EndpointFailed> {
             run.installed_at = Some(r.at);
             None
         }
-        (RunStatus::Scheduled, RmmEvent::InstallFailed { detail }) => Some(fail(
+        (RunStatus::Scheduled, RmmEvent::InstallFailed { detail, .. }) => Some(fail(
             run,
             FailureStage::Install,
             r.at,
@@ -314,7 +317,12 @@ async fn advance<X: Ports>(
         return Ok(());
     }
     let e = run.endpoint_model(cycle)?;
-    for r in env.rmm.reports(&run.endpoint, since).await? {
+    let expect: Vec<_> = run
+        .commands
+        .iter()
+        .flat_map(|c| c.patches().iter().cloned())
+        .collect();
+    for r in env.rmm.reports(&run.endpoint, since, &expect).await? {
         if let Some(f) = apply(run, &e, &r) {
             failed.push(f);
             return Ok(());

@@ -5,16 +5,16 @@
 //! repeatable; and every command, ticket and page is kept by its key, so a duplicate is counted,
 //! never run twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
-use patchflow_core::ids::{ClientId, EndpointId};
+use patchflow_core::ids::{ClientId, EndpointId, PatchId};
 use patchflow_core::model::Criticality;
 use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::pager::Pager;
-use patchflow_core::ports::psa::{NewTicket, Psa};
-use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
+use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
+use patchflow_core::ports::rmm::{AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::PowerState;
 use patchflow_core::rules::commands::RmmCommand;
@@ -75,6 +75,13 @@ struct RmmState {
     by_key: BTreeMap<String, usize>,
     log: Vec<TakenCommand>,
     duplicates: usize,
+    /// Each client's approval policy.
+    policy: BTreeMap<(ClientId, PatchId), RmmApproval>,
+    /// The client of each endpoint an approval was written for.
+    client_of: BTreeMap<EndpointId, ClientId>,
+    /// The approval writes taken, by key.
+    approval_keys: BTreeSet<String>,
+    approval_duplicates: usize,
 }
 
 /// The simulated RMM.
@@ -155,6 +162,7 @@ impl<C: Clock> SimRmm<C> {
                 RmmEvent::InstallFailed {
                     detail: "Windows Update returned 0x80070643 (fatal error during installation)"
                         .into(),
+                    patches: Vec::new(),
                 },
             ));
             return out;
@@ -253,11 +261,48 @@ impl<C: Clock> Rmm for SimRmm<C> {
         &self,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        _expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         let now = self.clock.now();
         let mut events = self.events(endpoint, since);
         events.retain(|r| r.at <= now && r.at >= since);
         Ok(events)
+    }
+
+    async fn push_approval(&self, key: &str, push: &ApprovalPush) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        if !st.approval_keys.insert(key.to_owned()) {
+            st.approval_duplicates += 1;
+            return Ok(());
+        }
+        st.policy
+            .insert((push.client.clone(), push.patch.clone()), push.approval);
+        for e in &push.endpoints {
+            st.client_of.insert(e.clone(), push.client.clone());
+        }
+        Ok(())
+    }
+
+    async fn approval_state(
+        &self,
+        endpoint: &EndpointId,
+        patch: &PatchId,
+    ) -> Result<Option<RmmApproval>, PortError> {
+        let st = lock(&self.state);
+        Ok(st
+            .client_of
+            .get(endpoint)
+            .and_then(|c| st.policy.get(&(c.clone(), patch.clone())))
+            .copied())
+    }
+
+    async fn agent_state(&self, _endpoint: &EndpointId) -> Result<AgentState, PortError> {
+        Ok(AgentState {
+            online: true,
+            maintenance: false,
+            last_contact: Some(self.clock.now()),
+            power: PowerState::Awake,
+        })
     }
 }
 
@@ -282,11 +327,36 @@ pub struct SimTicket {
     pub closed: bool,
 }
 
+/// A document attached to a ticket in the simulated PSA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimAttachment {
+    /// Its id.
+    pub id: String,
+    /// The ticket it is attached to.
+    pub ticket: String,
+    /// Its title (unique per ticket).
+    pub title: String,
+    /// The file's name.
+    pub file_name: String,
+    /// Its media type.
+    pub content_type: String,
+    /// The file's size in bytes.
+    pub size: usize,
+    /// The file's SHA-256, in hex.
+    pub sha256: String,
+    /// The file.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
 #[derive(Debug, Default)]
 struct PsaState {
     tickets: BTreeMap<String, SimTicket>,
     by_ref: BTreeMap<String, String>,
     duplicates: usize,
+    /// Documents by (ticket, title).
+    attachments: BTreeMap<(String, String), SimAttachment>,
+    attachment_duplicates: usize,
 }
 
 /// The simulated PSA.
@@ -304,6 +374,16 @@ impl SimPsa {
     /// Opens of a reference already open (answered with the first ticket).
     pub fn duplicates(&self) -> usize {
         lock(&self.state).duplicates
+    }
+
+    /// Every attached document, by ticket and title.
+    pub fn attachments(&self) -> Vec<SimAttachment> {
+        lock(&self.state).attachments.values().cloned().collect()
+    }
+
+    /// Attachments of a title the ticket already had (answered with the first, nothing added).
+    pub fn attachment_duplicates(&self) -> usize {
+        lock(&self.state).attachment_duplicates
     }
 }
 
@@ -352,6 +432,44 @@ impl Psa for SimPsa {
             .ok_or_else(|| PortError::NotFound(format!("ticket {ticket}")))?;
         t.closed = true;
         Ok(())
+    }
+
+    async fn attach(&self, ticket: &str, a: &Attachment) -> Result<Attached, PortError> {
+        let mut st = lock(&self.state);
+        if !st.tickets.contains_key(ticket) {
+            return Err(PortError::NotFound(format!("ticket {ticket}")));
+        }
+        let key = (ticket.to_owned(), a.title.clone());
+        if let Some(doc) = st.attachments.get(&key) {
+            let document = doc.id.clone();
+            st.attachment_duplicates += 1;
+            return Ok(Attached {
+                document,
+                added: false,
+            });
+        }
+        let id = format!("D{}", 1000 + st.attachments.len());
+        let sha256 = Sha256::digest(&a.bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        st.attachments.insert(
+            key,
+            SimAttachment {
+                id: id.clone(),
+                ticket: ticket.to_owned(),
+                title: a.title.clone(),
+                file_name: a.file_name.clone(),
+                content_type: a.content_type.clone(),
+                size: a.bytes.len(),
+                sha256,
+                bytes: a.bytes.clone(),
+            },
+        );
+        Ok(Attached {
+            document: id,
+            added: true,
+        })
     }
 }
 

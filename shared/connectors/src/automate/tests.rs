@@ -501,6 +501,7 @@ async fn a_command_schedules_its_script_once_per_key() {
     let cmd = RmmCommand::ScheduleInstall {
         endpoint: EndpointId::parse("101").unwrap(),
         window: window(3),
+        patches: Vec::new(),
     };
     a.send("2026-12/install/101", &cmd).await.unwrap();
     a.send("2026-12/install/101", &cmd).await.unwrap();
@@ -546,6 +547,7 @@ async fn a_refused_or_unconfigured_command_is_permanent_and_says_why() {
     let stranger = RmmCommand::ScheduleInstall {
         endpoint: EndpointId::parse("ws-1").unwrap(),
         window: window(3),
+        patches: Vec::new(),
     };
     let e = a.send("k3", &stranger).await.unwrap_err();
     assert!(
@@ -564,7 +566,7 @@ async fn reports_of(
     mount_token(&server, "t1", None).await;
     mount_reports(&server, history, startup, monitors).await;
     let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    a.reports(&EndpointId::parse("101").unwrap(), at(2, 0))
+    a.reports(&EndpointId::parse("101").unwrap(), at(2, 0), &[])
         .await
         .unwrap()
 }
@@ -674,7 +676,8 @@ async fn a_failed_install_is_reported_with_the_scripts_words_and_a_running_one_n
     assert_eq!(
         reports.iter().map(|r| &r.event).collect::<Vec<_>>(),
         [&RmmEvent::InstallFailed {
-            detail: "0x80240022 download failed".into()
+            detail: "0x80240022 download failed".into(),
+            patches: Vec::new(),
         }]
     );
 
@@ -778,6 +781,7 @@ async fn a_command_is_not_resent_after_a_server_error_it_may_have_stored() {
     let cmd = RmmCommand::ScheduleInstall {
         endpoint: EndpointId::parse("101").unwrap(),
         window: window(3),
+        patches: Vec::new(),
     };
     let e = a.send("k", &cmd).await.unwrap_err();
     // The message goes back to its queue; the script skips a key it has run.

@@ -1,12 +1,13 @@
-//! The RMM (ConnectWise Automate) as a port: the commands patchflow sends, and what the RMM
-//! reports back about installs, reboots and post-reboot checks.
+//! The RMM (ConnectWise Automate) as a port: the commands patchflow sends, the approval policy it
+//! holds for each client, the agents' state, and what the RMM reports back about installs,
+//! reboots and post-reboot checks.
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::EndpointId;
+use crate::ids::{ClientId, EndpointId, PatchId};
 use crate::ports::PortError;
 use crate::rules::cadence::PowerState;
 use crate::rules::commands::RmmCommand;
@@ -21,8 +22,11 @@ pub enum RmmEvent {
     InstallSucceeded,
     /// The install failed.
     InstallFailed {
-        /// The RMM's words.
+        /// The RMM's words (naming the KBs that failed, when it reports per KB).
         detail: String,
+        /// The patches that failed (empty: the RMM did not say which).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        patches: Vec<PatchId>,
     },
     /// The install window came and the endpoint was not awake (the daytime posture check).
     NotAwake {
@@ -51,6 +55,63 @@ pub struct RmmReport {
     pub event: RmmEvent,
 }
 
+/// A decision as the RMM's patch approval policy holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RmmApproval {
+    /// Approved: installed by the RMM's patch deployment.
+    Approved,
+    /// Denied: never installed.
+    Denied,
+    /// Not approved: held for an engineer's review, not installed.
+    NotApproved,
+}
+
+impl RmmApproval {
+    /// Its name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RmmApproval::Approved => "approved",
+            RmmApproval::Denied => "denied",
+            RmmApproval::NotApproved => "not_approved",
+        }
+    }
+}
+
+impl std::fmt::Display for RmmApproval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One patch's decision for one client's computers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPush {
+    /// The client whose policy it is.
+    pub client: ClientId,
+    /// The patch.
+    pub patch: PatchId,
+    /// The decision.
+    pub approval: RmmApproval,
+    /// The client's in-scope endpoints the patch applies to (the write's targets; the first is
+    /// the one read back). Bounded by the client's size, never the fleet's.
+    pub endpoints: Vec<EndpointId>,
+}
+
+/// The agent as the RMM sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The agent is checking in.
+    pub online: bool,
+    /// The agent is in maintenance mode (Automate's `IsMaintenanceModeEnabled`): no work is sent.
+    pub maintenance: bool,
+    /// Its last contact (Automate's `RemoteAgentLastContact`).
+    #[serde(default, with = "crate::schedule::utc::option")]
+    pub last_contact: Option<DateTime<Utc>>,
+    /// Its power state: `Awake` when online; `Sleeping` or `Unknown` when offline.
+    pub power: PowerState,
+}
+
 /// Commands to, and reports from, the RMM.
 ///
 /// Error contract: `Transient` for the RMM's passing failures (retry the message), `Permanent`
@@ -65,9 +126,34 @@ pub trait Rmm: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// What the RMM observed on an endpoint at or after `since` and up to now, oldest first.
+    /// `expect` are the approved applicable patches the install must show installed (an
+    /// install is reported succeeded when every one of them is; a failed one is named).
     fn reports(
         &self,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
+        expect: &[PatchId],
     ) -> impl Future<Output = Result<Vec<RmmReport>, PortError>> + Send;
+
+    /// Writes a decision into the client's approval policy for the push's endpoints, under an
+    /// idempotency key (a repeat changes nothing).
+    fn push_approval(
+        &self,
+        key: &str,
+        push: &ApprovalPush,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The decision the RMM holds for the patch on the endpoint (`None`: the RMM does not know
+    /// the patch there).
+    fn approval_state(
+        &self,
+        endpoint: &EndpointId,
+        patch: &PatchId,
+    ) -> impl Future<Output = Result<Option<RmmApproval>, PortError>> + Send;
+
+    /// The agent's state now, read before work is sent.
+    fn agent_state(
+        &self,
+        endpoint: &EndpointId,
+    ) -> impl Future<Output = Result<AgentState, PortError>> + Send;
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::EndpointId;
+use crate::ids::{EndpointId, PatchId};
 use crate::plan::EndpointPlan;
 use crate::policy::Policy;
 use crate::reason as r;
@@ -23,6 +23,9 @@ pub enum RmmCommand {
         endpoint: EndpointId,
         /// When.
         window: Window,
+        /// The endpoint's approved applicable patches.
+        #[serde(default)]
+        patches: Vec<PatchId>,
     },
     /// Open a technician task to install in the window (Manually Patch and Reboot).
     TechnicianInstall {
@@ -30,6 +33,9 @@ pub enum RmmCommand {
         endpoint: EndpointId,
         /// When.
         window: Window,
+        /// The endpoint's approved applicable patches.
+        #[serde(default)]
+        patches: Vec<PatchId>,
     },
     /// Reboot automatically in the window.
     ScheduleReboot {
@@ -79,6 +85,23 @@ impl RmmCommand {
         }
     }
 
+    /// The patches an install carries (none for other commands).
+    pub fn patches(&self) -> &[PatchId] {
+        match self {
+            RmmCommand::ScheduleInstall { patches, .. }
+            | RmmCommand::TechnicianInstall { patches, .. } => patches,
+            _ => &[],
+        }
+    }
+
+    /// Whether it is an install (unattended or a technician's).
+    pub fn is_install(&self) -> bool {
+        matches!(
+            self,
+            RmmCommand::ScheduleInstall { .. } | RmmCommand::TechnicianInstall { .. }
+        )
+    }
+
     /// Its name, as serialized in `command`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -92,9 +115,15 @@ impl RmmCommand {
     }
 }
 
-/// The RMM commands that carry out an endpoint's plan. Out-of-scope endpoints get none; a
-/// critical server gets none until an engineer approves (its approval is a separate decision).
-pub fn rmm_commands(plan: &EndpointPlan, policy: &Policy, trace: &mut Trace) -> Vec<RmmCommand> {
+/// The RMM commands that carry out an endpoint's plan, the install carrying `patches` (the
+/// endpoint's approved applicable patches). Out-of-scope endpoints get none; a critical server
+/// gets none until an engineer approves (its approval is a separate decision).
+pub fn rmm_commands(
+    plan: &EndpointPlan,
+    patches: &[PatchId],
+    policy: &Policy,
+    trace: &mut Trace,
+) -> Vec<RmmCommand> {
     let (Some(install), Some(reboot)) = (plan.install, plan.reboot) else {
         return Vec::new();
     };
@@ -112,10 +141,12 @@ pub fn rmm_commands(plan: &EndpointPlan, policy: &Policy, trace: &mut Trace) -> 
         InstallMode::Automatic => RmmCommand::ScheduleInstall {
             endpoint: endpoint.clone(),
             window: install.window,
+            patches: patches.to_vec(),
         },
         InstallMode::Technician => RmmCommand::TechnicianInstall {
             endpoint: endpoint.clone(),
             window: install.window,
+            patches: patches.to_vec(),
         },
     });
     match reboot {
@@ -180,6 +211,7 @@ mod tests {
         let p = planned();
         rmm_commands(
             p.endpoint(id).unwrap(),
+            &[],
             &Policy::default(),
             &mut Trace::new(),
         )
@@ -209,7 +241,9 @@ mod tests {
     fn a_critical_server_gets_no_command_until_an_engineer_approves() {
         let p = planned();
         let mut t = Trace::new();
-        assert!(rmm_commands(p.endpoint("sql").unwrap(), &Policy::default(), &mut t).is_empty());
+        assert!(
+            rmm_commands(p.endpoint("sql").unwrap(), &[], &Policy::default(), &mut t).is_empty()
+        );
         assert_eq!(
             t.find(Node::RmmPlatform).unwrap().outcome,
             "awaiting_approval"

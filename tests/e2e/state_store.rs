@@ -50,6 +50,9 @@ fn doc(client: &str, id: &str, ring: Ring) -> EndpointDoc {
         track: None,
         unattended_reboot_approved: None,
         critical: None,
+        applicable: None,
+        os: None,
+        needed: None,
     }
 }
 
@@ -285,6 +288,7 @@ fn patch(id: &str, vendor: &str, class: Classification) -> Patch {
         severity: None,
         released: None,
         cves: vec![],
+        products: vec![],
     }
 }
 

@@ -156,6 +156,37 @@ pub struct EndpointDoc {
     /// Critical server: manual approval required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub critical: Option<bool>,
+    /// The catalog patch ids the RMM's last patch scan reports as needed (missing, or installed
+    /// and failed); absent or `null`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applicable: Option<Vec<String>>,
+    /// The operating system's product name as the RMM reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// What the RMM knows of each update its scan reports as needed here (an extra field of
+    /// the contract, beside `applicable`): the evidence takes the release dates of needed
+    /// updates older than the month's catalog from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needed: Option<Vec<NeededUpdateDoc>>,
+}
+
+/// An update the RMM's patch scan reports as needed on an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeededUpdateDoc {
+    /// Its id, as in `applicable` (e.g. `KB5048667`).
+    pub id: String,
+    /// Title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Severity, where the RMM rates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// The vendor's release instant, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<String>,
+    /// Installed and failed (rather than missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<bool>,
 }
 
 /// Catalog document, as written.
@@ -187,8 +218,8 @@ pub struct PatchDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cves: Option<Vec<String>>,
     /// The names of the products the patch applies to (e.g. `Windows Server 2025`), as the
-    /// vendor gives them. An extra field of the contract: informational, for people and
-    /// reports; planning does not read it.
+    /// vendor gives them. Where an endpoint's applicability is not reported, a patch naming an
+    /// operating system applies only to endpoints whose `os` matches one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub products: Option<Vec<String>>,
 }
@@ -435,6 +466,21 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
                 ))
             }
         };
+        let applicable = match e.applicable {
+            None => None,
+            Some(ids) => {
+                let mut out = Vec::with_capacity(ids.len());
+                for (i, raw) in ids.into_iter().enumerate() {
+                    let field = format!("applicable[{i}]");
+                    out.push(
+                        PatchId::parse(raw).map_err(|err| id_error(source, rec(), &field, err))?,
+                    );
+                }
+                out.sort();
+                out.dedup();
+                Some(out)
+            }
+        };
         let provenance = Provenance {
             policy_group: e.policy_group.is_some(),
             ring: e.ring.is_some(),
@@ -508,6 +554,8 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
             ring: e.ring.unwrap_or(Ring::Production),
             profile,
             provenance,
+            applicable,
+            os: e.os.filter(|o| !o.trim().is_empty()),
         });
     }
     // Unique ids are the domain's invariant: the inventory checks them and we name the record.
@@ -595,6 +643,7 @@ pub fn catalog_from_doc(source: &str, doc: CatalogDoc) -> Result<Catalog, InputE
             severity: p.severity,
             released,
             cves: p.cves.unwrap_or_default(),
+            products: p.products.unwrap_or_default(),
         });
     }
     Ok(Catalog { patches })

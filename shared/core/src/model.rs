@@ -272,6 +272,11 @@ pub struct Endpoint {
     pub profile: Profile,
     /// Which values the inventory gave (the others are defaults).
     pub provenance: Provenance,
+    /// The patch ids the RMM's last patch scan reports as needed here (missing, or installed
+    /// and failed), sorted and unique; `None` when not known.
+    pub applicable: Option<Vec<PatchId>>,
+    /// The operating system's product name as the RMM reports it, if known.
+    pub os: Option<String>,
 }
 
 /// Which grouping values came from the inventory rather than from defaults, so a trace can say so.
@@ -559,6 +564,8 @@ pub struct Patch {
     pub released: Option<DateTime<Utc>>,
     /// CVEs it fixes.
     pub cves: Vec<String>,
+    /// The products it applies to, as the vendor names them (empty when not given).
+    pub products: Vec<String>,
 }
 
 /// The month's patches.

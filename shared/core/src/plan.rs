@@ -9,11 +9,12 @@ use chrono_tz::Tz;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use crate::ids::{ClientId, CycleId, EndpointId};
+use crate::ids::{ClientId, CycleId, EndpointId, PatchId};
 use crate::model::{Catalog, Criticality, Endpoint, EndpointKind, Inventory, Ring};
 use crate::policy::Policy;
 use crate::reason as r;
-use crate::rules::approval::{self, Approval};
+use crate::rules::applicability::{Applicability, Matcher};
+use crate::rules::approval::{self, Approval, Decision};
 use crate::rules::cadence::{self, InstallMode, Memo, RebootPlan, WindowKind};
 use crate::rules::exception::ExceptionEntry;
 use crate::rules::scope::{self, Scope};
@@ -88,6 +89,12 @@ pub struct EndpointPlan {
     pub reboot: Option<RebootPlan>,
     /// Critical server: an engineer approves before anything installs.
     pub manual_approval_required: bool,
+    /// The approved patches that apply to it, sorted.
+    pub patches: Vec<PatchId>,
+    /// How its applicability was known.
+    pub applicability: Applicability,
+    /// In scope, its patch scan reported, and no approved patch applies: nothing is sent to it.
+    pub up_to_date: bool,
     /// Why.
     pub trace: Trace,
 }
@@ -114,6 +121,11 @@ pub struct Plan {
     pub endpoints: Vec<EndpointPlan>,
     /// Production gates.
     pub gates: Gates,
+    /// Per approval (same order), how many in-scope endpoints the patch applies to.
+    pub approval_endpoints: Vec<usize>,
+    /// Ids an endpoint's patch scan reported that the catalog does not have, in inventory
+    /// order.
+    pub unknown_patches: Vec<(EndpointId, PatchId)>,
 }
 
 impl Plan {
@@ -130,11 +142,23 @@ fn local(t: DateTime<Utc>, tz: Tz) -> String {
 /// Plans a cycle. Pure: the same inputs always give the same plan.
 pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: &Policy) -> Plan {
     let released_at = release.released_at;
-    let approvals = catalog
+    let approvals: Vec<Approval> = catalog
         .patches
         .iter()
         .map(|p| approval::evaluate(p, released_at, &policy.approval))
         .collect();
+    // Applicability: every catalog patch prepared once; the approved ones are what installs.
+    let matcher = Matcher::new(&catalog.patches);
+    let approved: Vec<usize> = approvals
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.decision == Decision::AutoApproved)
+        .map(|(i, _)| i)
+        .collect();
+    let known: std::collections::HashSet<&PatchId> =
+        catalog.patches.iter().map(|p| &p.id).collect();
+    let mut approval_endpoints = vec![0usize; approvals.len()];
+    let mut unknown_patches = Vec::new();
 
     let mut memo = Memo::default();
     let mut exception_register = Vec::new();
@@ -150,6 +174,44 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         } else {
             WindowKind::of(e)
         };
+        if let Some(list) = &e.applicable {
+            for id in list.iter().filter(|id| !known.contains(id)) {
+                unknown_patches.push((e.id.clone(), id.clone()));
+            }
+        }
+        let view = matcher.for_endpoint(e, &approved);
+        let in_scope = decision.scope == Scope::InScope;
+        if in_scope {
+            let os = e.os.as_deref().map(crate::rules::applicability::normalize);
+            for (i, n) in approval_endpoints.iter_mut().enumerate() {
+                if matcher.applies(e, i, &os) {
+                    *n += 1;
+                }
+            }
+            let reason = match (view.source, view.up_to_date) {
+                (_, true) => r::UP_TO_DATE,
+                (Applicability::Reported, false) => r::APPLICABILITY_REPORTED,
+                (Applicability::Products, _) => r::APPLICABILITY_FROM_PRODUCTS,
+                (Applicability::Assumed, _) => r::APPLICABILITY_ASSUMED,
+            };
+            let facts = memo.facts.get(
+                "applicable",
+                Tz::UTC,
+                view.patches.len() as i64,
+                approved.len() as i64,
+                || {
+                    format!(
+                        "{} of {} approved patch(es) apply",
+                        view.patches.len(),
+                        approved.len()
+                    )
+                },
+            );
+            trace.push(
+                TraceEntry::new(Node::InventorySync, view.source.as_str(), reason)
+                    .with_facts(facts),
+            );
+        }
         plans.push(EndpointPlan {
             id: e.id.clone(),
             client: e.client.clone(),
@@ -163,8 +225,12 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
             wave: None,
             install: None,
             reboot: None,
-            manual_approval_required: decision.scope == Scope::InScope
+            manual_approval_required: in_scope
+                && !view.up_to_date
                 && cadence::manual_approval_required(e),
+            patches: view.patches,
+            applicability: view.source,
+            up_to_date: in_scope && view.up_to_date,
             trace,
         });
     }
@@ -202,7 +268,7 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
     let mut windows: Vec<Option<Window>> = vec![None; plans.len()];
     for (i, e) in inventory.endpoints().iter().enumerate() {
         let Some(choice) = choices[i] else { continue };
-        if choice.start != Start::AtRelease {
+        if choice.start != Start::AtRelease || plans[i].up_to_date {
             continue;
         }
         let w = memo.first_window(policy, e.tz, plans[i].track, released_at);
@@ -243,6 +309,11 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
             }
         };
         p.trace.push(entry);
+        if p.up_to_date {
+            // Nothing approved is missing: it keeps its wave, and nothing is sent to it.
+            p.wave = Some(choice.wave);
+            continue;
+        }
         let tz = e.tz;
         let window = match windows[i] {
             Some(w) => {
@@ -320,6 +391,8 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         exception_register,
         endpoints: plans,
         gates,
+        approval_endpoints,
+        unknown_patches,
     }
 }
 
@@ -375,7 +448,7 @@ impl Serialize for RebootOut<'_> {
 
 impl Serialize for EndpointPlan {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("EndpointPlan", 14)?;
+        let mut m = s.serialize_struct("EndpointPlan", 17)?;
         m.serialize_field("id", &self.id)?;
         m.serialize_field("client", &self.client)?;
         m.serialize_field("hostname", &self.hostname)?;
@@ -389,6 +462,9 @@ impl Serialize for EndpointPlan {
         m.serialize_field("install", &self.install.as_ref().map(InstallOut))?;
         m.serialize_field("reboot", &self.reboot.as_ref().map(RebootOut))?;
         m.serialize_field("manual_approval_required", &self.manual_approval_required)?;
+        m.serialize_field("patches", &self.patches)?;
+        m.serialize_field("applicability", &self.applicability)?;
+        m.serialize_field("up_to_date", &self.up_to_date)?;
         m.serialize_field("trace", &self.trace)?;
         m.end()
     }
@@ -420,17 +496,48 @@ impl Serialize for GatesOut<'_> {
 
 impl Serialize for Plan {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("Plan", 7)?;
+        #[derive(Serialize)]
+        struct ApprovalOut<'a> {
+            #[serde(flatten)]
+            approval: &'a Approval,
+            endpoints: usize,
+        }
+        #[derive(Serialize)]
+        struct Unknown<'a> {
+            endpoint: &'a EndpointId,
+            patch: &'a PatchId,
+        }
+        let approvals: Vec<ApprovalOut> = self
+            .approvals
+            .iter()
+            .zip(
+                self.approval_endpoints
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat(0)),
+            )
+            .map(|(approval, endpoints)| ApprovalOut {
+                approval,
+                endpoints,
+            })
+            .collect();
+        let unknown: Vec<Unknown> = self
+            .unknown_patches
+            .iter()
+            .map(|(endpoint, patch)| Unknown { endpoint, patch })
+            .collect();
+        let mut m = s.serialize_struct("Plan", 8)?;
         m.serialize_field("cycle", &self.release.cycle)?;
         m.serialize_field(
             "patch_tuesday",
             &self.release.patch_tuesday.format("%Y-%m-%d").to_string(),
         )?;
         m.serialize_field("released_at", &Instant(&self.release.released_at))?;
-        m.serialize_field("approvals", &self.approvals)?;
+        m.serialize_field("approvals", &approvals)?;
         m.serialize_field("exception_register", &self.exception_register)?;
         m.serialize_field("production_gates", &GatesOut(&self.gates))?;
         m.serialize_field("endpoints", &self.endpoints)?;
+        m.serialize_field("unknown_patches", &unknown)?;
         m.end()
     }
 }

@@ -20,6 +20,10 @@ macro_rules! reasons {
 reasons! {
     RMM_COMMANDS => "rmm_commands", "the plan's installs, reboots, reminders and forced reboots were turned into RMM commands";
     INVENTORY_ACCEPTED => "inventory_accepted", "the record was read from the inventory and passed validation";
+    APPLICABILITY_REPORTED => "applicability_reported", "the RMM's patch scan lists the updates this endpoint needs; approved patches apply where the scan lists them";
+    APPLICABILITY_FROM_PRODUCTS => "applicability_from_products", "no patch scan: approved patches naming an operating system apply only where it matches the endpoint's OS";
+    APPLICABILITY_ASSUMED => "applicability_assumed", "no patch scan and nothing to match: every approved patch is assumed to apply";
+    UP_TO_DATE => "up_to_date", "the RMM's patch scan shows no approved patch missing: nothing is sent to this endpoint this cycle";
     ENDPOINT_PATCHING_DISABLED => "endpoint_patching_disabled", "patching is disabled on the agent itself";
     LOCATION_PATCHING_DISABLED => "location_patching_disabled", "patching is disabled for the endpoint's whole location";
     NOT_DISABLED => "not_disabled", "neither the agent nor its location has patching disabled";

@@ -28,6 +28,8 @@ pub(crate) fn server(id: &str) -> Endpoint {
             unattended_reboot_approved: false,
         }),
         provenance: Provenance::default(),
+        applicable: None,
+        os: None,
     }
 }
 

@@ -268,6 +268,9 @@ pub fn generate(spec: FleetSpec) -> InventoryDoc {
                 track: None,
                 unattended_reboot_approved: None,
                 critical: None,
+                applicable: None,
+                os: None,
+                needed: None,
             };
             match kind {
                 EndpointKind::Server => {

@@ -299,6 +299,7 @@ mod tests {
             severity: sev,
             released: None,
             cves: vec![],
+            products: vec![],
         }
     }
 

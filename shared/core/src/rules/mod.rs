@@ -1,6 +1,7 @@
 //! The operating model as rules: each function decides one node (or a short run of nodes) of the
 //! seed flow and appends its steps to a [`crate::trace::Trace`].
 
+pub mod applicability;
 pub mod approval;
 pub mod cadence;
 pub mod closure;

@@ -28,6 +28,15 @@
 //!   `[{"op":"replace","path":"status","value":{"name":"Closed"}}]`, the status name from
 //!   [`ManageConfig::closed_status`] ([`ManagePsa::update_status`] sets any status the same way).
 //!   Setting the status a ticket already has is not an error.
+//! - An attachment (the tier's compliance summary image) is a document on the ticket, `POST
+//!   /system/documents` as `multipart/form-data` with the fields `recordType` = `Ticket`,
+//!   `recordId` (the ticket id), `title` and `file` (the file's name and media type in its part's
+//!   headers); Manage answers 201 with the `DocumentInfo` (`id`). It is attached once per title:
+//!   before posting, every page of `GET /system/documents?recordType=Ticket&recordId={id}`
+//!   (`page`, `pageSize=1000`, `orderBy=id asc`, until a short page) is read, and a document
+//!   already titled so is the answer. Both routes and the `DocumentFormData` and `DocumentInfo`
+//!   shapes are those of Manage's published OpenAPI document (2025.8, operations
+//!   `getSystemDocuments` and `postSystemDocuments`).
 //!
 //! The field names (`externalXRef`, `initialDescription`, the ServiceNote's `text` and
 //! `detailDescriptionFlag`, the `company`/`board`/`priority` references) are those of Manage's
@@ -49,9 +58,9 @@ use std::collections::BTreeMap;
 
 use patchflow_core::ids::ClientId;
 use patchflow_core::model::Criticality;
-use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
 use patchflow_core::ports::PortError;
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +78,12 @@ const NOTES_PAGE_SIZE: usize = 1000;
 
 /// A guard against a server that never returns a short page: 100 000 notes.
 const MAX_NOTE_PAGES: usize = 100;
+
+/// Documents asked for on each page (Manage's largest page).
+const DOCUMENTS_PAGE_SIZE: usize = 1000;
+
+/// A guard against a server that never returns a short page: 100 000 documents.
+const MAX_DOCUMENT_PAGES: usize = 100;
 
 /// Where and how tickets are opened in ConnectWise PSA.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -156,6 +171,14 @@ struct Id {
 struct Note {
     #[serde(default)]
     text: Option<String>,
+}
+
+/// A `DocumentInfo`; only its id and title matter here.
+#[derive(Debug, Deserialize)]
+struct DocumentInfo {
+    id: u64,
+    #[serde(default)]
+    title: Option<String>,
 }
 
 /// A reference to a record by name.
@@ -322,6 +345,39 @@ impl ManagePsa {
         ))
     }
 
+    /// The oldest document of the ticket titled `title`, reading every page of its documents.
+    async fn find_document(&self, id: u64, title: &str) -> Result<Option<u64>, PortError> {
+        let path = "/system/documents";
+        let what = call(&Method::GET, path);
+        let record = id.to_string();
+        let size = DOCUMENTS_PAGE_SIZE.to_string();
+        for page in 1..=MAX_DOCUMENT_PAGES {
+            let page_no = page.to_string();
+            let docs: Vec<DocumentInfo> = self
+                .http
+                .json(&what, || {
+                    self.request(Method::GET, path).query(&[
+                        ("recordType", "Ticket"),
+                        ("recordId", record.as_str()),
+                        ("page", page_no.as_str()),
+                        ("pageSize", size.as_str()),
+                        ("orderBy", "id asc"),
+                    ])
+                })
+                .await?;
+            if let Some(d) = docs.iter().find(|d| d.title.as_deref() == Some(title)) {
+                return Ok(Some(d.id));
+            }
+            if docs.len() < DOCUMENTS_PAGE_SIZE {
+                return Ok(None);
+            }
+        }
+        Err(PortError::permanent(
+            format!("{SYSTEM} {what}"),
+            format!("more than {MAX_DOCUMENT_PAGES} pages of {DOCUMENTS_PAGE_SIZE} documents"),
+        ))
+    }
+
     /// Sends a create once and decodes the new record's id.
     async fn create(&self, what: &str, request: RequestBuilder) -> Result<u64, PortError> {
         let resp = self.http.send_once(what, request).await?;
@@ -387,6 +443,95 @@ impl Psa for ManagePsa {
 
     async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
         self.update_status(ticket, &self.config.closed_status).await
+    }
+
+    async fn attach(&self, ticket: &str, attachment: &Attachment) -> Result<Attached, PortError> {
+        let id = ticket_id(ticket)?;
+        let path = "/system/documents";
+        let what = call(&Method::POST, path);
+        let title = attachment.title.trim();
+        if title.is_empty() {
+            return Err(PortError::permanent(
+                format!("{SYSTEM} {what}"),
+                "field `title`: an attachment needs a title (it is how a repeat is found)",
+            ));
+        }
+        if let Some(document) = self.find_document(id, title).await? {
+            tracing::debug!(
+                system = SYSTEM,
+                ticket = id,
+                document,
+                title,
+                "document already attached"
+            );
+            return Ok(Attached {
+                document: document.to_string(),
+                added: false,
+            });
+        }
+        let record = id.to_string();
+        let (content_type, body) = multipart(
+            &[
+                ("recordType", "Ticket"),
+                ("recordId", &record),
+                ("title", title),
+            ],
+            attachment,
+        );
+        let request = self
+            .request(Method::POST, path)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        let document = self.create(&what, request).await?;
+        tracing::info!(
+            system = SYSTEM,
+            ticket = id,
+            document,
+            title,
+            bytes = attachment.bytes.len(),
+            "document attached"
+        );
+        Ok(Attached {
+            document: document.to_string(),
+            added: true,
+        })
+    }
+}
+
+/// A `multipart/form-data` body (RFC 7578) of text fields and one file part named `file`, and
+/// its content type with the boundary. The boundary is random and never occurs in the parts.
+fn multipart(fields: &[(&str, &str)], file: &Attachment) -> (String, Vec<u8>) {
+    let clean = |s: &str| s.replace(['"', '\r', '\n'], "_");
+    loop {
+        let boundary = format!("patchflow-{:032x}", rand::random::<u128>());
+        let occurs = |hay: &[u8]| {
+            hay.windows(boundary.len())
+                .any(|w| w == boundary.as_bytes())
+        };
+        if occurs(&file.bytes) || fields.iter().any(|(_, v)| v.contains(&boundary)) {
+            continue;
+        }
+        let mut body = Vec::with_capacity(file.bytes.len() + 512);
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
+                 Content-Type: {}\r\n\r\n",
+                clean(&file.file_name),
+                clean(&file.content_type)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&file.bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        return (format!("multipart/form-data; boundary={boundary}"), body);
     }
 }
 
@@ -972,5 +1117,308 @@ mod tests {
             text.contains("[0]") && text.contains("missing field `id`"),
             "{text}"
         );
+    }
+
+    const DOCUMENTS: &str = "/v4_6_release/apis/3.0/system/documents";
+
+    /// A part of a multipart body: its headers (lower-cased names) and its bytes.
+    struct Part {
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Part {
+        fn disposition(&self) -> &str {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == "content-disposition")
+                .map(|(_, v)| v.as_str())
+                .unwrap()
+        }
+
+        fn name(&self) -> String {
+            let d = self.disposition();
+            let start = d.find("name=\"").unwrap() + 6;
+            d[start..].split('"').next().unwrap().to_owned()
+        }
+    }
+
+    /// Splits a `multipart/form-data` request as a server would (RFC 7578).
+    fn parts(req: &Request) -> Vec<Part> {
+        let content_type = req.headers["content-type"].to_str().unwrap().to_owned();
+        let boundary = content_type
+            .strip_prefix("multipart/form-data; boundary=")
+            .unwrap();
+        let delimiter = format!("--{boundary}");
+        let body = &req.body;
+        let mut starts = Vec::new();
+        let mut i = 0;
+        while i + delimiter.len() <= body.len() {
+            if &body[i..i + delimiter.len()] == delimiter.as_bytes() {
+                starts.push(i);
+                i += delimiter.len();
+            } else {
+                i += 1;
+            }
+        }
+        assert!(body.ends_with(format!("{delimiter}--\r\n").as_bytes()));
+        starts
+            .windows(2)
+            .map(|w| {
+                let part = &body[w[0] + delimiter.len() + 2..w[1] - 2];
+                let split = part.windows(4).position(|x| x == b"\r\n\r\n").unwrap();
+                let headers = String::from_utf8(part[..split].to_vec())
+                    .unwrap()
+                    .split("\r\n")
+                    .map(|l| {
+                        let (k, v) = l.split_once(": ").unwrap();
+                        (k.to_ascii_lowercase(), v.to_owned())
+                    })
+                    .collect();
+                Part {
+                    headers,
+                    body: part[split + 4..].to_vec(),
+                }
+            })
+            .collect()
+    }
+
+    fn field(parts: &[Part], name: &str) -> String {
+        let p = parts.iter().find(|p| p.name() == name).unwrap();
+        String::from_utf8(p.body.clone()).unwrap()
+    }
+
+    /// Manage's documents: (id, recordId, title), listed per ticket, stored by the upload.
+    #[derive(Clone, Default)]
+    struct Documents(Arc<Mutex<Vec<(u64, u64, String)>>>);
+
+    struct ListDocuments(Documents);
+
+    impl Respond for ListDocuments {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let q = |name: &str| {
+                req.url
+                    .query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap()
+            };
+            assert_eq!(q("recordType"), "Ticket");
+            let record: u64 = q("recordId").parse().unwrap();
+            let page: usize = q("page").parse().unwrap();
+            let size: usize = q("pageSize").parse().unwrap();
+            let docs: Vec<Value> = self
+                .0
+                 .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, r, _)| *r == record)
+                .skip((page - 1) * size)
+                .take(size)
+                .map(|(id, _, title)| {
+                    json!({"id": id, "title": title, "fileName": "summary.png",
+                           "serverFileName": "x.png", "owner": "api", "imageFlag": true,
+                           "size": 100, "_info": {}})
+                })
+                .collect();
+            ResponseTemplate::new(200).set_body_json(docs)
+        }
+    }
+
+    struct Upload(Documents);
+
+    impl Respond for Upload {
+        fn respond(&self, req: &Request) -> ResponseTemplate {
+            let parts = parts(req);
+            let mut docs = self.0 .0.lock().unwrap();
+            let id = 5000 + docs.len() as u64;
+            let record: u64 = field(&parts, "recordId").parse().unwrap();
+            let title = field(&parts, "title");
+            docs.push((id, record, title.clone()));
+            ResponseTemplate::new(201).set_body_json(json!({
+                "id": id, "title": title, "fileName": "summary.png", "imageFlag": true,
+                "publicFlag": false, "readOnlyFlag": false, "_info": {}
+            }))
+        }
+    }
+
+    async fn mount_documents(server: &MockServer) -> Documents {
+        let docs = Documents::default();
+        Mock::given(method("GET"))
+            .and(path(DOCUMENTS))
+            .respond_with(ListDocuments(docs.clone()))
+            .mount(server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(DOCUMENTS))
+            .respond_with(Upload(docs.clone()))
+            .mount(server)
+            .await;
+        docs
+    }
+
+    fn summary_png() -> Attachment {
+        // A PNG's signature, then bytes a careless encoder would mangle (CR, LF, NUL, 0xFF).
+        let mut bytes = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+        bytes.extend((0..=255u8).cycle().take(4096));
+        Attachment {
+            title: "patchflow 2026-12 pilot-servers acme compliance summary".to_owned(),
+            file_name: "summary.png".to_owned(),
+            content_type: "image/png".to_owned(),
+            bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn attach_uploads_the_file_to_the_ticket_once_and_a_repeat_attaches_nothing() {
+        let server = MockServer::start().await;
+        let docs = mount_documents(&server).await;
+        let psa = psa(&server);
+        let png = summary_png();
+
+        let first = psa.attach("7", &png).await.unwrap();
+        assert_eq!(
+            first,
+            Attached {
+                document: "5000".to_owned(),
+                added: true
+            }
+        );
+        // A redelivery finds the document by its title on the ticket and posts nothing.
+        let again = psa.attach("7", &png).await.unwrap();
+        assert_eq!(
+            again,
+            Attached {
+                document: "5000".to_owned(),
+                added: false
+            }
+        );
+        // The same title on another ticket is another document.
+        assert!(psa.attach("8", &png).await.unwrap().added);
+
+        let posts = requests(&server, "POST").await;
+        assert_eq!(posts.len(), 2);
+        assert_eq!(docs.0.lock().unwrap().len(), 2);
+        let parts = parts(&posts[0]);
+        assert_eq!(field(&parts, "recordType"), "Ticket");
+        assert_eq!(field(&parts, "recordId"), "7");
+        assert_eq!(field(&parts, "title"), png.title);
+        let file = parts.iter().find(|p| p.name() == "file").unwrap();
+        assert!(
+            file.disposition().contains("filename=\"summary.png\""),
+            "{}",
+            file.disposition()
+        );
+        assert!(file
+            .headers
+            .contains(&("content-type".to_owned(), "image/png".to_owned())));
+        assert_eq!(file.body, png.bytes, "the file arrives byte for byte");
+        for r in server.received_requests().await.unwrap() {
+            assert_eq!(r.headers["authorization"], "Basic bXNwK3B1Yjpwcml2");
+            assert_eq!(r.headers["clientid"], "cid");
+        }
+    }
+
+    #[tokio::test]
+    async fn attach_reads_every_page_of_the_tickets_documents_before_uploading() {
+        let server = MockServer::start().await;
+        let docs = mount_documents(&server).await;
+        {
+            let mut d = docs.0.lock().unwrap();
+            for i in 0..1500u64 {
+                d.push((i + 1, 7, format!("photo {i}")));
+            }
+            d[1200].2 = summary_png().title;
+        }
+        let found = psa(&server).attach("7", &summary_png()).await.unwrap();
+        assert_eq!(
+            found,
+            Attached {
+                document: "1201".to_owned(),
+                added: false
+            }
+        );
+        let pages: Vec<String> = requests(&server, "GET")
+            .await
+            .iter()
+            .map(|r| {
+                r.url
+                    .query_pairs()
+                    .find(|(k, _)| k == "page")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pages, ["1", "2"]);
+        assert!(requests(&server, "POST").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_attachment_is_a_permanent_error_and_a_failed_upload_is_not_resent() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(DOCUMENTS))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(DOCUMENTS))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "code": "InvalidObject",
+                "message": "documentFormData object is invalid",
+                "errors": [{"code": "InvalidField", "message": "The file size exceeds the limit.", "resource": "document", "field": "file"}]
+            })))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        let psa = psa(&server);
+        let e = psa.attach("7", &summary_png()).await.unwrap_err();
+        assert!(matches!(e, PortError::Permanent { .. }), "{e:?}");
+        let text = full_text(&e);
+        assert!(
+            text.contains("ConnectWise PSA POST /system/documents")
+                && text.contains("400")
+                && text.contains("file size exceeds"),
+            "{text}"
+        );
+        assert_eq!(requests(&server, "POST").await.len(), 1);
+
+        // A gateway error after the upload may have been stored: transient, sent once.
+        Mock::given(method("POST"))
+            .and(path(DOCUMENTS))
+            .respond_with(ResponseTemplate::new(502))
+            .mount(&server)
+            .await;
+        let e = psa.attach("7", &summary_png()).await.unwrap_err();
+        assert!(e.is_retryable(), "{e:?}");
+        assert_eq!(requests(&server, "POST").await.len(), 2);
+
+        // A ticket that is not a Manage ticket id, and an attachment without a title.
+        let e = psa.attach("T-1", &summary_png()).await.unwrap_err();
+        assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
+        let mut untitled = summary_png();
+        untitled.title = "  ".to_owned();
+        let e = psa.attach("7", &untitled).await.unwrap_err();
+        assert!(full_text(&e).contains("`title`"), "{e:?}");
+        assert_eq!(requests(&server, "POST").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_upload_answer_without_an_id_is_an_error_naming_the_field() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(DOCUMENTS))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(DOCUMENTS))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"title": "x"})))
+            .mount(&server)
+            .await;
+        let e = psa(&server).attach("7", &summary_png()).await.unwrap_err();
+        assert!(!e.is_retryable());
+        assert!(full_text(&e).contains("missing field `id`"), "{e:?}");
     }
 }

@@ -25,6 +25,29 @@ pub struct NewTicket {
     pub description: String,
 }
 
+/// A file to attach to a ticket (the seed's "screenshot of patch compliance report attached").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its title in the PSA, unique per ticket: attaching a title the ticket already has
+    /// attaches nothing (e.g. `patchflow 2026-12 pilot-servers acme compliance summary`).
+    pub title: String,
+    /// The file's name (e.g. `summary.png`).
+    pub file_name: String,
+    /// Its media type (e.g. `image/png`).
+    pub content_type: String,
+    /// The file.
+    pub bytes: Vec<u8>,
+}
+
+/// The PSA's answer to an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The PSA's id of the document on the ticket.
+    pub document: String,
+    /// Whether this call attached it (`false`: an earlier call had, and nothing was sent).
+    pub added: bool,
+}
+
 /// Tickets in the PSA.
 ///
 /// Error contract: `Transient` for the PSA's passing failures, `Permanent` for a refused
@@ -46,4 +69,12 @@ pub trait Psa: Send + Sync {
 
     /// Closes a ticket (closing a closed ticket is not an error).
     fn close_ticket(&self, ticket: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Attaches a file to a ticket, once per title: a ticket that already has a document with
+    /// the title answers with it and nothing is sent. `Ok` only when the PSA holds the document.
+    fn attach(
+        &self,
+        ticket: &str,
+        attachment: &Attachment,
+    ) -> impl Future<Output = Result<Attached, PortError>> + Send;
 }

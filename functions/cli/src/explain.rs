@@ -128,7 +128,36 @@ pub(crate) fn endpoint(
                 )?;
             }
         }
+        _ if ep.up_to_date => writeln!(
+            out,
+            "  wave     {}\n  install  none: its patch scan shows no approved patch missing (up to date)",
+            ep.wave.map_or("-", |w| w.as_str())
+        )?,
         _ => writeln!(out, "  not patched this cycle")?,
+    }
+    let ids: Vec<&str> = ep.patches.iter().map(|p| p.as_str()).collect();
+    writeln!(
+        out,
+        "  patches  {} ({} applicability)",
+        if ids.is_empty() {
+            "none approved apply".to_owned()
+        } else {
+            ids.join(", ")
+        },
+        ep.applicability.as_str()
+    )?;
+    let unknown: Vec<&str> = plan
+        .unknown_patches
+        .iter()
+        .filter(|(e, _)| *e == ep.id)
+        .map(|(_, p)| p.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        writeln!(
+            out,
+            "           also reported needed, not in the catalog: {}",
+            unknown.join(", ")
+        )?;
     }
     writeln!(out)?;
     writeln!(out, "Why, step by step:")?;

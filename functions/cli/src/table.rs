@@ -59,13 +59,23 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
         count(Decision::Declined),
         count(Decision::PendingReview)
     )?;
-    let mut t = table(&["patch", "decision", "reason", "review due (UTC)"]);
-    for a in &plan.approvals {
+    let mut t = table(&[
+        "patch",
+        "decision",
+        "reason",
+        "review due (UTC)",
+        "applies to",
+    ]);
+    for (i, a) in plan.approvals.iter().enumerate() {
         t.add_row(vec![
             a.patch.to_string(),
             a.decision.as_str().to_owned(),
             a.reason.to_string(),
             a.review_due.map(|d| utc::format(&d)).unwrap_or_default(),
+            plan.approval_endpoints
+                .get(i)
+                .map(|n| format!("{n} endpoint(s)"))
+                .unwrap_or_default(),
         ]);
     }
     writeln!(out, "{t}")?;
@@ -134,7 +144,12 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
                 "install: local / UTC",
                 "reboot",
             ]);
+            let mut current = Vec::new();
             for ep in rows {
+                if ep.up_to_date {
+                    current.push(ep.id.to_string());
+                    continue;
+                }
                 let Some(install) = ep.install else { continue };
                 let mut cell = format!(
                     "{}\n{}",
@@ -147,6 +162,11 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
                 if ep.manual_approval_required {
                     cell.push_str("\nawaits engineer approval (critical)");
                 }
+                cell.push_str(&format!(
+                    "\n{} patch(es), applicability {}",
+                    ep.patches.len(),
+                    ep.applicability.as_str()
+                ));
                 t.add_row(vec![
                     ep.id.to_string(),
                     ep.hostname.clone(),
@@ -155,7 +175,16 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
                     reboot_cell(ep),
                 ]);
             }
-            writeln!(out, "{t}")?;
+            if !t.is_empty() {
+                writeln!(out, "{t}")?;
+            }
+            if !current.is_empty() {
+                writeln!(
+                    out,
+                    "  up to date (the patch scan shows nothing approved missing): {}",
+                    current.join(", ")
+                )?;
+            }
         }
         let out_of_scope: Vec<String> = eps
             .iter()
@@ -168,6 +197,20 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
         if !out_of_scope.is_empty() {
             writeln!(out, "  not patched: {}", out_of_scope.join("; "))?;
         }
+    }
+
+    if !plan.unknown_patches.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Patches a scan reported that the catalog does not have: {}",
+            plan.unknown_patches.len()
+        )?;
+        let mut t = table(&["endpoint", "patch"]);
+        for (e, p) in &plan.unknown_patches {
+            t.add_row(vec![e.to_string(), p.to_string()]);
+        }
+        writeln!(out, "{t}")?;
     }
 
     writeln!(out)?;

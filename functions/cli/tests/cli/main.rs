@@ -1,5 +1,6 @@
 //! The `patchflow` binary, driven as a user or a script drives it.
 
+mod applicability;
 mod audit;
 mod aws;
 mod contract_example;

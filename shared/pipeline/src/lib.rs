@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod applicability;
 pub mod approval;
 pub mod batch;
 pub mod env;

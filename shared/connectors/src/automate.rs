@@ -49,7 +49,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use patchflow_core::contract::{ClientDoc, EndpointDoc, InventoryDoc, LocationDoc, PolicyGroupDoc};
 use patchflow_core::ids::{EndpointId, PatchId};
 use patchflow_core::model::{Criticality, EndpointKind, Ring, ServerRole, Track};
-use patchflow_core::ports::rmm::{AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport};
+use patchflow_core::ports::rmm::{
+    AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport, TierClosure,
+};
 use patchflow_core::ports::sources::InventorySource;
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
@@ -1131,6 +1133,10 @@ impl Rmm for Automate {
         ))
     }
 
+    async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
+        self.record_tier_closure(key, closure).await
+    }
+
     async fn reports(
         &self,
         endpoint: &EndpointId,
@@ -1270,6 +1276,8 @@ impl Rmm for Automate {
         Ok(out)
     }
 }
+
+mod closure;
 
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,9 @@ use patchflow_core::contract::{CatalogDoc, InventoryDoc};
 use patchflow_core::ids::{CycleId, EndpointId, PatchId};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
-use patchflow_core::ports::rmm::{AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport};
+use patchflow_core::ports::rmm::{
+    AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport, TierClosure,
+};
 use patchflow_core::ports::sources::{CatalogSource, InventorySource};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
@@ -101,6 +103,14 @@ impl Rmm for AnyRmm {
         match self {
             AnyRmm::Simulated(r) => r.agent_state(endpoint).await,
             AnyRmm::Automate(r) => r.agent_state(endpoint).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.record_closure(key, closure).await,
+            AnyRmm::Automate(r) => r.record_closure(key, closure).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
         }
     }

@@ -14,7 +14,9 @@ use patchflow_core::model::Criticality;
 use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
-use patchflow_core::ports::rmm::{AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport};
+use patchflow_core::ports::rmm::{
+    AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport, TierClosure,
+};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::PowerState;
 use patchflow_core::rules::commands::RmmCommand;
@@ -82,6 +84,9 @@ struct RmmState {
     /// The approval writes taken, by key.
     approval_keys: BTreeSet<String>,
     approval_duplicates: usize,
+    /// Each tier's closure per client, by key.
+    closures: BTreeMap<String, TierClosure>,
+    closure_duplicates: usize,
 }
 
 /// The simulated RMM.
@@ -110,6 +115,16 @@ impl<C: Clock> SimRmm<C> {
     /// Commands sent again under a key already taken (and not run again).
     pub fn duplicates(&self) -> usize {
         lock(&self.state).duplicates
+    }
+
+    /// The tier closures recorded, by key.
+    pub fn closures(&self) -> BTreeMap<String, TierClosure> {
+        lock(&self.state).closures.clone()
+    }
+
+    /// Closures recorded again under a key already taken (nothing changed).
+    pub fn closure_duplicates(&self) -> usize {
+        lock(&self.state).closure_duplicates
     }
 
     /// Plays the endpoint's commands since `since` against the seed: the events they lead to.
@@ -303,6 +318,16 @@ impl<C: Clock> Rmm for SimRmm<C> {
             last_contact: Some(self.clock.now()),
             power: PowerState::Awake,
         })
+    }
+
+    async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
+        let mut st = lock(&self.state);
+        if st.closures.contains_key(key) {
+            st.closure_duplicates += 1;
+            return Ok(false);
+        }
+        st.closures.insert(key.to_owned(), closure.clone());
+        Ok(true)
     }
 }
 

@@ -7,7 +7,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ClientId, EndpointId, PatchId};
+use crate::ids::{ClientId, CycleId, EndpointId, PatchId};
+use crate::ports::state::TierId;
 use crate::ports::PortError;
 use crate::rules::cadence::PowerState;
 use crate::rules::commands::RmmCommand;
@@ -112,6 +113,22 @@ pub struct AgentState {
     pub power: PowerState,
 }
 
+/// A tier's closure for one client, recorded in the RMM where a technician sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierClosure {
+    /// The client.
+    pub client: ClientId,
+    /// The cycle.
+    pub cycle: CycleId,
+    /// The tier.
+    pub tier: TierId,
+    /// When the tier validated (what closed it).
+    #[serde(with = "utc")]
+    pub closed_at: DateTime<Utc>,
+    /// One line for the technician: the counts and the PSA compliance ticket.
+    pub summary: String,
+}
+
 /// Commands to, and reports from, the RMM.
 ///
 /// Error contract: `Transient` for the RMM's passing failures (retry the message), `Permanent`
@@ -156,4 +173,13 @@ pub trait Rmm: Send + Sync {
         &self,
         endpoint: &EndpointId,
     ) -> impl Future<Output = Result<AgentState, PortError>> + Send;
+
+    /// Records a tier's closure for one client: one write per client and tier (never per
+    /// endpoint), under an idempotency key, so a repeat changes nothing. `Ok(true)` when this
+    /// call wrote it, `Ok(false)` when it was already recorded.
+    fn record_closure(
+        &self,
+        key: &str,
+        closure: &TierClosure,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }

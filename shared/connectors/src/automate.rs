@@ -50,18 +50,20 @@ use patchflow_core::contract::{ClientDoc, EndpointDoc, InventoryDoc, LocationDoc
 use patchflow_core::ids::{EndpointId, PatchId};
 use patchflow_core::model::{Criticality, EndpointKind, Ring, ServerRole, Track};
 use patchflow_core::ports::rmm::{
-    AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport, TierClosure,
+    AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport, TierClosure,
 };
 use patchflow_core::ports::sources::InventorySource;
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
-use patchflow_core::rules::validation::{Check, CheckResult};
+use patchflow_core::rules::validation::Check;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{join, CallError, HttpClient, RetryPolicy, Timeouts};
 use crate::secrets::{AutomateCredentials, Secret};
+
+mod governance;
 
 /// The system's name in errors and logs.
 pub const SYSTEM: &str = "ConnectWise Automate";
@@ -184,6 +186,10 @@ pub struct Scripts {
     /// Forces the reboot.
     #[serde(default)]
     pub forced_reboot: Option<u64>,
+    /// Writes a patch's approval into Automate's policy for the computers it runs on
+    /// (parameters `PatchflowKey`, `KB`, `Action` = `Approve` | `Deny` | `NotApproved`).
+    #[serde(default)]
+    pub approval: Option<u64>,
 }
 
 impl AutomateConfig {
@@ -290,8 +296,6 @@ struct Computer {
     operating_system_name: Option<String>,
     #[serde(default)]
     status: Option<String>,
-    #[serde(default)]
-    last_startup: Option<Stamp>,
     #[serde(default)]
     windows_update_date: Option<Stamp>,
     #[serde(default)]
@@ -789,6 +793,9 @@ fn map_computer(
         track: None,
         unattended_reboot_approved: None,
         critical: None,
+        applicable: None,
+        os: None,
+        needed: None,
     };
     let mut from = BTreeMap::new();
     for rule in &config.groups {
@@ -1045,74 +1052,11 @@ fn schedule(
 
 impl Rmm for Automate {
     async fn send(&self, key: &str, command: &RmmCommand) -> Result<(), PortError> {
-        if self
-            .sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
-        {
-            return Ok(());
-        }
-        let computer = Self::computer_id(command.endpoint())?;
-        let script = self.config.script(command)?;
-        let (parameters, start, expire) = schedule(key, command);
-        let installs = matches!(
-            command,
-            RmmCommand::ScheduleInstall { .. } | RmmCommand::ScheduleReboot { .. }
-        );
-        let body = ScriptExecute {
-            entity_type: "Computer",
-            entity_ids: vec![computer],
-            script_id: script,
-            parameters,
-            offline_action_flags: OfflineActionFlags {
-                skips_offline_agents: false,
-                // Wake-on-LAN for unattended work in the window.
-                wakes_offline_agents: installs,
-                only_runs_on_offline_agents: false,
-            },
-            priority: 5,
-            use_agent_time: false,
-            start_date: rfc3339(start),
-            expire_date: expire.map(rfc3339),
-        };
-        let body = serde_json::to_value(&body)
-            .map_err(|e| PortError::permanent(format!("{SYSTEM} {}", command.name()), e))?;
-        let answer: ScriptExecuteResponse = self
-            .call(Method::POST, "Batch/ScriptExecute", &[], Some(&body))
-            .await?;
-        if answer.contains_unsuccessful_results {
-            let why: Vec<String> = answer
-                .script_results
-                .iter()
-                .filter_map(|r| r.result_details.as_ref()?.message.clone())
-                .filter(|m| !m.is_empty())
-                .collect();
-            return Err(PortError::permanent(
-                format!("{SYSTEM} POST /{API}/Batch/ScriptExecute"),
-                format!(
-                    "script {script} for computer {computer} ({}) was refused: {}",
-                    command.name(),
-                    if why.is_empty() {
-                        "no reason given".to_owned()
-                    } else {
-                        why.join("; ")
-                    }
-                ),
-            ));
-        }
-        self.sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned());
-        Ok(())
+        self.send_command(key, command, Utc::now()).await
     }
 
-    async fn push_approval(&self, _key: &str, push: &ApprovalPush) -> Result<(), PortError> {
-        Err(PortError::permanent(
-            format!("{SYSTEM} approval of {} for {}", push.patch, push.client),
-            "writing Automate's patch approval policy is not built yet",
-        ))
+    async fn push_approval(&self, key: &str, push: &ApprovalPush) -> Result<(), PortError> {
+        self.push_approval_script(key, push).await
     }
 
     async fn approval_state(
@@ -1120,17 +1064,11 @@ impl Rmm for Automate {
         endpoint: &EndpointId,
         patch: &PatchId,
     ) -> Result<Option<RmmApproval>, PortError> {
-        Err(PortError::permanent(
-            format!("{SYSTEM} approval of {patch} on {endpoint}"),
-            "reading Automate's patch approval policy is not built yet",
-        ))
+        self.read_approval(endpoint, patch).await
     }
 
     async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
-        Err(PortError::permanent(
-            format!("{SYSTEM} agent state of {endpoint}"),
-            "reading the agent's state from Automate is not built yet",
-        ))
+        self.read_agent_state(endpoint).await
     }
 
     async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
@@ -1141,139 +1079,9 @@ impl Rmm for Automate {
         &self,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
-        _expect: &[PatchId],
+        expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
-        let computer = Self::computer_id(endpoint)?;
-        let report = |at, event| RmmReport {
-            endpoint: endpoint.clone(),
-            at,
-            event,
-        };
-        let mut out = Vec::new();
-        // The install: the first finished run of an install script (the unattended one, or the
-        // one a technician runs) since the commands went out.
-        let scripts: Vec<u64> = [
-            self.config.scripts.install,
-            self.config.scripts.technician_install,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if scripts.is_empty() {
-            return Ok(out);
-        }
-        let which: Vec<String> = scripts.iter().map(|s| format!("ScriptId = {s}")).collect();
-        let history: Vec<ScriptHistory> = self
-            .all(
-                &format!("Computers/{computer}/ScriptHistory"),
-                Some(format!(
-                    "({}) and HistoryDate >= {}",
-                    which.join(" or "),
-                    since.format("%Y-%m-%dT%H:%M:%SZ")
-                )),
-            )
-            .await?;
-        let mut finished: Vec<&ScriptHistory> = history
-            .iter()
-            .filter(|h| scripts.contains(&h.script_id.0) && h.history_date.0 >= since)
-            .filter(|h| {
-                !h.status
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case("running"))
-            })
-            // `Information` rows are progress, not an outcome.
-            .filter(|h| {
-                h.state.as_deref().is_some_and(|s| {
-                    s.eq_ignore_ascii_case("success") || s.eq_ignore_ascii_case("failure")
-                })
-            })
-            .collect();
-        finished.sort_by_key(|h| h.history_date);
-        let Some(install) = finished.first() else {
-            return Ok(out);
-        };
-        let installed_at = install.history_date.0;
-        match install.state.as_deref() {
-            Some(s) if s.eq_ignore_ascii_case("success") => {
-                out.push(report(installed_at, RmmEvent::InstallSucceeded));
-            }
-            Some(s) if s.eq_ignore_ascii_case("failure") => {
-                let detail = install
-                    .diagnostic_message
-                    .clone()
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| "the install script failed".to_owned());
-                out.push(report(
-                    installed_at,
-                    RmmEvent::InstallFailed {
-                        detail,
-                        patches: Vec::new(),
-                    },
-                ));
-                return Ok(out);
-            }
-            _ => return Ok(out),
-        }
-        // The reboot: the computer started after the install.
-        let c: Computer = self
-            .call(Method::GET, &format!("Computers/{computer}"), &[], None)
-            .await?;
-        let Some(started) = c.last_startup.map(|s| s.0).filter(|s| *s > installed_at) else {
-            return Ok(out);
-        };
-        out.push(report(started, RmmEvent::RebootConfirmed));
-        // The checks: once every mapped monitor has scanned since the start.
-        let monitors: Vec<Monitor> = self
-            .all(&format!("Computers/{computer}/Monitors"), None)
-            .await?;
-        let mapped: Vec<(&Monitor, Check)> = monitors
-            .iter()
-            .filter_map(|m| self.config.monitors.get(&m.name).map(|c| (m, *c)))
-            .collect();
-        if mapped.is_empty() {
-            // Checks of the agent alone would fail every role that needs more; without a
-            // report, the run's deadline names the missing checks instead.
-            tracing::warn!(
-                system = SYSTEM,
-                computer,
-                "no configured monitor on this computer (automate.monitors): no checks reported"
-            );
-            return Ok(out);
-        }
-        if mapped
-            .iter()
-            .any(|(m, _)| m.last_scanned.is_none_or(|s| s.0 < started))
-        {
-            return Ok(out);
-        }
-        let online = c
-            .status
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("online"));
-        let mut results = vec![CheckResult {
-            check: Check::AgentHealthy,
-            passed: online,
-        }];
-        let mut at = started;
-        for (m, check) in mapped {
-            let scanned = m.last_scanned.map(|s| s.0).unwrap_or(started);
-            at = at.max(scanned);
-            // Failing now: the latest scan since the start is the failed one (a monitor that
-            // failed while services came up and passed since is healthy).
-            let failed = m
-                .last_failed
-                .is_some_and(|f| f.0 >= started && f.0 >= scanned);
-            match results.iter_mut().find(|r| r.check == check) {
-                // Several monitors may prove one check: all must pass.
-                Some(r) => r.passed &= !failed,
-                None => results.push(CheckResult {
-                    check,
-                    passed: !failed,
-                }),
-            }
-        }
-        out.push(report(at, RmmEvent::Checks { results }));
-        Ok(out)
+        self.observe(endpoint, since, expect).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Automate client against a local server speaking Automate's documented shapes.
 
 use chrono::TimeZone;
+use patchflow_core::ports::rmm::RmmEvent;
 use patchflow_core::schedule::Window;
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
@@ -127,6 +128,8 @@ async fn mount_groups(server: &MockServer) {
 fn requests_to(reqs: &[Request], p: &str) -> usize {
     reqs.iter().filter(|r| r.url.path() == p).count()
 }
+
+mod governance;
 
 #[tokio::test]
 async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
@@ -481,11 +484,12 @@ async fn a_command_schedules_its_script_once_per_key() {
     Mock::given(method("POST"))
         .and(path("/cwa/api/v1/Batch/ScriptExecute"))
         .and(body_partial_json(json!({
-            "EntityType": "Computer", "EntityIds": [101], "ScriptId": 901,
+            "EntityType": "Computer", "EntityIds": [101], "ScriptId": 902,
             "StartDate": "2026-12-10T03:00:00Z", "ExpireDate": "2026-12-10T07:00:00Z",
+            "OfflineActionFlags": {"WakesOfflineAgents": true},
             "Parameters": [
-                {"Key": "PatchflowKey", "Value": "2026-12/install/101"},
-                {"Key": "Command", "Value": "schedule_install"},
+                {"Key": "PatchflowKey", "Value": "2026-12/reboot/101"},
+                {"Key": "Command", "Value": "schedule_reboot"},
                 {"Key": "WindowStart", "Value": "2026-12-10T03:00:00Z"},
                 {"Key": "WindowEnd", "Value": "2026-12-10T07:00:00Z"}
             ]
@@ -498,13 +502,12 @@ async fn a_command_schedules_its_script_once_per_key() {
         .mount(&server)
         .await;
     let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let cmd = RmmCommand::ScheduleInstall {
+    let cmd = RmmCommand::ScheduleReboot {
         endpoint: EndpointId::parse("101").unwrap(),
         window: window(3),
-        patches: Vec::new(),
     };
-    a.send("2026-12/install/101", &cmd).await.unwrap();
-    a.send("2026-12/install/101", &cmd).await.unwrap();
+    a.send("2026-12/reboot/101", &cmd).await.unwrap();
+    a.send("2026-12/reboot/101", &cmd).await.unwrap();
     server.verify().await;
 }
 
@@ -595,15 +598,22 @@ async fn mount_reports(server: &MockServer, history: Value, startup: &str, monit
     }
     let mut c = computer(101, "ACME-DC01", (5, "Acme Corp"), (1, "HQ"), "Server");
     c["LastStartup"] = json!(startup);
-    Mock::given(method("GET"))
-        .and(path("/cwa/api/v1/Computers/101"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(c))
-        .mount(server)
-        .await;
+    mount_computer(server, c).await;
     Mock::given(method("GET"))
         .and(path("/cwa/api/v1/Computers/101/Monitors"))
         .and(query_param("page", "1"))
         .respond_with(ResponseTemplate::new(200).set_body_json(monitors))
+        .mount(server)
+        .await;
+}
+
+/// `GET /Computers?condition=Id = N` answering the one computer (the specification has no
+/// `GET /Computers/{id}`).
+async fn mount_computer(server: &MockServer, c: Value) {
+    Mock::given(method("GET"))
+        .and(path("/cwa/api/v1/Computers"))
+        .and(query_param("condition", format!("Id = {}", c["Id"])))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([c])))
         .mount(server)
         .await;
 }
@@ -778,10 +788,9 @@ async fn a_command_is_not_resent_after_a_server_error_it_may_have_stored() {
         .mount(&server)
         .await;
     let a = Automate::with_http(config(&server), creds(), fast()).unwrap();
-    let cmd = RmmCommand::ScheduleInstall {
+    let cmd = RmmCommand::ScheduleReboot {
         endpoint: EndpointId::parse("101").unwrap(),
         window: window(3),
-        patches: Vec::new(),
     };
     let e = a.send("k", &cmd).await.unwrap_err();
     // The message goes back to its queue; the script skips a key it has run.

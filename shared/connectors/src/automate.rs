@@ -19,8 +19,14 @@
 //!   `POST /Batch/ScriptExecute` with `{"EntityType": "Computer", "EntityIds": [id], "ScriptId",
 //!   "Parameters": [{"Key", "Value"}], "StartDate", "ExpireDate", "OfflineActionFlags", ...}`;
 //!   the answer's `ContainsUnsuccessfulResults` and `ScriptResults[].ResultDetails` say whether
-//!   Automate took it. Outcomes are read back from the computer's `ScriptHistory` (`ScriptId`,
-//!   `Status`, `State` = `Success` / `Failure`, `HistoryDate`, `DiagnosticMessage`).
+//!   Automate took it. Outcomes of an install carrying no KB are read back from the computer's
+//!   `ScriptHistory` (`ScriptId`, `Status`, `State` = `Success` / `Failure`, `HistoryDate`,
+//!   `DiagnosticMessage`).
+//! - Governance (`governance`): approvals through the MSP's approval script and read back from
+//!   `MicrosoftUpdates`' `PolicyApproval`; unattended installs through
+//!   `POST /PatchActions/DeployAllApproved`; results per KB; the reboot and the agent's state
+//!   from `GET /Computers?condition=Id = N` (the published specification has no
+//!   `GET /Computers/{id}`).
 //!
 //! Sources: ConnectWise's Automate REST API reference (developer.connectwise.com, Automate
 //! "REST API" section) and the widely used open clients that follow it: the `AutomateAPI`

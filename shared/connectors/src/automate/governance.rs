@@ -501,7 +501,7 @@ impl Automate {
 
     /// Starts the unattended install: `POST /PatchActions/DeployAllApproved` for the computer,
     /// which installs what its approval policy approves, at once. So it goes out only in the
-    /// window (from [`DEPLOY_EARLY`] before its start to its end; otherwise a permanent error
+    /// window (from `DEPLOY_EARLY` before its start to its end; otherwise a permanent error
     /// saying so, nothing sent), once per key, and not while a patch job runs there (that job
     /// is the deployment; sending again changes nothing).
     pub async fn deploy_approved(
@@ -646,7 +646,7 @@ impl Automate {
     ///
     /// The install: with `expect` naming KBs, from their rows in `MicrosoftUpdates` once no
     /// patch job runs (`PatchingStats.PatchJobRunning`): succeeded when every one `IsInstalled`,
-    /// failed naming each that `IsFailed` in this attempt (see [`judge_kbs`]). Expected patches
+    /// failed naming each that `IsFailed` in this attempt (see `judge_kbs`). Expected patches
     /// that are not KBs are not in Automate's Microsoft updates and are not waited for. With no
     /// KB expected, the first finished run of an install script (`scripts.technician_install`,
     /// or `scripts.install`) since `since`, as before; without one, nothing.

@@ -188,6 +188,23 @@ async fn systems_server() -> MockServer {
         }])))
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/cwa/api/v1/Computers/4021/PatchingStats"))
+        .and(header("Authorization", "Bearer tok"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ComputerId": 4021, "NoPatchInventory": false, "PatchJobRunning": false
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/cwa/api/v1/Computers/4021/MicrosoftUpdates"))
+        .and(header("Authorization", "Bearer tok"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "KnowledgeBaseId": 5048667, "IsInstalled": false, "IsFailed": false,
+            "Severity": "Critical", "ReleaseDate": "2026-12-08T18:00:00"
+        }])))
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/cwa/api/v1/Batch/ScriptExecute"))
         .and(body_partial_json(json!({"EntityIds": [4021], "ScriptId": 901})))
@@ -313,6 +330,10 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
     assert!(matches!(s.rmm, AnyRmm::Automate(_)));
     let inventory = s.sources.inventory.as_ref().unwrap().pull().await.unwrap();
     assert_eq!(inventory.endpoints[0].id, "4021");
+    assert_eq!(
+        inventory.endpoints[0].applicable.as_deref(),
+        Some(&["KB5048667".to_owned()][..])
+    );
     assert_eq!(inventory.clients[0].id, "acme");
     let window = Window {
         start: Utc.with_ymd_and_hms(2026, 12, 10, 8, 0, 0).unwrap(),

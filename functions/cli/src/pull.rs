@@ -147,7 +147,7 @@ fn connectors_file(path: Option<&Path>, what: &str) -> Result<Option<ConnectorsF
 /// `patchflow inventory pull`.
 pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let rt = runtime()?;
-    let (doc, status, skipped, source) = match args.rmm {
+    let (doc, status, skipped, no_patch_inventory, source) = match args.rmm {
         RmmKind::File => {
             let path = args.inventory.as_ref().ok_or_else(|| {
                 CliError::Input("inventory pull --rmm file needs --inventory FILE".to_owned())
@@ -155,7 +155,13 @@ pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(
             let doc = rt
                 .block_on(FileInventory::new(path).pull())
                 .map_err(|e| port_error(&e))?;
-            (doc, None, Vec::new(), path.display().to_string())
+            (
+                doc,
+                None,
+                Vec::new(),
+                Vec::new(),
+                path.display().to_string(),
+            )
         }
         RmmKind::Connectwise => {
             let file = connectors_file(args.connectors.as_deref(), "inventory pull")?.ok_or_else(
@@ -189,8 +195,9 @@ pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(
                 inventory,
                 status,
                 skipped,
+                no_patch_inventory,
             } = pulled.map_err(|e| port_error(&e))?;
-            (inventory, Some(status), skipped, source)
+            (inventory, Some(status), skipped, no_patch_inventory, source)
         }
     };
     // What is written must be what `plan` accepts.
@@ -220,6 +227,24 @@ pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(
         args.out.display()
     )
     .map_err(|e| CliError::Output(e.to_string()))?;
+    if !no_patch_inventory.is_empty() {
+        // A warning, not a failure: these endpoints are written, with their needs unknown.
+        let lines: Vec<String> = no_patch_inventory
+            .iter()
+            .map(|n| {
+                format!(
+                    "  {} (computer {}, client {})",
+                    n.hostname, n.endpoint, n.client
+                )
+            })
+            .collect();
+        eprintln!(
+            "{} computer(s) have no patch inventory in Automate: what they need is unknown, so \
+             their `applicable` is left out (run a patch scan in Automate):\n{}",
+            no_patch_inventory.len(),
+            lines.join("\n")
+        );
+    }
     if skipped.is_empty() {
         return Ok(());
     }

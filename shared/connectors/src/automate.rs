@@ -15,6 +15,9 @@
 //!   (`Server` / `Workstation`), `OperatingSystemName`, `Status` (`Online` / `Offline`),
 //!   `LastStartup`, `WindowsUpdateDate` and `IsRebootNeeded`. Group membership is
 //!   `GroupComputers` rows `{GroupId, ComputerId}`.
+//! - Each computer a cycle would patch has its patch state read, a few computers at a time:
+//!   `GET /Computers/{id}/PatchingStats` and `GET /Computers/{id}/MicrosoftUpdates`
+//!   (`automate/patch_state.rs`), which fill the record's `applicable`, `os` and `needed`.
 //! - Commands are the MSP's Automate scripts, scheduled per computer through
 //!   `POST /Batch/ScriptExecute` with `{"EntityType": "Computer", "EntityIds": [id], "ScriptId",
 //!   "Parameters": [{"Key", "Value"}], "StartDate", "ExpireDate", "OfflineActionFlags", ...}`;
@@ -58,7 +61,7 @@ use patchflow_core::model::{Criticality, EndpointKind, Ring, ServerRole, Track};
 use patchflow_core::ports::rmm::{
     AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport, TierClosure,
 };
-use patchflow_core::ports::sources::InventorySource;
+use patchflow_core::ports::sources::{ClientLeftOut, InventorySource, NoPatchInventory, PullNotes};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::rules::validation::Check;
@@ -70,6 +73,7 @@ use crate::http::{join, CallError, HttpClient, RetryPolicy, Timeouts};
 use crate::secrets::{AutomateCredentials, Secret};
 
 mod governance;
+mod patch_state;
 
 /// The system's name in errors and logs.
 pub const SYSTEM: &str = "ConnectWise Automate";
@@ -108,10 +112,18 @@ pub struct AutomateConfig {
     /// Automate monitor name to the post-reboot check it proves.
     #[serde(default)]
     pub monitors: BTreeMap<String, Check>,
+    /// How many computers' patch state (`PatchingStats`, `MicrosoftUpdates`) a pull reads at
+    /// once, 1 to 64 (default 8).
+    #[serde(default = "default_patch_state_concurrency")]
+    pub patch_state_concurrency: usize,
 }
 
 fn default_page_size() -> u32 {
     1000
+}
+
+fn default_patch_state_concurrency() -> usize {
+    8
 }
 
 /// One Automate client.
@@ -451,6 +463,15 @@ impl Automate {
                 ),
             ));
         }
+        if !(1..=64).contains(&config.patch_state_concurrency) {
+            return Err(PortError::permanent(
+                SYSTEM,
+                format!(
+                    "automate.patch_state_concurrency {} is not from 1 to 64",
+                    config.patch_state_concurrency
+                ),
+            ));
+        }
         let http = http.redacting(credentials.password.expose());
         Ok(Self {
             config,
@@ -597,7 +618,16 @@ impl Automate {
             if let Some(c) = &condition {
                 query.push(("condition", c.clone()));
             }
-            let batch: Vec<serde_json::Value> = self.call(Method::GET, path, &query, None).await?;
+            let answer: serde_json::Value = self.call(Method::GET, path, &query, None).await?;
+            let serde_json::Value::Array(batch) = answer else {
+                return Err(PortError::permanent(
+                    format!("{SYSTEM} GET /{API}/{path}"),
+                    format!(
+                        "malformed response: page {page}: expected a list of rows, found {}",
+                        json_kind(&answer)
+                    ),
+                ));
+            };
             let n = batch.len();
             if n > 0 && previous.as_ref() == batch.first() {
                 // A server that ignores `page` would otherwise be read forever.
@@ -661,7 +691,9 @@ impl Automate {
                 }
             }
         }
-        Ok(map_inventory(&self.config, &computers, &members))
+        let mut pulled = map_inventory(&self.config, &computers, &members);
+        self.read_patch_state(&mut pulled).await?;
+        Ok(pulled)
     }
 
     fn computer_id(endpoint: &EndpointId) -> Result<u64, PortError> {
@@ -686,6 +718,9 @@ pub struct Pulled {
     pub status: BTreeMap<String, PatchStatus>,
     /// Clients left out, each with why.
     pub skipped: Vec<SkippedClient>,
+    /// Computers Automate has no patch inventory of (`PatchingStats.NoPatchInventory`): their
+    /// `applicable` is absent, since what they need is unknown.
+    pub no_patch_inventory: Vec<NoPatchInventory>,
 }
 
 /// What Automate says of an endpoint's patching.
@@ -703,6 +738,18 @@ pub struct PatchStatus {
     /// A reboot is pending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reboot_needed: Option<bool>,
+    /// Automate's patching stage for it (`PatchingStats.Stage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_stage: Option<String>,
+    /// A patch job is running on it (`PatchingStats.PatchJobRunning`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_job_running: Option<bool>,
+    /// Automate's last patch scan of it (`PatchingStats.LastPatchInventory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_patch_inventory: Option<DateTime<Utc>>,
+    /// Automate has no patch inventory of it (`PatchingStats.NoPatchInventory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_patch_inventory: Option<bool>,
 }
 
 /// A client left out of a pull.
@@ -800,7 +847,10 @@ fn map_computer(
         unattended_reboot_approved: None,
         critical: None,
         applicable: None,
-        os: None,
+        os: c
+            .operating_system_name
+            .clone()
+            .filter(|os| !os.trim().is_empty()),
         needed: None,
     };
     let mut from = BTreeMap::new();
@@ -874,6 +924,7 @@ fn map_inventory(
         },
         status: BTreeMap::new(),
         skipped: Vec::new(),
+        no_patch_inventory: Vec::new(),
     };
     let mut ids_taken: BTreeMap<String, u64> = BTreeMap::new();
     for (client, computers) in by_client {
@@ -969,6 +1020,10 @@ fn map_inventory(
                             agent: c.status.clone(),
                             last_windows_update: c.windows_update_date.map(|s| s.0),
                             reboot_needed: c.is_reboot_needed,
+                            patch_stage: None,
+                            patch_job_running: None,
+                            last_patch_inventory: None,
+                            no_patch_inventory: None,
                         },
                     );
                 }
@@ -996,6 +1051,10 @@ fn map_inventory(
 
 impl InventorySource for Automate {
     async fn pull(&self) -> Result<InventoryDoc, PortError> {
+        self.pull_with_notes().await.map(|(inventory, _)| inventory)
+    }
+
+    async fn pull_with_notes(&self) -> Result<(InventoryDoc, PullNotes), PortError> {
         let pulled = self.pull_inventory().await?;
         if pulled.inventory.clients.is_empty() && !pulled.skipped.is_empty() {
             let reasons: Vec<String> = pulled
@@ -1008,7 +1067,39 @@ impl InventorySource for Automate {
                 format!("no client could be mapped: {}", reasons.join("; ")),
             ));
         }
-        Ok(pulled.inventory)
+        let notes = PullNotes {
+            no_patch_inventory: pulled.no_patch_inventory,
+            clients_left_out: pulled
+                .skipped
+                .into_iter()
+                .map(|s| ClientLeftOut {
+                    source_id: s.automate_id.to_string(),
+                    name: s.name,
+                    reason: s.reason,
+                })
+                .collect(),
+        };
+        Ok((pulled.inventory, notes))
+    }
+}
+
+/// What a JSON value is, for an error about an answer of the wrong shape (an object's field
+/// names are shown, never its values).
+fn json_kind(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(o) => {
+            let keys: Vec<String> = o.keys().take(8).map(|k| format!("`{k}`")).collect();
+            if keys.is_empty() {
+                "an empty JSON object".to_owned()
+            } else {
+                format!("a JSON object with fields {}", keys.join(", "))
+            }
+        }
+        serde_json::Value::Array(_) => "a JSON list".to_owned(),
+        serde_json::Value::String(_) => "a JSON string".to_owned(),
+        serde_json::Value::Number(_) => "a JSON number".to_owned(),
+        serde_json::Value::Bool(_) => "a JSON boolean".to_owned(),
+        serde_json::Value::Null => "null".to_owned(),
     }
 }
 

@@ -28,7 +28,7 @@ use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
 use patchflow_core::ports::rmm::{
     AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport, TierClosure,
 };
-use patchflow_core::ports::sources::{CatalogSource, InventorySource};
+use patchflow_core::ports::sources::{CatalogSource, InventorySource, PullNotes};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_local::clock::SystemClock;
@@ -208,6 +208,13 @@ impl InventorySource for AnyInventory {
         match self {
             AnyInventory::File(s) => s.pull().await,
             AnyInventory::Automate(s) => s.pull().await,
+        }
+    }
+
+    async fn pull_with_notes(&self) -> Result<(InventoryDoc, PullNotes), PortError> {
+        match self {
+            AnyInventory::File(s) => s.pull_with_notes().await,
+            AnyInventory::Automate(s) => s.pull_with_notes().await,
         }
     }
 }

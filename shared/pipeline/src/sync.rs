@@ -11,7 +11,9 @@ use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::model::EndpointKind;
 use patchflow_core::plan::{plan, Release};
 use patchflow_core::ports::queue::QueueSender;
-use patchflow_core::ports::sources::{CatalogSource, InventorySource};
+use patchflow_core::ports::sources::{
+    CatalogSource, ClientLeftOut, InventorySource, NoPatchInventory,
+};
 use patchflow_core::ports::state::{
     EndpointStore, ExceptionStore, StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
 };
@@ -20,7 +22,7 @@ use patchflow_core::rules::scope::Scope;
 use patchflow_core::rules::waves::Wave;
 use patchflow_core::tier::TierState;
 use serde::Serialize;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::env::Ports;
 use crate::error::HandlerError;
@@ -43,6 +45,10 @@ pub struct SyncReport {
     pub in_scope: usize,
     /// Endpoints left out.
     pub excluded: usize,
+    /// Endpoints the inventory source has no patch inventory of: what they need is unknown.
+    pub no_patch_inventory: Vec<NoPatchInventory>,
+    /// Clients the inventory source left out (their previous inventory is kept).
+    pub clients_left_out: Vec<ClientLeftOut>,
 }
 
 /// Concurrent writes when a cycle opens.
@@ -63,7 +69,7 @@ pub async fn inventory_sync<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<SyncReport, HandlerError> {
     let env = x.env();
-    let doc = inventory_source.pull().await?;
+    let (doc, notes) = inventory_source.pull_with_notes().await?;
     // Validate the whole inventory before writing any of it: a bad record writes nothing.
     let inventory = inventory_from_doc("inventory", doc.clone())
         .map_err(|e| HandlerError::Poison(e.to_string()))?;
@@ -77,13 +83,25 @@ pub async fn inventory_sync<X: Ports>(
     let endpoints = env.state.sync_endpoints(&stored).await?;
     let mut report = SyncReport {
         endpoints,
+        no_patch_inventory: notes.no_patch_inventory,
+        clients_left_out: notes.clients_left_out,
         ..SyncReport::default()
     };
     info!(
         written = endpoints.written,
         unchanged = endpoints.unchanged,
+        no_patch_inventory = report.no_patch_inventory.len(),
+        clients_left_out = report.clients_left_out.len(),
         "inventory synced"
     );
+    for n in &report.no_patch_inventory {
+        warn!(
+            endpoint = %n.endpoint,
+            hostname = %n.hostname,
+            client = %n.client,
+            "no patch inventory: what this endpoint needs is unknown"
+        );
+    }
 
     let cycle = CycleId::containing(now.date_naive())
         .map_err(|e| HandlerError::Poison(format!("no cycle for {now}: {e}")))?;

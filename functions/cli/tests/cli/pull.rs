@@ -37,6 +37,39 @@ async fn automate() -> MockServer {
         ])))
         .mount(&server)
         .await;
+    // Patch state: ACME-WS01 has never been scanned; ACME-DC01 misses one KB and has one
+    // installed; GAMMA-PROBE needs nothing.
+    for (id, no_inventory) in [(101, false), (102, true), (301, false)] {
+        Mock::given(method("GET"))
+            .and(path(format!("/cwa/api/v1/Computers/{id}/PatchingStats")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "ComputerId": id, "NoPatchInventory": no_inventory, "PatchJobRunning": false,
+                "Stage": "Production", "MissingPatchCount": 1, "FailedPatchCount": 0
+            })))
+            .mount(&server)
+            .await;
+    }
+    let row = |kb: Value, installed: bool| {
+        json!({
+            "ComputerId": 101, "KnowledgeBaseId": kb, "Title": "2026-12 Cumulative Update",
+            "Category": "Security Updates", "Severity": "Critical",
+            "ReleaseDate": "2026-12-08T18:00:00", "IsInstalled": installed, "IsFailed": false,
+            "PolicyApproval": {"Id": 1, "Name": "Approve"}
+        })
+    };
+    for (id, rows) in [
+        (
+            101,
+            json!([row(json!(5048667), false), row(json!("KB5044281"), true)]),
+        ),
+        (301, json!([])),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(format!("/cwa/api/v1/Computers/{id}/MicrosoftUpdates")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(rows))
+            .mount(&server)
+            .await;
+    }
     server
 }
 
@@ -100,6 +133,23 @@ async fn an_inventory_pulled_from_automate_is_the_contracts_and_plans() {
     );
     assert_eq!(dc["rmm_status"]["reboot_needed"], true);
     assert_eq!(dc["rmm_status"]["agent"], "Online");
+    // Each computer's patch state: what it needs, or nothing known.
+    assert_eq!(dc["applicable"], json!(["KB5048667"]));
+    assert_eq!(dc["os"], "Microsoft Windows Server 2022 Standard x64");
+    assert_eq!(dc["needed"][0]["severity"], "critical");
+    assert_eq!(dc["needed"][0]["released"], "2026-12-08T18:00:00Z");
+    assert_eq!(dc["rmm_status"]["patch_stage"], "Production");
+    let ws = &inv["endpoints"][1];
+    assert_eq!(ws["id"], "102");
+    assert!(ws.get("applicable").is_none(), "{ws}");
+    assert_eq!(ws["rmm_status"]["no_patch_inventory"], true);
+    assert_eq!(inv["endpoints"][2]["applicable"], json!([]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("1 computer(s) have no patch inventory")
+            && err.contains("ACME-WS01 (computer 102, client acme)"),
+        "{err}"
+    );
 
     // The engineer plans against it before trusting the connectors.
     let plan = patchflow()

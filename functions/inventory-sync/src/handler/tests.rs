@@ -256,3 +256,100 @@ fn the_wiring_table_has_its_schedule_and_its_files() {
     assert!(required.contains(&patchflow_lambda::config::INVENTORY_PATH));
     assert!(required.contains(&patchflow_lambda::config::CATALOG_PATH));
 }
+
+#[tokio::test]
+async fn the_report_names_computers_automate_has_no_patch_inventory_of() {
+    use std::sync::Arc;
+
+    use patchflow_connectors::automate::{Automate, AutomateConfig};
+    use patchflow_connectors::file::FileCatalog;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    // GIVEN an Automate server with a scanned server and a workstation it never scanned
+    let server = MockServer::start().await;
+    let answer = |verb: &str, p: String, body: Value| {
+        Mock::given(method(verb))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+    };
+    answer(
+        "POST",
+        "/cwa/api/v1/apitoken".into(),
+        json!({"AccessToken": "tok", "ExpirationDate": "2099-01-01T00:00:00"}),
+    )
+    .mount(&server)
+    .await;
+    let computer = |id: u64, name: &str, kind: &str| {
+        json!({
+            "Id": id, "ComputerName": name, "Client": {"Id": 5, "Name": "Acme Corp"},
+            "Location": {"Id": 1, "Name": "HQ"}, "Type": kind, "Status": "Online",
+            "OperatingSystemName": "Microsoft Windows 11 Pro x64"
+        })
+    };
+    answer(
+        "GET",
+        "/cwa/api/v1/Computers".into(),
+        json!([
+            computer(101, "ACME-SRV01", "Server"),
+            computer(102, "ACME-WS01", "Workstation")
+        ]),
+    )
+    .mount(&server)
+    .await;
+    for (id, none) in [(101, false), (102, true)] {
+        answer(
+            "GET",
+            format!("/cwa/api/v1/Computers/{id}/PatchingStats"),
+            json!({"NoPatchInventory": none, "PatchJobRunning": false, "Stage": "Production"}),
+        )
+        .mount(&server)
+        .await;
+    }
+    answer(
+        "GET",
+        "/cwa/api/v1/Computers/101/MicrosoftUpdates".into(),
+        json!([{"KnowledgeBaseId": 5048667, "IsInstalled": false, "IsFailed": false,
+                "Severity": "Critical", "ReleaseDate": "2026-12-08T18:00:00"}]),
+    )
+    .mount(&server)
+    .await;
+    let config: AutomateConfig = serde_json::from_value(json!({
+        "base_url": server.uri(), "default_timezone": "America/Chicago",
+        "clients": {"5": {"id": "acme"}}
+    }))
+    .unwrap();
+    let credentials =
+        serde_json::from_value(json!({"username": "pf", "password": "pw", "client_id": "cid"}))
+            .unwrap();
+    let f = InventorySync {
+        inventory: AnyInventory::Automate(Arc::new(Automate::new(config, credentials).unwrap())),
+        catalog: AnyCatalog::File(FileCatalog::new(
+            workspace_file(CATALOG).display().to_string().as_str(),
+        )),
+    };
+
+    // WHEN the sync runs
+    let p = Embedded::new(release()).unwrap();
+    let report = f
+        .handle(
+            &p.env,
+            &p.queues,
+            event("scheduled-inventory-sync-before-release.json"),
+            p.now(),
+        )
+        .await
+        .unwrap();
+
+    // THEN both are synced and the unscanned one is named in the report
+    assert_eq!(report.endpoints.written, 2);
+    let named: Vec<(&str, &str, &str)> = report
+        .no_patch_inventory
+        .iter()
+        .map(|n| (n.endpoint.as_str(), n.hostname.as_str(), n.client.as_str()))
+        .collect();
+    assert_eq!(named, [("102", "ACME-WS01", "acme")]);
+    assert!(report.clients_left_out.is_empty());
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["no_patch_inventory"][0]["hostname"], "ACME-WS01");
+}

@@ -129,7 +129,26 @@ fn requests_to(reqs: &[Request], p: &str) -> usize {
     reqs.iter().filter(|r| r.url.path() == p).count()
 }
 
+/// Every computer has a patch inventory and needs nothing (tests of the mapping).
+async fn mount_up_to_date(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/cwa/api/v1/Computers/\d+/PatchingStats$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"NoPatchInventory": false})))
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/cwa/api/v1/Computers/\d+/MicrosoftUpdates$",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(server)
+        .await;
+}
+
 mod governance;
+mod pull;
 
 #[tokio::test]
 async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
@@ -187,6 +206,7 @@ async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
     )
     .await;
     mount_groups(&server).await;
+    mount_up_to_date(&server).await;
 
     let mut cfg = config(&server);
     cfg.clients.insert(
@@ -265,6 +285,7 @@ async fn a_client_that_cannot_be_mapped_is_left_out_whole_and_named() {
     )
     .await;
     mount_groups(&server).await;
+    mount_up_to_date(&server).await;
     let mut cfg = config(&server);
     cfg.default_timezone = Some("UTC".into());
     let a = Automate::with_http(cfg.clone(), creds(), fast()).unwrap();
@@ -317,6 +338,7 @@ fn groups_that_disagree_name_both() {
         ],
         scripts: Scripts::default(),
         monitors: BTreeMap::new(),
+        patch_state_concurrency: 8,
     };
     let c: Computer =
         serde_json::from_value(computer(1, "X", (1, "One"), (1, "L"), "Server")).unwrap();
@@ -374,6 +396,7 @@ async fn an_expired_token_mid_sync_is_renewed_once_and_the_sync_goes_on() {
         .mount(&server)
         .await;
     let mut cfg = config(&server);
+    mount_up_to_date(&server).await;
     cfg.groups.clear();
     let a = Automate::with_http(cfg, creds(), fast()).unwrap();
     let inv = a.pull().await.unwrap();

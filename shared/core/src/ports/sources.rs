@@ -3,9 +3,43 @@
 
 use std::future::Future;
 
+use serde::Serialize;
+
 use crate::contract::{CatalogDoc, InventoryDoc};
 use crate::ids::CycleId;
 use crate::ports::PortError;
+
+/// What a pull noticed besides the inventory itself, for the sync's report to name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullNotes {
+    /// Endpoints the source has no patch inventory of: what they need is unknown (their
+    /// `applicable` is absent), never "nothing".
+    pub no_patch_inventory: Vec<NoPatchInventory>,
+    /// Clients the source left out of the inventory (their previous inventory is kept).
+    pub clients_left_out: Vec<ClientLeftOut>,
+}
+
+/// An endpoint the source has no patch inventory of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NoPatchInventory {
+    /// The endpoint's id (the RMM's computer id).
+    pub endpoint: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Its client's patchflow id.
+    pub client: String,
+}
+
+/// A client the source could not map, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientLeftOut {
+    /// The client's id in the source (e.g. Automate's `Client.Id`).
+    pub source_id: String,
+    /// Its name.
+    pub name: String,
+    /// Why it was left out.
+    pub reason: String,
+}
 
 /// The fleet's inventory.
 ///
@@ -14,6 +48,14 @@ use crate::ports::PortError;
 pub trait InventorySource: Send + Sync {
     /// The whole inventory, in the contract's format.
     fn pull(&self) -> impl Future<Output = Result<InventoryDoc, PortError>> + Send;
+
+    /// The whole inventory and what the source noticed on the way (by default, nothing: a
+    /// source that knows more, such as an RMM's patch scans, says so here).
+    fn pull_with_notes(
+        &self,
+    ) -> impl Future<Output = Result<(InventoryDoc, PullNotes), PortError>> + Send {
+        async move { Ok((self.pull().await?, PullNotes::default())) }
+    }
 }
 
 /// The month's patches.

@@ -17,7 +17,7 @@ use patchflow_connectors::secrets::{
 use patchflow_connectors::settings::ConnectorsFile;
 use patchflow_core::contract::{catalog_from_doc, inventory_from_doc};
 use patchflow_core::ids::CycleId;
-use patchflow_core::ports::sources::{CatalogSource, InventorySource};
+use patchflow_core::ports::sources::InventorySource;
 use patchflow_core::ports::{error_chain, PortError};
 use serde_json::Value;
 
@@ -277,12 +277,19 @@ pub fn catalog_pull(args: &CatalogPullArgs, out: &mut dyn Write) -> Result<(), C
     }
     let rt = runtime()?;
     let bar = spinner(&format!("pulling {}'s release from {source}", args.cycle));
-    let doc = rt.block_on(catalog.catalog(args.cycle));
+    let release = rt.block_on(catalog.pull(args.cycle));
     bar.finish_and_clear();
-    let doc = doc.map_err(|e| match e {
+    let release = release.map_err(|e| match e {
         PortError::NotFound(m) => CliError::Service(m),
         other => port_error(&other),
     })?;
+    // What was read, by kind, and every vendor fix left out, on stderr: stdout says what was
+    // written.
+    eprintln!("{}", release.summary());
+    for skipped in &release.counts.skipped {
+        eprintln!("  left out: {skipped}");
+    }
+    let doc = release.catalog;
     catalog_from_doc(&source, doc.clone())
         .map_err(|e| CliError::Input(format!("catalog pull: {e}")))?;
     let value =

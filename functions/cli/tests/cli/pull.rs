@@ -311,10 +311,43 @@ async fn the_months_release_is_pulled_merged_with_third_party_patches_and_writte
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert!(
-        ids.contains(&"KB5048667") && ids.contains(&"CHROME-131"),
-        "{ids:?}"
+    assert_eq!(
+        ids,
+        [
+            "KB5048667",
+            "KB5048685",
+            "C2R-2026-12-365-APPS-FOR-ENTERPRISE",
+            "RN-2026-12-EDGE",
+            "CHROME-131"
+        ]
     );
+    // What was read of each kind, and the vendor fix left out, on stderr; stdout says what
+    // was written.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "read 2026-Dec: 2 KB updates, 1 Click-to-Run, 1 release-notes fix, 1 third-party; \
+             1 vendor fix left out"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("left out: CVE-2026-21004 (Vulnerability[1].Remediations[1])")
+            && stderr.contains("16.0.18227.20162"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("5 patches for 2026-12"), "{stdout}");
+    let c2r = cat["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "C2R-2026-12-365-APPS-FOR-ENTERPRISE")
+        .unwrap();
+    assert_eq!(c2r["classification"], "security");
+    assert_eq!(c2r["severity"], "important");
+    assert_eq!(c2r["cves"], json!(["CVE-2026-21004"]));
+    assert_eq!(c2r["products"].as_array().map(Vec::len), Some(2));
     let kb = cat["patches"]
         .as_array()
         .unwrap()

@@ -56,6 +56,7 @@ fn record(endpoints: usize) -> TierRecord {
                 } else {
                     vec![]
                 },
+                applicability: "reported".into(),
             }
         })
         .collect();
@@ -73,6 +74,7 @@ fn record(endpoints: usize) -> TierRecord {
                     reported: Some(opened + chrono::Duration::minutes(1)),
                     corrected: (p % 4 != 0).then_some(o.installed_at).flatten(),
                 },
+                applicability: "reported".into(),
             })
         })
         .collect();

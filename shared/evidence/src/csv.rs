@@ -11,7 +11,7 @@ use patchflow_core::schedule::utc;
 use crate::record::{SlaSection, StandingLine, TierRecord};
 
 /// The header of [`outcomes`].
-pub const OUTCOMES_HEADER: [&str; 10] = [
+pub const OUTCOMES_HEADER: [&str; 11] = [
     "endpoint",
     "hostname",
     "status",
@@ -22,10 +22,11 @@ pub const OUTCOMES_HEADER: [&str; 10] = [
     "forced_reboot",
     "validated_at",
     "failures",
+    "applicability",
 ];
 
 /// The header of [`flaws`].
-pub const FLAWS_HEADER: [&str; 13] = [
+pub const FLAWS_HEADER: [&str; 14] = [
     "endpoint",
     "patch",
     "severity",
@@ -39,6 +40,7 @@ pub const FLAWS_HEADER: [&str; 13] = [
     "correct_status",
     "correct_due",
     "corrected_at",
+    "applicability",
 ];
 
 /// Why a CSV could not be written.
@@ -73,6 +75,7 @@ pub fn outcomes(record: &TierRecord) -> Result<String, CsvError> {
             if o.forced_reboot { "true" } else { "false" },
             &instant(o.validated_at.as_ref()),
             &o.failures.join(" "),
+            o.applicability.as_str(),
         ])?;
     }
     finish(w)
@@ -93,6 +96,7 @@ pub fn flaws(sla: &SlaSection) -> Result<String, CsvError> {
         for s in [&f.identify, &f.report, &f.correct] {
             row.extend(standing(s));
         }
+        row.push(f.applicability.clone());
         w.write_record(&row)?;
     }
     finish(w)
@@ -157,14 +161,14 @@ mod tests {
         assert_eq!(
             first,
             "endpoint,hostname,status,attempts,installed_at,reboot_confirmed_at,reminders,\
-             forced_reboot,validated_at,failures"
+             forced_reboot,validated_at,failures,applicability"
         );
         assert!(text.ends_with('\n'));
         assert!(!text.contains('\r'));
         assert_eq!(text.lines().count(), 1 + record.outcomes.len());
         assert!(text.contains(
             "\nep-dc-01,ACME-DC01,validated,1,2026-12-10T03:10:00Z,2026-12-10T03:40:00Z,0,false,\
-             2026-12-10T04:30:00Z,\n"
+             2026-12-10T04:30:00Z,,reported\n"
         ));
 
         let (header, rows) = read(&text);
@@ -189,7 +193,8 @@ mod tests {
                 "2",
                 "true",
                 "",
-                "f-0001 f-0002"
+                "f-0001 f-0002",
+                "reported"
             ]
         );
     }
@@ -218,7 +223,8 @@ mod tests {
         assert_eq!(
             text.lines().next().expect("header line"),
             "endpoint,patch,severity,released_at,identify_status,identify_due,identified_at,\
-             report_status,report_due,reported_at,correct_status,correct_due,corrected_at"
+             report_status,report_due,reported_at,correct_status,correct_due,corrected_at,\
+             applicability"
         );
         let (header, rows) = read(&text);
         assert_eq!(header, FLAWS_HEADER);
@@ -238,7 +244,8 @@ mod tests {
                 "2026-12-09T03:15:00Z",
                 "breached",
                 "2026-12-11T18:00:00Z",
-                ""
+                "",
+                "reported"
             ]
         );
         assert_eq!(rows[2][10], "running");

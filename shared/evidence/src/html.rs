@@ -156,6 +156,11 @@ pub fn tier_report(record: &TierRecord, summary_png: &[u8]) -> String {
                         .collect::<Vec<_>>()
                         .join(" ")
                 },
+                if o.applicability.is_empty() {
+                    ABSENT.to_owned()
+                } else {
+                    text(&o.applicability)
+                },
             ],
         })
         .collect::<Vec<_>>();
@@ -173,6 +178,7 @@ pub fn tier_report(record: &TierRecord, summary_png: &[u8]) -> String {
             "Forced reboot",
             "Validated at",
             "Failures",
+            "Applicability",
         ],
         &rows,
     );
@@ -1006,6 +1012,7 @@ pub(crate) mod tests {
                     identify: standing("met", at(9, 18, 0), Some(at(9, 2, 0))),
                     report: standing("met", at(10, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("met", at(11, 18, 0), Some(at(10, 4, 30))),
+                    applicability: "reported".into(),
                 },
                 FlawLine {
                     endpoint: "ep-sql-02".into(),
@@ -1015,6 +1022,7 @@ pub(crate) mod tests {
                     identify: standing("met", at(9, 18, 0), Some(at(9, 2, 0))),
                     report: standing("met", at(10, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("breached", at(11, 18, 0), None),
+                    applicability: "reported".into(),
                 },
                 FlawLine {
                     endpoint: "ep-app-03".into(),
@@ -1024,6 +1032,7 @@ pub(crate) mod tests {
                     identify: standing("met", at(9, 18, 0), Some(at(9, 2, 0))),
                     report: standing("met", at(11, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("running", at(22, 18, 0), None),
+                    applicability: "reported".into(),
                 },
                 FlawLine {
                     endpoint: "ep-dc-01".into(),
@@ -1033,6 +1042,7 @@ pub(crate) mod tests {
                     identify: standing("met", at(9, 18, 0), Some(at(9, 2, 0))),
                     report: standing("met", at(11, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("met", at(22, 18, 0), Some(at(10, 4, 30))),
+                    applicability: "reported".into(),
                 },
             ],
         }
@@ -1063,6 +1073,7 @@ pub(crate) mod tests {
                     forced_reboot: false,
                     validated_at: Some(at(10, 4, 30)),
                     failures: vec![],
+                    applicability: "reported".into(),
                 },
                 EndpointOutcome {
                     endpoint: "ep-sql-02".into(),
@@ -1075,6 +1086,7 @@ pub(crate) mod tests {
                     forced_reboot: true,
                     validated_at: None,
                     failures: vec!["f-0001".into(), "f-0002".into()],
+                    applicability: "reported".into(),
                 },
                 EndpointOutcome {
                     endpoint: "ep-app-03".into(),
@@ -1087,6 +1099,7 @@ pub(crate) mod tests {
                     forced_reboot: false,
                     validated_at: None,
                     failures: vec![],
+                    applicability: "reported".into(),
                 },
             ],
             excluded: vec![ExcludedEndpoint {

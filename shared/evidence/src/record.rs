@@ -85,6 +85,11 @@ pub struct EndpointOutcome {
     pub validated_at: Option<DateTime<Utc>>,
     /// Its failures' ids, oldest first.
     pub failures: Vec<String>,
+    /// How its patches were known to apply: `reported` (the RMM's patch scan), `products` (its
+    /// OS against the patches' products) or `assumed` (nothing known: every patch counted);
+    /// empty in records written before it was kept.
+    #[serde(default)]
+    pub applicability: String,
 }
 
 /// The chart category of an endpoint.
@@ -345,6 +350,10 @@ pub struct FlawLine {
     pub report: StandingLine,
     /// [f].
     pub correct: StandingLine,
+    /// How the patch was known to apply on the endpoint (`reported`, `products`, `assumed`);
+    /// empty in records written before it was kept.
+    #[serde(default)]
+    pub applicability: String,
 }
 
 /// A missed time frame.
@@ -427,6 +436,7 @@ impl SlaSection {
                     identify: c.identify.into(),
                     report: c.report.into(),
                     correct: c.correct.into(),
+                    applicability: f.applicability.clone(),
                 }
             })
             .collect();
@@ -596,6 +606,7 @@ impl FlawLine {
                 reported: self.report.at,
                 corrected: self.correct.at,
             },
+            applicability: self.applicability.clone(),
         }
     }
 }

@@ -151,6 +151,10 @@ pub struct Flaw {
     pub released: DateTime<Utc>,
     /// What happened when.
     pub events: FlawEvents,
+    /// How the flaw was known to apply on the endpoint: `reported` (the RMM's patch scan lists
+    /// it), `products` (the endpoint's OS matches one of the patch's products) or `assumed`
+    /// (nothing known, so counted).
+    pub applicability: String,
 }
 
 /// The count per standing of one objective.
@@ -404,6 +408,7 @@ mod tests {
                 severity: Some(Severity::Critical),
                 released: december,
                 events,
+                applicability: "reported".into(),
             }],
             january + Duration::days(2),
         );
@@ -449,6 +454,7 @@ mod tests {
             severity,
             released: r,
             events,
+            applicability: "reported".into(),
         };
         let good = FlawEvents {
             identified: Some(r + Duration::hours(2)),

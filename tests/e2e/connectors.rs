@@ -17,6 +17,7 @@ use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::schedule::Window;
 use patchflow_lambda::config::Config;
 use patchflow_lambda::systems::{systems, AnyPager, AnyPsa, AnyRmm};
+use patchflow_lambda::wiring::{function, System, Wiring};
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -320,13 +321,18 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
         .unwrap()
     };
 
-    // Like failure-escalation plus inventory-sync: every secret.
+    // A function talking to all three (failure-escalation's and inventory-sync's systems),
+    // with every secret.
+    let everything = Wiring {
+        talks_to: &[System::Rmm, System::Psa, System::Pager],
+        ..*function("failure-escalation").unwrap()
+    };
     let config = base(&[
         ("PATCHFLOW_RMM_SECRET_ARN", rmm.clone()),
-        ("PATCHFLOW_PSA_SECRET_ARN", psa),
+        ("PATCHFLOW_PSA_SECRET_ARN", psa.clone()),
         ("PATCHFLOW_PAGER_SECRET_ARN", pager),
     ]);
-    let s = systems(&config, &sdk).await.unwrap();
+    let s = systems(&config, &sdk, &everything).await.unwrap();
     assert!(matches!(s.rmm, AnyRmm::Automate(_)));
     let inventory = s.sources.inventory.as_ref().unwrap().pull().await.unwrap();
     assert_eq!(inventory.endpoints[0].id, "4021");
@@ -368,26 +374,59 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
         .unwrap();
     server.verify().await;
 
-    // Like reboot-scheduler: only the RMM's secret. The PSA and pager are unavailable, and
-    // using them names what is missing.
+    // reboot-scheduler: only the RMM's secret. The PSA and pager, which it does not talk to,
+    // are unavailable, and using them names the function and the system.
     let config = base(&[("PATCHFLOW_RMM_SECRET_ARN", rmm)]);
-    let s = systems(&config, &sdk).await.unwrap();
+    let reboot_scheduler = function("reboot-scheduler").unwrap();
+    let s = systems(&config, &sdk, reboot_scheduler).await.unwrap();
+    assert!(matches!(s.rmm, AnyRmm::Automate(_)));
     assert!(matches!(s.psa, AnyPsa::Unavailable(_)));
     assert!(matches!(s.pager, AnyPager::Unavailable(_)));
     let e = s.pager.trigger("k", "x").await.unwrap_err();
     assert!(
-        error_chain(&e).contains("PATCHFLOW_PAGER_SECRET_ARN"),
+        error_chain(&e).contains("reboot-scheduler does not talk to the pager"),
         "{}",
         error_chain(&e)
     );
 
-    // A secret that does not exist stops the function at start, naming it.
+    // failure-escalation given the PSA's secret but not the pager's: it does not start, and
+    // the error names the variable it lacks.
+    let config = base(&[("PATCHFLOW_PSA_SECRET_ARN", psa)]);
+    let e = systems(&config, &sdk, function("failure-escalation").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("PATCHFLOW_PAGER_SECRET_ARN") && e.contains("failure-escalation"),
+        "{e}"
+    );
+
+    // A secret that does not exist, or was never given a value, stops the function at start,
+    // naming it.
     let config = base(&[(
         "PATCHFLOW_PSA_SECRET_ARN",
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:pf-missing-AbCdEf".into(),
     )]);
-    let e = systems(&config, &sdk).await.unwrap_err().to_string();
+    let e = systems(&config, &sdk, function("approval-eval").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("pf-missing"), "{e}");
+    let empty = client
+        .create_secret()
+        .name(unique("pf-empty"))
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let config = base(&[("PATCHFLOW_PSA_SECRET_ARN", empty.clone())]);
+    let e = systems(&config, &sdk, function("approval-eval").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&empty), "{e}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use patchflow_pipeline::error::error_chain;
 
 use crate::config::{Config, ConfigError, QUEUE_PREFIX};
 use crate::systems::{systems, AnyPager, AnyPsa, AnyRmm, Sources, SystemsError};
+use crate::wiring::Wiring;
 
 /// The environment every function runs on in AWS.
 pub type AwsEnv = Env<DynamoState, SqsQueues, S3EvidenceStore, AnyRmm, AnyPsa, AnyPager>;
@@ -27,6 +28,9 @@ pub enum StartupError {
     /// The RMM, PSA, pager or sources.
     #[error(transparent)]
     Systems(#[from] SystemsError),
+    /// The function is not in the wiring table, so what it talks to is unknown.
+    #[error("{0} is not in the wiring table (shared/lambda/src/wiring.rs)")]
+    Unwired(&'static str),
     /// The stage queues could not be found.
     #[error("the stage queues of {QUEUE_PREFIX}={prefix}: {message}")]
     Queues {
@@ -37,10 +41,13 @@ pub enum StartupError {
     },
 }
 
-/// Builds the environment: SDK configuration from the standard chain, one client per service,
-/// the stage queues looked up by name, the connectors of the configuration (credentials read
-/// once); and inventory-sync's sources.
-pub async fn aws_env(config: &Config) -> Result<(AwsEnv, Sources), StartupError> {
+/// Builds `function`'s environment: SDK configuration from the standard chain, one client per
+/// service, the stage queues looked up by name, the connectors of the configuration for the
+/// systems it talks to (credentials read once); and inventory-sync's sources.
+pub async fn aws_env(
+    config: &Config,
+    function: &Wiring,
+) -> Result<(AwsEnv, Sources), StartupError> {
     let sdk = sdk_config().await;
     let sqs = sqs_client(&sdk);
     let queues = SqsQueues::lookup(sqs, &config.queue_prefix)
@@ -50,7 +57,7 @@ pub async fn aws_env(config: &Config) -> Result<(AwsEnv, Sources), StartupError>
             message: error_chain(&e),
         })?;
     let s3 = s3_client(&sdk)?;
-    let systems = systems(config, &sdk).await?;
+    let systems = systems(config, &sdk, function).await?;
     let env = Env {
         state: DynamoState::new(dynamodb_client(&sdk), config.state_table.clone()),
         queues,

@@ -1,9 +1,11 @@
 //! The configuration of a function, read once from the environment at start-up. A variable that
 //! is missing or cannot be used is an error naming it.
 
-use patchflow_connectors::settings::ConnectorsFile;
+use patchflow_connectors::settings::{ConnectorsFile, PagerChoice};
 use patchflow_core::policy::Policy;
 use patchflow_sim::connectors::Outcomes;
+
+use crate::wiring::{System, Wiring};
 
 pub use patchflow_aws::config::{EVIDENCE_BUCKET, QUEUE_PREFIX, STATE_TABLE};
 
@@ -13,7 +15,9 @@ pub const INVENTORY_PATH: &str = "PATCHFLOW_INVENTORY_PATH";
 /// The month's catalog file inventory-sync reads; `{cycle}` in it is replaced by `YYYY-MM`. With
 /// `connectwise` it is optional and holds the third-party patches merged into Microsoft's.
 pub const CATALOG_PATH: &str = "PATCHFLOW_CATALOG_PATH";
-/// Which RMM, PSA and pager the functions drive: `simulation` (the default) or `connectwise`.
+/// Which RMM, PSA and pager the functions drive: `connectwise` (the stack's default) or
+/// `simulation` (a sandbox's explicit choice; also what an unset variable means, so a test or a
+/// local run never reaches a real system by accident).
 pub const CONNECTORS: &str = "PATCHFLOW_CONNECTORS";
 /// The connectors file (TOML, see docs/connectors.md), needed by `connectwise`.
 pub const CONNECTORS_CONFIG: &str = "PATCHFLOW_CONNECTORS_CONFIG";
@@ -116,6 +120,8 @@ pub struct Config {
     pub catalog_path: Option<String>,
     /// The connectors ([`CONNECTORS`]).
     pub connectors: Connectors,
+    /// Where the connectors file was read from ([`CONNECTORS_CONFIG`]), with `connectwise`.
+    pub connectors_path: Option<String>,
     /// The policy: [`POLICY_PATH`]'s, else the default.
     pub policy: Policy,
     /// Days evidence is locked ([`EVIDENCE_RETENTION_DAYS`]).
@@ -164,6 +170,7 @@ impl Config {
             QUEUE_PREFIX,
             "the stage queues' name prefix ({prefix}-{stage}, {prefix}-{stage}-dlq)",
         )?;
+        let connectors_path = get(CONNECTORS_CONFIG);
         let connectors = match get(CONNECTORS).as_deref() {
             None | Some("simulation") => Connectors::Simulation(Outcomes {
                 seed: parse_seed(get(SIM_SEED))?,
@@ -213,6 +220,7 @@ impl Config {
             inventory_path: get(INVENTORY_PATH),
             catalog_path: get(CATALOG_PATH),
             connectors,
+            connectors_path,
             policy,
             retention_days: parse_days(get(EVIDENCE_RETENTION_DAYS))?,
             connections: Connections {
@@ -222,6 +230,78 @@ impl Config {
                 pager_topic_arn: get(PAGER_TOPIC_ARN),
             },
         })
+    }
+}
+
+impl Config {
+    /// Checks, before anything is built, that the configuration gives `function` every system
+    /// it talks to ([`Wiring::talks_to`]): with `connectwise`, the connectors file's section
+    /// and the variable locating its credentials. The first one missing is the error, naming
+    /// the variable or the file and section, the function and the system; a function started
+    /// without what it needs would otherwise fail on its first message instead. The simulation
+    /// needs nothing; systems a function does not talk to are not checked.
+    pub fn check_systems(&self, function: &Wiring) -> Result<(), ConfigError> {
+        let Connectors::ConnectWise(file) = &self.connectors else {
+            return Ok(());
+        };
+        let path = self
+            .connectors_path
+            .as_deref()
+            .unwrap_or("the connectors file");
+        let name = function.name;
+        let section = |section: &str, what: &str| ConfigError::Invalid {
+            name: CONNECTORS_CONFIG,
+            message: format!(
+                "{path} has no [{section}] section, and {name} talks to {what} with \
+                 PATCHFLOW_CONNECTORS=connectwise"
+            ),
+        };
+        let variable = |variable: &'static str, what: &str, holds: &str| ConfigError::Missing {
+            name: variable,
+            hint: format!(": {name} talks to {what} and finds {holds} there"),
+        };
+        let c = &self.connections;
+        for system in function.talks_to {
+            match system {
+                System::Rmm => {
+                    let what = "the RMM (ConnectWise Automate)";
+                    if file.automate.is_none() {
+                        return Err(section("automate", what));
+                    }
+                    if c.rmm_secret_arn.is_none() {
+                        return Err(variable(RMM_SECRET_ARN, what, "its credentials' secret"));
+                    }
+                }
+                System::Psa => {
+                    let what = "the PSA (ConnectWise PSA)";
+                    if file.manage.is_none() {
+                        return Err(section("manage", what));
+                    }
+                    if c.psa_secret_arn.is_none() {
+                        return Err(variable(PSA_SECRET_ARN, what, "its credentials' secret"));
+                    }
+                }
+                System::Pager => match &file.pager {
+                    None => return Err(section("pager", "the pager")),
+                    Some(PagerChoice::PagerDuty(_)) if c.pager_secret_arn.is_none() => {
+                        return Err(variable(
+                            PAGER_SECRET_ARN,
+                            "the pager ([pager] kind = \"pagerduty\")",
+                            "its routing key's secret",
+                        ))
+                    }
+                    Some(PagerChoice::Sns {}) if c.pager_topic_arn.is_none() => {
+                        return Err(variable(
+                            PAGER_TOPIC_ARN,
+                            "the pager ([pager] kind = \"sns\")",
+                            "the SNS topic",
+                        ))
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        Ok(())
     }
 }
 
@@ -384,6 +464,146 @@ mod tests {
         let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
         assert!(
             e.contains(CONNECTORS_CONFIG) && e.contains("bad.toml") && e.contains("page_sise"),
+            "{e}"
+        );
+    }
+
+    /// A `connectwise` configuration over a connectors file of `sections`, with `extra`
+    /// variables.
+    fn connectwise(
+        dir: &std::path::Path,
+        sections: &str,
+        extra: &[(&'static str, &'static str)],
+    ) -> Config {
+        let file = dir.join("connectors.toml");
+        std::fs::write(&file, sections).unwrap();
+        let file = file.display().to_string();
+        let mut v: Vec<(&str, &str)> = BASE.to_vec();
+        v.push((CONNECTORS, "connectwise"));
+        v.push((CONNECTORS_CONFIG, &file));
+        v.extend_from_slice(extra);
+        Config::from_lookup(vars(&v)).unwrap()
+    }
+
+    fn wiring(name: &str) -> &'static Wiring {
+        crate::wiring::function(name).unwrap()
+    }
+
+    const ALL_SECTIONS: &str = "[automate]\nbase_url = \"https://rmm.example.com\"\n\
+        [manage]\nbase_url = \"https://na.myconnectwise.net/v4_6_release/apis/3.0\"\n\
+        board = \"Patching\"\n[pager]\nkind = \"pagerduty\"\n";
+
+    const ALL_SECRETS: [(&str, &str); 3] = [
+        (
+            RMM_SECRET_ARN,
+            "arn:aws:secretsmanager:us-east-1:1:secret:rmm",
+        ),
+        (
+            PSA_SECRET_ARN,
+            "arn:aws:secretsmanager:us-east-1:1:secret:psa",
+        ),
+        (
+            PAGER_SECRET_ARN,
+            "arn:aws:secretsmanager:us-east-1:1:secret:pager",
+        ),
+    ];
+
+    #[test]
+    fn a_function_for_real_systems_starts_only_with_every_system_it_talks_to_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        // GIVEN every section and every secret: each of the six starts.
+        let full = connectwise(dir.path(), ALL_SECTIONS, &ALL_SECRETS);
+        for w in &crate::wiring::FUNCTIONS {
+            full.check_systems(w)
+                .unwrap_or_else(|e| panic!("{}: {e}", w.name));
+        }
+
+        // GIVEN a file with only [automate] and only the RMM's secret: the RMM's functions and
+        // ring-promotion start; approval-eval fails naming the file, the section and itself.
+        let rmm_only = connectwise(
+            dir.path(),
+            "[automate]\nbase_url = \"https://rmm.example.com\"\n",
+            &ALL_SECRETS[..1],
+        );
+        for ok in ["inventory-sync", "reboot-scheduler", "ring-promotion"] {
+            rmm_only.check_systems(wiring(ok)).unwrap();
+        }
+        let e = rmm_only.check_systems(wiring("approval-eval")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    name: CONNECTORS_CONFIG,
+                    ..
+                }
+            ) && text.contains("connectors.toml has no [manage] section")
+                && text.contains("approval-eval talks to the PSA"),
+            "{text}"
+        );
+
+        // GIVEN every section but a credential's variable missing: the function that needs it
+        // fails naming the variable; the others start.
+        for (missing, function) in [
+            (RMM_SECRET_ARN, "reboot-scheduler"),
+            (PSA_SECRET_ARN, "approval-eval"),
+            (PAGER_SECRET_ARN, "failure-escalation"),
+        ] {
+            let rest: Vec<_> = ALL_SECRETS
+                .into_iter()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let c = connectwise(dir.path(), ALL_SECTIONS, &rest);
+            let e = c.check_systems(wiring(function)).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                matches!(e, ConfigError::Missing { name, .. } if name == missing)
+                    && text.contains(function),
+                "{text}"
+            );
+            c.check_systems(wiring("ring-promotion")).unwrap();
+        }
+
+        // An SNS pager needs its topic, not a secret.
+        let sns = ALL_SECTIONS.replace("pagerduty", "sns");
+        let c = connectwise(dir.path(), &sns, &ALL_SECRETS[..2]);
+        let e = c.check_systems(wiring("evidence-archiver")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Missing {
+                    name: PAGER_TOPIC_ARN,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let c = connectwise(
+            dir.path(),
+            &sns,
+            &[
+                ALL_SECRETS[0],
+                ALL_SECRETS[1],
+                (PAGER_TOPIC_ARN, "arn:aws:sns:us-east-1:1:pages"),
+            ],
+        );
+        c.check_systems(wiring("evidence-archiver")).unwrap();
+
+        // The simulation needs nothing.
+        let sim = Config::from_lookup(vars(&BASE)).unwrap();
+        for w in &crate::wiring::FUNCTIONS {
+            sim.check_systems(w).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_connectors_file_that_is_not_there_stops_the_function_naming_the_variable_and_path() {
+        let mut v = BASE.to_vec();
+        v.push((CONNECTORS, "connectwise"));
+        v.push((CONNECTORS_CONFIG, "/var/task/connectors.toml"));
+        let e = Config::from_lookup(vars(&v)).unwrap_err().to_string();
+        assert!(
+            e.contains(CONNECTORS_CONFIG) && e.contains("/var/task/connectors.toml"),
             "{e}"
         );
     }

@@ -96,7 +96,10 @@ impl From<Failure> for Diagnostic {
 
 async fn start<F: Function>() -> Result<(F, crate::AwsEnv), StartupError> {
     let config = Config::from_env()?;
-    let (env, sources) = aws_env(&config).await?;
+    let wiring = crate::wiring::function(F::NAME).ok_or(StartupError::Unwired(F::NAME))?;
+    // What the function talks to must be configured before any AWS call is made.
+    config.check_systems(wiring)?;
+    let (env, sources) = aws_env(&config, wiring).await?;
     let function = F::from_config(&config, sources)?;
     Ok((function, env))
 }

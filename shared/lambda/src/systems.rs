@@ -5,9 +5,11 @@
 //! read once from Secrets Manager.
 //!
 //! Each port is an enum over its adapters, so a function's environment has one type whatever
-//! the configuration says. A function whose configuration gives it no credentials for a system
-//! gets that system as `Unavailable`: using it is a permanent error naming the variable, which
-//! is how least privilege shows up (only the functions that page get the pager's secret).
+//! the configuration says. With `connectwise`, a function fails at start, naming what is
+//! missing, when a system it talks to (per [`crate::wiring`]) has no section in the connectors
+//! file or no credentials; a system it does not talk to is `Unavailable`, and using it is a
+//! permanent error naming the function and the system. That is how least privilege shows up
+//! (only the functions that page get the pager's secret).
 
 use std::sync::Arc;
 
@@ -35,9 +37,8 @@ use patchflow_local::clock::SystemClock;
 use patchflow_pipeline::error::error_chain;
 use patchflow_sim::connectors::{SimPager, SimPsa, SimRmm};
 
-use crate::config::{
-    Config, Connectors, PAGER_SECRET_ARN, PAGER_TOPIC_ARN, PSA_SECRET_ARN, RMM_SECRET_ARN,
-};
+use crate::config::{Config, Connectors};
+use crate::wiring::{System, Wiring};
 
 fn unavailable(system: &str, why: &str) -> PortError {
     PortError::permanent(
@@ -294,10 +295,14 @@ async fn credentials<T: serde::de::DeserializeOwned>(
     parse_credentials(arn, &text).map_err(connector)
 }
 
-/// Builds the systems the configuration names, reading each configured secret once.
+/// Builds the systems the configuration names for `function`, reading each secret it needs
+/// once. With `connectwise`, every system the function talks to ([`Wiring::talks_to`]) must be
+/// configured, or this fails naming what is missing ([`Config::check_systems`]); the others are
+/// `Unavailable`, and the function never reads their secrets.
 pub async fn systems(
     config: &Config,
     sdk: &aws_config::SdkConfig,
+    function: &Wiring,
 ) -> Result<Systems, SystemsError> {
     let file = match &config.connectors {
         Connectors::Simulation(outcomes) => {
@@ -310,43 +315,64 @@ pub async fn systems(
         }
         Connectors::ConnectWise(file) => file,
     };
+    config
+        .check_systems(function)
+        .map_err(|e| SystemsError(e.to_string()))?;
+    let talks = |s: System| function.talks_to.contains(&s);
+    let elsewhere = |system: &str| {
+        format!(
+            "{} does not talk to {system} (shared/lambda/src/wiring.rs), so it is given no \
+             credentials for it",
+            function.name
+        )
+    };
+    // Unreachable once `check_systems` passed; an error rather than a panic all the same.
+    let unchecked = |system: &str| {
+        SystemsError(format!(
+            "{} talks to {system}, which is not configured",
+            function.name
+        ))
+    };
     let c = &config.connections;
     let secrets = SecretsCache::new(secrets_client(sdk));
-    let automate = match (&file.automate, &c.rmm_secret_arn) {
-        (Some(cfg), Some(arn)) => Some(Arc::new(
-            Automate::new(cfg.clone(), credentials(&secrets, arn).await?).map_err(connector)?,
-        )),
-        _ => None,
+    let automate = if talks(System::Rmm) {
+        match (&file.automate, &c.rmm_secret_arn) {
+            (Some(cfg), Some(arn)) => Some(Arc::new(
+                Automate::new(cfg.clone(), credentials(&secrets, arn).await?).map_err(connector)?,
+            )),
+            _ => return Err(unchecked("the RMM")),
+        }
+    } else {
+        None
     };
     let rmm = match &automate {
         Some(a) => AnyRmm::Automate(Arc::clone(a)),
-        None => AnyRmm::Unavailable(format!(
-            "the connectors file needs [automate] and the function {RMM_SECRET_ARN}"
-        )),
+        None => AnyRmm::Unavailable(elsewhere("the RMM")),
     };
-    let psa = match (&file.manage, &c.psa_secret_arn) {
-        (Some(cfg), Some(arn)) => AnyPsa::Manage(Box::new(
-            ManagePsa::new(cfg.clone(), credentials(&secrets, arn).await?).map_err(connector)?,
-        )),
-        _ => AnyPsa::Unavailable(format!(
-            "the connectors file needs [manage] and the function {PSA_SECRET_ARN}"
-        )),
-    };
-    let pager = match (&file.pager, &c.pager_secret_arn, &c.pager_topic_arn) {
-        (Some(PagerChoice::PagerDuty(cfg)), Some(arn), _) => AnyPager::PagerDuty(Box::new(
-            PagerDutyPager::new(cfg.clone(), credentials(&secrets, arn).await?)
-                .map_err(connector)?,
-        )),
-        (Some(PagerChoice::Sns {}), _, Some(topic)) => {
-            AnyPager::Sns(SnsPager::new(sns_client(sdk), topic.clone()))
+    let psa = if talks(System::Psa) {
+        match (&file.manage, &c.psa_secret_arn) {
+            (Some(cfg), Some(arn)) => AnyPsa::Manage(Box::new(
+                ManagePsa::new(cfg.clone(), credentials(&secrets, arn).await?)
+                    .map_err(connector)?,
+            )),
+            _ => return Err(unchecked("the PSA")),
         }
-        (Some(PagerChoice::PagerDuty(_)), None, _) => AnyPager::Unavailable(format!(
-            "[pager] kind = \"pagerduty\" needs the function's {PAGER_SECRET_ARN}"
-        )),
-        (Some(PagerChoice::Sns {}), _, None) => AnyPager::Unavailable(format!(
-            "[pager] kind = \"sns\" needs the function's {PAGER_TOPIC_ARN}"
-        )),
-        (None, _, _) => AnyPager::Unavailable("the connectors file has no [pager]".to_owned()),
+    } else {
+        AnyPsa::Unavailable(elsewhere("the PSA"))
+    };
+    let pager = if talks(System::Pager) {
+        match (&file.pager, &c.pager_secret_arn, &c.pager_topic_arn) {
+            (Some(PagerChoice::PagerDuty(cfg)), Some(arn), _) => AnyPager::PagerDuty(Box::new(
+                PagerDutyPager::new(cfg.clone(), credentials(&secrets, arn).await?)
+                    .map_err(connector)?,
+            )),
+            (Some(PagerChoice::Sns {}), _, Some(topic)) => {
+                AnyPager::Sns(SnsPager::new(sns_client(sdk), topic.clone()))
+            }
+            _ => return Err(unchecked("the pager")),
+        }
+    } else {
+        AnyPager::Unavailable(elsewhere("the pager"))
     };
     let mut catalog = MsrcCatalog::new(file.msrc.clone()).map_err(connector)?;
     if let Some(third_party) = &config.catalog_path {

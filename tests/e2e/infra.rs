@@ -396,10 +396,12 @@ async fn a_whole_cycle_sends_and_touches_what_the_wiring_table_says_and_nothing_
             .into_iter()
             .map(|p| (p.dedup_key, p.resolved))
             .collect();
-        (env.rmm.commands().len(), psa, pager)
+        let rmm = (env.rmm.commands().len(), env.rmm.closures().len());
+        let psa = (psa, env.psa.attachments().len());
+        (rmm, psa, pager)
     };
     let mut before = fingerprint();
-    let note = |who: &'static str, before: &mut (usize, Vec<_>, Vec<_>)| {
+    let note = |who: &'static str, before: &mut ((usize, usize), (Vec<_>, usize), Vec<_>)| {
         let after = fingerprint();
         let mut t = touched.lock().unwrap();
         if after.0 != before.0 {

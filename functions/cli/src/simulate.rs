@@ -311,6 +311,20 @@ pub fn write_sim_records<S, Q, E>(env: &SimEnv<S, Q, E>, out: &Path) -> Result<(
     };
     write("rmm-commands.json", serde_json::json!(env.rmm.commands()))?;
     write("psa-tickets.json", serde_json::json!(env.psa.tickets()))?;
+    write(
+        "psa-attachments.json",
+        serde_json::json!({
+            "documents": env.psa.attachments(),
+            "repeats": env.psa.attachment_duplicates(),
+        }),
+    )?;
+    write(
+        "rmm-closures.json",
+        serde_json::json!({
+            "closures": env.rmm.closures(),
+            "repeats": env.rmm.closure_duplicates(),
+        }),
+    )?;
     write("pages.json", serde_json::json!(env.pager.pages()))?;
     Ok(())
 }

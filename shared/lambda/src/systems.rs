@@ -50,8 +50,8 @@ fn unavailable(system: &str, why: &str) -> PortError {
 /// The RMM.
 #[derive(Debug)]
 pub enum AnyRmm {
-    /// The simulation.
-    Simulated(SimRmm<SystemClock>),
+    /// The simulation (boxed: it holds every command, approval and closure it took).
+    Simulated(Box<SimRmm<SystemClock>>),
     /// ConnectWise Automate.
     Automate(Arc<Automate>),
     /// Not configured for this function (why).
@@ -307,7 +307,7 @@ pub async fn systems(
     let file = match &config.connectors {
         Connectors::Simulation(outcomes) => {
             return Ok(Systems {
-                rmm: AnyRmm::Simulated(SimRmm::new(*outcomes, Arc::new(SystemClock))),
+                rmm: AnyRmm::Simulated(Box::new(SimRmm::new(*outcomes, Arc::new(SystemClock)))),
                 psa: AnyPsa::Simulated(SimPsa::default()),
                 pager: AnyPager::Simulated(SimPager::default()),
                 sources: Sources::files(config),

@@ -125,7 +125,7 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[],
         requires: &[],
         writes_evidence: true,
-        talks_to: &[System::Psa, System::Pager],
+        talks_to: &[System::Rmm, System::Psa, System::Pager],
     },
 ];
 

@@ -2,7 +2,8 @@
 //! client written once under retention (`record.json`, the machine record; `report.html`, the
 //! compliance report; `summary.png`, its summary image; `outcomes.csv`; `sla.csv`; and a
 //! `manifest.json` of their SHA-256 hashes chained to the client's previous manifest); the PSA
-//! updated; the tier closed. When the cycle's last tier closes, each client gets the cycle's
+//! compliance ticket given `summary.png` as stored and the completion note, then closed; the
+//! closure recorded on the client in the RMM; the tier closed. When the cycle's last tier closes, each client gets the cycle's
 //! roll-up bundle (`evidence/{cycle}/{client}/cycle/`) with the 3.14.1 clocks over every tier.
 
 mod chain;
@@ -15,6 +16,7 @@ use patchflow_core::model::{Criticality, EndpointKind};
 use patchflow_core::ports::evidence::{EvidenceKey, EvidenceStore, Retention};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attachment, NewTicket, Psa};
+use patchflow_core::ports::rmm::{Rmm, TierClosure};
 use patchflow_core::ports::state::{
     ApprovalStore, EvidenceIndex, ExceptionStore, FailureRecord, FailureStore, TierStore,
 };
@@ -552,6 +554,25 @@ pub async fn archive_tier<X: Ports>(
                 env.pager.resolve(&format!("{cycle}/{}", f.id)).await?;
             }
         }
+
+        // The closure where a technician sees it in the RMM: once per client and tier.
+        env.rmm
+            .record_closure(
+                &format!("{cycle}/closure/{}/{client}", msg.tier),
+                &TierClosure {
+                    client: (*client).clone(),
+                    cycle,
+                    tier: msg.tier.clone(),
+                    closed_at: validated_at,
+                    summary: format!(
+                        "{patched} of {} endpoint(s) patched and validated, {} failure \
+                         ticket(s); PSA compliance ticket {ticket}, summary attached",
+                        client_runs.len(),
+                        tickets.len()
+                    ),
+                },
+            )
+            .await?;
     }
 
     match env

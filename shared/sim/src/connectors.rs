@@ -382,15 +382,27 @@ struct PsaState {
     /// Documents by (ticket, title).
     attachments: BTreeMap<(String, String), SimAttachment>,
     attachment_duplicates: usize,
+    /// Tickets whose first close failed (with [`SimPsa::with_flaky_closes`]).
+    close_failed: BTreeSet<String>,
 }
 
 /// The simulated PSA.
 #[derive(Debug, Default)]
 pub struct SimPsa {
     state: Mutex<PsaState>,
+    flaky_closes: bool,
 }
 
 impl SimPsa {
+    /// A PSA where each ticket's first close fails as a timeout would: the delivery that was
+    /// closing the tier dies after its note and attachment, and the redelivery repeats them.
+    pub fn with_flaky_closes() -> Self {
+        Self {
+            flaky_closes: true,
+            ..Self::default()
+        }
+    }
+
     /// Every ticket, by id.
     pub fn tickets(&self) -> Vec<SimTicket> {
         lock(&self.state).tickets.values().cloned().collect()
@@ -451,6 +463,15 @@ impl Psa for SimPsa {
 
     async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
         let mut st = lock(&self.state);
+        if self.flaky_closes
+            && st.tickets.contains_key(ticket)
+            && st.close_failed.insert(ticket.to_owned())
+        {
+            return Err(PortError::transient(
+                format!("simulated PSA: close ticket {ticket}"),
+                "timed out",
+            ));
+        }
         let t = st
             .tickets
             .get_mut(ticket)

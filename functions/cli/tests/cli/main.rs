@@ -3,6 +3,7 @@
 mod applicability;
 mod audit;
 mod aws;
+mod closure;
 mod contract_example;
 mod docs;
 mod evidence;

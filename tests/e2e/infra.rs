@@ -12,7 +12,7 @@ use patchflow_core::ids::CycleId;
 use patchflow_core::ports::clock::ManualClock;
 use patchflow_core::ports::queue::{Envelope, QueueSender, Stage};
 use patchflow_core::ports::PortError;
-use patchflow_lambda::config::READS;
+use patchflow_lambda::config::{Config, Connectors, READS};
 use patchflow_lambda::wiring::{consumer_of, function, System, Wiring, FUNCTIONS};
 use serde_yaml::Value;
 
@@ -127,6 +127,130 @@ fn every_variable_a_function_needs_is_set_and_none_it_ignores() {
         for set in &vars {
             assert!(READS.contains(set), "{id} sets {set}, which no code reads");
         }
+    }
+}
+
+/// The template's parameters, by name.
+fn parameters() -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(TEMPLATE).expect("infra/template.yaml");
+    let doc: Value = serde_yaml::from_str(&text).expect("the template is YAML");
+    doc["Parameters"]
+        .as_mapping()
+        .expect("Parameters")
+        .iter()
+        .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+        .collect()
+}
+
+/// A function's environment as a stack deployed with the parameters' defaults sets it: a
+/// `!Ref` to a parameter is its default (`ConnectorsConfigPath` is `connectors`, the file the
+/// test wrote), to a resource a made-up name or ARN; an `!If` on an empty parameter is unset.
+fn deployed_environment(t: &Template, w: &Wiring, connectors: &str) -> BTreeMap<String, String> {
+    let params = parameters();
+    let (_, f) = t.function(w);
+    let mut env = BTreeMap::new();
+    for (k, v) in f["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap()
+    {
+        let name = k.as_str().unwrap().to_owned();
+        let value = match tag(v, "Ref").and_then(Value::as_str) {
+            Some("ConnectorsConfigPath") => Some(connectors.to_owned()),
+            Some(p) if params.contains_key(p) => params[p]["Default"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| params[p]["Default"].as_u64().map(|n| n.to_string())),
+            Some(resource) => Some(format!(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:{resource}"
+            )),
+            // `!If [HasX, !Ref X, !Ref AWS::NoValue]` with X's default empty: not set.
+            None if tag(v, "If").is_some() => None,
+            None => v.as_str().map(str::to_owned),
+        };
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            env.insert(name, value);
+        }
+    }
+    env
+}
+
+#[test]
+fn a_deployed_stack_drives_the_real_systems_and_each_function_starts_only_with_what_it_needs() {
+    // GIVEN the template's defaults
+    let params = parameters();
+    let connectors = &params["Connectors"];
+    assert_eq!(connectors["Default"].as_str(), Some("connectwise"));
+    let allowed: BTreeSet<&str> = connectors["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(allowed, BTreeSet::from(["connectwise", "simulation"]));
+
+    let t = Template::load();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pager: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[automate]\nbase_url = \"https://rmm.msp.example\"\n[manage]\n\
+                 base_url = \"https://na.myconnectwise.net/v4_6_release/apis/3.0\"\n\
+                 board = \"Patching\"\n[pager]\nkind = \"{pager}\"\n"
+            ),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    let pagerduty = file("pagerduty.toml", "pagerduty");
+    let sns = file("sns.toml", "sns");
+    for w in &FUNCTIONS {
+        // WHEN a function starts with the environment the stack gives it and a full connectors
+        // file: it is configured for the real systems, and has all it talks to.
+        let env = deployed_environment(&t, w, &pagerduty);
+        assert_eq!(
+            env.get("PATCHFLOW_CONNECTORS").map(String::as_str),
+            Some("connectwise"),
+            "{}",
+            w.name
+        );
+        let lookup = |env: BTreeMap<String, String>| move |name: &str| env.get(name).cloned();
+        let config = Config::from_lookup(lookup(env)).unwrap_or_else(|e| panic!("{}: {e}", w.name));
+        assert!(
+            matches!(config.connectors, Connectors::ConnectWise(_)),
+            "{}",
+            w.name
+        );
+        config
+            .check_systems(w)
+            .unwrap_or_else(|e| panic!("{}: {e}", w.name));
+
+        // Paging through SNS without the PagerTopicArn parameter: the functions that page do
+        // not start, and say which variable they lack; the others start.
+        let env = deployed_environment(&t, w, &sns);
+        let config = Config::from_lookup(lookup(env)).unwrap();
+        match config.check_systems(w) {
+            Ok(()) => assert!(!w.talks_to.contains(&System::Pager), "{}", w.name),
+            Err(e) => {
+                assert!(w.talks_to.contains(&System::Pager), "{}: {e}", w.name);
+                assert!(
+                    e.to_string().contains("PATCHFLOW_PAGER_TOPIC_ARN")
+                        && e.to_string().contains(w.name),
+                    "{e}"
+                );
+            }
+        }
+
+        // A package built without the connectors file: every function fails at start, naming
+        // the variable and the path it read.
+        let env = deployed_environment(&t, w, "/var/task/connectors.toml");
+        let e = Config::from_lookup(lookup(env)).unwrap_err().to_string();
+        assert!(
+            e.contains("PATCHFLOW_CONNECTORS_CONFIG") && e.contains("/var/task/connectors.toml"),
+            "{}: {e}",
+            w.name
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! pages through SNS (moto), and ConnectWise Automate, ConnectWise PSA and PagerDuty as local
 //! servers speaking their documented shapes.
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use patchflow_aws::config::{sdk_config, sqs_client};
 use patchflow_aws::secrets::{secrets_client, SecretsCache};
 use patchflow_aws::sns::{sns_client, SnsPager};
@@ -19,7 +19,7 @@ use patchflow_lambda::config::Config;
 use patchflow_lambda::systems::{systems, AnyPager, AnyPsa, AnyRmm};
 use patchflow_lambda::wiring::{function, System, Wiring};
 use serde_json::{json, Value};
-use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::matchers::{body_json, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::unique;
@@ -206,13 +206,11 @@ async fn systems_server() -> MockServer {
         }])))
         .mount(&server)
         .await;
+    // The unattended install is Automate's patch deployment (Patching.json), sent once.
     Mock::given(method("POST"))
-        .and(path("/cwa/api/v1/Batch/ScriptExecute"))
-        .and(body_partial_json(json!({"EntityIds": [4021], "ScriptId": 901})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "ScriptResults": [{"EntityId": 4021, "ResultDetails": {"ResultStatus": 0, "Message": ""}}],
-            "ContainsUnsuccessfulResults": false
-        })))
+        .and(path("/cwa/api/v1/PatchActions/DeployAllApproved"))
+        .and(body_json(json!({"EntityType": 1, "EntityId": 4021})))
+        .respond_with(ResponseTemplate::new(204))
         .expect(1)
         .mount(&server)
         .await;
@@ -341,9 +339,11 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
         Some(&["KB5048667".to_owned()][..])
     );
     assert_eq!(inventory.clients[0].id, "acme");
+    // DeployAllApproved installs at once: it is sent while the window is open.
+    let now = Utc::now();
     let window = Window {
-        start: Utc.with_ymd_and_hms(2026, 12, 10, 8, 0, 0).unwrap(),
-        end: Utc.with_ymd_and_hms(2026, 12, 10, 12, 0, 0).unwrap(),
+        start: now - chrono::Duration::minutes(10),
+        end: now + chrono::Duration::hours(4),
     };
     s.rmm
         .send(

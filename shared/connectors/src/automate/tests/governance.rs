@@ -12,7 +12,7 @@ use patchflow_core::rules::cadence::PowerState;
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::schedule::Window;
 use serde_json::{json, Value};
-use wiremock::matchers::{body_json, body_partial_json, method, path, query_param};
+use wiremock::matchers::{body_json, body_partial_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::{computer, config, creds, fast, mount_token, requests_to};
@@ -436,6 +436,38 @@ async fn an_install_outside_its_window_is_refused_and_nothing_is_sent() {
     )
     .await
     .unwrap();
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_token_refused_by_the_deployment_is_renewed_and_the_deployment_sent_once_more() {
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", Some(1)).await;
+    mount_token(&server, "t2", None).await;
+    mount_stats(&server, 101, stats(false, "2026-11-12T04:00:00")).await;
+    Mock::given(method("POST"))
+        .and(path("/cwa/api/v1/PatchActions/DeployAllApproved"))
+        .and(header("Authorization", "Bearer t1"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/cwa/api/v1/PatchActions/DeployAllApproved"))
+        .and(header("Authorization", "Bearer t2"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = automate(&server);
+    let now = at(12, 0);
+    let window = Window {
+        start: at(11, 0),
+        end: at(15, 0),
+    };
+    a.deploy_approved("k", &ep("101"), window, now)
+        .await
+        .unwrap();
     server.verify().await;
 }
 

@@ -173,6 +173,12 @@ pub struct GenerateArgs {
     /// One line of JSON instead of indented.
     #[arg(long)]
     pub compact: bool,
+    /// Give every endpoint an OS and an RMM patch scan against this catalog (`os`,
+    /// `applicable`, `needed`): patches naming an OS are needed where it matches, others on
+    /// most endpoints, some already installed, a few older updates missing, a few endpoints
+    /// without patch inventory. The fleet itself is the same as without it.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
 }
 
 /// `patchflow policy` subcommands.
@@ -373,7 +379,20 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 clients: args.clients as usize,
                 seed: args.seed,
             };
-            let doc = generate(spec);
+            let mut doc = generate(spec);
+            if let Some(path) = &args.catalog {
+                let text = read(path)?;
+                let name = path.display().to_string();
+                patchflow_core::contract::parse_catalog(&name, &text)
+                    .map_err(|e| CliError::Input(e.to_string()))?;
+                let catalog: patchflow_core::contract::CatalogDoc = serde_json::from_str(&text)
+                    .map_err(|e| CliError::Input(format!("{name}: {e}")))?;
+                patchflow_sim::scans::scan_fleet(
+                    &mut doc,
+                    &catalog,
+                    &patchflow_sim::scans::ScanSpec::new(args.seed),
+                );
+            }
             let text = if args.compact {
                 serde_json::to_string(&doc)
             } else {

@@ -7,3 +7,4 @@
 
 pub mod connectors;
 pub mod fleet;
+pub mod scans;

@@ -249,3 +249,138 @@ fn a_simulated_cycles_evidence_verifies_and_a_tier_manifest_replaced_after_the_r
             "field `tiers[workstations.pilot].manifest_sha256`",
         ));
 }
+
+/// A simulated cycle of a fleet whose endpoints carry their RMM patch scans: the evidence counts
+/// a flaw only where the patch applies, and counts every needed update older than the catalog.
+#[test]
+fn a_scanned_fleets_flaws_are_exactly_the_patches_that_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inventory = tmp.path().join("fleet.json");
+    crate::helpers::patchflow()
+        .args([
+            "fleet",
+            "generate",
+            "--endpoints",
+            "60",
+            "--clients",
+            "2",
+            "--seed",
+            "5",
+        ])
+        .arg("--catalog")
+        .arg(crate::helpers::demo_catalog())
+        .arg("--out")
+        .arg(&inventory)
+        .assert()
+        .success();
+    let out = tmp.path().join("cycle");
+    simulate(&inventory, &out).assert().success();
+
+    let fleet = json(&inventory);
+    let catalog = json(&crate::helpers::demo_catalog());
+    let in_catalog: std::collections::BTreeSet<&str> = catalog["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    // The only declined patch of the demo catalog is its driver.
+    let declined = "KB5071007";
+    let scans: BTreeMap<&str, Option<Vec<&str>>> = fleet["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let list = e["applicable"]
+                .as_array()
+                .map(|l| l.iter().map(|p| p.as_str().unwrap()).collect());
+            (e["id"].as_str().unwrap(), list)
+        })
+        .collect();
+    let os: BTreeMap<&str, &str> = fleet["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e["os"].as_str().unwrap()))
+        .collect();
+
+    let mut flaws: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for ((_, bundle), dir) in bundles(&out) {
+        if bundle == "cycle" {
+            continue;
+        }
+        let record = json(&dir.join("record.json"));
+        for f in record["sla"]["flaws"].as_array().unwrap() {
+            flaws
+                .entry(f["endpoint"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((
+                    f["patch"].as_str().unwrap().to_owned(),
+                    f["applicability"].as_str().unwrap().to_owned(),
+                ));
+        }
+        for o in record["outcomes"].as_array().unwrap() {
+            outcomes.insert(
+                o["endpoint"].as_str().unwrap().to_owned(),
+                (
+                    o["status"].as_str().unwrap().to_owned(),
+                    o["applicability"].as_str().unwrap().to_owned(),
+                ),
+            );
+        }
+    }
+    assert!(!outcomes.is_empty());
+    let (mut reported, mut older, mut up_to_date) = (0, 0, 0);
+    for (endpoint, (status, basis)) in &outcomes {
+        let got: Vec<&str> = flaws
+            .get(endpoint)
+            .map(|v| v.iter().map(|(p, _)| p.as_str()).collect())
+            .unwrap_or_default();
+        match &scans[endpoint.as_str()] {
+            Some(list) => {
+                reported += 1;
+                assert_eq!(basis, "reported", "{endpoint}");
+                // Exactly its scan's needed updates, less the declined driver: this month's and
+                // the older ones alike.
+                let mut want: Vec<&str> = list.iter().copied().filter(|p| *p != declined).collect();
+                want.sort_unstable();
+                let mut got = got.clone();
+                got.sort_unstable();
+                assert_eq!(got, want, "{endpoint}");
+                older += list.iter().filter(|p| !in_catalog.contains(*p)).count();
+                if status == "up_to_date" {
+                    up_to_date += 1;
+                }
+            }
+            None => {
+                // No patch inventory: never counted compliant, its OS decides for OS updates.
+                assert_eq!(basis, "products", "{endpoint}");
+                assert_ne!(status, "up_to_date", "{endpoint}");
+                assert!(!got.is_empty(), "{endpoint}");
+            }
+        }
+        // Nothing is a flaw where it cannot apply: no server update on a workstation's OS.
+        let o = os[endpoint.as_str()];
+        if o.contains("Windows 1") {
+            assert!(
+                !got.contains(&"KB5071003") && !got.contains(&"KB5071002"),
+                "{endpoint} {o}: {got:?}"
+            );
+        } else {
+            assert!(!got.contains(&"KB5071001"), "{endpoint} {o}: {got:?}");
+        }
+        for (_, b) in flaws.get(endpoint).into_iter().flatten() {
+            assert_eq!(b, basis, "{endpoint}");
+        }
+    }
+    assert!(reported > 0, "no scanned endpoint in scope");
+    assert!(
+        older > 0,
+        "no older missing update drawn: pick another seed"
+    );
+    assert!(
+        up_to_date > 0,
+        "no up-to-date endpoint drawn: pick another seed"
+    );
+}

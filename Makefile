@@ -38,8 +38,10 @@ build: toolchain ## Build every crate (release)
 
 run: toolchain ## Simulate a whole 2026-12 cycle of the bundled demo fleet (200 endpoints, 5 clients) on the embedded default, then verify its evidence
 	$(CARGO) build --release -p patchflow-cli
+	@# Each endpoint with its OS and an RMM patch scan against the month's catalog.
 	target/release/patchflow fleet generate --endpoints $(DEMO_ENDPOINTS) --clients $(DEMO_CLIENTS) \
-		--seed $(DEMO_SEED) --out $(DEMO_DIR)/inventory.json
+		--seed $(DEMO_SEED) --catalog functions/cli/demo/catalog-$(DEMO_CYCLE).json \
+		--out $(DEMO_DIR)/inventory.json
 	@# A simulation starts from a fresh state; evidence files are read-only by design.
 	@if [ -d $(DEMO_DIR)/cycle ]; then chmod -R u+w $(DEMO_DIR)/cycle && rm -rf $(DEMO_DIR)/cycle; fi
 	target/release/patchflow simulate --inventory $(DEMO_DIR)/inventory.json \

@@ -600,6 +600,34 @@ async fn a_retry_waits_for_a_root_cause_and_a_late_failure_does_not_hold_the_tie
     drain_all(&env, &consumer, now, PumpOptions::default())
         .await
         .unwrap();
+    // The retry's install goes out when its window opens (the tier's tick), not before.
+    let (run, _): (records::Run, u64) =
+        records::must_load(&env.state, cycle(), &records::run_kind(&pilot), "cs-app1")
+            .await
+            .unwrap();
+    let opens = run
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            RmmCommand::ScheduleInstall { window, .. }
+            | RmmCommand::TechnicianInstall { window, .. } => Some(window.start),
+            _ => None,
+        })
+        .unwrap();
+    assert!(env
+        .rmm
+        .commands()
+        .iter()
+        .all(|c| !c.key.contains("/cs-app1/1/")));
+    clock.set(opens);
+    let tick = patchflow_pipeline::messages::TierTick {
+        tier: pilot.clone(),
+    }
+    .envelope(cycle(), "test/retry-window-opens".into(), Some(&pilot));
+    assert!(matches!(
+        handle(&env, Stage::Schedule, &tick.to_body(), opens).await,
+        Delivered::Done(_)
+    ));
     let retried: Vec<_> = env
         .rmm
         .commands()
@@ -623,6 +651,7 @@ async fn a_retry_waits_for_a_root_cause_and_a_late_failure_does_not_hold_the_tie
         stage: failure.stage,
         at: failure.failed_at,
         detail: "late".into(),
+        patches: Vec::new(),
     }
     .envelope(cycle(), "test/late-failure".into(), Some(&pilot));
     assert!(matches!(

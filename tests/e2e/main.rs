@@ -6,6 +6,7 @@ mod closure;
 mod connectors;
 mod cycle;
 mod evidence_store;
+mod governance;
 mod infra;
 mod plan_invariants;
 mod pump;

@@ -319,12 +319,12 @@ async fn decide_with<S: StateStore, Q: QueueSender>(
     } else {
         EngineerDecision::Decline(sign_off)
     };
-    let stored = operator::decide_patch(state, cycle, &patch, decision)
+    let stored = operator::decide_patch(state, queues, cycle, &patch, decision)
         .await
         .map_err(action)?;
     finish(writeln!(
         out,
-        "{patch} in {cycle}: {} by {} ({})",
+        "{patch} in {cycle}: {} by {} ({}); queued for the RMM's approval policy",
         stored.as_str(),
         args.engineer,
         args.reason_code
@@ -444,6 +444,7 @@ async fn status_with<S: StateStore, Q: QueueSender>(
         dead_letters: Default::default(),
         rmm_commands: 0,
         duplicate_commands: 0,
+        rmm_approvals: Default::default(),
         psa_tickets: 0,
         pages: 0,
         hours: 0,

@@ -31,6 +31,19 @@ use serde::Serialize;
 
 use crate::CliError;
 
+/// What the simulated RMM's approval policy saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RmmApprovals {
+    /// Approval writes taken (one per patch, client, shard and decision).
+    pub writes: usize,
+    /// Approval writes repeated under a key already taken (nothing changed).
+    pub duplicate_writes: usize,
+    /// Install commands that named a patch the client's policy denies or holds.
+    pub declined_requested: usize,
+    /// Patches deployed that the client's policy denies or holds: must be 0.
+    pub declined_deployed: usize,
+}
+
 /// What a simulation is asked to do.
 #[derive(Debug, Clone)]
 pub struct SimulateSpec {
@@ -70,6 +83,8 @@ pub struct SimulateReport {
     pub rmm_commands: usize,
     /// Duplicate sends refused by key.
     pub duplicate_commands: usize,
+    /// The approval policy in the simulated RMM.
+    pub rmm_approvals: RmmApprovals,
     /// PSA tickets (failures, overdue reviews, compliance records).
     pub psa_tickets: usize,
     /// Pages.
@@ -285,6 +300,12 @@ where
         dead_letters,
         rmm_commands: env.rmm.commands().len(),
         duplicate_commands: env.rmm.duplicates(),
+        rmm_approvals: RmmApprovals {
+            writes: env.rmm.approval_writes(),
+            duplicate_writes: env.rmm.approval_duplicates(),
+            declined_requested: env.rmm.declined_requested(),
+            declined_deployed: env.rmm.declined_deployed(),
+        },
         psa_tickets: env.psa.tickets().len(),
         pages: env.pager.pages().len(),
         hours: hour.min(hours),
@@ -404,6 +425,16 @@ pub fn render(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
         "RMM commands: {} ({} duplicate send(s) refused by key). PSA tickets: {}. Pages: {}.",
         r.rmm_commands, r.duplicate_commands, r.psa_tickets, r.pages
     )?;
+    if r.rmm_approvals.writes > 0 {
+        writeln!(
+            out,
+            "RMM approval policy: {} write(s), each read back ({} repeat(s) changed nothing); \
+             declined or held patches deployed: {}.",
+            r.rmm_approvals.writes,
+            r.rmm_approvals.duplicate_writes,
+            r.rmm_approvals.declined_deployed
+        )?;
+    }
     writeln!(
         out,
         "Messages: {} delivered, {} handed back for retry, {} dead-lettered{}.",

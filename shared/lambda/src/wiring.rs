@@ -81,10 +81,12 @@ pub const FUNCTIONS: [Wiring; 6] = [
         name: "approval-eval",
         consumes: Some(Stage::Approval),
         scheduled: false,
-        sends: &[],
+        // Each decision fans out to one message per client and scope shard on its own queue.
+        sends: &[Stage::Approval],
         requires: &[],
         writes_evidence: false,
-        talks_to: &[System::Psa],
+        // The RMM's approval policy (written and read back); overdue reviews ticketed.
+        talks_to: &[System::Rmm, System::Psa],
     },
     Wiring {
         name: "ring-promotion",

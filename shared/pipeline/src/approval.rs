@@ -8,6 +8,8 @@ use patchflow_core::contract::{catalog_from_doc, CatalogDoc, PatchDoc};
 use patchflow_core::ids::CycleId;
 use patchflow_core::model::{Criticality, Patch};
 use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::queue::{Envelope, QueueSender};
+use patchflow_core::ports::rmm::{ApprovalPush, Rmm, RmmApproval};
 use patchflow_core::ports::state::{ApprovalStore, ExceptionStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{self, review_overdue, Decision};
@@ -17,8 +19,184 @@ use patchflow_core::trace::Node;
 
 use crate::env::Ports;
 use crate::error::HandlerError;
-use crate::messages::{EvaluatePatch, ReviewSweep};
-use crate::records;
+use crate::messages::{EvaluatePatch, Message, PushApproval, ReviewSweep};
+use crate::records::{self, CycleDoc, RmmConfirmation, ScopeShard};
+
+/// How the RMM's approval policy holds a decision: auto-approved and approved patches are
+/// approved, declined ones denied, and a patch held for review stays not approved.
+pub fn rmm_approval(decision: Decision) -> RmmApproval {
+    match decision {
+        Decision::AutoApproved | Decision::Approved => RmmApproval::Approved,
+        Decision::Declined => RmmApproval::Denied,
+        Decision::PendingReview => RmmApproval::NotApproved,
+    }
+}
+
+/// A decision's tag in its pushes' keys: the decision's name, and for an engineer's decision the
+/// instant of its sign-off, so that a patch declined, approved and declined again is written
+/// three times while a repeat of any one of them changes nothing.
+pub fn decision_tag(a: &approval::Approval) -> String {
+    match &a.sign_off {
+        None => a.decision.as_str().to_owned(),
+        Some(s) => format!("{}@{}", a.decision.as_str(), s.at.format("%Y%m%dT%H%M%S")),
+    }
+}
+
+/// The RMM's idempotency key of a push: `{cycle}/approval/{client}/{patch}/{decision}`, with
+/// `/{shard}` after it for a client's second and later shards.
+pub fn push_key(cycle: CycleId, msg: &PushApproval) -> String {
+    let base = format!(
+        "{cycle}/approval/{}/{}/{}",
+        msg.client, msg.patch, msg.decision
+    );
+    if msg.shard == 0 {
+        base
+    } else {
+        format!("{base}/{}", msg.shard)
+    }
+}
+
+/// The messages that write a decision into every client's approval policy: one per client and
+/// scope shard, so no one message's work grows with the fleet.
+pub fn approval_pushes(cycle_doc: &CycleDoc, a: &approval::Approval) -> Vec<Envelope> {
+    let tag = decision_tag(a);
+    cycle_doc
+        .scopes
+        .iter()
+        .flat_map(|scope| {
+            let tag = tag.clone();
+            (0..scope.shards).map(move |shard| {
+                let msg = PushApproval {
+                    patch: a.patch.clone(),
+                    client: scope.client.clone(),
+                    shard,
+                    decision: tag.clone(),
+                };
+                let key = format!("{}/push", push_key(cycle_doc.cycle, &msg));
+                msg.envelope(cycle_doc.cycle, key, None)
+            })
+        })
+        .collect()
+}
+
+/// Writes one patch's decision into one client's approval policy (one shard of its in-scope
+/// endpoints), keyed, then reads it back on the shard's first endpoint: confirmed, it is
+/// recorded with the approval; not yet visible, the message comes back; the RMM holding
+/// another decision after the write is an error naming both. A message for a decision since
+/// replaced changes nothing (the later decision has its own messages).
+pub async fn push_approval<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: PushApproval,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let current = env
+        .state
+        .get_approval(cycle, &msg.patch)
+        .await?
+        .ok_or_else(|| HandlerError::Poison(format!("{} has no approval in {cycle}", msg.patch)))?;
+    if decision_tag(&current) != msg.decision {
+        return Ok(format!(
+            "{} for {}: {} was replaced by {}",
+            msg.patch,
+            msg.client,
+            msg.decision,
+            decision_tag(&current)
+        ));
+    }
+    let want = rmm_approval(current.decision);
+    let (scope, _): (ScopeShard, u64) = records::must_load(
+        &env.state,
+        cycle,
+        &records::scope_kind(&msg.client),
+        &msg.shard.to_string(),
+    )
+    .await?;
+    // The targets: the shard's in-scope endpoints (until per-endpoint applicability narrows
+    // them to those the patch applies to).
+    let targets = scope.endpoints;
+    let Some(read_back) = targets.first().cloned() else {
+        return Ok(format!(
+            "{} for {}: no endpoint to write to",
+            msg.patch, msg.client
+        ));
+    };
+    let key = push_key(cycle, &msg);
+    let push = ApprovalPush {
+        client: msg.client.clone(),
+        patch: msg.patch.clone(),
+        approval: want,
+        endpoints: targets,
+    };
+    env.rmm.push_approval(&key, &push).await?;
+    match env.rmm.approval_state(&read_back, &msg.patch).await? {
+        Some(held) if held == want => {}
+        None => {
+            return Err(HandlerError::Retry(format!(
+                "{} for {} written as {want}; not yet visible on {read_back}",
+                msg.patch, msg.client
+            )))
+        }
+        Some(held) => {
+            // A later decision may have been written meanwhile: then this one is moot.
+            let now_current = env.state.get_approval(cycle, &msg.patch).await?;
+            if now_current.as_ref().map(decision_tag).as_deref() != Some(msg.decision.as_str()) {
+                return Ok(format!(
+                    "{} for {}: {} was replaced meanwhile",
+                    msg.patch, msg.client, msg.decision
+                ));
+            }
+            return Err(HandlerError::Poison(format!(
+                "the RMM holds {} for client {} as {held} on {read_back} after patchflow wrote                  {want} ({})",
+                msg.patch,
+                msg.client,
+                current.decision.as_str()
+            )));
+        }
+    }
+    let confirmation = RmmConfirmation {
+        patch: msg.patch.clone(),
+        client: msg.client.clone(),
+        shard: msg.shard,
+        decision: current.decision.as_str().to_owned(),
+        approval: want,
+        key: key.clone(),
+        endpoints: push.endpoints.len(),
+        read_back,
+        confirmed_at: now,
+    };
+    match records::save(
+        &env.state,
+        cycle,
+        &records::rmm_approval_kind(&msg.client),
+        &format!("{}.{}.{}", msg.patch, msg.shard, msg.decision),
+        &confirmation,
+        None,
+    )
+    .await
+    {
+        Ok(_) | Err(PortError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(format!(
+        "{} for {}: {want} on {} endpoint(s), confirmed",
+        msg.patch,
+        msg.client,
+        push.endpoints.len()
+    ))
+}
+
+/// Sends a decision's pushes to the approval queue.
+pub async fn send_approval_pushes(
+    queues: &impl QueueSender,
+    cycle_doc: &CycleDoc,
+    a: &approval::Approval,
+) -> Result<usize, PortError> {
+    let messages = approval_pushes(cycle_doc, a);
+    queues.send_batch(PushApproval::STAGE, &messages).await?;
+    Ok(messages.len())
+}
 
 /// A patch record of the catalog as the domain model has it.
 pub fn patch_model(doc: &PatchDoc) -> Result<Patch, HandlerError> {
@@ -61,6 +239,14 @@ pub async fn evaluate_patch<X: Ports>(
         Ok(()) | Err(PortError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    // The decision as stored (an engineer's, if one came first) goes to every client's approval
+    // policy in the RMM.
+    let stored = env
+        .state
+        .get_approval(cycle, &patch.id)
+        .await?
+        .unwrap_or_else(|| approval.clone());
+    let pushes = send_approval_pushes(&env.queues, &cycle_doc, &stored).await?;
     if approval.decision == Decision::Declined && approval.node == Node::DriverDecline {
         env.state
             .record_exception(&ExceptionEntry {
@@ -77,7 +263,11 @@ pub async fn evaluate_patch<X: Ports>(
             })
             .await?;
     }
-    Ok(format!("{} {}", patch.id, approval.decision.as_str()))
+    Ok(format!(
+        "{} {}, {pushes} RMM approval push(es)",
+        patch.id,
+        stored.decision.as_str()
+    ))
 }
 
 /// Opens a PSA ticket (once per patch) for each review that is past due.

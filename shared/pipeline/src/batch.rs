@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier, ReviewSweep,
-    TierTick,
+    ArchiveTier, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier, PushApproval,
+    ReviewSweep, TierTick,
 };
 use crate::{approval, evidence, failure, rollout, schedule};
 
@@ -37,6 +37,9 @@ async fn dispatch<X: Ports>(
     match (stage, env.kind.as_str()) {
         (Stage::Approval, EvaluatePatch::KIND) => {
             approval::evaluate_patch(x, cycle, EvaluatePatch::from_envelope(env)?, now).await
+        }
+        (Stage::Approval, PushApproval::KIND) => {
+            approval::push_approval(x, cycle, PushApproval::from_envelope(env)?, now).await
         }
         (Stage::Approval, ReviewSweep::KIND) => {
             approval::review_sweep(x, cycle, ReviewSweep::from_envelope(env)?, now).await

@@ -79,8 +79,15 @@ pub async fn endpoint_failed<X: Ports>(
         .get_failure(cycle, &msg.id)
         .await?
         .ok_or_else(|| HandlerError::Retry(format!("failure {} not readable yet", msg.id)))?;
+    // The KBs that failed, when the RMM named them.
+    let kbs = if msg.patches.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<&str> = msg.patches.iter().map(|p| p.as_str()).collect();
+        format!(" ({})", ids.join(", "))
+    };
     let summary = format!(
-        "{} {} failed on {} ({}), {}",
+        "{} {} failed{kbs} on {} ({}), {}",
         failure.priority.as_str().to_uppercase(),
         msg.stage.as_str(),
         e.hostname,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use patchflow_core::contract::PatchDoc;
-use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::queue::{Envelope, Stage, SCHEMA_VERSION};
 use patchflow_core::ports::state::TierId;
 use patchflow_core::rules::failure::FailureStage;
@@ -50,6 +50,26 @@ pub struct EvaluatePatch {
 
 impl Message for EvaluatePatch {
     const KIND: &'static str = "evaluate_patch";
+    const STAGE: Stage = Stage::Approval;
+}
+
+/// Write one patch's decision into the RMM's approval policy for one shard of a client's
+/// in-scope endpoints, and confirm it by reading it back (approval-eval).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushApproval {
+    /// The patch.
+    pub patch: PatchId,
+    /// The client.
+    pub client: ClientId,
+    /// The scope shard (see `records::ScopeShard`).
+    pub shard: u32,
+    /// The decision it writes, as `approval::decision_tag` names it (a later decision has
+    /// another tag, so this message then changes nothing).
+    pub decision: String,
+}
+
+impl Message for PushApproval {
+    const KIND: &'static str = "push_approval";
     const STAGE: Stage = Stage::Approval;
 }
 
@@ -124,6 +144,9 @@ pub struct EndpointFailed {
     pub at: DateTime<Utc>,
     /// What the RMM said.
     pub detail: String,
+    /// The patches that failed, when the RMM named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<PatchId>,
 }
 
 impl Message for EndpointFailed {

@@ -13,7 +13,7 @@ use patchflow_core::rules::approval::{
 use patchflow_core::rules::failure::RootCause;
 use patchflow_core::tier::{TierEvent, TierState};
 
-use crate::approval::patch_model;
+use crate::approval::{patch_model, send_approval_pushes};
 use crate::error::HandlerError;
 use crate::messages::{DeployEndpoint, Message};
 use crate::records::{self, run_kind, Run, RunStatus};
@@ -44,9 +44,11 @@ impl From<HandlerError> for ActionError {
 }
 
 /// Approves or declines a patch held for review (or reverses a default decline); returns the
-/// decision stored.
+/// decision stored. The decision is queued for approval-eval to write into every client's
+/// approval policy in the RMM (one message per client and scope shard).
 pub async fn decide_patch(
     state: &impl StateStore,
+    queues: &impl QueueSender,
     cycle: CycleId,
     patch: &PatchId,
     decision: EngineerDecision,
@@ -80,6 +82,7 @@ pub async fn decide_patch(
     if let Some(entry) = &decided.exception {
         state.record_exception(entry).await?;
     }
+    send_approval_pushes(queues, &cycle_doc, &decided.approval).await?;
     Ok(decided.approval.decision)
 }
 

@@ -6,8 +6,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use patchflow_core::contract::{
     inventory_from_doc, CatalogDoc, ClientDoc, EndpointDoc, InventoryDoc,
 };
-use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::model::{Endpoint, EndpointKind};
+use patchflow_core::ports::rmm::RmmApproval;
 use patchflow_core::ports::state::{DocStore, TierId};
 use patchflow_core::rules::approval::SignOff;
 use patchflow_core::rules::commands::RmmCommand;
@@ -24,6 +25,21 @@ use crate::error::{corrupt, HandlerError};
 pub const CYCLE_KIND: &str = "cycle";
 /// The cycle record's id.
 pub const CYCLE_ID: &str = "cycle";
+/// How many of a client's in-scope endpoints one scope shard holds (and one approval push
+/// targets): a push's work is bounded by this, whatever the client's or the fleet's size.
+pub const SCOPE_SHARD: usize = 250;
+
+/// The document kind of a client's in-scope endpoints (id: the shard's number).
+pub fn scope_kind(client: &ClientId) -> String {
+    format!("scope.{client}")
+}
+
+/// The document kind of the approvals confirmed in the RMM for a client (id:
+/// `{patch}.{shard}.{decision}`).
+pub fn rmm_approval_kind(client: &ClientId) -> String {
+    format!("rmm_approval.{client}")
+}
+
 /// The document kind of tier plans (id: the tier).
 pub const TIER_KIND: &str = "tier";
 /// The document kind of a client's out-of-scope endpoints (id: the client).
@@ -53,6 +69,54 @@ pub struct CycleDoc {
     pub clients: Vec<ClientDoc>,
     /// Its tiers.
     pub tiers: Vec<TierId>,
+    /// Per client with in-scope endpoints, how many scope shards hold them (the approval
+    /// pushes' targets).
+    #[serde(default)]
+    pub scopes: Vec<ScopeRef>,
+}
+
+/// A client's in-scope endpoints, as scope shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeRef {
+    /// The client.
+    pub client: ClientId,
+    /// How many shards (`scope.{client}` documents `0` to `shards - 1`).
+    pub shards: u32,
+}
+
+/// One shard of a client's in-scope endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeShard {
+    /// The client.
+    pub client: ClientId,
+    /// The shard's number.
+    pub shard: u32,
+    /// Its endpoints, at most [`SCOPE_SHARD`].
+    pub endpoints: Vec<EndpointId>,
+}
+
+/// A decision written into the RMM's approval policy and read back as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmmConfirmation {
+    /// The patch.
+    pub patch: PatchId,
+    /// The client.
+    pub client: ClientId,
+    /// The scope shard the write targeted.
+    pub shard: u32,
+    /// patchflow's decision (`auto_approved`, `approved`, `declined`, `pending_review`).
+    pub decision: String,
+    /// The decision as the RMM holds it.
+    pub approval: RmmApproval,
+    /// The write's idempotency key.
+    pub key: String,
+    /// How many endpoints the write targeted.
+    pub endpoints: usize,
+    /// The endpoint read back.
+    pub read_back: EndpointId,
+    /// When the read-back confirmed it.
+    #[serde(with = "utc")]
+    pub confirmed_at: DateTime<Utc>,
 }
 
 impl CycleDoc {
@@ -142,10 +206,17 @@ pub struct Run {
     /// When this attempt's commands went out.
     #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
     pub commands_at: Option<DateTime<Utc>>,
-    /// This attempt's commands: install and reboot at once, reminders and the forced reboot when
-    /// due.
+    /// This attempt's commands: install and reboot when the install window opens (the install
+    /// then carrying the endpoint's approved patches), reminders and the forced reboot when due.
     #[serde(default)]
     pub commands: Vec<RmmCommand>,
+    /// When this attempt's install (and reboot) went to the RMM, at its window's opening.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub install_sent_at: Option<DateTime<Utc>>,
+    /// Installs not sent, and why (the agent in maintenance mode, a daytime workstation not
+    /// awake), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
     /// When the install was reported.
     #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
     pub installed_at: Option<DateTime<Utc>>,
@@ -170,6 +241,18 @@ pub struct Run {
     /// An engineer's approval (critical servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engineer_approval: Option<SignOff>,
+}
+
+/// An install not sent when its window opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The attempt.
+    pub attempt: u32,
+    /// When.
+    #[serde(with = "utc")]
+    pub at: DateTime<Utc>,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// A reminder shown.
@@ -318,6 +401,23 @@ pub async fn list<T: DeserializeOwned>(
                 .map_err(|e| corrupt(kind, e))
         })
         .collect()
+}
+
+/// The approvals confirmed in the RMM for a client in a cycle, by patch then time.
+pub async fn rmm_confirmations(
+    store: &impl DocStore,
+    cycle: CycleId,
+    client: &ClientId,
+) -> Result<Vec<RmmConfirmation>, HandlerError> {
+    let mut out: Vec<RmmConfirmation> = list(store, cycle, &rmm_approval_kind(client))
+        .await?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.patch, a.confirmed_at, a.shard).cmp(&(&b.patch, b.confirmed_at, b.shard))
+    });
+    Ok(out)
 }
 
 /// The cycle record, if the cycle is open.

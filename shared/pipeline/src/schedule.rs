@@ -1,20 +1,23 @@
 //! reboot-scheduler: an endpoint's install and reboot commands to the RMM, in its own windows and
-//! time zone; then, hour by hour, the RMM's reports (install, reboot, post-reboot checks), the
-//! daily reboot reminders until the reboot is confirmed, the forced reboot after the grace period,
-//! the daytime posture check, and the tier moving on as its endpoints report.
+//! time zone: planned when its tier deploys, sent when the install window opens (the RMM's patch
+//! deployment runs at once) with the endpoint's approved patches, after reading the agent's
+//! state (an agent in maintenance mode is sent nothing; a daytime workstation offline or asleep
+//! fails the posture check); then, hour by hour, the RMM's reports (install per KB, reboot,
+//! post-reboot checks), the daily reboot reminders until the reboot is confirmed, the forced
+//! reboot after the grace period, and the tier moving on as its endpoints report.
 
 use chrono::{DateTime, Duration, Utc};
-use patchflow_core::ids::CycleId;
+use patchflow_core::ids::{CycleId, PatchId};
 use patchflow_core::model::Endpoint;
 use patchflow_core::plan::{EndpointPlan, Install};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::queue::QueueSender;
 use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
-use patchflow_core::ports::state::{FailureStore, TierStore};
+use patchflow_core::ports::state::{ApprovalStore, FailureStore, TierStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::{
     assign_cadence, check_posture, install_mode, manual_approval_required, next_reminder,
-    plan_reboot, Memo, Posture, WindowKind,
+    plan_reboot, Memo, Posture, PowerState, WindowKind,
 };
 use patchflow_core::rules::commands::{rmm_commands, RmmCommand};
 use patchflow_core::rules::failure::{may_retry, FailureStage};
@@ -28,7 +31,7 @@ use patchflow_core::trace::Trace;
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{DeployEndpoint, EndpointFailed, Message, TierTick};
-use crate::records::{self, run_kind, CycleDoc, Reminder, Run, RunStatus};
+use crate::records::{self, run_kind, CycleDoc, Reminder, Run, RunStatus, Skipped};
 
 /// How long after a window the pipeline waits for the RMM's report before calling it a failure.
 pub const REPORT_GRACE: Duration = Duration::hours(4);
@@ -80,11 +83,45 @@ pub fn endpoint_commands(
     rmm_commands(&plan, &[], policy, &mut trace)
 }
 
-fn sent_now(c: &RmmCommand) -> bool {
+/// The commands sent when the install window opens: the install and the reboot that follows
+/// it (reminders and the forced reboot go out later, when due).
+fn sent_at_window(c: &RmmCommand) -> bool {
     !matches!(
         c,
         RmmCommand::ReminderPopup { .. } | RmmCommand::ForcedReboot { .. }
     )
+}
+
+/// The install window of a run's commands.
+fn install_window(run: &Run) -> Option<Window> {
+    run.commands.iter().find_map(|c| match c {
+        RmmCommand::ScheduleInstall { window, .. }
+        | RmmCommand::TechnicianInstall { window, .. } => Some(*window),
+        _ => None,
+    })
+}
+
+/// The patches an endpoint's install carries: the cycle's approved patches (until per-endpoint
+/// applicability narrows them to those that apply to it).
+fn endpoint_patches(_run: &Run, approved: &[PatchId]) -> Vec<PatchId> {
+    approved.to_vec()
+}
+
+/// The cycle's patches approved for deployment (auto-approved, or approved by an engineer),
+/// sorted.
+async fn approved_patches<X: Ports>(x: &X, cycle: CycleId) -> Result<Vec<PatchId>, HandlerError> {
+    let mut out: Vec<PatchId> = x
+        .env()
+        .state
+        .list_approvals(cycle)
+        .await?
+        .into_iter()
+        .filter(|a| a.decision.deploys())
+        .map(|a| a.patch)
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 fn key(cycle: CycleId, run: &Run, what: &str) -> String {
@@ -144,6 +181,7 @@ pub async fn deploy_endpoint<X: Ports>(
         install = failure.next_retry;
         not_before = now.max(failure.next_retry.start);
         run.attempt = msg.attempt;
+        run.install_sent_at = None;
         run.installed_at = None;
         run.reboot_confirmed_at = None;
         run.reminders.clear();
@@ -170,10 +208,8 @@ pub async fn deploy_endpoint<X: Ports>(
             run.endpoint
         ));
     }
+    // Planned now, sent when the install window opens (the tier's tick).
     let commands = endpoint_commands(&e, install, not_before, approved, &env.policy);
-    for c in commands.iter().filter(|c| sent_now(c)) {
-        env.rmm.send(&key(cycle, &run, c.name()), c).await?;
-    }
     run.status = RunStatus::Scheduled;
     run.commands_at = Some(now);
     run.commands = commands;
@@ -187,15 +223,115 @@ pub async fn deploy_endpoint<X: Ports>(
     )
     .await?;
     Ok(format!(
-        "{} attempt {}: {} command(s) sent",
+        "{} attempt {}: {} command(s) planned, sent when the window opens",
         run.endpoint,
         run.attempt,
-        run.commands.iter().filter(|c| sent_now(c)).count()
+        run.commands.iter().filter(|c| sent_at_window(c)).count()
     ))
+}
+
+/// At the install window's opening: the agent's state read, then the install and its reboot
+/// sent with the endpoint's approved patches, or not sent and failed with the reason (the agent
+/// in maintenance mode; a daytime workstation offline or asleep: the posture check). Before the
+/// window nothing happens; a window that closed before the install could be sent fails it.
+async fn send_install<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    run: &mut Run,
+    e: &Endpoint,
+    now: DateTime<Utc>,
+    approved: &[PatchId],
+) -> Result<Option<EndpointFailed>, HandlerError> {
+    let env = x.env();
+    let Some(window) = install_window(run) else {
+        return Ok(None);
+    };
+    if now < window.start {
+        return Ok(None);
+    }
+    if now >= window.end {
+        return Ok(Some(fail(
+            run,
+            FailureStage::Install,
+            window.end,
+            format!(
+                "not installed: the install window ({} to {}) closed before the install could                  be sent",
+                patchflow_core::schedule::utc::format(&window.start),
+                patchflow_core::schedule::utc::format(&window.end)
+            ),
+        )));
+    }
+    let agent = env.rmm.agent_state(&run.endpoint).await?;
+    if agent.maintenance {
+        let reason = "not sent: the agent is in maintenance mode in the RMM".to_owned();
+        run.skipped.push(Skipped {
+            attempt: run.attempt,
+            at: now,
+            reason: reason.clone(),
+        });
+        return Ok(Some(fail(run, FailureStage::Install, now, reason)));
+    }
+    if WindowKind::of(e) == WindowKind::Daytime {
+        let mut trace = Trace::new();
+        // Offline is not awake, whatever the last known power state.
+        let power = if agent.online {
+            agent.power
+        } else if agent.power == PowerState::Awake {
+            PowerState::Unknown
+        } else {
+            agent.power
+        };
+        let ready = agent.online && check_posture(power, &mut trace) != Posture::NotReady;
+        if !ready {
+            let seen = agent
+                .last_contact
+                .map(|t| {
+                    format!(
+                        ", last contact {}",
+                        patchflow_core::schedule::utc::format(&t)
+                    )
+                })
+                .unwrap_or_default();
+            let reason = format!(
+                "not awake in its daytime window ({}, {power:?}{seen}): not patched",
+                if agent.online { "online" } else { "offline" }
+            );
+            run.skipped.push(Skipped {
+                attempt: run.attempt,
+                at: now,
+                reason: reason.clone(),
+            });
+            return Ok(Some(fail(run, FailureStage::Posture, now, reason)));
+        }
+    }
+    let patches = endpoint_patches(run, approved);
+    for c in run.commands.iter_mut() {
+        if let RmmCommand::ScheduleInstall { patches: p, .. }
+        | RmmCommand::TechnicianInstall { patches: p, .. } = c
+        {
+            *p = patches.clone();
+        }
+    }
+    for c in run.commands.iter().filter(|c| sent_at_window(c)) {
+        env.rmm.send(&key(cycle, run, c.name()), c).await?;
+    }
+    run.install_sent_at = Some(now);
+    Ok(None)
 }
 
 /// A failure to escalate.
 fn fail(run: &mut Run, stage: FailureStage, at: DateTime<Utc>, detail: String) -> EndpointFailed {
+    fail_naming(run, stage, at, detail, Vec::new())
+}
+
+/// A failure to escalate, naming the patches that failed.
+fn fail_naming(
+    run: &mut Run,
+    stage: FailureStage,
+    at: DateTime<Utc>,
+    detail: String,
+    patches: Vec<PatchId>,
+) -> EndpointFailed {
     let id = run.failure_id(stage);
     if run.failures.last() != Some(&id) {
         run.failures.push(id.clone());
@@ -209,6 +345,7 @@ fn fail(run: &mut Run, stage: FailureStage, at: DateTime<Utc>, detail: String) -
         stage,
         at,
         detail,
+        patches,
     }
 }
 
@@ -220,12 +357,21 @@ fn apply(run: &mut Run, e: &Endpoint, r: &RmmReport) -> Option<EndpointFailed> {
             run.installed_at = Some(r.at);
             None
         }
-        (RunStatus::Scheduled, RmmEvent::InstallFailed { detail, .. }) => Some(fail(
-            run,
-            FailureStage::Install,
-            r.at,
-            format!("install failed: {detail}"),
-        )),
+        (RunStatus::Scheduled, RmmEvent::InstallFailed { detail, patches }) => {
+            let detail = if patches.iter().all(|p| detail.contains(p.as_str())) {
+                format!("install failed: {detail}")
+            } else {
+                let kbs: Vec<&str> = patches.iter().map(|p| p.as_str()).collect();
+                format!("install failed for {}: {detail}", kbs.join(", "))
+            };
+            Some(fail_naming(
+                run,
+                FailureStage::Install,
+                r.at,
+                detail,
+                patches.clone(),
+            ))
+        }
         (RunStatus::Scheduled, RmmEvent::NotAwake { power }) => {
             if WindowKind::of(e) != WindowKind::Daytime {
                 // Only daytime workstations have a posture requirement; anything else that is
@@ -304,6 +450,7 @@ async fn advance<X: Ports>(
     cycle: &CycleDoc,
     run: &mut Run,
     now: DateTime<Utc>,
+    approved: &[PatchId],
     failed: &mut Vec<EndpointFailed>,
 ) -> Result<(), HandlerError> {
     let env = x.env();
@@ -317,6 +464,16 @@ async fn advance<X: Ports>(
         return Ok(());
     }
     let e = run.endpoint_model(cycle)?;
+    if run.status == RunStatus::Scheduled && run.install_sent_at.is_none() {
+        if let Some(f) = send_install(x, cycle.cycle, run, &e, now, approved).await? {
+            failed.push(f);
+            return Ok(());
+        }
+        if run.install_sent_at.is_none() {
+            // Its window has not opened yet.
+            return Ok(());
+        }
+    }
     let expect: Vec<_> = run
         .commands
         .iter()
@@ -436,12 +593,21 @@ pub async fn tier_tick<X: Ports>(
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let kind = run_kind(&msg.tier);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
+    // The approved patches, read once per tick, only when an install is to go out.
+    let approved = if runs
+        .iter()
+        .any(|(r, _)| r.status == RunStatus::Scheduled && r.install_sent_at.is_none())
+    {
+        approved_patches(x, cycle).await?
+    } else {
+        Vec::new()
+    };
     let mut failed = Vec::new();
     let mut changed = Vec::new();
     let mut statuses = Vec::with_capacity(runs.len());
     for (mut run, version) in runs {
         let before = run.clone();
-        advance(x, &cycle_doc, &mut run, now, &mut failed).await?;
+        advance(x, &cycle_doc, &mut run, now, &approved, &mut failed).await?;
         statuses.push(run.status);
         if run != before {
             changed.push((run, version));

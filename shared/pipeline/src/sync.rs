@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use patchflow_core::contract::{catalog_from_doc, inventory_from_doc, EndpointDoc};
-use patchflow_core::ids::{ClientId, CycleId};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId};
 use patchflow_core::model::EndpointKind;
 use patchflow_core::plan::{plan, Release};
 use patchflow_core::ports::queue::QueueSender;
@@ -28,8 +28,8 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{EvaluatePatch, Message};
 use crate::records::{
-    self, run_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, TierPlan, CYCLE_ID, CYCLE_KIND,
-    EXCLUDED_KIND, TIER_KIND,
+    self, run_kind, scope_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, ScopeRef, ScopeShard,
+    TierPlan, CYCLE_ID, CYCLE_KIND, EXCLUDED_KIND, SCOPE_SHARD, TIER_KIND,
 };
 
 /// What a sync did.
@@ -166,6 +166,8 @@ pub async fn inventory_sync<X: Ports>(
             attempt: 0,
             commands_at: None,
             commands: Vec::new(),
+            install_sent_at: None,
+            skipped: Vec::new(),
             installed_at: None,
             reboot_confirmed_at: None,
             reminders: Vec::new(),
@@ -176,6 +178,41 @@ pub async fn inventory_sync<X: Ports>(
             engineer_approval: None,
         };
         runs.push(run);
+    }
+    // Each client's in-scope endpoints, in shards: the targets of its approval pushes.
+    let mut in_scope: BTreeMap<ClientId, Vec<EndpointId>> = BTreeMap::new();
+    for run in &runs {
+        in_scope
+            .entry(run.client.clone())
+            .or_default()
+            .push(run.endpoint.clone());
+    }
+    let mut scopes = Vec::with_capacity(in_scope.len());
+    for (client, endpoints) in &in_scope {
+        let mut shards = 0u32;
+        for chunk in endpoints.chunks(SCOPE_SHARD) {
+            let shard = ScopeShard {
+                client: client.clone(),
+                shard: shards,
+                endpoints: chunk.to_vec(),
+            };
+            conflict_ok(
+                records::save(
+                    &env.state,
+                    cycle,
+                    &scope_kind(client),
+                    &shards.to_string(),
+                    &shard,
+                    None,
+                )
+                .await,
+            )?;
+            shards += 1;
+        }
+        scopes.push(ScopeRef {
+            client: client.clone(),
+            shards,
+        });
     }
     // One document per in-scope endpoint, written a few at a time: a large fleet opens its
     // cycle within the function's timeout.
@@ -273,6 +310,7 @@ pub async fn inventory_sync<X: Ports>(
         catalog: catalog_doc,
         clients: doc.clients.clone(),
         tiers: tiers.values().map(|t| t.tier.clone()).collect(),
+        scopes,
     };
     conflict_ok(records::save(&env.state, cycle, CYCLE_KIND, CYCLE_ID, &cycle_doc, None).await)?;
     report.opened = Some(cycle);

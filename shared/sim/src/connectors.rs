@@ -1,6 +1,8 @@
 //! Simulated RMM, PSA and pager: the systems patchflow drives, played with seeded outcomes so a
-//! whole cycle can run on one machine. Some installs fail, some users never reboot until forced,
-//! some post-reboot checks fail, some endpoints sleep through their window; retries mostly work.
+//! whole cycle can run on one machine. Some installs fail (one KB of them), some users never
+//! reboot until forced, some post-reboot checks fail, some endpoints sleep through their window;
+//! retries mostly work. The RMM keeps each client's patch approval policy as patchflow writes it
+//! and, like Automate's patch deployment, installs only the patches approved there.
 //! Every outcome is a pure function of the seed, the endpoint and the attempt, so a run is
 //! repeatable; and every command, ticket and page is kept by its key, so a duplicate is counted,
 //! never run twice.
@@ -84,9 +86,30 @@ struct RmmState {
     /// The approval writes taken, by key.
     approval_keys: BTreeSet<String>,
     approval_duplicates: usize,
+    /// Per install command's key, what it installs and what the policy refused, decided when
+    /// the RMM took it.
+    installs: BTreeMap<String, InstallOutcome>,
+    /// Agents in maintenance mode.
+    maintenance: BTreeSet<EndpointId>,
+    /// Endpoints asleep through their first window, until when.
+    asleep_until: BTreeMap<EndpointId, DateTime<Utc>>,
+    /// Endpoints made to sleep through their first window, whatever the seed says.
+    sleepers: BTreeSet<EndpointId>,
     /// Each tier's closure per client, by key.
     closures: BTreeMap<String, TierClosure>,
     closure_duplicates: usize,
+}
+
+/// What one install command does, by the client's approval policy when the RMM took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstallOutcome {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Patches approved in the client's policy: installed (unless the install fails).
+    pub installs: Vec<PatchId>,
+    /// Patches the command named that the policy denies or holds (or does not know): never
+    /// installed.
+    pub refused: Vec<(PatchId, Option<RmmApproval>)>,
 }
 
 /// The simulated RMM.
@@ -117,6 +140,87 @@ impl<C: Clock> SimRmm<C> {
         lock(&self.state).duplicates
     }
 
+    /// Approval writes taken (by key).
+    pub fn approval_writes(&self) -> usize {
+        lock(&self.state).approval_keys.len()
+    }
+
+    /// Approval writes repeated under a key already taken (and not written again).
+    pub fn approval_duplicates(&self) -> usize {
+        lock(&self.state).approval_duplicates
+    }
+
+    /// The decision a client's policy holds for a patch.
+    pub fn policy(&self, client: &ClientId, patch: &PatchId) -> Option<RmmApproval> {
+        lock(&self.state)
+            .policy
+            .get(&(client.clone(), patch.clone()))
+            .copied()
+    }
+
+    /// Puts an agent in maintenance mode (or takes it out).
+    pub fn set_maintenance(&self, endpoint: &EndpointId, on: bool) {
+        let mut st = lock(&self.state);
+        if on {
+            st.maintenance.insert(endpoint.clone());
+        } else {
+            st.maintenance.remove(endpoint);
+        }
+    }
+
+    /// Makes an endpoint sleep (offline) through the first window it is asked about, whatever
+    /// the seed says.
+    pub fn make_sleeper(&self, endpoint: &EndpointId) {
+        lock(&self.state).sleepers.insert(endpoint.clone());
+    }
+
+    /// Every install command's outcome by the approval policy, in key order.
+    pub fn install_outcomes(&self) -> Vec<InstallOutcome> {
+        lock(&self.state).installs.values().cloned().collect()
+    }
+
+    /// Patches deployed to an endpoint: those its installs carried that the client's policy let
+    /// through (whether or not the install then succeeded).
+    pub fn deployed(&self, endpoint: &EndpointId) -> BTreeSet<PatchId> {
+        lock(&self.state)
+            .installs
+            .values()
+            .filter(|o| &o.endpoint == endpoint)
+            .flat_map(|o| o.installs.iter().cloned())
+            .collect()
+    }
+
+    /// Install commands that named a patch the client's policy denies or holds (the RMM
+    /// refused those patches).
+    pub fn declined_requested(&self) -> usize {
+        lock(&self.state)
+            .installs
+            .values()
+            .filter(|o| !o.refused.is_empty())
+            .count()
+    }
+
+    /// Patches deployed (sent for installation and let through by the policy) that the
+    /// client's policy now denies or holds: must stay 0 while no decision is reversed after its
+    /// installs went out.
+    pub fn declined_deployed(&self) -> usize {
+        let st = lock(&self.state);
+        st.installs
+            .values()
+            .map(|o| {
+                o.installs
+                    .iter()
+                    .filter(|p| {
+                        st.client_of
+                            .get(&o.endpoint)
+                            .and_then(|c| st.policy.get(&(c.clone(), (*p).clone())))
+                            .is_none_or(|a| *a != RmmApproval::Approved)
+                    })
+                    .count()
+            })
+            .sum()
+    }
+
     /// The tier closures recorded, by key.
     pub fn closures(&self) -> BTreeMap<String, TierClosure> {
         lock(&self.state).closures.clone()
@@ -127,8 +231,21 @@ impl<C: Clock> SimRmm<C> {
         lock(&self.state).closure_duplicates
     }
 
+    /// Whether the endpoint sleeps through its first window (seeded).
+    fn sleeper(&self, endpoint: &EndpointId) -> bool {
+        let o = &self.outcomes;
+        o.draw(&[endpoint.as_str(), "asleep"]) < o.failure_rate / 3.0
+    }
+
     /// Plays the endpoint's commands since `since` against the seed: the events they lead to.
-    fn events(&self, endpoint: &EndpointId, since: DateTime<Utc>) -> Vec<RmmReport> {
+    /// An install that succeeds without every `expect`ed patch (one the client's policy did not
+    /// let through) is reported failed, naming those patches.
+    fn events(
+        &self,
+        endpoint: &EndpointId,
+        since: DateTime<Utc>,
+        expect: &[PatchId],
+    ) -> Vec<RmmReport> {
         let st = lock(&self.state);
         let mine: Vec<&TakenCommand> = st
             .log
@@ -150,19 +267,23 @@ impl<C: Clock> SimRmm<C> {
             at,
             event,
         };
-        // The install.
-        let Some((install_at, _technician)) = now_cmds.iter().find_map(|t| match &t.command {
+        // The install: once it is sent and its window open.
+        let Some((install_at, taken)) = now_cmds.iter().find_map(|t| match &t.command {
             RmmCommand::ScheduleInstall { window, .. } => {
-                Some((window.start + Duration::minutes(15), false))
+                Some((window.start.max(t.at) + Duration::minutes(15), t))
             }
             RmmCommand::TechnicianInstall { window, .. } => {
-                Some((window.start + Duration::hours(1), true))
+                Some((window.start.max(t.at) + Duration::hours(1), t))
             }
             _ => None,
         }) else {
             return out;
         };
-        if attempt == 0 && o.draw(&[id, "asleep"]) < o.failure_rate / 3.0 {
+        if st
+            .asleep_until
+            .get(endpoint)
+            .is_some_and(|until| install_at < *until)
+        {
             out.push(report(
                 install_at,
                 RmmEvent::NotAwake {
@@ -171,13 +292,48 @@ impl<C: Clock> SimRmm<C> {
             ));
             return out;
         }
+        let asked = taken.command.patches();
         if o.draw(&[id, &attempt_s, "install"]) < o.rate(attempt) {
+            // One KB of the install fails (the RMM's per-KB result).
+            let failed: Vec<PatchId> = if asked.is_empty() {
+                Vec::new()
+            } else {
+                let i = (o.draw(&[id, &attempt_s, "kb"]) * asked.len() as f64) as usize;
+                asked.get(i % asked.len()).cloned().into_iter().collect()
+            };
+            let what = "Windows Update returned 0x80070643 (fatal error during installation)";
             out.push(report(
                 install_at,
                 RmmEvent::InstallFailed {
-                    detail: "Windows Update returned 0x80070643 (fatal error during installation)"
-                        .into(),
-                    patches: Vec::new(),
+                    detail: match failed.first() {
+                        Some(kb) => format!("{kb}: {what}"),
+                        None => what.to_owned(),
+                    },
+                    patches: failed,
+                },
+            ));
+            return out;
+        }
+        let installed: &[PatchId] = st
+            .installs
+            .get(&taken.key)
+            .map(|i| i.installs.as_slice())
+            .unwrap_or(&[]);
+        let missing: Vec<PatchId> = expect
+            .iter()
+            .filter(|p| !installed.contains(p))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let kbs: Vec<&str> = missing.iter().map(|p| p.as_str()).collect();
+            out.push(report(
+                install_at,
+                RmmEvent::InstallFailed {
+                    detail: format!(
+                        "{}: not installed, not approved in the client's patch approval policy",
+                        kbs.join(", ")
+                    ),
+                    patches: missing,
                 },
             ));
             return out;
@@ -262,6 +418,27 @@ impl<C: Clock> Rmm for SimRmm<C> {
             st.duplicates += 1;
             return Ok(());
         }
+        if command.is_install() {
+            let endpoint = command.endpoint().clone();
+            let client = st.client_of.get(&endpoint).cloned();
+            let mut outcome = InstallOutcome {
+                endpoint,
+                installs: Vec::new(),
+                refused: Vec::new(),
+            };
+            for p in command.patches() {
+                let held = client
+                    .as_ref()
+                    .and_then(|c| st.policy.get(&(c.clone(), p.clone())))
+                    .copied();
+                if held == Some(RmmApproval::Approved) {
+                    outcome.installs.push(p.clone());
+                } else {
+                    outcome.refused.push((p.clone(), held));
+                }
+            }
+            st.installs.insert(key.to_owned(), outcome);
+        }
         let n = st.log.len();
         st.by_key.insert(key.to_owned(), n);
         st.log.push(TakenCommand {
@@ -276,10 +453,10 @@ impl<C: Clock> Rmm for SimRmm<C> {
         &self,
         endpoint: &EndpointId,
         since: DateTime<Utc>,
-        _expect: &[PatchId],
+        expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         let now = self.clock.now();
-        let mut events = self.events(endpoint, since);
+        let mut events = self.events(endpoint, since, expect);
         events.retain(|r| r.at <= now && r.at >= since);
         Ok(events)
     }
@@ -311,12 +488,35 @@ impl<C: Clock> Rmm for SimRmm<C> {
             .copied())
     }
 
-    async fn agent_state(&self, _endpoint: &EndpointId) -> Result<AgentState, PortError> {
+    async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        let sleeper = self.sleeper(endpoint) || st.sleepers.contains(endpoint);
+        let maintenance = st.maintenance.contains(endpoint);
+        // A sleeper sleeps through the window it is first asked about (12 hours from then).
+        let until = *st
+            .asleep_until
+            .entry(endpoint.clone())
+            .or_insert(if sleeper {
+                now + Duration::hours(12)
+            } else {
+                now
+            });
+        drop(st);
+        let asleep = now < until;
         Ok(AgentState {
-            online: true,
-            maintenance: false,
-            last_contact: Some(self.clock.now()),
-            power: PowerState::Awake,
+            online: !asleep,
+            maintenance,
+            last_contact: Some(if asleep {
+                now - Duration::hours(3)
+            } else {
+                now
+            }),
+            power: if asleep {
+                PowerState::Sleeping
+            } else {
+                PowerState::Awake
+            },
         })
     }
 

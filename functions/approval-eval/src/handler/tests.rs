@@ -73,7 +73,11 @@ async fn evaluations_are_stored_and_a_duplicate_is_done_twice_changing_nothing_t
         .claim(key, p.now(), Duration::minutes(5), Duration::days(1))
         .await
         .unwrap();
-    assert_eq!(claim, Claim::Done("KB5071007 declined".into()));
+    // Its outcome names the decision and the RMM approval pushes it queued (one per client).
+    assert_eq!(
+        claim,
+        Claim::Done("KB5071007 declined, 4 RMM approval push(es)".into())
+    );
 
     // The whole batch again (a redelivery): done, and nothing written twice.
     let mut again = event("sqs-approval-eval.json");
@@ -82,9 +86,19 @@ async fn evaluations_are_stored_and_a_duplicate_is_done_twice_changing_nothing_t
     assert_eq!(p.env.state.list_approvals(cycle).await.unwrap().len(), 2);
     let exceptions = p.env.state.list_exceptions().await.unwrap();
     assert_eq!(declined(&exceptions), 1);
+    // The delivered records are deleted; what is left on the queue is the approvals' pushes to
+    // the RMM, each once per patch and client (the duplicate evaluations sent the same keys).
+    let left = p.take(Stage::Approval).await.unwrap();
     assert!(
-        p.take(Stage::Approval).await.unwrap().is_empty(),
-        "delivered records are deleted"
+        left.iter().all(|m| m.kind == "push_approval"),
+        "delivered records are deleted: {left:?}"
+    );
+    let keys: std::collections::BTreeSet<&str> =
+        left.iter().map(|m| m.idempotency_key.as_str()).collect();
+    assert_eq!(keys.len(), 2 * 4, "two patches, four clients: {keys:?}");
+    assert!(
+        keys.contains("2026-12/approval/andes/KB5071007/declined/push"),
+        "{keys:?}"
     );
 }
 

@@ -41,6 +41,35 @@ async fn runs(p: &Embedded) -> Vec<Value> {
         .collect()
 }
 
+/// The install windows' openings of the pilot's runs, earliest first.
+async fn openings(p: &Embedded) -> Vec<chrono::DateTime<Utc>> {
+    let mut out: Vec<chrono::DateTime<Utc>> = runs(p)
+        .await
+        .iter()
+        .filter_map(|r| r["commands"][0]["window"]["start"].as_str())
+        .map(|t| t.parse().unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The fixture's tick delivered at `at` (its key made that hour's, as ring-promotion's are).
+async fn tick_at(p: &Embedded, at: chrono::DateTime<Utc>) {
+    p.clock.set(at);
+    let mut e: SqsEvent = fixture("sqs-reboot-scheduler-tick.json").unwrap();
+    for r in &mut e.records {
+        let mut env = Envelope::from_body(r.body.as_deref().unwrap()).unwrap();
+        env.idempotency_key = format!(
+            "2026-12/tick/workstations.pilot/{}",
+            at.format("%Y%m%dT%H%M%S")
+        );
+        r.body = Some(env.to_body());
+    }
+    p.deliver(Stage::Schedule, &mut e).await.unwrap();
+    let resp = invoke(p, e).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+}
+
 /// The cycle open, its approvals evaluated, and the fixture's deploy records handled the
 /// evening of Patch Tuesday.
 async fn deployed() -> Embedded {
@@ -65,8 +94,29 @@ async fn deployed() -> Embedded {
 }
 
 #[tokio::test]
-async fn deploy_records_send_each_endpoints_commands_once() {
+async fn deploy_records_plan_each_endpoints_commands_and_its_window_sends_them_once() {
     let p = deployed().await;
+    // Planned, not sent: the RMM's patch deployment runs at once, so the install goes out when
+    // its window opens.
+    assert!(taken(&p).is_empty());
+    for run in runs(&p).await {
+        assert_eq!(run["status"], "scheduled", "{run}");
+        assert_eq!(run["commands_at"], "2026-12-08T19:00:10Z", "{run}");
+    }
+    let mut again: SqsEvent = fixture("sqs-reboot-scheduler.json").unwrap();
+    p.deliver(Stage::Schedule, &mut again).await.unwrap();
+    assert!(invoke(&p, again).await.batch_item_failures.is_empty());
+    assert!(taken(&p).is_empty());
+    assert!(p.take(Stage::Schedule).await.unwrap().is_empty());
+
+    p.env
+        .state
+        .transition_tier(cycle(), &pilot(), 0, TierEvent::Deploy, p.now())
+        .await
+        .unwrap();
+    for at in openings(&p).await {
+        tick_at(&p, at + chrono::Duration::seconds(2)).await;
+    }
     let expected: BTreeSet<String> = [
         "2026-12/rmm/an-ws1/0/schedule_install",
         "2026-12/rmm/hb-ws1/0/schedule_install",
@@ -74,21 +124,39 @@ async fn deploy_records_send_each_endpoints_commands_once() {
     ]
     .map(str::to_owned)
     .into();
-    // hb-ws1's deploy came twice in the batch: its commands went once.
+    // hb-ws1's deploy came twice in the batch: its commands went once, each install with the
+    // cycle's approved patches (the declined driver left out).
     assert_eq!(taken(&p), expected);
     assert_eq!(p.env.rmm.duplicates(), 0);
-    for run in runs(&p).await {
-        assert_eq!(run["status"], "scheduled", "{run}");
-        assert_eq!(run["commands_at"], "2026-12-08T19:00:10Z", "{run}");
+    let approved: Vec<String> = {
+        use patchflow_core::ports::state::ApprovalStore;
+        let mut v: Vec<String> = p
+            .env
+            .state
+            .list_approvals(cycle())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.decision.deploys())
+            .map(|a| a.patch.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!approved.is_empty() && !approved.contains(&"KB5071007".to_owned()));
+    for c in p.env.rmm.commands() {
+        if c.command.is_install() {
+            let named: Vec<String> = c.command.patches().iter().map(|p| p.to_string()).collect();
+            assert_eq!(named, approved, "{}", c.key);
+        }
     }
 
-    // The batch redelivered: done, nothing sent again.
+    // The deploys redelivered: done, nothing sent again.
     let mut again: SqsEvent = fixture("sqs-reboot-scheduler.json").unwrap();
     p.deliver(Stage::Schedule, &mut again).await.unwrap();
     assert!(invoke(&p, again).await.batch_item_failures.is_empty());
     assert_eq!(taken(&p), expected);
     assert_eq!(p.env.rmm.duplicates(), 0);
-    assert!(p.take(Stage::Schedule).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -99,13 +167,15 @@ async fn the_tier_tick_reads_the_rmm_reports_and_moves_the_tier_on() {
         .transition_tier(cycle(), &pilot(), 0, TierEvent::Deploy, p.now())
         .await
         .unwrap();
-    // The next afternoon: hb-ws1's window (15:00-17:00 UTC) has passed, an-ws1's is open.
-    p.clock
-        .set(Utc.with_ymd_and_hms(2026, 12, 9, 16, 0, 2).unwrap());
-    let mut e: SqsEvent = fixture("sqs-reboot-scheduler-tick.json").unwrap();
-    p.deliver(Stage::Schedule, &mut e).await.unwrap();
-    let resp = invoke(&p, e).await;
-    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    // Each window's opening sends its install; then, the next afternoon, hb-ws1's window
+    // (15:00-17:00 UTC) has done its work and an-ws1's is open.
+    let later = Utc.with_ymd_and_hms(2026, 12, 9, 16, 0, 2).unwrap();
+    let opens = openings(&p).await;
+    assert!(opens.iter().all(|t| *t < later), "{opens:?}");
+    for at in opens {
+        tick_at(&p, at + chrono::Duration::seconds(2)).await;
+    }
+    tick_at(&p, later).await;
 
     let tier = p
         .env

@@ -1,0 +1,386 @@
+//! Patch governance in the RMM over whole simulated cycles: every decision written into each
+//! client's approval policy and read back, an engineer's later decision too, no declined or
+//! held patch ever deployed, installs carrying their patches and sent when their windows open,
+//! per-KB failures ticketed naming the KB, an agent in maintenance mode sent nothing, and a
+//! daytime workstation asleep in its window failing the posture check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use patchflow_cli::simulate::{run_cycle, sim_env, SimulateReport, SimulateSpec};
+use patchflow_core::contract::{parse_catalog, parse_inventory};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
+use patchflow_core::plan::{plan, EndpointPlan, Release};
+use patchflow_core::policy::Policy;
+use patchflow_core::ports::clock::{Clock, ManualClock};
+use patchflow_core::ports::rmm::RmmApproval;
+use patchflow_core::ports::state::ApprovalStore;
+use patchflow_core::rules::approval::{Decision, EngineerDecision};
+use patchflow_core::rules::cadence::WindowKind;
+use patchflow_core::rules::commands::RmmCommand;
+use patchflow_core::rules::scope::Scope;
+use patchflow_local::evidence::FsEvidenceStore;
+use patchflow_local::queue::SqliteQueues;
+use patchflow_local::state::SqliteState;
+use patchflow_pipeline::approval::rmm_approval;
+use patchflow_pipeline::operator::{decide_patch, sign};
+use patchflow_pipeline::pump::{drain_all, PumpOptions};
+use patchflow_pipeline::records::{self, Run, RunStatus};
+use patchflow_sim::connectors::{SimPager, SimPsa, SimRmm};
+use patchflow_sim::fleet::{generate, FleetSpec};
+
+const CATALOG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../functions/cli/demo/catalog-2026-12.json"
+);
+
+type Env = patchflow_pipeline::Env<
+    SqliteState,
+    SqliteQueues,
+    FsEvidenceStore,
+    SimRmm<ManualClock>,
+    SimPsa,
+    SimPager,
+>;
+
+fn cycle() -> CycleId {
+    "2026-12".parse().unwrap()
+}
+
+fn fleet(dir: &Path) -> PathBuf {
+    let doc = generate(FleetSpec {
+        endpoints: 40,
+        clients: 3,
+        seed: 11,
+    });
+    let path = dir.join("inventory.json");
+    std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+fn spec(dir: &Path, inventory: &Path, failure_rate: f64, days: i64) -> SimulateSpec {
+    SimulateSpec {
+        inventory: inventory.to_owned(),
+        catalog: CATALOG.into(),
+        cycle: cycle(),
+        failure_rate,
+        seed: 7,
+        out: dir.to_owned(),
+        policy: Policy::default(),
+        engineer_response: Duration::hours(20),
+        days,
+        deliver_twice: false,
+    }
+}
+
+/// The fleet's plan, to pick endpoints by what the plan makes of them.
+fn planned(inventory: &Path) -> Vec<EndpointPlan> {
+    let inv = parse_inventory("inventory", &std::fs::read_to_string(inventory).unwrap()).unwrap();
+    let catalog = parse_catalog("catalog", &std::fs::read_to_string(CATALOG).unwrap()).unwrap();
+    let policy = Policy::default();
+    plan(&inv, &catalog, Release::of(cycle(), &policy, None), &policy).endpoints
+}
+
+fn unattended(p: &EndpointPlan) -> bool {
+    p.scope == Scope::InScope && p.install.is_some() && !p.manual_approval_required
+}
+
+/// Runs a cycle on the embedded default, `prepare` first touching the simulated RMM.
+async fn run(
+    spec: &SimulateSpec,
+    prepare: impl FnOnce(&SimRmm<ManualClock>),
+) -> (SimulateReport, Env, SqliteQueues, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let state = SqliteState::in_memory().unwrap();
+    let queues = SqliteQueues::in_memory(clock.clone(), 3).unwrap();
+    let evidence = FsEvidenceStore::open(spec.out.join("evidence")).unwrap();
+    let consumer = queues.clone();
+    let env = sim_env(state, queues, evidence, clock.clone(), spec);
+    prepare(&env.rmm);
+    let report = run_cycle(&env, &consumer, &clock, spec, String::new())
+        .await
+        .unwrap();
+    (report, env, consumer, clock)
+}
+
+/// Every in-scope endpoint's run, by endpoint.
+async fn runs(env: &Env) -> BTreeMap<EndpointId, Run> {
+    let cycle_doc = records::open_cycle(&env.state, cycle()).await.unwrap();
+    let mut out = BTreeMap::new();
+    for tier in &cycle_doc.tiers {
+        let list: Vec<(Run, u64)> = records::list(&env.state, cycle(), &records::run_kind(tier))
+            .await
+            .unwrap();
+        out.extend(list.into_iter().map(|(r, _)| (r.endpoint.clone(), r)));
+    }
+    out
+}
+
+/// The clients with in-scope endpoints.
+async fn clients(env: &Env) -> BTreeSet<ClientId> {
+    runs(env).await.values().map(|r| r.client.clone()).collect()
+}
+
+#[tokio::test]
+async fn every_decision_is_written_once_per_client_confirmed_and_no_declined_or_held_patch_is_deployed(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    let (report, env, _, _) = run(&spec(dir.path(), &inventory, 0.1, 40), |_| {}).await;
+    assert!(report.all_closed, "{:#?}", report.summary);
+    assert!(report.dead_letters.is_empty(), "{:?}", report.dead_letters);
+
+    let approvals = env.state.list_approvals(cycle()).await.unwrap();
+    let clients = clients(&env).await;
+    assert!(clients.len() >= 2, "{clients:?}");
+    // One write per patch and client (each client fits one scope shard), each read back.
+    assert_eq!(
+        env.rmm.approval_writes(),
+        approvals.len() * clients.len(),
+        "{:?}",
+        report.rmm_approvals
+    );
+    for client in &clients {
+        let confirmed = records::rmm_confirmations(&env.state, cycle(), client)
+            .await
+            .unwrap();
+        let patches: Vec<&PatchId> = confirmed.iter().map(|c| &c.patch).collect();
+        assert_eq!(patches.len(), approvals.len(), "{client}: {confirmed:?}");
+        for a in &approvals {
+            let want = rmm_approval(a.decision);
+            assert_eq!(
+                env.rmm.policy(client, &a.patch),
+                Some(want),
+                "{client} {}",
+                a.patch
+            );
+            let c = confirmed.iter().find(|c| c.patch == a.patch).unwrap();
+            assert_eq!(c.approval, want);
+            assert_eq!(c.decision, a.decision.as_str());
+            assert_eq!(
+                c.key,
+                format!(
+                    "{}/approval/{client}/{}/{}",
+                    cycle(),
+                    a.patch,
+                    a.decision.as_str()
+                )
+            );
+        }
+    }
+
+    // The catalog has a declined driver and patches held for review; none is ever deployed.
+    let deploys: BTreeSet<PatchId> = approvals
+        .iter()
+        .filter(|a| a.decision.deploys())
+        .map(|a| a.patch.clone())
+        .collect();
+    let kept_back: BTreeSet<PatchId> = approvals
+        .iter()
+        .filter(|a| !a.decision.deploys())
+        .map(|a| a.patch.clone())
+        .collect();
+    assert!(approvals
+        .iter()
+        .any(|a| a.decision == Decision::Declined && a.patch.as_str() == "KB5071007"));
+    assert!(approvals
+        .iter()
+        .any(|a| a.decision == Decision::PendingReview));
+    assert!(!deploys.is_empty());
+    assert_eq!(report.rmm_approvals.declined_deployed, 0);
+    assert_eq!(report.rmm_approvals.declined_requested, 0);
+    let runs = runs(&env).await;
+    for (id, run) in &runs {
+        let deployed = env.rmm.deployed(id);
+        assert!(deployed.is_disjoint(&kept_back), "{id}: {deployed:?}");
+        if run.status == RunStatus::Validated {
+            // Every approved patch went out to it, through the client's policy.
+            assert_eq!(deployed, deploys, "{id}");
+        }
+    }
+    // Each install names exactly the approved patches and goes out at its window, not before.
+    let mut installs = 0;
+    for c in env.rmm.commands() {
+        if let RmmCommand::ScheduleInstall {
+            window, patches, ..
+        }
+        | RmmCommand::TechnicianInstall {
+            window, patches, ..
+        } = &c.command
+        {
+            installs += 1;
+            let named: BTreeSet<PatchId> = patches.iter().cloned().collect();
+            assert_eq!(named, deploys, "{}", c.key);
+            assert!(c.at >= window.start && c.at < window.end, "{c:?}");
+        }
+    }
+    assert!(installs >= runs.len());
+}
+
+#[tokio::test]
+async fn an_engineers_later_decline_is_written_to_every_clients_policy_and_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    let (report, env, consumer, clock) = run(&spec(dir.path(), &inventory, 0.0, 40), |_| {}).await;
+    assert!(report.all_closed);
+    let patch = PatchId::parse("KB5071001").unwrap();
+    let clients = clients(&env).await;
+    for c in &clients {
+        assert_eq!(env.rmm.policy(c, &patch), Some(RmmApproval::Approved));
+    }
+    let writes = env.rmm.approval_writes();
+
+    let sign_off = sign("alice", "vendor_known_issue", clock.now()).unwrap();
+    let stored = decide_patch(
+        &env.state,
+        &env.queues,
+        cycle(),
+        &patch,
+        EngineerDecision::Decline(sign_off),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored, Decision::Declined);
+    let opts = PumpOptions {
+        deliver_twice: true,
+        ..PumpOptions::default()
+    };
+    let stats = drain_all(&env, &consumer, clock.now(), opts).await.unwrap();
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    // Once per client, however often the messages came.
+    assert_eq!(env.rmm.approval_writes(), writes + clients.len());
+    for c in &clients {
+        assert_eq!(env.rmm.policy(c, &patch), Some(RmmApproval::Denied), "{c}");
+        let confirmed = records::rmm_confirmations(&env.state, cycle(), c)
+            .await
+            .unwrap();
+        let mine: Vec<_> = confirmed.iter().filter(|x| x.patch == patch).collect();
+        assert_eq!(mine.len(), 2, "{mine:?}");
+        assert_eq!(mine[1].approval, RmmApproval::Denied);
+        assert!(mine[1]
+            .key
+            .starts_with(&format!("{}/approval/{c}/{patch}/declined@", cycle())));
+    }
+    // Draining again changes nothing.
+    drain_all(&env, &consumer, clock.now() + Duration::hours(1), opts)
+        .await
+        .unwrap();
+    assert_eq!(env.rmm.approval_writes(), writes + clients.len());
+}
+
+#[tokio::test]
+async fn an_agent_in_maintenance_mode_is_sent_no_install_and_its_failure_names_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    let plans = planned(&inventory);
+    let target = plans
+        .iter()
+        .find(|p| unattended(p) && p.track != WindowKind::Daytime)
+        .map(|p| p.id.clone())
+        .unwrap();
+    let (_, env, _, _) = run(&spec(dir.path(), &inventory, 0.0, 12), |rmm| {
+        rmm.set_maintenance(&target, true)
+    })
+    .await;
+    // Nothing at all went to it.
+    assert!(
+        env.rmm
+            .commands()
+            .iter()
+            .all(|c| c.command.endpoint() != &target),
+        "{target} was sent work while in maintenance mode"
+    );
+    let run = runs(&env).await.remove(&target).unwrap();
+    assert!(!run.skipped.is_empty(), "{run:?}");
+    assert!(run
+        .skipped
+        .iter()
+        .all(|s| s.reason.contains("maintenance mode")));
+    assert_eq!(run.failures.first(), Some(&format!("{target}.install.0")));
+    let ticket = env
+        .psa
+        .tickets()
+        .into_iter()
+        .find(|t| t.external_ref == format!("{}/failure/{target}.install.0", cycle()))
+        .expect("the skipped install is ticketed");
+    assert!(
+        ticket.description.contains("maintenance mode"),
+        "{ticket:?}"
+    );
+    // Retried at its next window like any failure (and skipped again while it stays there).
+    assert!(run.skipped.iter().any(|s| s.attempt >= 1), "{run:?}");
+}
+
+#[tokio::test]
+async fn a_daytime_workstation_asleep_in_its_window_fails_the_posture_check_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    let plans = planned(&inventory);
+    let target = plans
+        .iter()
+        .find(|p| unattended(p) && p.track == WindowKind::Daytime)
+        .map(|p| p.id.clone())
+        .expect("the fleet has a daytime workstation");
+    let (report, env, _, _) = run(&spec(dir.path(), &inventory, 0.0, 40), |rmm| {
+        rmm.make_sleeper(&target)
+    })
+    .await;
+    assert!(report.all_closed, "{:#?}", report.summary);
+    let id = format!("{target}.posture.0");
+    let run = runs(&env).await.remove(&target).unwrap();
+    assert_eq!(run.failures.first(), Some(&id), "{run:?}");
+    assert!(run.skipped[0].reason.contains("offline"), "{run:?}");
+    // Its first attempt sent nothing; the retry installed and validated.
+    let keys: Vec<String> = env
+        .rmm
+        .commands()
+        .into_iter()
+        .filter(|c| c.command.endpoint() == &target)
+        .map(|c| c.key)
+        .collect();
+    assert!(keys.iter().all(|k| !k.contains("/0/")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.ends_with("/1/schedule_install")),
+        "{keys:?}"
+    );
+    assert_eq!(run.status, RunStatus::Validated);
+    assert!(env
+        .psa
+        .tickets()
+        .iter()
+        .any(|t| t.external_ref == format!("{}/failure/{id}", cycle())
+            && t.summary.contains("posture")));
+}
+
+#[tokio::test]
+async fn a_failed_kb_is_named_in_the_failure_and_its_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    let (_, env, _, _) = run(&spec(dir.path(), &inventory, 0.5, 40), |_| {}).await;
+    let approved: BTreeSet<String> = env
+        .state
+        .list_approvals(cycle())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.decision.deploys())
+        .map(|a| a.patch.to_string())
+        .collect();
+    let install_tickets: Vec<_> = env
+        .psa
+        .tickets()
+        .into_iter()
+        // Install failures the RMM reported (not an endpoint asleep through its window).
+        .filter(|t| t.external_ref.contains(".install.") && t.description.contains("0x80070643"))
+        .collect();
+    assert!(!install_tickets.is_empty());
+    for t in &install_tickets {
+        let named: Vec<&String> = approved
+            .iter()
+            .filter(|kb| t.summary.contains(kb.as_str()) && t.description.contains(kb.as_str()))
+            .collect();
+        assert_eq!(named.len(), 1, "{t:?}");
+    }
+}

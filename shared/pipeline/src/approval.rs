@@ -21,6 +21,8 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{EvaluatePatch, Message, PushApproval, ReviewSweep};
 use crate::records::{self, CycleDoc, RmmConfirmation, ScopeShard};
+use patchflow_core::ids::EndpointId;
+use patchflow_core::rules::applicability::{normalize, Matcher};
 
 /// How the RMM's approval policy holds a decision: auto-approved and approved patches are
 /// approved, declined ones denied, and a patch held for review stays not approved.
@@ -113,13 +115,25 @@ pub async fn push_approval<X: Ports>(
         &msg.shard.to_string(),
     )
     .await?;
-    // The targets: the shard's in-scope endpoints (until per-endpoint applicability narrows
-    // them to those the patch applies to).
-    let targets = scope.endpoints;
-    let Some(read_back) = targets.first().cloned() else {
+    // The targets: the shard's in-scope endpoints the patch applies to (by their scans as the
+    // cycle opened, else their OS against its products, else all); read back where a scan
+    // lists it, since the RMM shows a patch's approval only on a computer that needs it.
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let patch = cycle_doc
+        .catalog
+        .patches
+        .iter()
+        .find(|p| p.id == msg.patch.as_str())
+        .map(patch_model)
+        .transpose()?
+        .ok_or_else(|| {
+            HandlerError::Poison(format!("{} is not in the {cycle} catalog", msg.patch))
+        })?;
+    let (targets, read_back) = push_targets(&scope, &patch);
+    let Some(read_back) = read_back else {
         return Ok(format!(
-            "{} for {}: no endpoint to write to",
-            msg.patch, msg.client
+            "{} for {}: applies to none of shard {}'s endpoints; nothing to write",
+            msg.patch, msg.client, msg.shard
         ));
     };
     let key = push_key(cycle, &msg);
@@ -185,6 +199,29 @@ pub async fn push_approval<X: Ports>(
         msg.client,
         push.endpoints.len()
     ))
+}
+
+/// The endpoints of a scope shard a patch's decision is written to, and the one it is read back
+/// on: the first whose scan lists the patch, else the first target.
+pub fn push_targets(scope: &ScopeShard, patch: &Patch) -> (Vec<EndpointId>, Option<EndpointId>) {
+    if scope.scans.len() != scope.endpoints.len() {
+        return (scope.endpoints.clone(), scope.endpoints.first().cloned());
+    }
+    let matcher = Matcher::new([patch]);
+    let mut targets = Vec::new();
+    let mut listed = None;
+    for (id, scan) in scope.endpoints.iter().zip(&scope.scans) {
+        let os = scan.os.as_deref().map(normalize);
+        if !matcher.applies_to(scan.applicable.as_deref(), &os, 0) {
+            continue;
+        }
+        if listed.is_none() && scan.applicable.is_some() {
+            listed = Some(id.clone());
+        }
+        targets.push(id.clone());
+    }
+    let read_back = listed.or_else(|| targets.first().cloned());
+    (targets, read_back)
 }
 
 /// Sends a decision's pushes to the approval queue.
@@ -300,4 +337,74 @@ pub async fn review_sweep<X: Ports>(
         escalated += 1;
     }
     Ok(format!("{escalated} overdue review(s) escalated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use patchflow_core::contract::parse_catalog;
+    use patchflow_core::ids::{ClientId, PatchId};
+
+    use super::*;
+    use crate::records::ScopeScan;
+
+    fn id(s: &str) -> EndpointId {
+        EndpointId::parse(s).unwrap()
+    }
+
+    fn scan(applicable: Option<&[&str]>, os: Option<&str>) -> ScopeScan {
+        ScopeScan {
+            applicable: applicable.map(|l| l.iter().map(|p| PatchId::parse(*p).unwrap()).collect()),
+            os: os.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_push_targets_the_endpoints_its_patch_applies_to_and_reads_back_where_a_scan_lists_it() {
+        let catalog = parse_catalog(
+            "catalog",
+            r#"{"patches": [{"id": "KB5", "vendor": "microsoft", "classification": "security",
+                "severity": "critical", "products": ["Windows Server 2022"]}]}"#,
+        )
+        .unwrap();
+        let patch = &catalog.patches[0];
+        let scope = ScopeShard {
+            client: ClientId::parse("acme").unwrap(),
+            shard: 0,
+            endpoints: vec![
+                id("ws1"),
+                id("srv-old"),
+                id("srv-new"),
+                id("srv-scanned"),
+                id("nothing"),
+            ],
+            scans: vec![
+                scan(None, Some("Windows 11 Pro")),
+                scan(None, Some("Windows Server 2019 Standard")),
+                scan(None, Some("Microsoft Windows Server 2022 Standard x64")),
+                scan(Some(&["KB1", "KB5"]), Some("Windows Server 2022 Standard")),
+                scan(None, None),
+            ],
+        };
+        let (targets, read_back) = push_targets(&scope, patch);
+        assert_eq!(
+            targets,
+            vec![id("srv-new"), id("srv-scanned"), id("nothing")]
+        );
+        assert_eq!(read_back, Some(id("srv-scanned")));
+        // A scan that does not list it takes the endpoint out; nothing left, nothing to write.
+        let none = ScopeShard {
+            endpoints: vec![id("srv-scanned")],
+            scans: vec![scan(Some(&["KB1"]), None)],
+            ..scope.clone()
+        };
+        assert_eq!(push_targets(&none, patch), (vec![], None));
+        // A shard written before scans were kept: every endpoint, read back on the first.
+        let old = ScopeShard {
+            scans: vec![],
+            ..scope
+        };
+        let (targets, read_back) = push_targets(&old, patch);
+        assert_eq!(targets.len(), 5);
+        assert_eq!(read_back, Some(id("ws1")));
+    }
 }

@@ -93,6 +93,22 @@ pub struct ScopeShard {
     pub shard: u32,
     /// Its endpoints, at most [`SCOPE_SHARD`].
     pub endpoints: Vec<EndpointId>,
+    /// Per endpoint (same order), what its RMM patch scan said when the cycle opened, so a
+    /// push writes only where its patch applies and reads back where the scan lists it (empty
+    /// in shards written before it was kept: every endpoint is a target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scans: Vec<ScopeScan>,
+}
+
+/// An endpoint's patch scan as a scope shard keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeScan {
+    /// The patch ids its scan reports needed, sorted; absent when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applicable: Option<Vec<PatchId>>,
+    /// Its operating system as the RMM reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
 }
 
 /// A decision written into the RMM's approval policy and read back as written.
@@ -241,6 +257,10 @@ pub struct Run {
     /// An engineer's approval (critical servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engineer_approval: Option<SignOff>,
+    /// In scope, but its RMM patch scan showed no approved patch missing when the cycle opened:
+    /// nothing is sent to it, and it is done (validated) from the opening.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub up_to_date: bool,
 }
 
 /// An install not sent when its window opened.

@@ -8,13 +8,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{CycleId, PatchId};
-use patchflow_core::model::Endpoint;
+use patchflow_core::model::{Endpoint, Patch};
 use patchflow_core::plan::{EndpointPlan, Install};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::queue::QueueSender;
 use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
 use patchflow_core::ports::state::{ApprovalStore, FailureStore, TierStore};
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::applicability::Matcher;
 use patchflow_core::rules::cadence::{
     assign_cadence, check_posture, install_mode, manual_approval_required, next_reminder,
     plan_reboot, Memo, Posture, PowerState, WindowKind,
@@ -28,6 +29,7 @@ use patchflow_core::schedule::Window;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
 
+use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{DeployEndpoint, EndpointFailed, Message, TierTick};
@@ -101,10 +103,11 @@ fn install_window(run: &Run) -> Option<Window> {
     })
 }
 
-/// The patches an endpoint's install carries: the cycle's approved patches (until per-endpoint
-/// applicability narrows them to those that apply to it).
-fn endpoint_patches(_run: &Run, approved: &[PatchId]) -> Vec<PatchId> {
-    approved.to_vec()
+/// The patches an endpoint's install carries: the cycle's approved patches that apply to it
+/// (by its patch scan as synced, else its OS against their products, else all of them).
+fn endpoint_patches(e: &Endpoint, approved: &[Patch]) -> Vec<PatchId> {
+    let all: Vec<usize> = (0..approved.len()).collect();
+    Matcher::new(approved).for_endpoint(e, &all).patches
 }
 
 /// The cycle's patches approved for deployment (auto-approved, or approved by an engineer),
@@ -139,6 +142,12 @@ pub async fn deploy_endpoint<X: Ports>(
     let kind = run_kind(&msg.tier);
     let (mut run, version): (Run, u64) =
         records::must_load(&env.state, cycle, &kind, msg.endpoint.as_str()).await?;
+    if run.up_to_date {
+        return Ok(format!(
+            "{} is up to date (its patch scan shows nothing approved missing): nothing sent",
+            run.endpoint
+        ));
+    }
     if msg.attempt < run.attempt || (msg.attempt == run.attempt && run.commands_at.is_some()) {
         return Ok(format!(
             "{} attempt {} already sent",
@@ -240,7 +249,7 @@ async fn send_install<X: Ports>(
     run: &mut Run,
     e: &Endpoint,
     now: DateTime<Utc>,
-    approved: &[PatchId],
+    approved: &[Patch],
 ) -> Result<Option<EndpointFailed>, HandlerError> {
     let env = x.env();
     let Some(window) = install_window(run) else {
@@ -304,7 +313,7 @@ async fn send_install<X: Ports>(
             return Ok(Some(fail(run, FailureStage::Posture, now, reason)));
         }
     }
-    let patches = endpoint_patches(run, approved);
+    let patches = endpoint_patches(e, approved);
     for c in run.commands.iter_mut() {
         if let RmmCommand::ScheduleInstall { patches: p, .. }
         | RmmCommand::TechnicianInstall { patches: p, .. } = c
@@ -450,7 +459,7 @@ async fn advance<X: Ports>(
     cycle: &CycleDoc,
     run: &mut Run,
     now: DateTime<Utc>,
-    approved: &[PatchId],
+    approved: &[Patch],
     failed: &mut Vec<EndpointFailed>,
 ) -> Result<(), HandlerError> {
     let env = x.env();
@@ -598,7 +607,11 @@ pub async fn tier_tick<X: Ports>(
         .iter()
         .any(|(r, _)| r.status == RunStatus::Scheduled && r.install_sent_at.is_none())
     {
-        approved_patches(x, cycle).await?
+        let ids = approved_patches(x, cycle).await?;
+        catalog_patches(&cycle_doc)?
+            .into_iter()
+            .filter(|p| ids.contains(&p.id))
+            .collect()
     } else {
         Vec::new()
     };

@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use patchflow_core::contract::{catalog_from_doc, inventory_from_doc, EndpointDoc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId};
 use patchflow_core::model::EndpointKind;
-use patchflow_core::plan::{plan, Release};
+use patchflow_core::plan::{plan, Install, Release};
 use patchflow_core::ports::queue::QueueSender;
 use patchflow_core::ports::sources::{
     CatalogSource, ClientLeftOut, InventorySource, NoPatchInventory,
@@ -18,8 +18,10 @@ use patchflow_core::ports::state::{
     EndpointStore, ExceptionStore, StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::cadence::InstallMode;
 use patchflow_core::rules::scope::Scope;
 use patchflow_core::rules::waves::Wave;
+use patchflow_core::schedule::Window;
 use patchflow_core::tier::TierState;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -28,8 +30,8 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{EvaluatePatch, Message};
 use crate::records::{
-    self, run_kind, scope_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, ScopeRef, ScopeShard,
-    TierPlan, CYCLE_ID, CYCLE_KIND, EXCLUDED_KIND, SCOPE_SHARD, TIER_KIND,
+    self, run_kind, scope_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, ScopeRef, ScopeScan,
+    ScopeShard, TierPlan, CYCLE_ID, CYCLE_KIND, EXCLUDED_KIND, SCOPE_SHARD, TIER_KIND,
 };
 
 /// What a sync did.
@@ -125,9 +127,19 @@ pub async fn inventory_sync<X: Ports>(
         doc.endpoints.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut tiers: BTreeMap<String, TierPlan> = BTreeMap::new();
     let mut runs: Vec<Run> = Vec::new();
+    let mut scans: HashMap<EndpointId, ScopeScan> = HashMap::new();
     let mut excluded: BTreeMap<ClientId, Vec<Excluded>> = BTreeMap::new();
     for (e, p) in inventory.endpoints().iter().zip(&plan.endpoints) {
-        let (Some(install), Some(wave)) = (p.install, p.wave) else {
+        // An up-to-date endpoint keeps its wave and has no window: its run is done at the
+        // opening, with nothing sent (its planned install is the release instant).
+        let up_to_date = p.up_to_date.then_some(Install {
+            mode: InstallMode::Automatic,
+            window: Window {
+                start: release.released_at,
+                end: release.released_at,
+            },
+        });
+        let (Some(install), Some(wave)) = (p.install.or(up_to_date), p.wave) else {
             if p.scope != Scope::InScope {
                 excluded
                     .entry(p.client.clone())
@@ -162,7 +174,11 @@ pub async fn inventory_sync<X: Ports>(
                 .map(|d| (*d).clone())
                 .ok_or_else(|| HandlerError::Poison(format!("endpoint {} has no record", e.id)))?,
             planned_install: install.window,
-            status: RunStatus::Planned,
+            status: if p.up_to_date {
+                RunStatus::Validated
+            } else {
+                RunStatus::Planned
+            },
             attempt: 0,
             commands_at: None,
             commands: Vec::new(),
@@ -173,10 +189,18 @@ pub async fn inventory_sync<X: Ports>(
             reminders: Vec::new(),
             forced_reboot: false,
             checks: Vec::new(),
-            validated_at: None,
+            validated_at: p.up_to_date.then_some(now),
             failures: Vec::new(),
             engineer_approval: None,
+            up_to_date: p.up_to_date,
         };
+        scans.insert(
+            e.id.clone(),
+            ScopeScan {
+                applicable: e.applicable.clone(),
+                os: e.os.clone(),
+            },
+        );
         runs.push(run);
     }
     // Each client's in-scope endpoints, in shards: the targets of its approval pushes.
@@ -195,6 +219,10 @@ pub async fn inventory_sync<X: Ports>(
                 client: client.clone(),
                 shard: shards,
                 endpoints: chunk.to_vec(),
+                scans: chunk
+                    .iter()
+                    .map(|id| scans.get(id).cloned().unwrap_or_default())
+                    .collect(),
             };
             conflict_ok(
                 records::save(

@@ -143,10 +143,21 @@ impl<'a> Matcher<'a> {
 
     /// Whether patch `i` applies to `endpoint`, whose normalised OS is `os`.
     pub fn applies(&self, endpoint: &Endpoint, i: usize, os: &Option<String>) -> bool {
+        self.applies_to(endpoint.applicable.as_deref(), os, i)
+    }
+
+    /// Whether patch `i` applies to an endpoint known by its scan (`applicable`, sorted) and
+    /// its normalised OS alone.
+    pub fn applies_to(
+        &self,
+        applicable: Option<&[PatchId]>,
+        os: &Option<String>,
+        i: usize,
+    ) -> bool {
         let Some((patch, os_products)) = self.patches.get(i) else {
             return false;
         };
-        if let Some(list) = &endpoint.applicable {
+        if let Some(list) = applicable {
             return list.binary_search(&patch.id).is_ok();
         }
         let Some(os) = os.as_deref().filter(|o| !o.is_empty()) else {

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::model::{Criticality, EndpointKind};
+use patchflow_core::model::{Endpoint, Patch};
 use patchflow_core::ports::evidence::{EvidenceKey, EvidenceStore, Retention};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attachment, NewTicket, Psa};
@@ -21,6 +22,7 @@ use patchflow_core::ports::state::{
     ApprovalStore, EvidenceIndex, ExceptionStore, FailureRecord, FailureStore, TierStore,
 };
 use patchflow_core::ports::PortError;
+use patchflow_core::rules::applicability::{normalize, Applicability, Matcher};
 use patchflow_core::rules::approval::{Approval, Decision};
 use patchflow_core::rules::closure::{check_closure, ClosureRecord, EndpointClosure, Missing};
 use patchflow_core::rules::exception::ExceptionEntry;
@@ -37,12 +39,13 @@ use patchflow_evidence::{csv, html, png, CYCLE_BUNDLE};
 use tracing::info;
 
 use self::chain::{stored, write_bundle, Bundle, Piece};
+use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::{corrupt, HandlerError};
 use crate::messages::ArchiveTier;
 use crate::records::{self, run_kind, CycleDoc, Excluded, Run, RunStatus, TierPlan, TIER_KIND};
 
-fn outcome(run: &Run) -> EndpointOutcome {
+fn outcome(run: &Run, applicability: Option<Applicability>) -> EndpointOutcome {
     EndpointOutcome {
         endpoint: run.endpoint.to_string(),
         hostname: run
@@ -50,14 +53,19 @@ fn outcome(run: &Run) -> EndpointOutcome {
             .hostname
             .clone()
             .unwrap_or_else(|| run.endpoint.to_string()),
-        status: run.status.as_str().to_owned(),
-        attempts: run.attempt + 1,
+        status: if run.up_to_date {
+            "up_to_date".to_owned()
+        } else {
+            run.status.as_str().to_owned()
+        },
+        attempts: if run.up_to_date { 0 } else { run.attempt + 1 },
         installed_at: run.installed_at,
         reboot_confirmed_at: run.reboot_confirmed_at,
         reminders: run.reminders.len() as u32,
         forced_reboot: run.forced_reboot,
         validated_at: run.validated_at,
         failures: run.failures.clone(),
+        applicability: applicability.map_or("", Applicability::as_str).to_owned(),
     }
 }
 
@@ -123,32 +131,86 @@ fn approved(a: &Approval) -> bool {
     matches!(a.decision, Decision::AutoApproved | Decision::Approved)
 }
 
-/// Every flaw of a client's runs: each patch of the month not declined, on each endpoint.
-/// Identified when the sync opened the cycle; reported when its approval was first recorded
-/// (kept across later decisions, so `recorded` may hold decisions made since the tier
-/// validated); corrected when the endpoint's install was confirmed, if the patch was approved
-/// by then (`approvals`: the decisions as they stood when the tier validated).
+/// What the archive knows of each run's endpoint: its model and how its patches apply.
+struct Views<'a> {
+    catalog: &'a [Patch],
+    matcher: Matcher<'a>,
+    endpoints: HashMap<String, Endpoint>,
+    approved: Vec<usize>,
+}
+
+impl<'a> Views<'a> {
+    fn new(
+        cycle: &CycleDoc,
+        catalog: &'a [Patch],
+        runs: &[Run],
+        approvals: &[Approval],
+    ) -> Result<Self, HandlerError> {
+        let mut endpoints = HashMap::with_capacity(runs.len());
+        for r in runs {
+            endpoints.insert(r.endpoint.to_string(), r.endpoint_model(cycle)?);
+        }
+        let approved = catalog
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| approvals.iter().any(|a| a.patch == p.id && approved(a)))
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Self {
+            catalog,
+            matcher: Matcher::new(catalog),
+            endpoints,
+            approved,
+        })
+    }
+
+    fn applicability(&self, run: &Run) -> Option<Applicability> {
+        let e = self.endpoints.get(run.endpoint.as_str())?;
+        Some(self.matcher.for_endpoint(e, &self.approved).source)
+    }
+}
+
+/// Every flaw of a client's runs: each patch of the month not declined that applies to the
+/// endpoint (by its RMM patch scan, else its OS against the patch's products, else assumed),
+/// and each update its scan reported needed that is older than the month's catalog, with its own
+/// release. Identified when the sync opened the cycle; reported when its approval was first
+/// recorded (kept across later decisions, so `recorded` may hold decisions made since the tier
+/// validated), and for an older update when the cycle opened (the sync report and the plan's
+/// `unknown_patches` name it); corrected when the endpoint's install was confirmed, if the patch
+/// was approved by then (`approvals`: the decisions as they stood when the tier validated). An
+/// older update is never corrected by this cycle's install: the RMM's next scan tells.
 fn flaws(
     cycle: &CycleDoc,
     client: &ClientId,
     runs: &[&Run],
     approvals: &[Approval],
     recorded: &HashMap<String, DateTime<Utc>>,
+    views: &Views<'_>,
 ) -> Vec<Flaw> {
     let by_patch: HashMap<&str, &Approval> =
         approvals.iter().map(|a| (a.patch.as_str(), a)).collect();
+    let in_catalog: std::collections::HashSet<&str> =
+        views.catalog.iter().map(|p| p.id.as_str()).collect();
     let mut out = Vec::new();
     for run in runs {
-        for patch in &cycle.catalog.patches {
+        let Some(endpoint) = views.endpoints.get(run.endpoint.as_str()) else {
+            continue;
+        };
+        let os = endpoint.os.as_deref().map(normalize);
+        let basis = views
+            .matcher
+            .for_endpoint(endpoint, &views.approved)
+            .source
+            .as_str();
+        for (i, patch) in views.catalog.iter().enumerate() {
             let approval = by_patch.get(patch.id.as_str()).copied();
             if approval.is_some_and(|a| a.decision == Decision::Declined) {
                 continue;
             }
-            let released = patch
-                .released
-                .as_deref()
-                .and_then(|t| patchflow_core::schedule::parse_instant(t).ok())
-                .unwrap_or(cycle.released_at);
+            if !views.matcher.applies(endpoint, i, &os) {
+                continue;
+            }
+            let released = patch.released.unwrap_or(cycle.released_at);
             let corrected = match (approval, run.installed_at) {
                 (Some(a), Some(installed)) if approved(a) => match &a.sign_off {
                     Some(s) if s.at > installed => None,
@@ -159,14 +221,39 @@ fn flaws(
             out.push(Flaw {
                 client: client.to_string(),
                 endpoint: run.endpoint.to_string(),
-                patch: patch.id.clone(),
+                patch: patch.id.to_string(),
                 severity: patch.severity,
                 released,
                 events: FlawEvents {
                     identified: Some(cycle.opened_at),
-                    reported: recorded.get(&patch.id).copied(),
+                    reported: recorded.get(patch.id.as_str()).copied(),
                     corrected,
                 },
+                applicability: basis.to_owned(),
+            });
+        }
+        // Older missing updates: reported by the scan, not in the month's catalog.
+        for n in run.doc.needed.iter().flatten() {
+            if in_catalog.contains(n.id.as_str()) {
+                continue;
+            }
+            let released = n
+                .released
+                .as_deref()
+                .and_then(|t| patchflow_core::schedule::parse_instant(t).ok())
+                .unwrap_or(cycle.opened_at);
+            out.push(Flaw {
+                client: client.to_string(),
+                endpoint: run.endpoint.to_string(),
+                patch: n.id.clone(),
+                severity: n.severity,
+                released,
+                events: FlawEvents {
+                    identified: Some(cycle.opened_at),
+                    reported: Some(cycle.opened_at),
+                    corrected: None,
+                },
+                applicability: Applicability::Reported.as_str().to_owned(),
             });
         }
     }
@@ -329,6 +416,7 @@ pub async fn archive_tier<X: Ports>(
     // The endpoints' closure requirements first: a tier that cannot close writes no evidence.
     // The tier's own (evidence retained, ticket updated, report attached) are checked per
     // client below, from what the evidence store and the PSA answer.
+    // An up-to-date endpoint had nothing installed or rebooted: nothing of it to close.
     let endpoint_closure = |r: &Run| EndpointClosure {
         endpoint: r.endpoint.clone(),
         reboot_confirmed_at: r.reboot_confirmed_at,
@@ -340,7 +428,11 @@ pub async fn archive_tier<X: Ports>(
         ticket_updated: false,
         compliance_report_attached: false,
         evidence_retained: false,
-        endpoints: runs.iter().map(endpoint_closure).collect(),
+        endpoints: runs
+            .iter()
+            .filter(|r| !r.up_to_date)
+            .map(endpoint_closure)
+            .collect(),
     };
     if let Err(missing) = check_closure(&pending, &mut Trace::new()) {
         let missing: Vec<_> = missing
@@ -387,6 +479,8 @@ pub async fn archive_tier<X: Ports>(
         .filter(|x| x.signed_at.is_none_or(|t| t <= validated_at))
         .collect();
 
+    let catalog = catalog_patches(&cycle_doc)?;
+    let views = Views::new(&cycle_doc, &catalog, &runs, &approvals)?;
     let mut by_client: BTreeMap<&ClientId, Vec<&Run>> = BTreeMap::new();
     for r in &runs {
         by_client.entry(&r.client).or_default().push(r);
@@ -402,7 +496,14 @@ pub async fn archive_tier<X: Ports>(
                 .unwrap_or_default();
         let snapshot_id = format!("{}/{client}", msg.tier);
         let kept = snapshot(x, cycle, &snapshot_id, || {
-            let flaws = flaws(&cycle_doc, client, client_runs, &approvals, &recorded);
+            let flaws = flaws(
+                &cycle_doc,
+                client,
+                client_runs,
+                &approvals,
+                &recorded,
+                &views,
+            );
             let record = TierRecord {
                 schema: record::SCHEMA,
                 cycle,
@@ -413,7 +514,10 @@ pub async fn archive_tier<X: Ports>(
                 released_at: cycle_doc.released_at,
                 opened_at: cycle_doc.opened_at,
                 validated_at,
-                outcomes: client_runs.iter().map(|r| outcome(r)).collect(),
+                outcomes: client_runs
+                    .iter()
+                    .map(|r| outcome(r, views.applicability(r)))
+                    .collect(),
                 excluded: excluded
                     .iter()
                     .filter(|e| e.kind.is_none_or(|k| k == plan.kind))
@@ -490,6 +594,12 @@ pub async fn archive_tier<X: Ports>(
         let confirmations: Vec<String> = client_runs
             .iter()
             .map(|r| {
+                if r.up_to_date {
+                    return format!(
+                        "{}: up to date (its patch scan showed nothing approved missing)",
+                        r.endpoint
+                    );
+                }
                 format!(
                     "{}: reboot confirmed {}",
                     r.endpoint,
@@ -529,7 +639,11 @@ pub async fn archive_tier<X: Ports>(
             ticket_updated: true,
             compliance_report_attached: !attached.document.is_empty(),
             evidence_retained: true,
-            endpoints: client_runs.iter().map(|r| endpoint_closure(r)).collect(),
+            endpoints: client_runs
+                .iter()
+                .filter(|r| !r.up_to_date)
+                .map(|r| endpoint_closure(r))
+                .collect(),
         };
         if let Err(missing) = check_closure(&closure, &mut Trace::new()) {
             return Err(HandlerError::Retry(format!(

@@ -51,7 +51,11 @@ pub fn closure_marker(key: &str) -> String {
 /// The comment with `line` added: the other text unchanged, patchflow's lines cut to the latest
 /// [`KEEP_LINES`] (the new one included), the comment's own line ending kept.
 fn with_line(comment: &str, line: &str) -> String {
-    let eol = if comment.contains("\r\n") { "\r\n" } else { "\n" };
+    let eol = if comment.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
     let ours = |l: &str| l.starts_with(LINE_PREFIX) && l.contains("[patchflow:");
     let mut lines: Vec<&str> = comment.lines().collect();
     while lines.last().is_some_and(|l| l.trim().is_empty()) {
@@ -156,7 +160,12 @@ impl Automate {
         let current: ClientRecord = self.call(Method::GET, &path, &[], None).await?;
         let comment = current.comment.unwrap_or_default();
         if comment.contains(&marker) {
-            tracing::debug!(system = SYSTEM, client = id, key, "closure already recorded");
+            tracing::debug!(
+                system = SYSTEM,
+                client = id,
+                key,
+                "closure already recorded"
+            );
             return Ok(false);
         }
         let line = format!(
@@ -180,7 +189,12 @@ impl Automate {
                 ),
             ));
         }
-        tracing::info!(system = SYSTEM, client = id, key, "tier closure recorded on the client");
+        tracing::info!(
+            system = SYSTEM,
+            client = id,
+            key,
+            "tier closure recorded on the client"
+        );
         Ok(true)
     }
 }
@@ -338,7 +352,11 @@ mod tests {
             .unwrap());
         let comment = client.0.lock().unwrap().clone();
         assert_eq!(comment.lines().count(), 3, "{comment}");
-        assert!(comment.lines().last().unwrap().contains("servers.production"));
+        assert!(comment
+            .lines()
+            .last()
+            .unwrap()
+            .contains("servers.production"));
         assert_eq!(count(&server, "PATCH").await, 2);
     }
 
@@ -348,7 +366,10 @@ mod tests {
         mount_token(&server).await;
         let client = mount_client(&server, "", 200).await;
         for (page, rows) in [
-            (1, json!([{"Id": 3, "Name": "Birch & Cole LLP"}, {"Id": "5", "Name": "Acme"}])),
+            (
+                1,
+                json!([{"Id": 3, "Name": "Birch & Cole LLP"}, {"Id": "5", "Name": "Acme"}]),
+            ),
             (2, json!([{"Id": 9, "Name": "Globex"}])),
         ] {
             Mock::given(method("GET"))
@@ -387,9 +408,7 @@ mod tests {
             .await;
         Mock::given(method("PATCH"))
             .and(path(CLIENT))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(json!({"Id": 5, "Comment": ""})),
-            )
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"Id": 5, "Comment": ""})))
             .mount(&server)
             .await;
         let rmm = automate(&server, json!({"5": {"id": "acme"}}));
@@ -417,7 +436,10 @@ mod tests {
 
     #[test]
     fn a_line_is_added_after_the_technicians_text_and_old_lines_of_ours_give_way() {
-        assert_eq!(with_line("", "patchflow a [patchflow:a]"), "patchflow a [patchflow:a]");
+        assert_eq!(
+            with_line("", "patchflow a [patchflow:a]"),
+            "patchflow a [patchflow:a]"
+        );
         assert_eq!(
             with_line("Front desk: call Ann\r\n\r\n", "patchflow a [patchflow:a]"),
             "Front desk: call Ann\r\npatchflow a [patchflow:a]"

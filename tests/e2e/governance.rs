@@ -384,3 +384,160 @@ async fn a_failed_kb_is_named_in_the_failure_and_its_ticket() {
         assert_eq!(named.len(), 1, "{t:?}");
     }
 }
+
+/// The simulated RMM, answering every approval read-back with `answer` instead.
+struct MisreportingRmm {
+    inner: SimRmm<ManualClock>,
+    answer: Option<RmmApproval>,
+}
+
+impl patchflow_core::ports::rmm::Rmm for MisreportingRmm {
+    async fn send(
+        &self,
+        key: &str,
+        command: &RmmCommand,
+    ) -> Result<(), patchflow_core::ports::PortError> {
+        self.inner.send(key, command).await
+    }
+
+    async fn reports(
+        &self,
+        endpoint: &EndpointId,
+        since: chrono::DateTime<Utc>,
+        expect: &[PatchId],
+    ) -> Result<Vec<patchflow_core::ports::rmm::RmmReport>, patchflow_core::ports::PortError> {
+        self.inner.reports(endpoint, since, expect).await
+    }
+
+    async fn push_approval(
+        &self,
+        key: &str,
+        push: &patchflow_core::ports::rmm::ApprovalPush,
+    ) -> Result<(), patchflow_core::ports::PortError> {
+        self.inner.push_approval(key, push).await
+    }
+
+    async fn approval_state(
+        &self,
+        _endpoint: &EndpointId,
+        _patch: &PatchId,
+    ) -> Result<Option<RmmApproval>, patchflow_core::ports::PortError> {
+        Ok(self.answer)
+    }
+
+    async fn agent_state(
+        &self,
+        endpoint: &EndpointId,
+    ) -> Result<patchflow_core::ports::rmm::AgentState, patchflow_core::ports::PortError> {
+        self.inner.agent_state(endpoint).await
+    }
+
+    async fn record_closure(
+        &self,
+        key: &str,
+        closure: &patchflow_core::ports::rmm::TierClosure,
+    ) -> Result<bool, patchflow_core::ports::PortError> {
+        self.inner.record_closure(key, closure).await
+    }
+}
+
+/// A cycle opened on an RMM whose approval read-back answers `answer`; the approval queue's
+/// first `push_approval` for the auto-approved KB5071001, as handled.
+async fn read_back(answer: Option<RmmApproval>) -> (patchflow_pipeline::batch::Outcome, String) {
+    use patchflow_core::ports::queue::{QueueConsumer, Stage};
+    use patchflow_pipeline::batch::{handle, Outcome as Delivered};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    let spec = spec(dir.path(), &inventory, 0.0, 1);
+    let release = Release::of(cycle(), &spec.policy, None);
+    let now = release.released_at + Duration::minutes(5);
+    let clock = Arc::new(ManualClock::new(now));
+    let queues = SqliteQueues::in_memory(clock.clone(), 3).unwrap();
+    let base = sim_env(
+        SqliteState::in_memory().unwrap(),
+        queues.clone(),
+        FsEvidenceStore::open(dir.path().join("evidence")).unwrap(),
+        clock.clone(),
+        &spec,
+    );
+    let env = patchflow_pipeline::Env {
+        state: base.state,
+        queues: base.queues,
+        evidence: base.evidence,
+        rmm: MisreportingRmm {
+            inner: base.rmm,
+            answer,
+        },
+        psa: base.psa,
+        pager: base.pager,
+        policy: base.policy,
+        settings: base.settings,
+    };
+    patchflow_pipeline::sync::inventory_sync(
+        &env,
+        &patchflow_connectors::file::FileInventory::new(&inventory),
+        &patchflow_connectors::file::FileCatalog::new(CATALOG),
+        now,
+    )
+    .await
+    .unwrap();
+    // The evaluations: each stores its decision and queues its pushes.
+    let mut pushes = Vec::new();
+    loop {
+        let batch = queues
+            .receive(Stage::Approval, 10, Duration::minutes(5))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for d in batch {
+            queues.ack(Stage::Approval, &d.receipt).await.unwrap();
+            let e = patchflow_core::ports::queue::Envelope::from_body(&d.body).unwrap();
+            if e.kind == "push_approval" {
+                pushes.push(d.body);
+            } else {
+                assert!(matches!(
+                    handle(&env, Stage::Approval, &d.body, now).await,
+                    Delivered::Done(_)
+                ));
+            }
+        }
+    }
+    let body = pushes
+        .into_iter()
+        .find(|b| b.contains("KB5071001"))
+        .expect("a push for KB5071001");
+    let client = patchflow_core::ports::queue::Envelope::from_body(&body)
+        .unwrap()
+        .payload["client"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (handle(&env, Stage::Approval, &body, now).await, client)
+}
+
+#[tokio::test]
+async fn an_approval_not_yet_visible_in_the_rmm_is_retried() {
+    let (outcome, _) = read_back(None).await;
+    match outcome {
+        patchflow_pipeline::batch::Outcome::Retry(why) => {
+            assert!(why.contains("not yet visible"), "{why}")
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_rmm_holding_another_decision_after_the_write_is_an_error_naming_both() {
+    let (outcome, client) = read_back(Some(RmmApproval::Denied)).await;
+    match outcome {
+        patchflow_pipeline::batch::Outcome::Poison(why) => {
+            for word in [client.as_str(), "KB5071001", "denied", "approved"] {
+                assert!(why.contains(word), "{word} in {why}");
+            }
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

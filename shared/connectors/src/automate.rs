@@ -74,6 +74,7 @@ use crate::secrets::{AutomateCredentials, Secret};
 
 mod governance;
 mod patch_state;
+mod wire;
 
 /// The system's name in errors and logs.
 pub const SYSTEM: &str = "ConnectWise Automate";
@@ -241,21 +242,32 @@ struct Id(u64);
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Id(n)),
-            Raw::S(s) => s
+        match number_or_string(d)? {
+            Ok(n) => Ok(Id(n)),
+            Err(s) => s
                 .trim()
                 .parse()
                 .map(Id)
                 .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a numeric id"))),
         }
     }
+}
+
+/// A value Automate sends as a JSON number (`Ok`) or as a string (`Err`, for the caller to
+/// parse).
+fn number_or_string<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Result<u64, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(n),
+        Raw::S(s) => Err(s),
+    })
 }
 
 /// An Automate timestamp: RFC 3339, or ISO without an offset (read as UTC).
@@ -552,37 +564,24 @@ impl Automate {
         Ok(value)
     }
 
-    /// Calls the API with the token; a 401 logs in again and repeats the call once. Reads are
-    /// retried on passing failures; a `body` (a command Automate may have stored before a
-    /// timeout or a 5xx) is sent once.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&serde_json::Value>,
-    ) -> Result<T, PortError> {
-        let what = format!("{method} /{API}/{path}");
-        let url = self.url(path);
+    /// A request to `url` carrying the token and the `ClientId` header.
+    fn request(&self, method: Method, url: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .bearer_auth(token)
+            .header("ClientId", &self.credentials.client_id)
+    }
+
+    /// Sends `what` with a valid token (`send` makes the request with the token it is given);
+    /// a 401 logs in again and sends it once more, and a second 401 is a permanent error.
+    async fn with_token<R, F, Fut>(&self, what: &str, mut send: F) -> Result<R, PortError>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<R, CallError>>,
+    {
         let mut token = self.token(None).await?;
         for attempt in 0..2 {
-            let build = || {
-                let mut r = self
-                    .http
-                    .request(method.clone(), &url)
-                    .bearer_auth(&token)
-                    .header("ClientId", &self.credentials.client_id)
-                    .query(query);
-                if let Some(b) = body {
-                    r = r.json(b);
-                }
-                r
-            };
-            let result = match body {
-                None => self.http.json::<T>(&what, build).await,
-                Some(_) => self.http.json_once::<T>(&what, build()).await,
-            };
-            match result {
+            match send(token.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(CallError {
                     status: Some(StatusCode::UNAUTHORIZED),
@@ -602,6 +601,35 @@ impl Automate {
             format!("{SYSTEM} {what}"),
             "the server refused a fresh token too (HTTP 401): the user may lack the permission",
         ))
+    }
+
+    /// Calls the API with the token; a 401 logs in again and repeats the call once. Reads are
+    /// retried on passing failures; a `body` (a command Automate may have stored before a
+    /// timeout or a 5xx) is sent once.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, PortError> {
+        let what = &format!("{method} /{API}/{path}");
+        let url = &self.url(path);
+        let method = &method;
+        self.with_token(what, |token| async move {
+            let build = || {
+                let r = self.request(method.clone(), url, &token).query(query);
+                match body {
+                    Some(b) => r.json(b),
+                    None => r,
+                }
+            };
+            match body {
+                None => self.http.json::<T>(what, build).await,
+                Some(_) => self.http.json_once::<T>(what, build()).await,
+            }
+        })
+        .await
     }
 
     /// Every row of a list, page by page until a short page.

@@ -312,70 +312,71 @@ impl ManagePsa {
         Ok(found.first().map(|t| t.id))
     }
 
-    /// Whether a note of the ticket contains `marker`, reading every page of its notes.
-    async fn has_note(&self, id: u64, marker: &str) -> Result<bool, PortError> {
-        let path = format!("/service/tickets/{id}/notes");
-        let what = call(&Method::GET, &path);
-        let size = NOTES_PAGE_SIZE.to_string();
-        for page in 1..=MAX_NOTE_PAGES {
-            let page_no = page.to_string();
-            let notes: Vec<Note> = self
-                .http
-                .json(&what, || {
-                    self.request(Method::GET, &path).query(&[
-                        ("page", page_no.as_str()),
-                        ("pageSize", size.as_str()),
-                        ("orderBy", "id asc"),
-                    ])
-                })
-                .await?;
-            if notes
-                .iter()
-                .any(|n| n.text.as_deref().is_some_and(|t| t.contains(marker)))
-            {
-                return Ok(true);
-            }
-            if notes.len() < NOTES_PAGE_SIZE {
-                return Ok(false);
-            }
-        }
-        Err(PortError::permanent(
-            format!("{SYSTEM} {what}"),
-            format!("more than {MAX_NOTE_PAGES} pages of {NOTES_PAGE_SIZE} notes"),
-        ))
-    }
-
-    /// The oldest document of the ticket titled `title`, reading every page of its documents.
-    async fn find_document(&self, id: u64, title: &str) -> Result<Option<u64>, PortError> {
-        let path = "/system/documents";
+    /// The first row of `path` that `pick` takes, reading its pages in turn (`query`, then
+    /// `page` from 1, `pageSize` = `size` and `orderBy=id asc`) until a short page; more than
+    /// `max_pages` full pages is a permanent error counting them as `rows`.
+    async fn find_in_pages<T: serde::de::DeserializeOwned, R>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        (size, max_pages, rows): (usize, usize, &str),
+        mut pick: impl FnMut(&T) -> Option<R>,
+    ) -> Result<Option<R>, PortError> {
         let what = call(&Method::GET, path);
-        let record = id.to_string();
-        let size = DOCUMENTS_PAGE_SIZE.to_string();
-        for page in 1..=MAX_DOCUMENT_PAGES {
+        let size_no = size.to_string();
+        for page in 1..=max_pages {
             let page_no = page.to_string();
-            let docs: Vec<DocumentInfo> = self
+            let batch: Vec<T> = self
                 .http
                 .json(&what, || {
-                    self.request(Method::GET, path).query(&[
-                        ("recordType", "Ticket"),
-                        ("recordId", record.as_str()),
+                    self.request(Method::GET, path).query(query).query(&[
                         ("page", page_no.as_str()),
-                        ("pageSize", size.as_str()),
+                        ("pageSize", size_no.as_str()),
                         ("orderBy", "id asc"),
                     ])
                 })
                 .await?;
-            if let Some(d) = docs.iter().find(|d| d.title.as_deref() == Some(title)) {
-                return Ok(Some(d.id));
+            if let Some(found) = batch.iter().find_map(&mut pick) {
+                return Ok(Some(found));
             }
-            if docs.len() < DOCUMENTS_PAGE_SIZE {
+            if batch.len() < size {
                 return Ok(None);
             }
         }
         Err(PortError::permanent(
             format!("{SYSTEM} {what}"),
-            format!("more than {MAX_DOCUMENT_PAGES} pages of {DOCUMENTS_PAGE_SIZE} documents"),
+            format!("more than {max_pages} pages of {size} {rows}"),
         ))
+    }
+
+    /// Whether a note of the ticket contains `marker`, reading every page of its notes.
+    async fn has_note(&self, id: u64, marker: &str) -> Result<bool, PortError> {
+        let found = self
+            .find_in_pages(
+                &format!("/service/tickets/{id}/notes"),
+                &[],
+                (NOTES_PAGE_SIZE, MAX_NOTE_PAGES, "notes"),
+                |n: &Note| {
+                    n.text
+                        .as_deref()
+                        .is_some_and(|t| t.contains(marker))
+                        .then_some(())
+                },
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// The oldest document of the ticket titled `title`, reading every page of its documents.
+    async fn find_document(&self, id: u64, title: &str) -> Result<Option<u64>, PortError> {
+        let record = id.to_string();
+        self.find_in_pages(
+            "/system/documents",
+            &[("recordType", "Ticket"), ("recordId", record.as_str())],
+            (DOCUMENTS_PAGE_SIZE, MAX_DOCUMENT_PAGES, "documents"),
+            |d: &DocumentInfo| (d.title.as_deref() == Some(title)).then_some(d.id),
+        )
+        .await
     }
 
     /// Sends a create once and decodes the new record's id.
@@ -623,6 +624,24 @@ mod tests {
             Some(s) => format!("{e}: {s}"),
             None => e.to_string(),
         }
+    }
+
+    /// A server on which `list` (a `GET`) lists nothing and the first `POST` to it answers
+    /// `created`.
+    async fn listing_nothing_then(list: &str, created: ResponseTemplate) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(list))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(list))
+            .respond_with(created)
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        server
     }
 
     async fn requests(server: &MockServer, verb: &str) -> Vec<Request> {
@@ -1080,17 +1099,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_malformed_ticket_response_names_the_call_and_the_field() {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path(TICKETS))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path(TICKETS))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "T-1"})))
-            .mount(&server)
-            .await;
+        let server = listing_nothing_then(
+            TICKETS,
+            ResponseTemplate::new(201).set_body_json(json!({"id": "T-1"})),
+        )
+        .await;
         let e = psa(&server)
             .open_ticket(&ticket("r", "acme", Criticality::P2))
             .await
@@ -1356,22 +1369,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_attachment_is_a_permanent_error_and_a_failed_upload_is_not_resent() {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path(DOCUMENTS))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path(DOCUMENTS))
-            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+        let server = listing_nothing_then(
+            DOCUMENTS,
+            ResponseTemplate::new(400).set_body_json(json!({
                 "code": "InvalidObject",
                 "message": "documentFormData object is invalid",
                 "errors": [{"code": "InvalidField", "message": "The file size exceeds the limit.", "resource": "document", "field": "file"}]
-            })))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
+            })),
+        )
+        .await;
         let psa = psa(&server);
         let e = psa.attach("7", &summary_png()).await.unwrap_err();
         assert!(matches!(e, PortError::Permanent { .. }), "{e:?}");
@@ -1406,17 +1412,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_upload_answer_without_an_id_is_an_error_naming_the_field() {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .and(path(DOCUMENTS))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path(DOCUMENTS))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"title": "x"})))
-            .mount(&server)
-            .await;
+        let server = listing_nothing_then(
+            DOCUMENTS,
+            ResponseTemplate::new(201).set_body_json(json!({"title": "x"})),
+        )
+        .await;
         let e = psa(&server).attach("7", &summary_png()).await.unwrap_err();
         assert!(!e.is_retryable());
         assert!(full_text(&e).contains("missing field `id`"), "{e:?}");

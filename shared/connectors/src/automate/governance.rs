@@ -20,7 +20,7 @@
 //!   lists no `GET /Computers/{id}`): `LastStartup`, `IsRebootNeeded`, `Status`,
 //!   `RemoteAgentLastContact`, `IsMaintenanceModeEnabled`.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use patchflow_core::ids::{EndpointId, PatchId};
 use patchflow_core::ports::rmm::{AgentState, ApprovalPush, RmmApproval, RmmEvent, RmmReport};
 use patchflow_core::ports::PortError;
@@ -31,11 +31,11 @@ use patchflow_core::schedule::Window;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
+use super::wire::{real, MicrosoftUpdate, PatchingStats};
 use super::{
     rfc3339, schedule, Automate, Id, Monitor, OfflineActionFlags, ScriptExecute,
     ScriptExecuteResponse, ScriptHistory, ScriptParameter, Stamp, API, SYSTEM,
 };
-use crate::http::CallError;
 
 /// `PatchActionArgs.EntityType` of a computer. The specification types it as a bare integer; the
 /// one enumeration of Automate's entity types it publishes (`EntityType` of the batch requests:
@@ -47,74 +47,6 @@ const DEPLOY_EARLY: chrono::Duration = chrono::Duration::minutes(5);
 const MAX_CONDITION_KBS: usize = 100;
 
 // ---- the wire ------------------------------------------------------------------------------
-
-/// `LabTech.Models.PolicyApprovalSetting`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct PolicyApprovalSetting {
-    #[serde(default)]
-    pub(super) name: Option<String>,
-}
-
-/// A `KnowledgeBaseId` as Automate sends it: `5048667`, `"5048667"` or `"KB5048667"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct KbId(pub(super) u64);
-
-impl<'de> Deserialize<'de> for KbId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(KbId(n)),
-            Raw::S(s) => {
-                let t = s.trim();
-                let digits = match t.get(..2) {
-                    Some(p) if p.eq_ignore_ascii_case("kb") => &t[2..],
-                    _ => t,
-                };
-                digits.parse().map(KbId).map_err(|_| {
-                    serde::de::Error::custom(format!("`{s}` is not a knowledge-base number"))
-                })
-            }
-        }
-    }
-}
-
-/// A stamp that is a real date (Automate writes `0001-01-01T00:00:00` for none).
-fn real(stamp: Option<Stamp>) -> Option<DateTime<Utc>> {
-    stamp.map(|s| s.0).filter(|t| t.year() > 1970)
-}
-
-/// One row of `GET /Computers/{computerId}/MicrosoftUpdates`
-/// (`LabTech.Models.ComputerMicrosoftUpdateData`), the fields patchflow reads.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct MicrosoftUpdate {
-    #[serde(default)]
-    pub(super) knowledge_base_id: Option<KbId>,
-    pub(super) is_installed: bool,
-    pub(super) is_failed: bool,
-    #[serde(default)]
-    pub(super) install_date: Option<Stamp>,
-    #[serde(default)]
-    pub(super) policy_approval: Option<PolicyApprovalSetting>,
-    #[serde(default)]
-    pub(super) title: Option<String>,
-}
-
-/// `GET /Computers/{computerId}/PatchingStats`
-/// (`Automate.Api.Domain.Contracts.Patching.ComputerPatchingStats`), the fields patchflow reads.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub(super) struct PatchingStats {
-    pub(super) patch_job_running: bool,
-    #[serde(default)]
-    pub(super) last_patched_date: Option<Stamp>,
-}
 
 /// A computer's row of `GET /Computers` (`LabTech.Models.Computer`), the fields of its state.
 #[derive(Debug, Clone, Deserialize)]
@@ -248,7 +180,7 @@ pub(super) fn judge_kbs(
             .filter(|r| r.knowledge_base_id.map(|i| i.0) == Some(*kb))
             .collect();
         let fail = of_kb.iter().find(|r| {
-            r.is_failed
+            r.is_failed == Some(true)
                 && match real(r.install_date) {
                     Some(d) => d >= since,
                     None => job_since,
@@ -260,7 +192,10 @@ pub(super) fn judge_kbs(
             failed.push((patch.clone(), r.title.clone().filter(|t| !t.is_empty())));
             continue;
         }
-        match of_kb.iter().find(|r| r.is_installed && !r.is_failed) {
+        match of_kb
+            .iter()
+            .find(|r| r.is_installed == Some(true) && r.is_failed != Some(true))
+        {
             Some(r) => {
                 let dated = real(r.install_date)
                     .or(last_job.filter(|d| *d >= since))
@@ -278,6 +213,23 @@ pub(super) fn judge_kbs(
     } else {
         KbOutcome::Pending
     }
+}
+
+/// Governance judges a KB from its rows' `IsInstalled` and `IsFailed`: a row without either
+/// is an error naming the route and the field (the pull, which counts such a row as needed,
+/// does not ask this).
+fn require_install_fields(rows: &[MicrosoftUpdate], path: &str) -> Result<(), PortError> {
+    for (i, r) in rows.iter().enumerate() {
+        for (field, value) in [("IsInstalled", r.is_installed), ("IsFailed", r.is_failed)] {
+            if value.is_none() {
+                return Err(PortError::permanent(
+                    format!("{SYSTEM} GET /{API}/{path}"),
+                    format!("malformed response: field `[{i}].{field}` is missing"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The failure's words: the KBs, each with its title.
@@ -361,36 +313,13 @@ impl Automate {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<StatusCode, PortError> {
-        let what = format!("POST /{API}/{path}");
-        let url = self.url(path);
-        let mut token = self.token(None).await?;
-        for attempt in 0..2 {
-            let request = self
-                .http
-                .request(Method::POST, &url)
-                .bearer_auth(&token)
-                .header("ClientId", &self.credentials.client_id)
-                .json(body);
-            match self.http.send_once(&what, request).await {
-                Ok(resp) => return Ok(resp.status()),
-                Err(CallError {
-                    status: Some(StatusCode::UNAUTHORIZED),
-                    ..
-                }) if attempt == 0 => {
-                    tracing::info!(system = SYSTEM, call = %what, "token refused; logging in again");
-                    token = self.token(Some(&token)).await?;
-                }
-                Err(CallError {
-                    status: Some(StatusCode::UNAUTHORIZED),
-                    ..
-                }) => break,
-                Err(e) => return Err(e.error),
-            }
-        }
-        Err(PortError::permanent(
-            format!("{SYSTEM} {what}"),
-            "the server refused a fresh token too (HTTP 401): the user may lack the permission",
-        ))
+        let what = &format!("POST /{API}/{path}");
+        let url = &self.url(path);
+        self.with_token(what, |token| async move {
+            let request = self.request(Method::POST, url, &token).json(body);
+            self.http.send_once(what, request).await.map(|r| r.status())
+        })
+        .await
     }
 
     /// Writes one patch's decision for one client's computers: the approval script
@@ -467,6 +396,7 @@ impl Automate {
         let rows: Vec<MicrosoftUpdate> = self
             .all(&path, Some(format!("KnowledgeBaseId = {kb}")))
             .await?;
+        require_install_fields(&rows, &path)?;
         let mut held: Option<RmmApproval> = None;
         for (i, row) in rows.iter().enumerate() {
             if row.knowledge_base_id.map(|i| i.0) != Some(kb) {
@@ -488,15 +418,21 @@ impl Automate {
         Ok(held)
     }
 
-    /// `GET /Computers/{id}/PatchingStats`.
-    pub(super) async fn patching_stats(&self, computer: u64) -> Result<PatchingStats, PortError> {
-        self.call(
-            Method::GET,
-            &format!("Computers/{computer}/PatchingStats"),
-            &[],
-            None,
-        )
-        .await
+    /// `GET /Computers/{id}/PatchingStats`: whether a patch job is running (`PatchJobRunning`,
+    /// required: a missing one is an error naming the route and the field), and the stats.
+    pub(super) async fn patching_stats(
+        &self,
+        computer: u64,
+    ) -> Result<(bool, PatchingStats), PortError> {
+        let path = format!("Computers/{computer}/PatchingStats");
+        let stats: PatchingStats = self.call(Method::GET, &path, &[], None).await?;
+        let running = stats.patch_job_running.ok_or_else(|| {
+            PortError::permanent(
+                format!("{SYSTEM} GET /{API}/{path}"),
+                "malformed response: field `PatchJobRunning` is missing",
+            )
+        })?;
+        Ok((running, stats))
     }
 
     /// Starts the unattended install: `POST /PatchActions/DeployAllApproved` for the computer,
@@ -528,8 +464,8 @@ impl Automate {
                 ),
             ));
         }
-        let stats = self.patching_stats(computer).await?;
-        if stats.patch_job_running {
+        let (running, _) = self.patching_stats(computer).await?;
+        if running {
             tracing::info!(
                 system = SYSTEM,
                 computer,
@@ -693,17 +629,14 @@ impl Automate {
                 }
             }
         } else {
-            let stats = self.patching_stats(computer).await?;
-            if stats.patch_job_running {
+            let (running, stats) = self.patching_stats(computer).await?;
+            if running {
                 return Ok(out);
             }
             let numbers: Vec<u64> = kbs.iter().map(|(k, _)| *k).collect();
-            let rows: Vec<MicrosoftUpdate> = self
-                .all(
-                    &format!("Computers/{computer}/MicrosoftUpdates"),
-                    kb_condition(&numbers),
-                )
-                .await?;
+            let path = format!("Computers/{computer}/MicrosoftUpdates");
+            let rows: Vec<MicrosoftUpdate> = self.all(&path, kb_condition(&numbers)).await?;
+            require_install_fields(&rows, &path)?;
             match judge_kbs(&kbs, &rows, &stats, since, Utc::now()) {
                 KbOutcome::Pending => return Ok(out),
                 KbOutcome::Failed(at, failed) => {

@@ -20,92 +20,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::DateTime;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use patchflow_core::contract::{EndpointDoc, NeededUpdateDoc, PolicyGroupDoc};
 use patchflow_core::model::Severity;
 use patchflow_core::ports::sources::NoPatchInventory;
 use patchflow_core::ports::PortError;
 use reqwest::Method;
-use serde::Deserialize;
 
-use super::{rfc3339, Automate, Pulled, Stamp, SYSTEM};
-
-/// `ComputerPatchingStats`, the fields patchflow reads.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct PatchingStats {
-    #[serde(default)]
-    no_patch_inventory: Option<bool>,
-    #[serde(default)]
-    patch_job_running: Option<bool>,
-    #[serde(default)]
-    stage: Option<String>,
-    #[serde(default)]
-    last_patch_inventory: Option<Stamp>,
-}
-
-/// A knowledge-base article number as Automate sends it: `5048667`, `"5048667"` or
-/// `"KB5048667"` (0 or an empty string: the row names none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Kb(u64);
-
-impl Kb {
-    /// The catalog's patch id, `KB<digits>`; `None` for a row without a KB.
-    fn patch_id(self) -> Option<String> {
-        (self.0 > 0).then(|| format!("KB{}", self.0))
-    }
-}
-
-fn parse_kb(raw: &str) -> Option<Kb> {
-    let s = raw.trim();
-    let digits = match s.get(..2) {
-        Some(p) if p.eq_ignore_ascii_case("KB") => s[2..].trim_start(),
-        _ => s,
-    };
-    if digits.is_empty() {
-        return Some(Kb(0));
-    }
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().map(Kb)
-}
-
-impl<'de> Deserialize<'de> for Kb {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Kb(n)),
-            Raw::S(s) => parse_kb(&s).ok_or_else(|| {
-                serde::de::Error::custom(format!("`{s}` is not a knowledge-base number"))
-            }),
-        }
-    }
-}
-
-/// A `ComputerMicrosoftUpdateData` row, the fields patchflow reads.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct MicrosoftUpdate {
-    #[serde(default)]
-    knowledge_base_id: Option<Kb>,
-    #[serde(default)]
-    is_installed: Option<bool>,
-    #[serde(default)]
-    is_failed: Option<bool>,
-    #[serde(default)]
-    severity: Option<String>,
-    #[serde(default)]
-    release_date: Option<Stamp>,
-    #[serde(default)]
-    title: Option<String>,
-}
+use super::wire::{real, Kb, MicrosoftUpdate, PatchingStats};
+use super::{rfc3339, Automate, Pulled, SYSTEM};
 
 /// Automate's severity as patchflow's, where it is one of Microsoft's ratings.
 fn severity(raw: &str) -> Option<Severity> {
@@ -116,11 +40,6 @@ fn severity(raw: &str) -> Option<Severity> {
         "low" => Some(Severity::Low),
         _ => None,
     }
-}
-
-/// A stamp that is a real date (Automate writes `0001-01-01T00:00:00` for none).
-fn real(stamp: Option<Stamp>) -> Option<DateTime<Utc>> {
-    stamp.map(|s| s.0).filter(|t| t.year() > 1970)
 }
 
 /// What a computer needs: its applicable patch ids (sorted, unique) and what is known of each.
@@ -288,7 +207,10 @@ impl Automate {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::parse_kb;
+    use super::super::Stamp;
     use super::*;
+    use chrono::Utc;
 
     fn row(kb: serde_json::Value, installed: bool, failed: bool) -> MicrosoftUpdate {
         serde_json::from_value(serde_json::json!({
@@ -306,6 +228,7 @@ mod tests {
         assert_eq!(parse_kb(""), Some(Kb(0)));
         assert_eq!(parse_kb("KB50x"), None);
         assert_eq!(parse_kb("-5"), None);
+        assert_eq!(parse_kb("+5"), None);
         let e = serde_json::from_value::<MicrosoftUpdate>(serde_json::json!({
             "KnowledgeBaseId": "patch", "IsInstalled": false
         }))

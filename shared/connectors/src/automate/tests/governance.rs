@@ -792,3 +792,22 @@ fn kb_ids_and_approval_names() {
     assert_eq!(named(None), Some(RmmApproval::NotApproved));
     assert_eq!(named(Some("Install later")), None);
 }
+
+#[tokio::test]
+async fn a_microsoft_updates_row_without_its_install_state_is_an_error_naming_the_field() {
+    // The pull counts such a row as needed; governance can neither judge nor read back from it.
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    let mut row = update(5048667, false, false, "Approve", "0001-01-01T00:00:00");
+    row.as_object_mut().unwrap().remove("IsFailed");
+    mount_updates(&server, 101, "KnowledgeBaseId = 5048667", json!([row])).await;
+    mount_stats(&server, 101, stats(false, "2026-12-10T03:50:00")).await;
+    let a = automate(&server);
+    let held = a.approval_state(&ep("101"), &kb("KB5048667")).await;
+    let seen = a.reports(&ep("101"), at(2, 0), &[kb("KB5048667")]).await;
+    for e in [held.map(|_| ()), seen.map(|_| ())].map(Result::unwrap_err) {
+        let t = text(&e);
+        let named = t.contains("Computers/101/MicrosoftUpdates") && t.contains("`[0].IsFailed`");
+        assert!(named && !e.is_retryable(), "{t}");
+    }
+}

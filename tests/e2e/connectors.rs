@@ -376,7 +376,7 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
 
     // reboot-scheduler: only the RMM's secret. The PSA and pager, which it does not talk to,
     // are unavailable, and using them names the function and the system.
-    let config = base(&[("PATCHFLOW_RMM_SECRET_ARN", rmm)]);
+    let config = base(&[("PATCHFLOW_RMM_SECRET_ARN", rmm.clone())]);
     let reboot_scheduler = function("reboot-scheduler").unwrap();
     let s = systems(&config, &sdk, reboot_scheduler).await.unwrap();
     assert!(matches!(s.rmm, AnyRmm::Automate(_)));
@@ -402,11 +402,14 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
     );
 
     // A secret that does not exist, or was never given a value, stops the function at start,
-    // naming it.
-    let config = base(&[(
-        "PATCHFLOW_PSA_SECRET_ARN",
-        "arn:aws:secretsmanager:us-east-1:123456789012:secret:pf-missing-AbCdEf".into(),
-    )]);
+    // naming it (approval-eval talks to the RMM and the PSA: its RMM secret is a good one).
+    let config = base(&[
+        ("PATCHFLOW_RMM_SECRET_ARN", rmm.clone()),
+        (
+            "PATCHFLOW_PSA_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:pf-missing-AbCdEf".into(),
+        ),
+    ]);
     let e = systems(&config, &sdk, function("approval-eval").unwrap())
         .await
         .unwrap_err()
@@ -421,7 +424,10 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
         .arn()
         .unwrap()
         .to_owned();
-    let config = base(&[("PATCHFLOW_PSA_SECRET_ARN", empty.clone())]);
+    let config = base(&[
+        ("PATCHFLOW_RMM_SECRET_ARN", rmm),
+        ("PATCHFLOW_PSA_SECRET_ARN", empty.clone()),
+    ]);
     let e = systems(&config, &sdk, function("approval-eval").unwrap())
         .await
         .unwrap_err()

@@ -72,6 +72,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::{join, CallError, HttpClient, RetryPolicy, Timeouts};
 use crate::secrets::{AutomateCredentials, Secret};
 
+mod closure;
 mod governance;
 mod patch_state;
 mod wire;
@@ -1209,8 +1210,6 @@ impl Rmm for Automate {
         self.observe(endpoint, since, expect).await
     }
 }
-
-mod closure;
 
 #[cfg(test)]
 mod tests;

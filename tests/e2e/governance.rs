@@ -449,6 +449,14 @@ async fn read_back(answer: Option<RmmApproval>) -> (patchflow_pipeline::batch::O
 
     let dir = tempfile::tempdir().unwrap();
     let inventory = fleet(dir.path());
+    // Every endpoint's scan lists KB5071001, so the RMM must show its approval on the endpoint
+    // read back.
+    let mut doc: patchflow_core::contract::InventoryDoc =
+        serde_json::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
+    for e in &mut doc.endpoints {
+        e.applicable = Some(vec!["KB5071001".to_owned()]);
+    }
+    std::fs::write(&inventory, serde_json::to_string(&doc).unwrap()).unwrap();
     let spec = spec(dir.path(), &inventory, 0.0, 1);
     let release = Release::of(cycle(), &spec.policy, None);
     let now = release.released_at + Duration::minutes(5);
@@ -529,15 +537,24 @@ async fn an_approval_not_yet_visible_in_the_rmm_is_retried() {
     }
 }
 
+/// The write is the MSP's script, which the agent runs later: until then the policy still holds
+/// the earlier state. The push is handed back (never dead-lettered on its first read), and the
+/// reason it carries (to the dead-letter queue, if the state never changes) names both states.
 #[tokio::test]
-async fn an_rmm_holding_another_decision_after_the_write_is_an_error_naming_both() {
+async fn an_rmm_still_holding_another_decision_after_the_write_is_retried_naming_both() {
     let (outcome, client) = read_back(Some(RmmApproval::Denied)).await;
     match outcome {
-        patchflow_pipeline::batch::Outcome::Poison(why) => {
-            for word in [client.as_str(), "KB5071001", "denied", "approved"] {
+        patchflow_pipeline::batch::Outcome::Retry(why) => {
+            for word in [
+                client.as_str(),
+                "KB5071001",
+                "denied",
+                "approved",
+                "not applied yet",
+            ] {
                 assert!(why.contains(word), "{word} in {why}");
             }
         }
-        other => panic!("expected an error, got {other:?}"),
+        other => panic!("expected a retry, got {other:?}"),
     }
 }

@@ -130,7 +130,7 @@ pub async fn push_approval<X: Ports>(
             HandlerError::Poison(format!("{} is not in the {cycle} catalog", msg.patch))
         })?;
     let (targets, read_back) = push_targets(&scope, &patch);
-    let Some(read_back) = read_back else {
+    let Some((read_back, listed)) = read_back else {
         return Ok(format!(
             "{} for {}: applies to none of shard {}'s endpoints; nothing to write",
             msg.patch, msg.client, msg.shard
@@ -144,14 +144,8 @@ pub async fn push_approval<X: Ports>(
         endpoints: targets,
     };
     env.rmm.push_approval(&key, &push).await?;
-    match env.rmm.approval_state(&read_back, &msg.patch).await? {
-        Some(held) if held == want => {}
-        None => {
-            return Err(HandlerError::Retry(format!(
-                "{} for {} written as {want}; not yet visible on {read_back}",
-                msg.patch, msg.client
-            )))
-        }
+    let verified = match env.rmm.approval_state(&read_back, &msg.patch).await? {
+        Some(held) if held == want => true,
         Some(held) => {
             // A later decision may have been written meanwhile: then this one is moot.
             let now_current = env.state.get_approval(cycle, &msg.patch).await?;
@@ -161,14 +155,27 @@ pub async fn push_approval<X: Ports>(
                     msg.patch, msg.client, msg.decision
                 ));
             }
-            return Err(HandlerError::Poison(format!(
-                "the RMM holds {} for client {} as {held} on {read_back} after patchflow wrote                  {want} ({})",
+            // The write is the MSP's script, which the agent runs later: until it has, the
+            // policy still holds the earlier state. Handed back; a state that never changes
+            // ends in the dead-letter queue with this reason after the queue's receive limit.
+            return Err(HandlerError::Retry(format!(
+                "the RMM still holds {} for client {} as {held} on {read_back} after patchflow \
+                 wrote {want} ({}): not applied yet",
                 msg.patch,
                 msg.client,
                 current.decision.as_str()
             )));
         }
-    }
+        // No target's scan lists the patch: the RMM may not show its approval there at all.
+        // Written, and recorded as not verifiable, rather than retried for ever.
+        None if !listed => false,
+        None => {
+            return Err(HandlerError::Retry(format!(
+                "{} for {} written as {want}; not yet visible on {read_back}",
+                msg.patch, msg.client
+            )))
+        }
+    };
     let confirmation = RmmConfirmation {
         patch: msg.patch.clone(),
         client: msg.client.clone(),
@@ -179,6 +186,7 @@ pub async fn push_approval<X: Ports>(
         endpoints: push.endpoints.len(),
         read_back,
         confirmed_at: now,
+        verified,
     };
     match records::save(
         &env.state,
@@ -194,18 +202,31 @@ pub async fn push_approval<X: Ports>(
         Err(e) => return Err(e.into()),
     }
     Ok(format!(
-        "{} for {}: {want} on {} endpoint(s), confirmed",
+        "{} for {}: {want} on {} endpoint(s), {}",
         msg.patch,
         msg.client,
-        push.endpoints.len()
+        push.endpoints.len(),
+        if verified {
+            "confirmed"
+        } else {
+            "not verifiable (no target's scan lists it)"
+        }
     ))
 }
 
 /// The endpoints of a scope shard a patch's decision is written to, and the one it is read back
-/// on: the first whose scan lists the patch, else the first target.
-pub fn push_targets(scope: &ScopeShard, patch: &Patch) -> (Vec<EndpointId>, Option<EndpointId>) {
+/// on: the first whose scan lists the patch (`true`: the RMM must show it there), else the
+/// first target (`false`: it may not).
+pub fn push_targets(
+    scope: &ScopeShard,
+    patch: &Patch,
+) -> (Vec<EndpointId>, Option<(EndpointId, bool)>) {
     if scope.scans.len() != scope.endpoints.len() {
-        return (scope.endpoints.clone(), scope.endpoints.first().cloned());
+        // A shard without scans: whether the RMM lists the patch there is not known.
+        return (
+            scope.endpoints.clone(),
+            scope.endpoints.first().map(|e| (e.clone(), true)),
+        );
     }
     let matcher = Matcher::new([patch]);
     let mut targets = Vec::new();
@@ -220,7 +241,9 @@ pub fn push_targets(scope: &ScopeShard, patch: &Patch) -> (Vec<EndpointId>, Opti
         }
         targets.push(id.clone());
     }
-    let read_back = listed.or_else(|| targets.first().cloned());
+    let read_back = listed
+        .map(|e| (e, true))
+        .or_else(|| targets.first().map(|e| (e.clone(), false)));
     (targets, read_back)
 }
 
@@ -390,7 +413,7 @@ mod tests {
             targets,
             vec![id("srv-new"), id("srv-scanned"), id("nothing")]
         );
-        assert_eq!(read_back, Some(id("srv-scanned")));
+        assert_eq!(read_back, Some((id("srv-scanned"), true)));
         // A scan that does not list it takes the endpoint out; nothing left, nothing to write.
         let none = ScopeShard {
             endpoints: vec![id("srv-scanned")],
@@ -405,6 +428,16 @@ mod tests {
         };
         let (targets, read_back) = push_targets(&old, patch);
         assert_eq!(targets.len(), 5);
-        assert_eq!(read_back, Some(id("ws1")));
+        assert_eq!(read_back, Some((id("ws1"), true)));
+        // Targets without a scan listing it: read back on the first, which may not show it.
+        let unscanned = ScopeShard {
+            endpoints: vec![id("srv-new")],
+            scans: vec![scan(None, Some("Windows Server 2022 Datacenter"))],
+            ..old
+        };
+        assert_eq!(
+            push_targets(&unscanned, patch),
+            (vec![id("srv-new")], Some((id("srv-new"), false)))
+        );
     }
 }

@@ -133,6 +133,15 @@ pub struct RmmConfirmation {
     /// When the read-back confirmed it.
     #[serde(with = "utc")]
     pub confirmed_at: DateTime<Utc>,
+    /// Whether the read-back showed the decision. False where no target's scan lists the patch
+    /// (the RMM shows a patch's approval only on a computer that needs it): written, not
+    /// verifiable there.
+    #[serde(default = "verified_default")]
+    pub verified: bool,
+}
+
+fn verified_default() -> bool {
+    true
 }
 
 impl CycleDoc {

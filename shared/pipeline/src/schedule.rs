@@ -618,24 +618,50 @@ pub async fn tier_tick<X: Ports>(
     let mut failed = Vec::new();
     let mut changed = Vec::new();
     let mut statuses = Vec::with_capacity(runs.len());
+    let mut moved_meanwhile = false;
+    // Failures go out before the runs that record them are saved: a crash in between repeats
+    // the escalation (deduplicated by the failure's id), never loses it.
+    let escalate = |failed: &mut Vec<EndpointFailed>| {
+        let messages: Vec<_> = failed
+            .drain(..)
+            .map(|f| f.envelope(cycle, format!("{cycle}/failure/{}", f.id), Some(&f.tier)))
+            .collect();
+        async move {
+            env.queues
+                .send_batch(EndpointFailed::STAGE, &messages)
+                .await
+        }
+    };
     for (mut run, version) in runs {
         let before = run.clone();
         advance(x, &cycle_doc, &mut run, now, &approved, &mut failed).await?;
         statuses.push(run.status);
+        if before.install_sent_at.is_none() && run.install_sent_at.is_some() {
+            // The install went to the RMM: record it at once, so a tick that dies later (another
+            // run's error, the function's timeout) neither sends it again nor judges the agent
+            // anew on the redelivery.
+            escalate(&mut failed).await?;
+            match records::save(
+                &env.state,
+                cycle,
+                &kind,
+                run.endpoint.as_str(),
+                &run,
+                Some(version),
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(PortError::Conflict(_)) => moved_meanwhile = true,
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
         if run != before {
             changed.push((run, version));
         }
     }
-    // Failures go out before the runs that record them are saved: a crash in between repeats
-    // the escalation (deduplicated by the failure's id), never loses it.
-    let messages: Vec<_> = failed
-        .iter()
-        .map(|f| f.envelope(cycle, format!("{cycle}/failure/{}", f.id), Some(&f.tier)))
-        .collect();
-    env.queues
-        .send_batch(EndpointFailed::STAGE, &messages)
-        .await?;
-    let mut moved_meanwhile = false;
+    escalate(&mut failed).await?;
     for (run, version) in &changed {
         match records::save(
             &env.state,

@@ -340,6 +340,13 @@ impl Automate {
             tracing::debug!(system = SYSTEM, %what, "no endpoint to write the approval for");
             return Ok(());
         }
+        if kb_number(&push.patch).is_none() {
+            // Automate's approval policy holds Microsoft updates by KB: a third-party patch or a
+            // fix without a KB (Click-to-Run, release notes) has no place in it, so nothing is
+            // written (the read-back answers "not known" for it too).
+            tracing::info!(system = SYSTEM, %what, "not a KB: Automate's approval policy does not hold it");
+            return Ok(());
+        }
         let script = self.config.scripts.approval.ok_or_else(|| {
             PortError::permanent(
                 format!("{SYSTEM} {what}"),

@@ -177,6 +177,33 @@ async fn an_approval_is_written_once_per_key_for_the_clients_computers_and_read_
 }
 
 #[tokio::test]
+async fn a_patch_without_a_kb_is_not_written_to_automates_policy() {
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    Mock::given(method("POST"))
+        .and(path("/cwa/api/v1/Batch/ScriptExecute"))
+        .respond_with(script_ok())
+        .expect(0)
+        .mount(&server)
+        .await;
+    let a = automate(&server);
+    for id in [
+        "C2R-2026-12-365-APPS-FOR-ENTERPRISE",
+        "CHROME-144.0.7200.60",
+    ] {
+        let p = ApprovalPush {
+            patch: kb(id),
+            ..push(RmmApproval::Approved)
+        };
+        a.push_approval(&format!("2026-12/approval/acme/{id}/1"), &p)
+            .await
+            .unwrap();
+        assert_eq!(a.approval_state(&ep("101"), &kb(id)).await.unwrap(), None);
+    }
+    server.verify().await;
+}
+
+#[tokio::test]
 async fn a_decline_is_written_as_deny_and_automates_names_read_back_as_decisions() {
     let server = MockServer::start().await;
     mount_token(&server, "t1", None).await;

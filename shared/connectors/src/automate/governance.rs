@@ -174,11 +174,18 @@ pub(super) fn judge_kbs(
     let mut failed_at: Option<DateTime<Utc>> = None;
     let mut installed_at = since;
     let mut all_installed = true;
+    let mut listed = false;
     for (kb, patch) in expect {
         let of_kb: Vec<&MicrosoftUpdate> = rows
             .iter()
             .filter(|r| r.knowledge_base_id.map(|i| i.0) == Some(*kb))
             .collect();
+        if of_kb.is_empty() {
+            // Automate lists no such update on this computer: it does not apply here (an
+            // update assumed to apply without a scan), so it is not waited for.
+            continue;
+        }
+        listed = true;
         let fail = of_kb.iter().find(|r| {
             r.is_failed == Some(true)
                 && match real(r.install_date) {
@@ -207,6 +214,14 @@ pub(super) fn judge_kbs(
     }
     if !failed.is_empty() {
         return KbOutcome::Failed(failed_at.unwrap_or(now), failed);
+    }
+    if !listed {
+        // None of the expected updates is listed here: the deployment's own patch job is the
+        // install.
+        return match last_job.filter(|_| job_since) {
+            Some(at) => KbOutcome::Installed(at),
+            None => KbOutcome::Pending,
+        };
     }
     if all_installed {
         KbOutcome::Installed(installed_at)
@@ -625,7 +640,18 @@ impl Automate {
         }
         let installed_at = if kbs.is_empty() {
             match self.install_script_outcome(computer, since).await? {
-                None => return Ok(out),
+                // No install script ran: an unattended install is Automate's deployment, whose
+                // patch job (finished since the commands went out) is the install.
+                None => {
+                    let (running, stats) = self.patching_stats(computer).await?;
+                    match real(stats.last_patched_date).filter(|d| !running && *d >= since) {
+                        Some(at) => {
+                            out.push(report(at, RmmEvent::InstallSucceeded));
+                            at
+                        }
+                        None => return Ok(out),
+                    }
+                }
                 Some((at, RmmEvent::InstallSucceeded)) => {
                     out.push(report(at, RmmEvent::InstallSucceeded));
                     at

@@ -598,6 +598,15 @@ async fn reports_of(
 }
 
 async fn mount_reports(server: &MockServer, history: Value, startup: &str, monitors: Value) {
+    // No patch job since the commands: the install is the scripts' history alone.
+    Mock::given(method("GET"))
+        .and(path("/cwa/api/v1/Computers/101/PatchingStats"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "ComputerId": 101, "NoPatchInventory": false, "PatchJobRunning": false,
+            "Stage": "Production", "LastPatchedDate": "2026-11-12T04:00:00"
+        })))
+        .mount(server)
+        .await;
     Mock::given(method("GET"))
         .and(path("/cwa/api/v1/Computers/101/ScriptHistory"))
         .and(query_param("page", "1"))

@@ -597,6 +597,29 @@ async fn a_reboot_still_needed_is_not_confirmed_and_a_kb_not_installed_is_not_ye
         &server,
         101,
         TWO_KBS,
+        json!([
+            update(5048667, true, false, "Approve", "2026-12-10T03:20:00"),
+            update(5048685, false, false, "Approve", "0001-01-01T00:00:00")
+        ]),
+    )
+    .await;
+    let reports = kb_reports(&server, &["KB5048667", "KB5048685"])
+        .await
+        .unwrap();
+    assert!(reports.is_empty(), "{reports:?}");
+}
+
+#[tokio::test]
+async fn an_expected_kb_automate_does_not_list_on_the_computer_is_not_waited_for() {
+    // Assumed to apply without a scan, KB5048685 is not an update this computer has: the
+    // install is the listed KB's, and with none listed the deployment's patch job.
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    mount_stats(&server, 101, stats(false, "2026-12-10T03:50:00")).await;
+    mount_updates(
+        &server,
+        101,
+        TWO_KBS,
         json!([update(
             5048667,
             true,
@@ -606,10 +629,36 @@ async fn a_reboot_still_needed_is_not_confirmed_and_a_kb_not_installed_is_not_ye
         )]),
     )
     .await;
+    mount_state(
+        &server,
+        101,
+        json!({"LastStartup": "2026-12-10T03:10:00", "IsRebootNeeded": false}),
+    )
+    .await;
     let reports = kb_reports(&server, &["KB5048667", "KB5048685"])
         .await
         .unwrap();
-    assert!(reports.is_empty(), "{reports:?}");
+    assert_eq!(
+        reports.iter().map(|r| &r.event).collect::<Vec<_>>(),
+        [&RmmEvent::InstallSucceeded]
+    );
+
+    let server = MockServer::start().await;
+    mount_token(&server, "t1", None).await;
+    mount_stats(&server, 101, stats(false, "2026-12-10T03:50:00")).await;
+    mount_updates(&server, 101, TWO_KBS, json!([])).await;
+    mount_state(
+        &server,
+        101,
+        json!({"LastStartup": "2026-12-10T03:10:00", "IsRebootNeeded": false}),
+    )
+    .await;
+    let reports = kb_reports(&server, &["KB5048667", "KB5048685"])
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].event, RmmEvent::InstallSucceeded);
+    assert_eq!(reports[0].at.to_rfc3339(), "2026-12-10T03:50:00+00:00");
 }
 
 #[tokio::test]

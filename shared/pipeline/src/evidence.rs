@@ -232,21 +232,37 @@ fn flaws(
                 applicability: basis.to_owned(),
             });
         }
-        // Older missing updates: reported by the scan, not in the month's catalog.
-        for n in run.doc.needed.iter().flatten() {
-            if in_catalog.contains(n.id.as_str()) {
-                continue;
-            }
+        // Older missing updates: reported by the scan, not in the month's catalog, dated by
+        // what the RMM knows of them (`needed`), else by the cycle's opening.
+        let needed: HashMap<&str, &patchflow_core::contract::NeededUpdateDoc> = run
+            .doc
+            .needed
+            .iter()
+            .flatten()
+            .map(|n| (n.id.as_str(), n))
+            .collect();
+        let mut older: Vec<&str> = run
+            .doc
+            .applicable
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(needed.keys().copied())
+            .filter(|id| !in_catalog.contains(id))
+            .collect();
+        older.sort_unstable();
+        older.dedup();
+        for id in older {
+            let n = needed.get(id);
             let released = n
-                .released
-                .as_deref()
+                .and_then(|n| n.released.as_deref())
                 .and_then(|t| patchflow_core::schedule::parse_instant(t).ok())
                 .unwrap_or(cycle.opened_at);
             out.push(Flaw {
                 client: client.to_string(),
                 endpoint: run.endpoint.to_string(),
-                patch: n.id.clone(),
-                severity: n.severity,
+                patch: id.to_owned(),
+                severity: n.and_then(|n| n.severity),
                 released,
                 events: FlawEvents {
                     identified: Some(cycle.opened_at),
@@ -557,8 +573,9 @@ pub async fn archive_tier<X: Ports>(
         // failure tickets of its endpoints closed with it.
         let patched = client_runs
             .iter()
-            .filter(|r| r.status == RunStatus::Validated)
+            .filter(|r| r.status == RunStatus::Validated && !r.up_to_date)
             .count();
+        let up_to_date = client_runs.iter().filter(|r| r.up_to_date).count();
         let ticket = env
             .psa
             .open_ticket(&NewTicket {
@@ -568,7 +585,8 @@ pub async fn archive_tier<X: Ports>(
                 summary: format!("Patch compliance {cycle} {}: {patched} patched", msg.tier),
                 description: format!(
                     "Patch cycle {cycle}, tier {} for {client}: {patched} of {} endpoint(s) \
-                     patched and validated, {} failure ticket(s).",
+                     patched and validated, {up_to_date} up to date (nothing approved missing), \
+                     {} failure ticket(s).",
                     msg.tier,
                     client_runs.len(),
                     tickets.len()
@@ -679,8 +697,9 @@ pub async fn archive_tier<X: Ports>(
                     tier: msg.tier.clone(),
                     closed_at: validated_at,
                     summary: format!(
-                        "{patched} of {} endpoint(s) patched and validated, {} failure \
-                         ticket(s); PSA compliance ticket {ticket}, summary attached",
+                        "{patched} of {} endpoint(s) patched and validated, {up_to_date} up \
+                         to date, {} failure ticket(s); PSA compliance ticket {ticket}, summary \
+                         attached",
                         client_runs.len(),
                         tickets.len()
                     ),

@@ -264,7 +264,7 @@ async fn send_install<X: Ports>(
             FailureStage::Install,
             window.end,
             format!(
-                "not installed: the install window ({} to {}) closed before the install could                  be sent",
+                "not installed: the install window ({} to {}) closed before the install could be sent",
                 patchflow_core::schedule::utc::format(&window.start),
                 patchflow_core::schedule::utc::format(&window.end)
             ),

@@ -23,7 +23,7 @@ use patchflow_core::plan::{plan, Release};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::clock::ManualClock;
 use patchflow_core::ports::evidence::EvidenceStore;
-use patchflow_core::ports::state::{StateStore, TierId};
+use patchflow_core::ports::state::{FailureStore, StateStore, TierId};
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::rules::scope::Scope;
 use patchflow_core::tier::TierState;
@@ -313,6 +313,18 @@ async fn check_failed_pilot<S: StateStore, Q, E>(env: &SimEnv<S, Q, E>, got: &Ou
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert_eq!(failures[0].priority, Criticality::P2);
     assert!(failures[0].summary.contains("cs-app1"));
+    // The failed patch is tracked in the RMM too, with its next retry window and its ticket,
+    // once per failure however often the failure was delivered.
+    let recorded = env.state.list_failures(cycle()).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    let notes = env.rmm.retry_notes();
+    assert_eq!(notes.len(), 1, "{notes:#?}");
+    let (key, note) = notes.iter().next().unwrap();
+    assert_eq!(key, &format!("{}/retry/{}", cycle(), recorded[0].id));
+    assert_eq!(note.endpoint.as_str(), "cs-app1");
+    assert_eq!(note.next_retry, recorded[0].next_retry);
+    assert_eq!(note.ticket, recorded[0].ticket);
+    assert!(note.next_retry.start >= recorded[0].failed_at);
     let pilot = TierId::parse("servers.contoso.pilot").unwrap();
     let production = TierId::parse("servers.contoso.production").unwrap();
     let state_of = |t: TierId| {

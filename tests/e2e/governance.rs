@@ -439,6 +439,14 @@ impl patchflow_core::ports::rmm::Rmm for MisreportingRmm {
     ) -> Result<bool, patchflow_core::ports::PortError> {
         self.inner.record_closure(key, closure).await
     }
+
+    async fn record_retry(
+        &self,
+        key: &str,
+        note: &patchflow_core::ports::rmm::RetryNote,
+    ) -> Result<bool, patchflow_core::ports::PortError> {
+        self.inner.record_retry(key, note).await
+    }
 }
 
 /// A cycle opened on an RMM whose approval read-back answers `answer`; the approval queue's

@@ -59,7 +59,7 @@ use patchflow_core::contract::{ClientDoc, EndpointDoc, InventoryDoc, LocationDoc
 use patchflow_core::ids::{EndpointId, PatchId};
 use patchflow_core::model::{Criticality, EndpointKind, Ring, ServerRole, Track};
 use patchflow_core::ports::rmm::{
-    AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport, TierClosure,
+    AgentState, ApprovalPush, RetryNote, Rmm, RmmApproval, RmmReport, TierClosure,
 };
 use patchflow_core::ports::sources::{ClientLeftOut, InventorySource, NoPatchInventory, PullNotes};
 use patchflow_core::ports::PortError;
@@ -1199,6 +1199,10 @@ impl Rmm for Automate {
 
     async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
         self.record_tier_closure(key, closure).await
+    }
+
+    async fn record_retry(&self, key: &str, note: &RetryNote) -> Result<bool, PortError> {
+        self.record_retry_window(key, note).await
     }
 
     async fn reports(

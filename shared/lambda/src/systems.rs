@@ -28,7 +28,7 @@ use patchflow_core::ids::{CycleId, EndpointId, PatchId};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
 use patchflow_core::ports::rmm::{
-    AgentState, ApprovalPush, Rmm, RmmApproval, RmmReport, TierClosure,
+    AgentState, ApprovalPush, RetryNote, Rmm, RmmApproval, RmmReport, TierClosure,
 };
 use patchflow_core::ports::sources::{CatalogSource, InventorySource, PullNotes};
 use patchflow_core::ports::PortError;
@@ -112,6 +112,14 @@ impl Rmm for AnyRmm {
         match self {
             AnyRmm::Simulated(r) => r.record_closure(key, closure).await,
             AnyRmm::Automate(r) => r.record_closure(key, closure).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn record_retry(&self, key: &str, note: &RetryNote) -> Result<bool, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.record_retry(key, note).await,
+            AnyRmm::Automate(r) => r.record_retry(key, note).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
         }
     }

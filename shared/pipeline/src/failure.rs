@@ -1,11 +1,13 @@
 //! failure-escalation: every failed deployment or validation becomes a PSA ticket with its
 //! P1-P3 priority; a server-class failure after hours pages on-call; the tier is held (blocked
-//! for a critical system) until a root cause is documented; the next retry window is recorded.
+//! for a critical system) until a root cause is documented; the next retry window is recorded,
+//! and written to the RMM where the technician sees it.
 
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::CycleId;
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::rmm::{RetryNote, Rmm};
 use patchflow_core::ports::state::{FailureRecord, FailureStore, TierStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::failure::escalate;
@@ -125,6 +127,24 @@ pub async fn endpoint_failed<X: Ports>(
             .trigger(&format!("{cycle}/{}", msg.id), &summary)
             .await?;
     }
+    // The failed patch tracked in the RMM with its next retry window documented, where the
+    // technician sees it: once per failure (keyed), beside the tier closures.
+    env.rmm
+        .record_retry(
+            &format!("{cycle}/retry/{}", msg.id),
+            &RetryNote {
+                client: msg.client.clone(),
+                cycle,
+                endpoint: msg.endpoint.clone(),
+                hostname: e.hostname.clone(),
+                failure: msg.id.clone(),
+                stage: msg.stage.as_str().to_owned(),
+                patches: msg.patches.clone(),
+                next_retry: failure.next_retry,
+                ticket: failure.ticket.clone(),
+            },
+        )
+        .await?;
     // Hold the tier (block it for a critical system), unless the endpoint has already moved on
     // to a later attempt (a late delivery of an old failure).
     let critical = esc.block_production;

@@ -17,7 +17,7 @@ use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
 use patchflow_core::ports::rmm::{
-    AgentState, ApprovalPush, Rmm, RmmApproval, RmmEvent, RmmReport, TierClosure,
+    AgentState, ApprovalPush, RetryNote, Rmm, RmmApproval, RmmEvent, RmmReport, TierClosure,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::PowerState;
@@ -98,6 +98,7 @@ struct RmmState {
     /// Each tier's closure per client, by key.
     closures: BTreeMap<String, TierClosure>,
     closure_duplicates: usize,
+    retries: BTreeMap<String, RetryNote>,
 }
 
 /// What one install command does, by the client's approval policy when the RMM took it.
@@ -219,6 +220,11 @@ impl<C: Clock> SimRmm<C> {
                     .count()
             })
             .sum()
+    }
+
+    /// The retry windows recorded, by key.
+    pub fn retry_notes(&self) -> BTreeMap<String, RetryNote> {
+        lock(&self.state).retries.clone()
     }
 
     /// The tier closures recorded, by key.
@@ -527,6 +533,15 @@ impl<C: Clock> Rmm for SimRmm<C> {
             return Ok(false);
         }
         st.closures.insert(key.to_owned(), closure.clone());
+        Ok(true)
+    }
+
+    async fn record_retry(&self, key: &str, note: &RetryNote) -> Result<bool, PortError> {
+        let mut st = lock(&self.state);
+        if st.retries.contains_key(key) {
+            return Ok(false);
+        }
+        st.retries.insert(key.to_owned(), note.clone());
         Ok(true)
     }
 }

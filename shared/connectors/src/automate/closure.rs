@@ -12,13 +12,18 @@
 //! it shows would depend on an MSP script. The client's record is written once per client and
 //! tier, by patchflow alone, and read back from the write's answer.
 //!
+//! The same line, on the same record, documents a failed patch's next retry window (the seed's
+//! "Failed patches tracked in RMM with next retry window documented"): one line per failure,
+//! written when the failure is escalated, beginning `patchflow retry`.
+//!
 //! Each line ends with the marker `[patchflow:{key}]`. The read comes first: a comment already
 //! carrying the marker means the closure is recorded, and nothing is written (a redelivery, or a
 //! write whose answer was lost). The technician's own text is kept as it is; of patchflow's
-//! lines, the latest [`KEEP_LINES`] are kept.
+//! closure lines the latest [`KEEP_LINES`] are kept, of its retry lines the latest
+//! [`KEEP_RETRY_LINES`].
 
 use patchflow_core::ids::ClientId;
-use patchflow_core::ports::rmm::TierClosure;
+use patchflow_core::ports::rmm::{RetryNote, TierClosure};
 use patchflow_core::ports::PortError;
 use patchflow_core::schedule::utc;
 use reqwest::Method;
@@ -29,8 +34,15 @@ use super::{slug, Automate, Id, API, SYSTEM};
 /// patchflow's closure lines kept in a client's comment (two years of three tiers a month).
 pub const KEEP_LINES: usize = 72;
 
+/// patchflow's retry lines kept in a client's comment (apart from its closure lines, so a month
+/// of failures never pushes a closure out).
+pub const KEEP_RETRY_LINES: usize = 48;
+
 /// The start of each of patchflow's lines in a client's comment.
 const LINE_PREFIX: &str = "patchflow ";
+
+/// The start of a retry line.
+const RETRY_PREFIX: &str = "patchflow retry ";
 
 /// A client as `GET /Clients` and `GET /Clients/{clientId}` return it (what the closure reads).
 #[derive(Debug, Deserialize)]
@@ -48,15 +60,20 @@ pub fn closure_marker(key: &str) -> String {
     format!("[patchflow:{key}]")
 }
 
-/// The comment with `line` added: the other text unchanged, patchflow's lines cut to the latest
-/// [`KEEP_LINES`] (the new one included), the comment's own line ending kept.
+/// The comment with `line` added: the other text unchanged, patchflow's lines of the new line's
+/// kind (closure or retry) cut to the latest [`KEEP_LINES`] or [`KEEP_RETRY_LINES`] (the new one
+/// included), the comment's own line ending kept.
 fn with_line(comment: &str, line: &str) -> String {
     let eol = if comment.contains("\r\n") {
         "\r\n"
     } else {
         "\n"
     };
-    let ours = |l: &str| l.starts_with(LINE_PREFIX) && l.contains("[patchflow:");
+    let retry = |l: &str| l.starts_with(RETRY_PREFIX);
+    let kind = retry(line);
+    let keep = if kind { KEEP_RETRY_LINES } else { KEEP_LINES };
+    let ours =
+        |l: &str| l.starts_with(LINE_PREFIX) && l.contains("[patchflow:") && retry(l) == kind;
     let mut lines: Vec<&str> = comment.lines().collect();
     while lines.last().is_some_and(|l| l.trim().is_empty()) {
         lines.pop();
@@ -66,7 +83,7 @@ fn with_line(comment: &str, line: &str) -> String {
         .iter()
         .filter(|l| ours(l))
         .count()
-        .saturating_sub(KEEP_LINES);
+        .saturating_sub(keep);
     lines.retain(|l| {
         if surplus > 0 && ours(l) {
             surplus -= 1;
@@ -154,27 +171,66 @@ impl Automate {
         key: &str,
         closure: &TierClosure,
     ) -> Result<bool, PortError> {
-        let id = self.automate_client(&closure.client).await?;
-        let path = format!("Clients/{id}");
-        let marker = closure_marker(key);
-        let current: ClientRecord = self.call(Method::GET, &path, &[], None).await?;
-        let comment = current.comment.unwrap_or_default();
-        if comment.contains(&marker) {
-            tracing::debug!(
-                system = SYSTEM,
-                client = id,
-                key,
-                "closure already recorded"
-            );
-            return Ok(false);
-        }
         let line = format!(
-            "{LINE_PREFIX}{} {} closed {}: {} {marker}",
+            "{LINE_PREFIX}{} {} closed {}: {}",
             closure.cycle,
             closure.tier,
             utc::format(&closure.closed_at),
             one_line(&closure.summary)
         );
+        self.record_client_line(&closure.client, key, &line, "closure")
+            .await
+    }
+
+    /// Records a failure's next retry window in the client's comment, once per key.
+    pub(super) async fn record_retry_window(
+        &self,
+        key: &str,
+        note: &RetryNote,
+    ) -> Result<bool, PortError> {
+        let kbs = if note.patches.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<&str> = note.patches.iter().map(|p| p.as_str()).collect();
+            format!(" ({})", ids.join(", "))
+        };
+        let ticket = note
+            .ticket
+            .as_deref()
+            .map(|t| format!(", PSA ticket {t}"))
+            .unwrap_or_default();
+        let line = format!(
+            "{RETRY_PREFIX}{} {} ({}): {} failed{kbs}; next retry window {} to {}{ticket}",
+            note.cycle,
+            one_line(&note.hostname),
+            note.endpoint,
+            note.stage,
+            utc::format(&note.next_retry.start),
+            utc::format(&note.next_retry.end),
+        );
+        self.record_client_line(&note.client, key, &line, "retry window")
+            .await
+    }
+
+    /// Adds `line` with the key's marker to the client's comment unless the comment carries the
+    /// marker already; the write's answer must carry it.
+    async fn record_client_line(
+        &self,
+        client: &ClientId,
+        key: &str,
+        line: &str,
+        what: &str,
+    ) -> Result<bool, PortError> {
+        let id = self.automate_client(client).await?;
+        let path = format!("Clients/{id}");
+        let marker = closure_marker(key);
+        let current: ClientRecord = self.call(Method::GET, &path, &[], None).await?;
+        let comment = current.comment.unwrap_or_default();
+        if comment.contains(&marker) {
+            tracing::debug!(system = SYSTEM, client = id, key, "{what} already recorded");
+            return Ok(false);
+        }
+        let line = format!("{line} {marker}");
         let body = serde_json::json!([{
             "Op": "replace",
             "Path": "/Comment",
@@ -185,7 +241,7 @@ impl Automate {
             return Err(PortError::permanent(
                 format!("{SYSTEM} PATCH /{API}/{path}"),
                 format!(
-                    "the answer's `Comment` does not carry {marker}: the closure was not recorded"
+                    "the answer's `Comment` does not carry {marker}: the {what} was not recorded"
                 ),
             ));
         }
@@ -193,7 +249,7 @@ impl Automate {
             system = SYSTEM,
             client = id,
             key,
-            "tier closure recorded on the client"
+            "{what} recorded on the client"
         );
         Ok(true)
     }
@@ -457,6 +513,61 @@ mod tests {
         // A technician's line that merely starts like ours is kept.
         assert!(with_line("patchflow is great", "patchflow x [patchflow:x]")
             .starts_with("patchflow is great\n"));
+    }
+
+    fn retry_note() -> RetryNote {
+        let at = |h| chrono::Utc.with_ymd_and_hms(2026, 12, 11, h, 0, 0).unwrap();
+        RetryNote {
+            client: ClientId::parse("acme").unwrap(),
+            cycle: CycleId::new(2026, 12).unwrap(),
+            endpoint: patchflow_core::ids::EndpointId::parse("ep-7").unwrap(),
+            hostname: "ACME-SQL01".into(),
+            failure: "2026-12.servers.pilot.ep-7.install.0".into(),
+            stage: "install".into(),
+            patches: vec![patchflow_core::ids::PatchId::parse("KB5071001").unwrap()],
+            next_retry: patchflow_core::schedule::Window {
+                start: at(2),
+                end: at(8),
+            },
+            ticket: Some("1234".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_window_is_one_line_on_the_client_once_per_failure_and_keeps_the_closures() {
+        let server = MockServer::start().await;
+        mount_token(&server).await;
+        let client = mount_client(&server, "Front desk: ask for Ann", 200).await;
+        let rmm = automate(&server, json!({"5": {"id": "acme"}}));
+        assert!(rmm.record_closure(KEY, &closure()).await.unwrap());
+
+        let key = "2026-12/retry/2026-12.servers.pilot.ep-7.install.0";
+        assert!(rmm.record_retry(key, &retry_note()).await.unwrap());
+        let comment = client.0.lock().unwrap().clone();
+        assert_eq!(
+            comment.lines().last().unwrap(),
+            "patchflow retry 2026-12 ACME-SQL01 (ep-7): install failed (KB5071001); next retry \
+             window 2026-12-11T02:00:00Z to 2026-12-11T08:00:00Z, PSA ticket 1234 \
+             [patchflow:2026-12/retry/2026-12.servers.pilot.ep-7.install.0]"
+        );
+        // A redelivery writes nothing.
+        assert!(!rmm.record_retry(key, &retry_note()).await.unwrap());
+        assert_eq!(count(&server, "PATCH").await, 2);
+
+        // A month of failures gives way among themselves, never pushing a closure out.
+        for i in 0..KEEP_RETRY_LINES + 5 {
+            rmm.record_retry(&format!("k{i}"), &retry_note())
+                .await
+                .unwrap();
+        }
+        let comment = client.0.lock().unwrap().clone();
+        assert!(comment.starts_with("Front desk: ask for Ann\n"));
+        assert!(comment.contains(&closure_marker(KEY)), "{comment}");
+        let retries = comment
+            .lines()
+            .filter(|l| l.starts_with("patchflow retry "))
+            .count();
+        assert_eq!(retries, KEEP_RETRY_LINES);
     }
 
     #[test]

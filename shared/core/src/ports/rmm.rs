@@ -129,6 +129,32 @@ pub struct TierClosure {
     pub summary: String,
 }
 
+/// A failed patch's next retry window, recorded in the RMM where a technician sees it (the seed's
+/// "Failed patches tracked in RMM with next retry window documented").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryNote {
+    /// The client whose endpoint failed.
+    pub client: ClientId,
+    /// The cycle.
+    pub cycle: CycleId,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// Its host name.
+    pub hostname: String,
+    /// The failure's id.
+    pub failure: String,
+    /// What failed (`install`, `reboot`, `validation`, ...).
+    pub stage: String,
+    /// The patches that failed, when the RMM named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<PatchId>,
+    /// The next retry window, the endpoint's own, from the failure handling standard.
+    pub next_retry: crate::schedule::Window,
+    /// The PSA ticket tracking it, when opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
 /// Commands to, and reports from, the RMM.
 ///
 /// Error contract: `Transient` for the RMM's passing failures (retry the message), `Permanent`
@@ -181,5 +207,14 @@ pub trait Rmm: Send + Sync {
         &self,
         key: &str,
         closure: &TierClosure,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Records a failure's next retry window for one endpoint, under an idempotency key: one
+    /// write per failure (never per tick), so a repeat changes nothing. `Ok(true)` when this
+    /// call wrote it, `Ok(false)` when it was already recorded.
+    fn record_retry(
+        &self,
+        key: &str,
+        note: &RetryNote,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }

@@ -53,6 +53,7 @@ fn doc(client: &str, id: &str, ring: Ring) -> EndpointDoc {
         applicable: None,
         os: None,
         needed: None,
+        impact: None,
     }
 }
 
@@ -328,6 +329,9 @@ async fn records_contract<S: ExceptionStore + ApprovalStore + FailureStore + Evi
         engineer_reason: None,
         signed_at: None,
         change_requires: "signed client approval".into(),
+        signed: true,
+        approval_ref: Some(reference.into()),
+        lifted_by: format!("client signed change ({reference})").into(),
     };
     assert!(store
         .record_exception(&entry("ws-9", ExceptionKind::ClientExcluded, "SIGNED-1"))

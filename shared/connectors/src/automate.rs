@@ -141,6 +141,10 @@ pub struct ClientMapping {
     /// Automate location names whose endpoints are not patched (location-level disable).
     #[serde(default)]
     pub disabled_locations: Vec<String>,
+    /// The client's impact (`high`, `medium`, `low`): Automate has no such field, so the
+    /// connectors file states it (written as the inventory's client `impact`).
+    #[serde(default)]
+    pub impact: Option<patchflow_core::model::Impact>,
 }
 
 /// The contract fields the members of an Automate group take.
@@ -179,6 +183,9 @@ pub struct GroupRule {
     /// ... and the signed approval it rests on.
     #[serde(default)]
     pub exclusion_ref: Option<String>,
+    /// Client impact of the group's computers (`high`, `medium`, `low`).
+    #[serde(default)]
+    pub impact: Option<patchflow_core::model::Impact>,
 }
 
 /// The Automate script id of each command. Each script receives the parameters `PatchflowKey`
@@ -881,6 +888,7 @@ fn map_computer(
             .clone()
             .filter(|os| !os.trim().is_empty()),
         needed: None,
+        impact: None,
     };
     let mut from = BTreeMap::new();
     for rule in &config.groups {
@@ -929,7 +937,8 @@ fn map_computer(
                 "exclusion_ref",
                 f,
                 g,
-            )
+            )?;
+            merge(&mut doc.impact, &rule.impact, "impact", f, g)
         })();
         r.map_err(|e| format!("{what}: {e}"))?;
     }
@@ -1025,6 +1034,7 @@ fn map_inventory(
             let doc = ClientDoc {
                 id,
                 name: Some(name.clone()),
+                impact: mapping.impact,
                 timezone: Some(timezone),
                 locations: Some(
                     locations

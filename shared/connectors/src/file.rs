@@ -115,6 +115,7 @@ pub fn inventory_from_csv(source: &str, text: &str) -> Result<InventoryDoc, Port
                 name: None,
                 timezone: None,
                 locations: None,
+                impact: None,
             });
         entry.name = entry.name.take().or(client_name);
         entry.timezone = entry.timezone.take().or(client_tz);

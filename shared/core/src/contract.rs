@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ClientId, EndpointId, IdError, LocationId, PatchId};
 use crate::model::{
-    Catalog, Classification, Client, Criticality, CriticalitySource, Endpoint, EndpointKind,
-    Inventory, InventoryError, Location, Patch, Profile, Provenance, Ring, ServerPolicyGroup,
-    ServerProfile, ServerRole, Severity, Track, Vendor, WorkstationPolicyGroup, WorkstationProfile,
+    Catalog, Classification, Client, Criticality, CriticalitySource, Endpoint, EndpointImpact,
+    EndpointKind, Impact, ImpactSource, Inventory, InventoryError, Location, Patch, Profile,
+    Provenance, Ring, ServerPolicyGroup, ServerProfile, ServerRole, Severity, Track, Vendor,
+    WorkstationPolicyGroup, WorkstationProfile,
 };
 use crate::schedule::parse_instant;
 
@@ -80,6 +81,10 @@ pub struct ClientDoc {
     /// Sites.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locations: Option<Vec<LocationDoc>>,
+    /// Client impact (an inventory extension): `high`, `medium` or `low`; its endpoints'
+    /// default, raising a failure's ticket priority to P1, P2 or P3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
 }
 
 /// A location record.
@@ -168,6 +173,10 @@ pub struct EndpointDoc {
     /// updates older than the month's catalog from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needed: Option<Vec<NeededUpdateDoc>>,
+    /// Client impact of this endpoint (an inventory extension): `high`, `medium` or `low`;
+    /// overrides its client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
 }
 
 /// An update the RMM's patch scan reports as needed on an endpoint.
@@ -414,6 +423,7 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
             id,
             tz,
             locations,
+            impact: c.impact,
         });
     }
 
@@ -556,6 +566,17 @@ pub fn inventory_from_doc(source: &str, doc: InventoryDoc) -> Result<Inventory, 
             provenance,
             applicable,
             os: e.os.filter(|o| !o.trim().is_empty()),
+            impact: match (e.impact, client.impact) {
+                (Some(level), _) => Some(EndpointImpact {
+                    level,
+                    source: ImpactSource::Endpoint,
+                }),
+                (None, Some(level)) => Some(EndpointImpact {
+                    level,
+                    source: ImpactSource::Client,
+                }),
+                (None, None) => None,
+            },
         });
     }
     // Unique ids are the domain's invariant: the inventory checks them and we name the record.
@@ -712,6 +733,54 @@ mod tests {
         assert_eq!(
             (b.criticality, b.criticality_source),
             (Criticality::P3, CriticalitySource::Override)
+        );
+    }
+
+    #[test]
+    fn an_endpoints_impact_overrides_its_clients_and_a_bad_value_is_named() {
+        let i = parse_inventory(
+            "inv.json",
+            r#"{"clients": [{"id": "acme", "timezone": "America/New_York", "impact": "high"},
+                            {"id": "globex", "timezone": "America/New_York"}],
+                "endpoints": [{"id": "a", "client": "acme", "kind": "workstation"},
+                              {"id": "b", "client": "acme", "kind": "workstation", "impact": "low"},
+                              {"id": "c", "client": "globex", "kind": "server"}]}"#,
+        )
+        .unwrap();
+        let impact = |n: usize| i.endpoints()[n].impact;
+        assert_eq!(
+            impact(0),
+            Some(EndpointImpact {
+                level: Impact::High,
+                source: ImpactSource::Client
+            })
+        );
+        assert_eq!(
+            impact(1),
+            Some(EndpointImpact {
+                level: Impact::Low,
+                source: ImpactSource::Endpoint
+            })
+        );
+        assert_eq!(impact(2), None);
+        assert_eq!(Impact::High.criticality(), Criticality::P1);
+        let e = err(r#"{"id": "w", "client": "acme", "kind": "workstation", "impact": "urgent"}"#);
+        assert_eq!(
+            (e.record.as_deref(), e.field.as_deref()),
+            (Some("endpoint \"w\""), Some("impact"))
+        );
+        assert!(
+            e.message.contains("urgent") && e.message.contains("high"),
+            "{e}"
+        );
+        let e = parse_inventory(
+            "inv.json",
+            r#"{"clients": [{"id": "acme", "timezone": "UTC", "impact": "p1"}], "endpoints": []}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.record.as_deref(), e.field.as_deref()),
+            (Some("client \"acme\""), Some("impact"))
         );
     }
 

@@ -151,6 +151,59 @@ impl fmt::Display for Criticality {
     }
 }
 
+/// Client impact, as an inventory extension gives it per client or per endpoint: how much a
+/// failure here hurts the client. It raises a failure's ticket priority (never lowers it):
+/// `high` is P1, `medium` P2, `low` P3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    /// A failure stops the client's business: P1.
+    High,
+    /// The default impact: P2.
+    Medium,
+    /// Little impact: P3.
+    Low,
+}
+
+impl Impact {
+    /// `high`, `medium` or `low`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::High => "high",
+            Impact::Medium => "medium",
+            Impact::Low => "low",
+        }
+    }
+
+    /// The priority this impact asks for: high P1, medium P2, low P3.
+    pub fn criticality(self) -> Criticality {
+        match self {
+            Impact::High => Criticality::P1,
+            Impact::Medium => Criticality::P2,
+            Impact::Low => Criticality::P3,
+        }
+    }
+}
+
+/// Where an endpoint's client impact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImpactSource {
+    /// The endpoint's own `impact` (it overrides the client's).
+    Endpoint,
+    /// Its client's `impact`.
+    Client,
+}
+
+/// An endpoint's client impact and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct EndpointImpact {
+    /// The impact.
+    pub level: Impact,
+    /// The endpoint's own value, or its client's.
+    pub source: ImpactSource,
+}
+
 /// Rollout ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -277,6 +330,8 @@ pub struct Endpoint {
     pub applicable: Option<Vec<PatchId>>,
     /// The operating system's product name as the RMM reports it, if known.
     pub os: Option<String>,
+    /// Client impact: the endpoint's own, else its client's; `None` when neither gives one.
+    pub impact: Option<EndpointImpact>,
 }
 
 /// Which grouping values came from the inventory rather than from defaults, so a trace can say so.
@@ -344,6 +399,8 @@ pub struct Client {
     pub tz: Option<Tz>,
     /// Its sites.
     pub locations: Vec<Location>,
+    /// The client's impact, if the inventory gives one (its endpoints' default).
+    pub impact: Option<Impact>,
 }
 
 impl Client {

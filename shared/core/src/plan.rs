@@ -17,6 +17,7 @@ use crate::rules::applicability::{Applicability, Matcher};
 use crate::rules::approval::{self, Approval, Decision};
 use crate::rules::cadence::{self, InstallMode, Memo, RebootPlan, WindowKind};
 use crate::rules::exception::ExceptionEntry;
+use crate::rules::representation::{self, Warning};
 use crate::rules::scope::{self, Scope};
 use crate::rules::waves::{self, Start, Wave, WaveChoice};
 use crate::schedule::{nth_weekday, resolve_local, utc, Window};
@@ -126,6 +127,9 @@ pub struct Plan {
     /// Ids an endpoint's patch scan reported that the catalog does not have, in inventory
     /// order.
     pub unknown_patches: Vec<(EndpointId, PatchId)>,
+    /// Where the inventory falls short of the operating model without being invalid: pilot
+    /// representation, exclusions without their signed approval.
+    pub warnings: Vec<Warning>,
 }
 
 impl Plan {
@@ -385,6 +389,10 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         }
     }
 
+    let scopes: Vec<Scope> = plans.iter().map(|p| p.scope).collect();
+    let mut warnings = representation::representation(inventory, &scopes);
+    warnings.extend(representation::unsigned_exclusions(&exception_register));
+
     Plan {
         release,
         approvals,
@@ -393,6 +401,7 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
         gates,
         approval_endpoints,
         unknown_patches,
+        warnings,
     }
 }
 
@@ -526,7 +535,7 @@ impl Serialize for Plan {
             .iter()
             .map(|(endpoint, patch)| Unknown { endpoint, patch })
             .collect();
-        let mut m = s.serialize_struct("Plan", 8)?;
+        let mut m = s.serialize_struct("Plan", 9)?;
         m.serialize_field("cycle", &self.release.cycle)?;
         m.serialize_field(
             "patch_tuesday",
@@ -538,6 +547,7 @@ impl Serialize for Plan {
         m.serialize_field("production_gates", &GatesOut(&self.gates))?;
         m.serialize_field("endpoints", &self.endpoints)?;
         m.serialize_field("unknown_patches", &unknown)?;
+        m.serialize_field("warnings", &self.warnings)?;
         m.end()
     }
 }

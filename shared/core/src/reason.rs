@@ -45,7 +45,8 @@ reasons! {
     WORKSTATION_REGULAR_WINDOW => "workstation_regular_window", "regular workstations patch and reboot overnight";
     WORKSTATION_DAYTIME_WINDOW => "workstation_daytime_window", "daytime workstations patch during business hours";
     CRITICAL_SERVER_MANUAL_APPROVAL => "critical_server_manual_approval", "the server is flagged critical: an engineer must approve before anything installs";
-    NOT_CRITICAL_SERVER => "not_critical_server", "not flagged critical: installs follow the policy group";
+    CRITICAL_SERVER_BY_CRITICALITY => "critical_server_by_criticality", "the server is P1 (by its role or its explicit criticality), so critical: an engineer must approve before anything installs";
+    NOT_CRITICAL_SERVER => "not_critical_server", "neither P1 nor flagged critical: installs follow the policy group";
     SINGLE_SERVER => "single_server", "the client has one in-scope server: no test tier, straight to its production window";
     PILOT_BY_RING => "pilot_by_ring", "the server is in the pilot or test ring, so it goes first";
     PILOT_BY_LOWEST_CRITICALITY => "pilot_by_lowest_criticality", "no server of the client is in a pilot ring, so the least critical one goes first";
@@ -90,6 +91,10 @@ reasons! {
     WORKSTATION_NO_PAGE => "workstation_no_page", "workstation failures notify the support queue, not on-call";
     ROOT_CAUSE_REQUIRED => "root_cause_required", "no retry until a root cause is documented";
     RETRY_ALLOWED => "retry_allowed", "a root cause is documented: the retry may run in the next retry window";
+    PILOT_SERVER_MISSING => "pilot_server_missing", "warning: a client with two or more in-scope servers has none in the pilot or test ring, so its least critical server pilots instead";
+    PILOT_TRACK_MISSING => "pilot_track_missing", "warning: a workstation track with in-scope workstations has none in the pilot or test ring, so the pilot does not represent it";
+    PILOT_CLIENT_WORKSTATIONS_MISSING => "pilot_client_workstations_missing", "warning: a client with in-scope workstations has none in the pilot or test ring, so the pilot does not represent it";
+    UNSIGNED_EXCLUSION => "unsigned_exclusion", "warning (or an error by policy or --strict): an exclusion or Do Not Patch endpoint has no signed approval on record (exclusion_ref)";
     CLOSURE_COMPLETE => "closure_complete", "every closure requirement is met";
     CLOSURE_INCOMPLETE => "closure_incomplete", "a closure requirement is missing";
 }

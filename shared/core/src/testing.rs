@@ -30,6 +30,7 @@ pub(crate) fn server(id: &str) -> Endpoint {
         provenance: Provenance::default(),
         applicable: None,
         os: None,
+        impact: None,
     }
 }
 

@@ -71,7 +71,7 @@ nodes! {
         "Every in-scope endpoint gets its window in its own zone: workstations 02:00-04:00 (regular) or business hours (daytime), servers 21:20-03:20.";
     CriticalServer => "phase2.critical_server", "Phase 2 Schedule & Cadence",
         "Critical servers: Manual approval required",
-        "A server flagged critical is scheduled but nothing is installed until an engineer approves it.";
+        "A critical server (P1 by role or criticality, or flagged critical) is scheduled but nothing is installed until an engineer approves it.";
     AutoApprove => "phase3.auto_approve", "Phase 3 Approval Governance",
         "Auto-Approve Monthly Microsoft Security Patches",
         "Microsoft security patches rated Critical or Important are approved without review, with a 48-hour time-to-patch target.";

@@ -320,6 +320,12 @@ pub async fn evaluate_patch<X: Ports>(
                 engineer_reason: None,
                 signed_at: None,
                 change_requires: Cow::Borrowed("an engineer's approval with sign-off"),
+                signed: false,
+                approval_ref: None,
+                lifted_by: patchflow_core::rules::exception::lifted_by(
+                    ExceptionKind::PatchDeclined,
+                    None,
+                ),
             })
             .await?;
     }

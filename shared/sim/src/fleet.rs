@@ -203,6 +203,7 @@ pub fn generate(spec: FleetSpec) -> InventoryDoc {
             name: Some(name),
             timezone: Some((*weighted(&mut rng, ZONES)).to_owned()),
             locations: Some(locations),
+            impact: None,
         });
     }
 
@@ -271,6 +272,7 @@ pub fn generate(spec: FleetSpec) -> InventoryDoc {
                 applicable: None,
                 os: None,
                 needed: None,
+                impact: None,
             };
             match kind {
                 EndpointKind::Server => {

@@ -12,7 +12,7 @@ use crate::ids::{Engineer, PatchId};
 use crate::model::{Classification, Patch, Vendor};
 use crate::policy::ApprovalPolicy;
 use crate::reason as r;
-use crate::rules::exception::{ExceptionEntry, ExceptionKind};
+use crate::rules::exception::{lifted_by, ExceptionEntry, ExceptionKind};
 use crate::schedule::utc;
 use crate::trace::Node;
 
@@ -261,6 +261,9 @@ pub fn apply_engineer_decision(
         engineer_reason: Some(sign_off.reason_code.to_string()),
         signed_at: Some(sign_off.at),
         change_requires: "a new engineer decision with sign-off".into(),
+        signed: true,
+        approval_ref: None,
+        lifted_by: lifted_by(kind, None),
     });
     Ok(Decided {
         approval: Approval {

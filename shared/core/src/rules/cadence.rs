@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::model::{Endpoint, Profile, ServerPolicyGroup, Track};
 use crate::policy::Policy;
 use crate::reason as r;
+use crate::rules::failure::{critical, critical_facts, is_critical};
 use crate::schedule::{resolve_local, ClockTime, DailyWindow, Window};
 use crate::trace::{FactCache, Node, Trace, TraceEntry};
 
@@ -144,12 +145,12 @@ pub fn assign_cadence(
     });
     trace.push(TraceEntry::new(Node::Cadence, kind.as_str(), reason).with_facts(text));
     if kind == WindowKind::Server {
-        if manual_approval_required(endpoint) {
-            trace.push(TraceEntry::new(
-                Node::CriticalServer,
-                "yes",
-                r::CRITICAL_SERVER_MANUAL_APPROVAL,
-            ));
+        if let (true, Some(c), Some(facts)) = (
+            manual_approval_required(endpoint),
+            critical(endpoint),
+            critical_facts(endpoint),
+        ) {
+            trace.push(TraceEntry::new(Node::CriticalServer, "yes", c.reason()).with_facts(facts));
         } else {
             trace.push(TraceEntry::new(
                 Node::CriticalServer,
@@ -161,9 +162,10 @@ pub fn assign_cadence(
     kind
 }
 
-/// Whether every install on this endpoint needs an engineer's approval first (critical servers).
+/// Whether every install on this endpoint needs an engineer's approval first: a critical server
+/// (P1 by role or `criticality`, or flagged `critical`; see [`is_critical`]).
 pub fn manual_approval_required(endpoint: &Endpoint) -> bool {
-    endpoint.critical && endpoint.server().is_some()
+    endpoint.server().is_some() && is_critical(endpoint)
 }
 
 /// Who installs: a technician for Manually Patch and Reboot servers, the RMM otherwise.
@@ -351,6 +353,42 @@ mod tests {
             start: utc(2026, 12, 9, 3, 20),
             end: utc(2026, 12, 9, 9, 20),
         }
+    }
+
+    #[test]
+    fn a_p1_or_flagged_server_needs_manual_approval_and_the_trace_says_why() {
+        let p = Policy::default();
+        let mut dc = srv(ServerPolicyGroup::AutoInstallAutoReboot, true);
+        if let Profile::Server(s) = &mut dc.profile {
+            s.role = Some(crate::model::ServerRole::DomainController);
+            s.criticality = Criticality::P1;
+            s.criticality_source = CriticalitySource::Role;
+        }
+        assert!(manual_approval_required(&dc));
+        let mut t = Trace::new();
+        assign_cadence(&dc, &p, &mut Memo::default(), &mut t);
+        let step = t.find(Node::CriticalServer).unwrap();
+        assert_eq!(
+            (step.outcome, step.reason),
+            ("yes", r::CRITICAL_SERVER_BY_CRITICALITY)
+        );
+        assert_eq!(step.facts.as_deref(), Some("P1 by role domain_controller"));
+
+        let mut flagged = srv(ServerPolicyGroup::AutoInstallManualReboot, false);
+        flagged.critical = true;
+        let mut t = Trace::new();
+        assign_cadence(&flagged, &p, &mut Memo::default(), &mut t);
+        let step = t.find(Node::CriticalServer).unwrap();
+        assert_eq!(step.reason, r::CRITICAL_SERVER_MANUAL_APPROVAL);
+
+        let plain = srv(ServerPolicyGroup::AutoInstallManualReboot, false);
+        assert!(!manual_approval_required(&plain));
+        let mut t = Trace::new();
+        assign_cadence(&plain, &p, &mut Memo::default(), &mut t);
+        assert_eq!(
+            t.find(Node::CriticalServer).unwrap().reason,
+            r::NOT_CRITICAL_SERVER
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ mod tests {
         let inv = parse_inventory(
             "inv",
             r#"{"clients": [{"id": "c", "timezone": "America/Chicago"}], "endpoints": [
-                {"id": "dc", "client": "c", "kind": "server", "role": "domain_controller", "policy_group": "auto_install_auto_reboot", "unattended_reboot_approved": true},
+                {"id": "web", "client": "c", "kind": "server", "role": "web", "policy_group": "auto_install_auto_reboot", "unattended_reboot_approved": true},
                 {"id": "fs", "client": "c", "kind": "server", "role": "file", "policy_group": "manual_patch_and_reboot"},
                 {"id": "sql", "client": "c", "kind": "server", "role": "sql", "critical": true},
                 {"id": "ws", "client": "c", "kind": "workstation", "track": "daytime", "ring": "pilot"},
@@ -219,7 +219,8 @@ mod tests {
 
     #[test]
     fn an_auto_reboot_server_gets_an_install_and_a_reboot_in_its_window() {
-        let cmds = commands("dc");
+        // A P2 server: a P1 one (a domain controller) would await an engineer's approval.
+        let cmds = commands("web");
         assert!(
             matches!(&cmds[..], [RmmCommand::ScheduleInstall { window: a, .. }, RmmCommand::ScheduleReboot { window: b, .. }] if a == b)
         );

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Criticality, Endpoint, Profile};
+use crate::model::{Criticality, CriticalitySource, Endpoint, ImpactSource, Profile};
 use crate::policy::Policy;
 use crate::reason as r;
 use crate::rules::cadence::WindowKind;
@@ -73,11 +73,20 @@ pub fn priority(
         Some(impact) if impact < base => (impact, r::CLIENT_IMPACT_HIGHER),
         _ => (base, reason),
     };
-    trace.push(TraceEntry::new(
-        Node::FailureHandling,
-        prio.as_str(),
-        reason,
-    ));
+    let mut entry = TraceEntry::new(Node::FailureHandling, prio.as_str(), reason);
+    if let (Some(impact), Some(i)) = (client_impact, endpoint.impact) {
+        if i.level.criticality() == impact {
+            let from = match i.source {
+                ImpactSource::Endpoint => "the endpoint's",
+                ImpactSource::Client => "its client's",
+            };
+            entry = entry.with_facts(format!(
+                "client impact {} ({from}, {impact})",
+                i.level.as_str()
+            ));
+        }
+    }
+    trace.push(entry);
     prio
 }
 
@@ -121,12 +130,66 @@ pub fn pages_on_call(
     }
 }
 
-/// Whether a failure on this endpoint is critical: P1, or flagged critical.
+/// What makes an endpoint critical, where something does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Critical {
+    /// P1: its role's criticality, or the inventory's explicit `criticality` (servers).
+    pub p1: Option<CriticalitySource>,
+    /// The inventory flags it `critical: true`.
+    pub flagged: bool,
+}
+
+impl Critical {
+    /// The reason code: `critical_server_by_criticality` when P1 made it critical, else
+    /// `critical_server_manual_approval` (the flag).
+    pub fn reason(&self) -> &'static str {
+        if self.p1.is_some() {
+            r::CRITICAL_SERVER_BY_CRITICALITY
+        } else {
+            r::CRITICAL_SERVER_MANUAL_APPROVAL
+        }
+    }
+}
+
+/// Why an endpoint is critical (P1 by role or `criticality`, or `critical: true`), or `None`.
+/// This is the one definition: the critical-server manual approval and "block Production if
+/// critical" both use it.
+pub fn critical(endpoint: &Endpoint) -> Option<Critical> {
+    let p1 = endpoint
+        .server()
+        .filter(|s| s.criticality == Criticality::P1)
+        .map(|s| s.criticality_source);
+    (p1.is_some() || endpoint.critical).then_some(Critical {
+        p1,
+        flagged: endpoint.critical,
+    })
+}
+
+/// Whether a failure on this endpoint is critical: P1 (by role or `criticality`), or flagged
+/// `critical: true`.
 pub fn is_critical(endpoint: &Endpoint) -> bool {
-    endpoint.critical
-        || endpoint
-            .server()
-            .is_some_and(|s| s.criticality == Criticality::P1)
+    critical(endpoint).is_some()
+}
+
+/// What made an endpoint critical, in words (`P1 by role domain_controller; flagged
+/// critical`), or `None` when it is not critical.
+pub fn critical_facts(endpoint: &Endpoint) -> Option<String> {
+    let c = critical(endpoint)?;
+    let mut parts = Vec::new();
+    match (c.p1, endpoint.server().and_then(|s| s.role)) {
+        (Some(CriticalitySource::Role), Some(role)) => {
+            parts.push(format!("P1 by role {}", role.as_str()))
+        }
+        (Some(CriticalitySource::Override), _) => {
+            parts.push("P1 by its criticality in the inventory".to_owned())
+        }
+        (Some(_), _) => parts.push("P1".to_owned()),
+        (None, _) => {}
+    }
+    if c.flagged {
+        parts.push("flagged critical".to_owned());
+    }
+    Some(parts.join("; "))
 }
 
 /// The next retry window: the endpoint's own window, starting at least the retry delay after the
@@ -135,6 +198,12 @@ pub fn next_retry_window(endpoint: &Endpoint, failed_at: DateTime<Utc>, policy: 
     WindowKind::of(endpoint)
         .daily(policy)
         .first_starting_at_or_after(endpoint.tz, failed_at + policy.failure.retry_after)
+}
+
+/// The client impact of an endpoint as a priority (`escalate`'s `client_impact`): its own
+/// `impact`, else its client's; `None` when neither gives one.
+pub fn client_impact(endpoint: &Endpoint) -> Option<Criticality> {
+    endpoint.impact.map(|i| i.level.criticality())
 }
 
 /// Applies the failure handling standard to one failure.
@@ -160,12 +229,11 @@ pub fn escalate(
             utc::format(&next_retry.start)
         )),
     );
-    if block_production {
-        trace.push(TraceEntry::new(
-            Node::ServerHealthy,
-            "blocked",
-            r::PRODUCTION_BLOCKED,
-        ));
+    if let Some(facts) = critical_facts(endpoint) {
+        trace.push(
+            TraceEntry::new(Node::ServerHealthy, "blocked", r::PRODUCTION_BLOCKED)
+                .with_facts(facts),
+        );
     }
     Escalation {
         priority,
@@ -278,6 +346,66 @@ mod tests {
             Criticality::P1
         );
         assert_eq!(t.entries().last().unwrap().reason, r::CLIENT_IMPACT_HIGHER);
+    }
+
+    #[test]
+    fn an_endpoints_impact_raises_its_priority_and_the_trace_says_whose() {
+        use crate::model::{EndpointImpact, Impact, ImpactSource};
+        let p = Policy::default();
+        let mut w = workstation("w");
+        w.impact = Some(EndpointImpact {
+            level: Impact::High,
+            source: ImpactSource::Client,
+        });
+        let mut t = Trace::new();
+        assert_eq!(priority(&w, client_impact(&w), &p, &mut t), Criticality::P1);
+        let step = t.entries().last().unwrap();
+        assert_eq!(step.reason, r::CLIENT_IMPACT_HIGHER);
+        assert!(step.facts.as_deref().unwrap().contains("its client's"));
+        w.impact = Some(EndpointImpact {
+            level: Impact::Low,
+            source: ImpactSource::Endpoint,
+        });
+        assert_eq!(priority(&w, client_impact(&w), &p, &mut t), Criticality::P2);
+        let mut s = srv(Criticality::P3);
+        s.impact = Some(EndpointImpact {
+            level: Impact::Medium,
+            source: ImpactSource::Endpoint,
+        });
+        assert_eq!(priority(&s, client_impact(&s), &p, &mut t), Criticality::P2);
+    }
+
+    #[test]
+    fn a_server_is_critical_when_p1_by_role_or_override_or_flagged_and_says_which() {
+        let mut dc = srv(Criticality::P1);
+        assert_eq!(
+            critical_facts(&dc).as_deref(),
+            Some("P1 by role file"),
+            "the role here is file with a P1 source of role: the facts follow the source"
+        );
+        if let Profile::Server(s) = &mut dc.profile {
+            s.criticality_source = CriticalitySource::Override;
+        }
+        assert_eq!(
+            critical_facts(&dc).as_deref(),
+            Some("P1 by its criticality in the inventory")
+        );
+        assert_eq!(
+            critical(&dc).unwrap().reason(),
+            r::CRITICAL_SERVER_BY_CRITICALITY
+        );
+        let mut flagged = srv(Criticality::P3);
+        assert!(!is_critical(&flagged));
+        flagged.critical = true;
+        assert_eq!(
+            critical_facts(&flagged).as_deref(),
+            Some("flagged critical")
+        );
+        assert_eq!(
+            critical(&flagged).unwrap().reason(),
+            r::CRITICAL_SERVER_MANUAL_APPROVAL
+        );
+        assert!(!is_critical(&workstation("w")));
     }
 
     #[test]

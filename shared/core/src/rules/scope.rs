@@ -8,7 +8,7 @@ use crate::model::{
     WorkstationPolicyGroup,
 };
 use crate::reason as r;
-use crate::rules::exception::{ExceptionEntry, ExceptionKind};
+use crate::rules::exception::{lifted_by, ExceptionEntry, ExceptionKind};
 use crate::trace::{Facts, Node, Trace, TraceEntry};
 
 /// Whether and why an endpoint takes part in the cycle.
@@ -91,11 +91,10 @@ pub fn decide_scope(
     trace.push(TraceEntry::new(Node::Disabled, "no", r::NOT_DISABLED));
 
     if endpoint.client_excluded {
-        let mut entry = TraceEntry::new(Node::ClientExcluded, "yes", r::CLIENT_EXCLUSION);
-        if let Some(reference) = &endpoint.exclusion_ref {
-            entry = entry.with_facts(format!("signed approval {reference}"));
-        }
-        trace.push(entry);
+        trace.push(
+            TraceEntry::new(Node::ClientExcluded, "yes", r::CLIENT_EXCLUSION)
+                .with_facts(signed_facts(endpoint)),
+        );
         return ScopeDecision {
             scope: Scope::Excluded,
             exception: Some(ExceptionEntry {
@@ -109,6 +108,12 @@ pub fn decide_scope(
                 engineer_reason: None,
                 signed_at: None,
                 change_requires: "signed client approval".into(),
+                signed: endpoint.exclusion_ref.is_some(),
+                approval_ref: endpoint.exclusion_ref.clone(),
+                lifted_by: lifted_by(
+                    ExceptionKind::ClientExcluded,
+                    endpoint.exclusion_ref.as_deref(),
+                ),
             }),
         };
     }
@@ -190,11 +195,10 @@ pub fn decide_scope(
     };
 
     if do_not_patch {
-        trace.push(TraceEntry::new(
-            dnp_node,
-            yes_no(true),
-            r::DO_NOT_PATCH_POLICY,
-        ));
+        trace.push(
+            TraceEntry::new(dnp_node, yes_no(true), r::DO_NOT_PATCH_POLICY)
+                .with_facts(signed_facts(endpoint)),
+        );
         return ScopeDecision {
             scope: Scope::DoNotPatch,
             exception: Some(ExceptionEntry {
@@ -203,11 +207,14 @@ pub fn decide_scope(
                 reason: r::DO_NOT_PATCH_POLICY.into(),
                 node: dnp_node,
                 client: Some(endpoint.client.clone()),
-                reference: None,
+                reference: endpoint.exclusion_ref.clone(),
                 engineer: None,
                 engineer_reason: None,
                 signed_at: None,
                 change_requires: "approval to change the policy group".into(),
+                signed: endpoint.exclusion_ref.is_some(),
+                approval_ref: endpoint.exclusion_ref.clone(),
+                lifted_by: lifted_by(ExceptionKind::DoNotPatch, endpoint.exclusion_ref.as_deref()),
             }),
         };
     }
@@ -219,6 +226,14 @@ pub fn decide_scope(
     ScopeDecision {
         scope: Scope::InScope,
         exception: None,
+    }
+}
+
+/// The signed approval an exclusion or Do Not Patch rests on, in words.
+fn signed_facts(endpoint: &Endpoint) -> String {
+    match &endpoint.exclusion_ref {
+        Some(reference) => format!("signed approval {reference}"),
+        None => "no signed approval on record (no exclusion_ref)".to_owned(),
     }
 }
 

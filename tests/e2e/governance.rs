@@ -432,6 +432,13 @@ impl patchflow_core::ports::rmm::Rmm for MisreportingRmm {
         self.inner.agent_state(endpoint).await
     }
 
+    async fn health(
+        &self,
+        endpoint: &EndpointId,
+    ) -> Result<patchflow_core::ports::rmm::HealthReport, patchflow_core::ports::PortError> {
+        self.inner.health(endpoint).await
+    }
+
     async fn record_closure(
         &self,
         key: &str,

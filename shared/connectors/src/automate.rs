@@ -74,6 +74,7 @@ use crate::secrets::{AutomateCredentials, Secret};
 
 mod closure;
 mod governance;
+mod health;
 mod patch_state;
 mod wire;
 
@@ -1205,6 +1206,13 @@ impl Rmm for Automate {
 
     async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
         self.read_agent_state(endpoint).await
+    }
+
+    async fn health(
+        &self,
+        endpoint: &EndpointId,
+    ) -> Result<patchflow_core::ports::rmm::HealthReport, PortError> {
+        self.read_health(endpoint, Utc::now()).await
     }
 
     async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {

@@ -37,8 +37,34 @@ pub struct ApprovalPolicy {
 /// Staged rollout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RolloutPolicy {
-    /// Minimum pilot soak before production (7 days).
+    /// Minimum pilot soak before production (7 days), counted from the moment the pilot was
+    /// healthy.
     pub soak: Duration,
+    /// What a pilot workstation's failure holds: the whole fleet's production workstations (the
+    /// seed's reading, the default) or only its own client's.
+    pub hold_scope: HoldScope,
+}
+
+/// What a pilot workstation's failure holds (`rollout.hold_scope`). Server tiers are per client
+/// whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldScope {
+    /// Any pilot workstation failure holds every production workstation of the fleet.
+    #[default]
+    Fleet,
+    /// A pilot workstation failure holds only its own client's production workstations; a
+    /// client with no pilot workstation follows the fleet's pilot.
+    Client,
+}
+
+impl HoldScope {
+    /// `fleet` or `client`, as the policy file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldScope::Fleet => "fleet",
+            HoldScope::Client => "client",
+        }
+    }
 }
 
 /// Workstation windows and reboot behaviour.
@@ -163,6 +189,7 @@ impl Default for Policy {
             },
             rollout: RolloutPolicy {
                 soak: Duration::days(7),
+                hold_scope: HoldScope::Fleet,
             },
             workstation: WorkstationPolicy {
                 regular_window: window("02:00-04:00", Weekdays::ALL),
@@ -262,6 +289,7 @@ struct RawApproval {
 #[serde(deny_unknown_fields)]
 struct RawRollout {
     soak_days: Option<i64>,
+    hold_scope: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -486,6 +514,18 @@ impl Policy {
         )? {
             p.failure.retry_after = Duration::hours(h);
         }
+        if let Some(scope) = raw.rollout.hold_scope {
+            p.rollout.hold_scope = match scope.as_str() {
+                "fleet" => HoldScope::Fleet,
+                "client" => HoldScope::Client,
+                other => {
+                    return Err(b.invalid(
+                        "rollout.hold_scope",
+                        format!("`{other}` is not a hold scope: expected \"fleet\" or \"client\""),
+                    ))
+                }
+            };
+        }
 
         if let Some(h) = b.range("sla.identify_hours", raw.sla.identify_hours, 1, 24 * 30)? {
             p.sla.identify = Duration::hours(h);
@@ -526,7 +566,7 @@ impl Policy {
         format!(
             "[release]\nweekday = \"{}\"\nweek = {}\ntime = \"{}\"\ntimezone = \"{}\"\n\n\
              [approval]\nauto_approve_severities = [{}]\nreview_hold_days = {}\ntime_to_patch_target_hours = {}\n\n\
-             [rollout]\nsoak_days = {}\n\n\
+             [rollout]\nsoak_days = {}\nhold_scope = \"{}\"\n\n\
              [workstation]\nregular_window = \"{}-{}\"\ndaytime_window = \"{}-{}\"\ndaytime_days = {}\n\
              reminder_time = \"{}\"\nforce_reboot_after_hours = {}\ndefault_failure_priority = \"{}\"\n\n\
              [server]\nwindow = \"{}-{}\"\n\n\
@@ -540,6 +580,7 @@ impl Policy {
             self.approval.review_hold.num_days(),
             self.approval.time_to_patch_target.num_hours(),
             self.rollout.soak.num_days(),
+            self.rollout.hold_scope.as_str(),
             self.workstation.regular_window.start(),
             self.workstation.regular_window.end(),
             self.workstation.daytime_window.start(),
@@ -669,6 +710,23 @@ mod tests {
             assert!(err.starts_with("policy.toml: "), "{err}");
             assert!(err.contains(key), "{text:?} -> {err}");
         }
+    }
+
+    #[test]
+    fn the_hold_scope_is_fleet_by_default_and_client_on_request() {
+        assert_eq!(Policy::default().rollout.hold_scope, HoldScope::Fleet);
+        let p = Policy::from_toml("p.toml", "[rollout]\nhold_scope = \"client\"\n").unwrap();
+        assert_eq!(p.rollout.hold_scope, HoldScope::Client);
+        assert!(p.to_toml().contains("hold_scope = \"client\""));
+        assert_eq!(Policy::from_toml("p", &p.to_toml()).unwrap(), p);
+        let err = Policy::from_toml("policy.toml", "[rollout]\nhold_scope = \"site\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("policy.toml: key `rollout.hold_scope`"),
+            "{err}"
+        );
+        assert!(err.contains("`site` is not a hold scope"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn every_seed_node_is_decided_by_some_rule() {
         healthy: 1,
         failed: 0,
         critical_failures: 0,
+        healthy_at: None,
     };
     promotion_gate(
         EndpointKind::Workstation,

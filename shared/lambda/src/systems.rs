@@ -108,6 +108,17 @@ impl Rmm for AnyRmm {
         }
     }
 
+    async fn health(
+        &self,
+        endpoint: &EndpointId,
+    ) -> Result<patchflow_core::ports::rmm::HealthReport, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.health(endpoint).await,
+            AnyRmm::Automate(r) => r.health(endpoint).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
     async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
         match self {
             AnyRmm::Simulated(r) => r.record_closure(key, closure).await,

@@ -17,7 +17,8 @@ use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
 use patchflow_core::ports::rmm::{
-    AgentState, ApprovalPush, RetryNote, Rmm, RmmApproval, RmmEvent, RmmReport, TierClosure,
+    AgentState, ApprovalPush, HealthReport, RetryNote, Rmm, RmmApproval, RmmEvent, RmmReport,
+    TierClosure,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::PowerState;
@@ -99,6 +100,10 @@ struct RmmState {
     closures: BTreeMap<String, TierClosure>,
     closure_duplicates: usize,
     retries: BTreeMap<String, RetryNote>,
+    /// Endpoints made unhealthy from an instant on (until an install is sent to them after it).
+    unhealthy: BTreeMap<EndpointId, DateTime<Utc>>,
+    /// Health reads answered.
+    health_reads: usize,
 }
 
 /// What one install command does, by the client's approval policy when the RMM took it.
@@ -173,6 +178,18 @@ impl<C: Clock> SimRmm<C> {
     /// the seed says.
     pub fn make_sleeper(&self, endpoint: &EndpointId) {
         lock(&self.state).sleepers.insert(endpoint.clone());
+    }
+
+    /// Makes an endpoint unhealthy from `from` on: its health read answers its monitors failing
+    /// (the agent reporting unhealthy) until an install is sent to it after `from` (the retry
+    /// that fixes it).
+    pub fn make_unhealthy(&self, endpoint: &EndpointId, from: DateTime<Utc>) {
+        lock(&self.state).unhealthy.insert(endpoint.clone(), from);
+    }
+
+    /// Health reads answered so far.
+    pub fn health_reads(&self) -> usize {
+        lock(&self.state).health_reads
     }
 
     /// Every install command's outcome by the approval policy, in key order.
@@ -523,6 +540,31 @@ impl<C: Clock> Rmm for SimRmm<C> {
             } else {
                 PowerState::Awake
             },
+        })
+    }
+
+    async fn health(&self, endpoint: &EndpointId) -> Result<HealthReport, PortError> {
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        st.health_reads += 1;
+        let unhealthy = st.unhealthy.get(endpoint).is_some_and(|from| {
+            *from <= now
+                && !st.log.iter().any(|t| {
+                    t.at >= *from && t.command.endpoint() == endpoint && is_install(&t.command)
+                })
+        });
+        Ok(HealthReport {
+            endpoint: endpoint.clone(),
+            at: now,
+            online: true,
+            maintenance: st.maintenance.contains(endpoint),
+            checks: ALL_CHECKS
+                .iter()
+                .map(|&check| CheckResult {
+                    check,
+                    passed: !unhealthy,
+                })
+                .collect(),
         })
     }
 

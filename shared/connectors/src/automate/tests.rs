@@ -148,6 +148,7 @@ async fn mount_up_to_date(server: &MockServer) {
 }
 
 mod governance;
+mod health;
 mod pull;
 
 #[tokio::test]

@@ -113,6 +113,24 @@ pub struct AgentState {
     pub power: PowerState,
 }
 
+/// An endpoint's health as the RMM sees it now: its agent and its post-reboot monitors, read
+/// during a pilot's soak (at least daily) to confirm the pilot stays healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// When the RMM answered.
+    #[serde(with = "utc")]
+    pub at: DateTime<Utc>,
+    /// The agent is checking in.
+    pub online: bool,
+    /// The agent is in maintenance mode.
+    pub maintenance: bool,
+    /// Each post-reboot check's current result, as its monitor last reported it (`agent_healthy`
+    /// included).
+    pub checks: Vec<CheckResult>,
+}
+
 /// A tier's closure for one client, recorded in the RMM where a technician sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierClosure {
@@ -199,6 +217,12 @@ pub trait Rmm: Send + Sync {
         &self,
         endpoint: &EndpointId,
     ) -> impl Future<Output = Result<AgentState, PortError>> + Send;
+
+    /// The endpoint's health now (agent and post-reboot monitors), read during a pilot's soak.
+    fn health(
+        &self,
+        endpoint: &EndpointId,
+    ) -> impl Future<Output = Result<HealthReport, PortError>> + Send;
 
     /// Records a tier's closure for one client: one write per client and tier (never per
     /// endpoint), under an idempotency key, so a repeat changes nothing. `Ok(true)` when this

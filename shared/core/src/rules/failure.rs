@@ -24,6 +24,9 @@ pub enum FailureStage {
     Validation,
     /// A daytime workstation was asleep or hibernating in its window.
     Posture,
+    /// A validated pilot turned unhealthy during its soak (a daily re-check of its agent and
+    /// post-reboot monitors).
+    Soak,
 }
 
 impl FailureStage {
@@ -34,6 +37,7 @@ impl FailureStage {
             FailureStage::Reboot => "reboot",
             FailureStage::Validation => "validation",
             FailureStage::Posture => "posture",
+            FailureStage::Soak => "soak",
         }
     }
 }

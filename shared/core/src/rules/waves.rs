@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Criticality, Endpoint, EndpointKind};
 use crate::reason as r;
+use crate::rules::validation::{judge, CheckResult, Validation};
 use crate::trace::{Node, Trace, TraceEntry};
 
 /// Rollout wave.
@@ -146,6 +147,109 @@ pub struct PilotHealth {
     pub failed: usize,
     /// Of the failures, those on critical systems (P1, or flagged critical).
     pub critical_failures: usize,
+    /// The latest validation (forced reboots included) among its validated runs. Once every
+    /// run is validated, this is the instant the pilot became healthy ([`PilotHealth::healthy_since`]);
+    /// a retried run's validation is its retry's, so a retry restarts the soak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_at: Option<DateTime<Utc>>,
+}
+
+impl PilotHealth {
+    /// Counts one run validated healthy at `at` (`None`: not known, e.g. a run that had nothing
+    /// to install and was done from the cycle's opening).
+    pub fn validated(&mut self, at: Option<DateTime<Utc>>) {
+        self.endpoints += 1;
+        self.healthy += 1;
+        self.healthy_at = self.healthy_at.max(at);
+    }
+
+    /// Counts one run with an open failure.
+    pub fn failed(&mut self, critical: bool) {
+        self.endpoints += 1;
+        self.failed += 1;
+        if critical {
+            self.critical_failures += 1;
+        }
+    }
+
+    /// Counts one run still on its way.
+    pub fn pending(&mut self) {
+        self.endpoints += 1;
+    }
+
+    /// Every pilot endpoint is validated healthy.
+    pub fn all_healthy(&self) -> bool {
+        self.failed == 0 && self.healthy == self.endpoints
+    }
+
+    /// Since when the pilot is healthy: its latest validation, once every run is validated.
+    pub fn healthy_since(&self) -> Option<DateTime<Utc>> {
+        self.healthy_at.filter(|_| self.all_healthy())
+    }
+}
+
+/// The soak counted from the moment the pilot was actually healthy: production may start at the
+/// planned gate (the last planned pilot window's end plus the soak) or, when later, the pilot's
+/// healthy instant plus the soak. A pilot not yet healthy keeps the planned gate (the health gate
+/// holds production meanwhile).
+pub fn soak_gate_from_health(
+    planned: DateTime<Utc>,
+    health: &PilotHealth,
+    soak: Duration,
+) -> DateTime<Utc> {
+    match health.healthy_since() {
+        Some(at) => planned.max(at + soak),
+        None => planned,
+    }
+}
+
+/// When a validated pilot's own soak ends (its healthy instant plus the soak), or `None` when it
+/// is not healthy. Until then it is re-checked daily and not archived.
+pub fn pilot_soak_end(health: &PilotHealth, soak: Duration) -> Option<DateTime<Utc>> {
+    health.healthy_since().map(|at| at + soak)
+}
+
+/// What a soak re-check found wrong with a pilot endpoint, in words (`None`: healthy). Healthy
+/// is the agent online and not in maintenance mode, and every post-reboot check that applies to
+/// the endpoint reporting and passing (the validation's own rule).
+pub fn soak_recheck(
+    endpoint: &Endpoint,
+    online: bool,
+    maintenance: bool,
+    checks: &[CheckResult],
+    trace: &mut Trace,
+) -> Option<String> {
+    let mut wrong = Vec::new();
+    if !online {
+        wrong.push("agent offline".to_owned());
+    }
+    if maintenance {
+        wrong.push("agent in maintenance mode".to_owned());
+    }
+    if let Validation::Unhealthy { failed, missing } = judge(endpoint, checks, trace) {
+        let names = |c: &[crate::rules::validation::Check]| {
+            c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        if !failed.is_empty() {
+            wrong.push(format!("monitors failing: {}", names(&failed)));
+        }
+        if !missing.is_empty() {
+            wrong.push(format!("monitors not reporting: {}", names(&missing)));
+        }
+    }
+    if wrong.is_empty() {
+        trace.push(
+            TraceEntry::new(Node::PilotSoak, "healthy", r::ALL_CHECKS_PASSED)
+                .with_facts("soak re-check: agent online, every post-reboot check passing"),
+        );
+        return None;
+    }
+    let words = wrong.join("; ");
+    trace.push(
+        TraceEntry::new(Node::PilotSoak, "unhealthy", r::PILOT_UNHEALTHY)
+            .with_facts(format!("soak re-check: {words}")),
+    );
+    Some(words)
 }
 
 /// The promotion decision for a production tier.
@@ -321,6 +425,7 @@ mod tests {
             healthy: 3,
             failed: 0,
             critical_failures: 0,
+            healthy_at: None,
         };
         let mut t = Trace::new();
         let k = EndpointKind::Workstation;
@@ -342,6 +447,95 @@ mod tests {
         );
     }
 
+    fn at(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_pilot_is_healthy_since_its_latest_validation_once_every_run_is_validated() {
+        let mut h = PilotHealth::default();
+        h.validated(Some(at(9, 10)));
+        h.validated(None);
+        h.pending();
+        assert_eq!(h.healthy_since(), None, "one run is still on its way");
+        let mut h = PilotHealth::default();
+        h.validated(Some(at(13, 8)));
+        h.validated(Some(at(9, 10)));
+        h.validated(None);
+        assert_eq!(h.healthy_since(), Some(at(13, 8)));
+        h.failed(false);
+        assert_eq!(h.healthy_since(), None, "an open failure is not healthy");
+        assert_eq!((h.endpoints, h.healthy, h.failed), (4, 3, 1));
+    }
+
+    #[test]
+    fn the_soak_runs_from_the_pilots_health_not_from_the_planned_window() {
+        let soak = Duration::days(7);
+        let planned = at(16, 23);
+        let mut h = PilotHealth::default();
+        // A daytime pilot that rebooted only at its forced reboot on the 13th.
+        h.validated(Some(at(9, 20)));
+        h.validated(Some(at(13, 8)));
+        assert_eq!(soak_gate_from_health(planned, &h, soak), at(20, 8));
+        assert_eq!(pilot_soak_end(&h, soak), Some(at(20, 8)));
+        // Healthy early: the planned gate still holds.
+        let mut early = PilotHealth::default();
+        early.validated(Some(at(9, 4)));
+        assert_eq!(soak_gate_from_health(planned, &early, soak), planned);
+        assert_eq!(pilot_soak_end(&early, soak), Some(at(16, 4)));
+        // Not healthy yet: the planned gate, and no soak end.
+        let mut pending = PilotHealth::default();
+        pending.validated(Some(at(9, 4)));
+        pending.pending();
+        assert_eq!(soak_gate_from_health(planned, &pending, soak), planned);
+        assert_eq!(pilot_soak_end(&pending, soak), None);
+        // A retried pilot validated on the 12th: the soak restarts there.
+        let mut retried = PilotHealth::default();
+        retried.validated(Some(at(9, 4)));
+        retried.validated(Some(at(12, 4)));
+        assert_eq!(soak_gate_from_health(planned, &retried, soak), at(19, 4));
+        let mut t = Trace::new();
+        let k = EndpointKind::Workstation;
+        let gate = soak_gate_from_health(planned, &retried, soak);
+        assert_eq!(
+            promotion_gate(k, at(17, 0), gate, retried, &mut t),
+            Promotion::WaitForSoak { until: at(19, 4) }
+        );
+        assert_eq!(
+            promotion_gate(k, at(19, 4), gate, retried, &mut t),
+            Promotion::Promote
+        );
+    }
+
+    #[test]
+    fn a_soak_recheck_names_what_is_unhealthy() {
+        use crate::rules::validation::Check;
+        let e = workstation("w");
+        let pass = |check| CheckResult {
+            check,
+            passed: true,
+        };
+        let all = [
+            pass(Check::AgentHealthy),
+            pass(Check::BaselineApps),
+            pass(Check::Vpn),
+        ];
+        let mut t = Trace::new();
+        assert_eq!(soak_recheck(&e, true, false, &all, &mut t), None);
+        let mut failing = all;
+        failing[2].passed = false;
+        let words = soak_recheck(&e, true, false, &failing, &mut t).unwrap();
+        assert!(words.contains("monitors failing: vpn"), "{words}");
+        let words = soak_recheck(&e, false, true, &all[..1], &mut t).unwrap();
+        assert!(words.contains("agent offline"), "{words}");
+        assert!(words.contains("maintenance"), "{words}");
+        assert!(
+            words.contains("not reporting: baseline_apps, vpn"),
+            "{words}"
+        );
+        assert_eq!(t.entries().last().unwrap().reason, r::PILOT_UNHEALTHY);
+    }
+
     #[test]
     fn a_pilot_failure_holds_production_and_a_critical_one_blocks_it_even_mid_soak() {
         let gate = Utc.with_ymd_and_hms(2026, 12, 16, 23, 0, 0).unwrap();
@@ -352,6 +546,7 @@ mod tests {
             healthy: 2,
             failed: 1,
             critical_failures: 0,
+            healthy_at: None,
         };
         assert_eq!(
             promotion_gate(EndpointKind::Server, early, gate, failed, &mut t),

@@ -505,6 +505,19 @@ async fn a_whole_cycle_sends_and_touches_what_the_wiring_table_says_and_nothing_
         &spec,
     );
     let set = |who: &'static str| *recording.current.lock().unwrap() = who;
+    // A pilot workstation turns unhealthy during its soak: ring-promotion's daily re-check fails
+    // it and escalates it (it sends to the failure queue too).
+    let sick = doc
+        .endpoints
+        .iter()
+        .find(|e| {
+            e.kind == patchflow_core::model::EndpointKind::Workstation
+                && e.ring == Some(patchflow_core::model::Ring::Pilot)
+        })
+        .map(|e| patchflow_core::ids::EndpointId::parse(&e.id).unwrap())
+        .expect("the fleet has a pilot workstation");
+    env.rmm
+        .make_unhealthy(&sick, Utc.with_ymd_and_hms(2026, 12, 14, 0, 0, 0).unwrap());
     // What the simulated systems hold, to see which function touched which.
     let touched: Arc<Mutex<BTreeSet<(&'static str, System)>>> = Arc::default();
     let fingerprint = || {
@@ -520,12 +533,17 @@ async fn a_whole_cycle_sends_and_touches_what_the_wiring_table_says_and_nothing_
             .into_iter()
             .map(|p| (p.dedup_key, p.resolved))
             .collect();
-        let rmm = (env.rmm.commands().len(), env.rmm.closures().len());
+        let rmm = (
+            env.rmm.commands().len(),
+            env.rmm.closures().len(),
+            env.rmm.health_reads(),
+        );
         let psa = (psa, env.psa.attachments().len());
         (rmm, psa, pager)
     };
     let mut before = fingerprint();
-    let note = |who: &'static str, before: &mut ((usize, usize), (Vec<_>, usize), Vec<_>)| {
+    let note = |who: &'static str,
+                before: &mut ((usize, usize, usize), (Vec<_>, usize), Vec<_>)| {
         let after = fingerprint();
         let mut t = touched.lock().unwrap();
         if after.0 != before.0 {

@@ -11,6 +11,7 @@ mod infra;
 mod plan_invariants;
 mod pump;
 mod queues;
+mod soak;
 mod sqs_limits;
 mod state_store;
 mod support;

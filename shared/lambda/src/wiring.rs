@@ -92,15 +92,18 @@ pub const FUNCTIONS: [Wiring; 6] = [
         name: "ring-promotion",
         consumes: Some(Stage::Rollout),
         scheduled: true,
+        // A pilot that turns unhealthy during its soak is escalated like a failed install.
         sends: &[
             Stage::Approval,
             Stage::Rollout,
             Stage::Schedule,
+            Stage::Failure,
             Stage::Evidence,
         ],
         requires: &[],
         writes_evidence: false,
-        talks_to: &[],
+        // The soak's daily health re-checks of the pilot endpoints.
+        talks_to: &[System::Rmm],
     },
     Wiring {
         name: "reboot-scheduler",

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier, PushApproval,
-    ReviewSweep, TierTick,
+    ArchiveTier, CheckSoak, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier,
+    PushApproval, ReviewSweep, TierTick,
 };
 use crate::{approval, evidence, failure, rollout, schedule};
 
@@ -46,6 +46,9 @@ async fn dispatch<X: Ports>(
         }
         (Stage::Rollout, PromoteTier::KIND) => {
             rollout::promote_tier(x, cycle, PromoteTier::from_envelope(env)?, now).await
+        }
+        (Stage::Rollout, CheckSoak::KIND) => {
+            rollout::check_soak(x, cycle, CheckSoak::from_envelope(env)?, now).await
         }
         (Stage::Schedule, DeployEndpoint::KIND) => {
             schedule::deploy_endpoint(x, cycle, DeployEndpoint::from_envelope(env)?, now).await

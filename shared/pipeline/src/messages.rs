@@ -97,6 +97,22 @@ impl Message for PromoteTier {
     const STAGE: Stage = Stage::Rollout;
 }
 
+/// Re-check a validated pilot tier during its soak (ring-promotion), once a day: each of its
+/// endpoints' agent and post-reboot monitors read from the RMM (a pilot is small: the work is
+/// one pilot tier's runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSoak {
+    /// The pilot tier.
+    pub tier: TierId,
+    /// The day it is for.
+    pub day: NaiveDate,
+}
+
+impl Message for CheckSoak {
+    const KIND: &'static str = "soak_check";
+    const STAGE: Stage = Stage::Rollout;
+}
+
 /// Send an endpoint's install and reboot commands (reboot-scheduler).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployEndpoint {

@@ -171,9 +171,46 @@ pub struct TierPlan {
     pub gate: Option<DateTime<Utc>>,
     /// How many endpoints it has.
     pub endpoints: usize,
-    /// The last promotion decision, in words.
+    /// The last promotion decision, in words (for a production tier: since when its pilot is
+    /// healthy and until when it soaks, or what holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<String>,
+    /// For a pilot tier: its soak's daily re-checks against the RMM, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub soak_checks: Vec<SoakCheck>,
+}
+
+/// One daily re-check of a validated pilot during its soak: each endpoint's agent and
+/// post-reboot monitors read from the RMM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoakCheck {
+    /// The day it is for (at most one per tier and day).
+    pub day: NaiveDate,
+    /// When it ran.
+    #[serde(with = "utc")]
+    pub at: DateTime<Utc>,
+    /// Since when the pilot was healthy (its latest validation).
+    #[serde(with = "utc")]
+    pub healthy_since: DateTime<Utc>,
+    /// When its soak ends if it stays healthy.
+    #[serde(with = "utc")]
+    pub soak_until: DateTime<Utc>,
+    /// Endpoints read.
+    pub endpoints: usize,
+    /// Every endpoint read healthy.
+    pub healthy: bool,
+    /// The endpoints found unhealthy, and what was wrong (each failed and escalated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy: Vec<SoakFinding>,
+}
+
+/// A pilot endpoint a soak re-check found unhealthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoakFinding {
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// What was wrong, in words.
+    pub detail: String,
 }
 
 /// Where an endpoint is in its run through the cycle.

@@ -1,51 +1,294 @@
 //! ring-promotion: a scheduled tier deploys when its turn comes. A pilot (or a client's only
 //! server) deploys as soon as the month's approvals are in; a production tier waits for its
-//! pilot's 7-day soak and health gates, and a pilot failure holds it (a critical one blocks it).
+//! pilot's 7-day soak, counted from the moment the pilot was actually healthy (every pilot run
+//! validated, forced reboots included; a retry restarts it), and for its health: a pilot failure
+//! holds it (a critical one blocks it). During the soak the pilot is re-checked against the RMM
+//! daily ([`check_soak`]), and a pilot that turns unhealthy fails and is escalated like a failed
+//! install. With `rollout.hold_scope = "client"`, a pilot workstation's failure holds only its
+//! own client's production workstations: the other clients' deploy when their soak passes, and
+//! the held client's runs stay planned until its own pilot is healthy again and soaked
+//! ([`release_cleared`], from the tier's hourly tick).
 
-use chrono::{DateTime, Utc};
-use patchflow_core::ids::CycleId;
-use patchflow_core::ports::queue::QueueSender;
-use patchflow_core::ports::state::{ApprovalStore, TierStore};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use patchflow_core::ids::{ClientId, CycleId};
+use patchflow_core::model::EndpointKind;
+use patchflow_core::policy::HoldScope;
+use patchflow_core::ports::queue::{Envelope, QueueSender};
+use patchflow_core::ports::rmm::Rmm;
+use patchflow_core::ports::state::{ApprovalStore, TierId, TierStore};
 use patchflow_core::ports::PortError;
-use patchflow_core::rules::failure::is_critical;
-use patchflow_core::rules::waves::{promotion_gate, PilotHealth, Promotion};
+use patchflow_core::rules::failure::{is_critical, FailureStage};
+use patchflow_core::rules::waves::{
+    pilot_soak_end, promotion_gate, soak_gate_from_health, soak_recheck, PilotHealth, Promotion,
+};
+use patchflow_core::schedule::utc;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
 use tracing::info;
 
 use crate::env::Ports;
 use crate::error::HandlerError;
-use crate::messages::{DeployEndpoint, Message, PromoteTier};
-use crate::records::{self, run_kind, CycleDoc, Run, RunStatus, TierPlan, TIER_KIND};
+use crate::messages::{CheckSoak, DeployEndpoint, EndpointFailed, Message, PromoteTier};
+use crate::records::{
+    self, run_kind, CycleDoc, Run, RunStatus, SoakCheck, SoakFinding, TierPlan, TIER_KIND,
+};
 
-/// The health of a pilot tier's endpoints.
-pub async fn pilot_health<X: Ports>(
-    x: &X,
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The health of some of a pilot tier's runs.
+fn health_of<'a>(
     cycle: &CycleDoc,
-    pilot: &patchflow_core::ports::state::TierId,
+    runs: impl IntoIterator<Item = &'a Run>,
 ) -> Result<PilotHealth, HandlerError> {
-    let env = x.env();
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle.cycle, &run_kind(pilot)).await?;
-    let mut h = PilotHealth {
-        endpoints: runs.len(),
-        ..PilotHealth::default()
-    };
-    for (run, _) in &runs {
+    let mut h = PilotHealth::default();
+    for run in runs {
         match run.status {
-            RunStatus::Validated => h.healthy += 1,
-            RunStatus::Failed => {
-                h.failed += 1;
-                if is_critical(&run.endpoint_model(cycle)?) {
-                    h.critical_failures += 1;
-                }
-            }
-            _ => {}
+            RunStatus::Validated => h.validated(run.validated_at),
+            RunStatus::Failed => h.failed(is_critical(&run.endpoint_model(cycle)?)),
+            _ => h.pending(),
         }
     }
     Ok(h)
 }
 
-/// Decides whether a scheduled tier deploys now, and deploys it.
+/// The health of a pilot tier's endpoints.
+pub async fn pilot_health<X: Ports>(
+    x: &X,
+    cycle: &CycleDoc,
+    pilot: &TierId,
+) -> Result<PilotHealth, HandlerError> {
+    let runs: Vec<(Run, u64)> =
+        records::list(&x.env().state, cycle.cycle, &run_kind(pilot)).await?;
+    health_of(cycle, runs.iter().map(|(r, _)| r))
+}
+
+/// Whether a production tier of the cycle waits for this tier as its pilot (its plans are a
+/// handful of documents).
+async fn soaks_for_production<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    pilot: &TierId,
+) -> Result<bool, HandlerError> {
+    let plans: Vec<(TierPlan, u64)> = records::list(&x.env().state, cycle, TIER_KIND).await?;
+    Ok(plans.iter().any(|(p, _)| p.pilot.as_ref() == Some(pilot)))
+}
+
+/// When a validated pilot tier's soak ends, if it is still soaking at `now` (a tier that is no
+/// pilot, or whose soak has passed, is not). Until then it is re-checked daily and not archived.
+pub async fn pilot_soaking<X: Ports>(
+    x: &X,
+    cycle: &CycleDoc,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, HandlerError> {
+    if !soaks_for_production(x, cycle.cycle, tier).await? {
+        return Ok(None);
+    }
+    let health = pilot_health(x, cycle, tier).await?;
+    Ok(pilot_soak_end(&health, x.env().policy.rollout.soak).filter(|end| now < *end))
+}
+
+/// One promotion decision (for the whole tier, or for one client's part of it).
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    decision: Promotion,
+    health: PilotHealth,
+}
+
+fn gate(
+    kind: EndpointKind,
+    now: DateTime<Utc>,
+    planned: DateTime<Utc>,
+    soak: Duration,
+    health: PilotHealth,
+) -> Gate {
+    let until = soak_gate_from_health(planned, &health, soak);
+    let decision = promotion_gate(kind, now, until, health, &mut Trace::new());
+    Gate { decision, health }
+}
+
+fn words(pilot: &TierId, g: &Gate, soak: Duration) -> String {
+    let h = &g.health;
+    let since = h.healthy_since();
+    let healthy = |until: DateTime<Utc>| {
+        match since {
+        Some(s) => format!(
+            "pilot {pilot} healthy since {}, soaking until {}",
+            stamp(s),
+            stamp(until)
+        ),
+        None => format!(
+            "pilot {pilot} {} of {} validated, soaking {} days from its last validation (not before {})",
+            h.healthy,
+            h.endpoints,
+            soak.num_days(),
+            stamp(until)
+        ),
+    }
+    };
+    match g.decision {
+        Promotion::Promote => match since {
+            Some(s) => format!(
+                "promoted: pilot {pilot} healthy since {}, soaked until {}",
+                stamp(s),
+                stamp(s + soak)
+            ),
+            None => format!("promoted: pilot {pilot} healthy"),
+        },
+        Promotion::WaitForSoak { until } => {
+            format!("waiting for the pilot's soak: {}", healthy(until))
+        }
+        Promotion::Hold => format!(
+            "held: pilot {pilot} has {} failed and {} of {} healthy",
+            h.failed, h.healthy, h.endpoints
+        ),
+        Promotion::Blocked => format!(
+            "blocked: pilot {pilot} has {} critical failure(s)",
+            h.critical_failures
+        ),
+    }
+}
+
+/// A production tier's promotion decisions: the fleet's (the whole pilot), and with the client
+/// hold scope (workstations), one per client of the tier.
+struct Decisions {
+    fleet: Gate,
+    per_client: Option<BTreeMap<ClientId, Gate>>,
+    words: String,
+}
+
+impl Decisions {
+    fn cleared(&self, client: &ClientId) -> bool {
+        let g = self
+            .per_client
+            .as_ref()
+            .and_then(|m| m.get(client))
+            .unwrap_or(&self.fleet);
+        g.decision == Promotion::Promote
+    }
+}
+
+/// The decisions for a production tier with a pilot and its planned gate, over its runs.
+async fn decide<X: Ports>(
+    x: &X,
+    cycle: &CycleDoc,
+    plan: &TierPlan,
+    pilot: &TierId,
+    planned: DateTime<Utc>,
+    tier_runs: &[(Run, u64)],
+    now: DateTime<Utc>,
+) -> Result<Decisions, HandlerError> {
+    let env = x.env();
+    let soak = env.policy.rollout.soak;
+    let pilot_runs: Vec<(Run, u64)> =
+        records::list(&env.state, cycle.cycle, &run_kind(pilot)).await?;
+    let fleet = gate(
+        plan.kind,
+        now,
+        planned,
+        soak,
+        health_of(cycle, pilot_runs.iter().map(|(r, _)| r))?,
+    );
+    let by_client = plan.kind == EndpointKind::Workstation
+        && plan.client.is_none()
+        && env.policy.rollout.hold_scope == HoldScope::Client;
+    if !by_client {
+        let words = words(pilot, &fleet, soak);
+        return Ok(Decisions {
+            fleet,
+            per_client: None,
+            words,
+        });
+    }
+    let mut per_client = BTreeMap::new();
+    let mut parts = Vec::new();
+    for (run, _) in tier_runs {
+        if per_client.contains_key(&run.client) {
+            continue;
+        }
+        let mine: Vec<&Run> = pilot_runs
+            .iter()
+            .map(|(r, _)| r)
+            .filter(|r| r.client == run.client)
+            .collect();
+        let (g, follows) = if mine.is_empty() {
+            // No pilot workstation of its own: it follows the fleet's pilot.
+            (fleet, " (no pilot of its own: the fleet's)")
+        } else {
+            (
+                gate(plan.kind, now, planned, soak, health_of(cycle, mine)?),
+                "",
+            )
+        };
+        parts.push(format!(
+            "client {}{follows}: {}",
+            run.client,
+            words(pilot, &g, soak)
+        ));
+        per_client.insert(run.client.clone(), g);
+    }
+    Ok(Decisions {
+        fleet,
+        per_client: Some(per_client),
+        words: parts.join("; "),
+    })
+}
+
+/// Records a tier's last promotion decision when it changed (a lost race changes nothing: the
+/// next decision writes it).
+async fn record_decision<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    plan: &mut TierPlan,
+    version: u64,
+    words: &str,
+) -> Result<(), HandlerError> {
+    if plan.last_decision.as_deref() == Some(words) {
+        return Ok(());
+    }
+    plan.last_decision = Some(words.to_owned());
+    match records::save(
+        &x.env().state,
+        cycle,
+        TIER_KIND,
+        plan.tier.as_str(),
+        plan,
+        Some(version),
+    )
+    .await
+    {
+        Ok(_) | Err(PortError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn deploy_messages<'a>(
+    cycle: CycleId,
+    tier: &TierId,
+    runs: impl IntoIterator<Item = &'a Run>,
+) -> Vec<Envelope> {
+    runs.into_iter()
+        .map(|run| {
+            DeployEndpoint {
+                tier: tier.clone(),
+                endpoint: run.endpoint.clone(),
+                attempt: 0,
+            }
+            .envelope(
+                cycle,
+                crate::batches::deploy_key(cycle, tier, &run.endpoint, 0),
+                Some(tier),
+            )
+        })
+        .collect()
+}
+
+/// Decides whether a scheduled tier deploys now, and deploys it (with the client hold scope,
+/// the part of it whose clients' pilots are healthy and soaked).
 pub async fn promote_tier<X: Ports>(
     x: &X,
     cycle: CycleId,
@@ -75,66 +318,26 @@ pub async fn promote_tier<X: Ports>(
         ));
     }
 
-    if let (Some(pilot), Some(gate)) = (&plan.pilot, plan.gate) {
-        let health = pilot_health(x, &cycle_doc, pilot).await?;
-        let mut trace = Trace::new();
-        let decision = promotion_gate(plan.kind, now, gate, health, &mut trace);
-        if decision != Promotion::Promote {
-            let words = match decision {
-                Promotion::WaitForSoak { until } => {
-                    format!(
-                        "waiting for the pilot's soak until {}",
-                        until.format("%Y-%m-%d %H:%M UTC")
-                    )
-                }
-                Promotion::Hold => format!(
-                    "held: pilot {pilot} has {} failed and {} of {} healthy",
-                    health.failed, health.healthy, health.endpoints
-                ),
-                Promotion::Blocked => format!(
-                    "blocked: pilot {pilot} has {} critical failure(s)",
-                    health.critical_failures
-                ),
-                Promotion::Promote => String::new(),
-            };
-            if plan.last_decision.as_deref() != Some(&words) {
-                plan.last_decision = Some(words.clone());
-                match records::save(
-                    &env.state,
-                    cycle,
-                    TIER_KIND,
-                    msg.tier.as_str(),
-                    &plan,
-                    Some(plan_version),
-                )
-                .await
-                {
-                    Ok(_) | Err(PortError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            return Ok(words);
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(&msg.tier)).await?;
+    let mut deploy: Vec<&Run> = runs.iter().map(|(r, _)| r).collect();
+    let mut decision_words = None;
+    if let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) {
+        let d = decide(x, &cycle_doc, &plan, &pilot, planned, &runs, now).await?;
+        deploy.retain(|r| d.cleared(&r.client));
+        if deploy.is_empty() {
+            record_decision(x, cycle, &mut plan, plan_version, &d.words).await?;
+            return Ok(d.words);
         }
+        decision_words = Some(d.words);
     }
 
+    // The first deployment fixes batch 1; a later batch's tier writes its approvals into the
+    // RMM for the endpoints it deploys now (crate::batches).
+    let clients = deploy.iter().map(|r| r.client.clone()).collect();
+    crate::batches::before_deploy(x, cycle, &msg.tier, &clients, now).await?;
     // Deploy: the endpoints' messages first, then the tier's state. If the transition loses a
     // race or the process dies between the two, the messages are idempotent by key.
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(&msg.tier)).await?;
-    let messages: Vec<_> = runs
-        .iter()
-        .map(|(run, _)| {
-            DeployEndpoint {
-                tier: msg.tier.clone(),
-                endpoint: run.endpoint.clone(),
-                attempt: 0,
-            }
-            .envelope(
-                cycle,
-                format!("{cycle}/deploy/{}/0", run.endpoint),
-                Some(&msg.tier),
-            )
-        })
-        .collect();
+    let messages = deploy_messages(cycle, &msg.tier, deploy.iter().copied());
     env.queues
         .send_batch(DeployEndpoint::STAGE, &messages)
         .await?;
@@ -147,6 +350,242 @@ pub async fn promote_tier<X: Ports>(
         Err(PortError::Conflict(_)) => return Ok(format!("{} moved on meanwhile", msg.tier)),
         Err(e) => return Err(e.into()),
     }
-    info!(%cycle, tier = %msg.tier, endpoints = runs.len(), "tier deploying");
-    Ok(format!("{} deploying {} endpoint(s)", msg.tier, runs.len()))
+    if let Some(words) = &decision_words {
+        // The plan was not written since it was read (only promotions write it, and the tier
+        // was scheduled until now).
+        record_decision(x, cycle, &mut plan, plan_version, words).await?;
+    }
+    info!(%cycle, tier = %msg.tier, endpoints = messages.len(), "tier deploying");
+    let held = runs.len() - messages.len();
+    Ok(format!(
+        "{} deploying {} endpoint(s){}{}",
+        msg.tier,
+        messages.len(),
+        if held > 0 {
+            format!(", {held} held with their client")
+        } else {
+            String::new()
+        },
+        decision_words.map(|w| format!(": {w}")).unwrap_or_default()
+    ))
+}
+
+/// For a deploying production tier whose runs are not all released (the client hold scope):
+/// the planned runs whose client's pilot is now healthy and soaked are deployed. Called by the
+/// tier's hourly tick; returns how many were released.
+pub async fn release_cleared<X: Ports>(
+    x: &X,
+    cycle: &CycleDoc,
+    tier: &TierId,
+    runs: &[(Run, u64)],
+    now: DateTime<Utc>,
+) -> Result<usize, HandlerError> {
+    let env = x.env();
+    if !runs.iter().any(|(r, _)| r.status == RunStatus::Planned) {
+        return Ok(0);
+    }
+    let (mut plan, version): (TierPlan, u64) =
+        records::must_load(&env.state, cycle.cycle, TIER_KIND, tier.as_str()).await?;
+    let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) else {
+        return Ok(0);
+    };
+    let d = decide(x, cycle, &plan, &pilot, planned, runs, now).await?;
+    let released: Vec<&Run> = runs
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.status == RunStatus::Planned && d.cleared(&r.client))
+        .collect();
+    let clients = released.iter().map(|r| r.client.clone()).collect();
+    crate::batches::before_deploy(x, cycle.cycle, tier, &clients, now).await?;
+    let messages = deploy_messages(cycle.cycle, tier, released);
+    if !messages.is_empty() {
+        env.queues
+            .send_batch(DeployEndpoint::STAGE, &messages)
+            .await?;
+    }
+    record_decision(x, cycle.cycle, &mut plan, version, &d.words).await?;
+    Ok(messages.len())
+}
+
+/// The daily soak re-check of a validated pilot tier: each endpoint's agent and post-reboot
+/// monitors read from the RMM. An endpoint found unhealthy fails (stage `soak`) and is escalated
+/// like a failed install (ticket, page rules, the tier held), so production holds; its retry,
+/// after the root cause, restarts the soak from the retry's validation. The check is recorded
+/// on the pilot's plan.
+pub async fn check_soak<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: CheckSoak,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
+        return Err(HandlerError::Poison(format!(
+            "no tier {} in {cycle}",
+            msg.tier
+        )));
+    };
+    if record.state != TierState::Validated {
+        return Ok(format!(
+            "{} is {}: no soak to check",
+            msg.tier, record.state
+        ));
+    }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let kind = run_kind(&msg.tier);
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
+    let health = health_of(&cycle_doc, runs.iter().map(|(r, _)| r))?;
+    let soak = env.policy.rollout.soak;
+    let (Some(since), Some(until)) = (health.healthy_since(), pilot_soak_end(&health, soak)) else {
+        return Ok(format!("{} is not healthy: no soak to check", msg.tier));
+    };
+    if now >= until {
+        return Ok(format!(
+            "{} soaked: healthy since {}, soak passed at {}",
+            msg.tier,
+            stamp(since),
+            stamp(until)
+        ));
+    }
+    let (mut plan, plan_version): (TierPlan, u64) =
+        records::must_load(&env.state, cycle, TIER_KIND, msg.tier.as_str()).await?;
+    if plan
+        .soak_checks
+        .iter()
+        .any(|c| c.day == msg.day && c.healthy_since == since)
+    {
+        return Ok(format!("{} already re-checked on {}", msg.tier, msg.day));
+    }
+
+    let mut findings = Vec::new();
+    let mut failures = Vec::new();
+    let mut failed_runs = Vec::new();
+    let mut read = 0;
+    for (run, version) in &runs {
+        // An up-to-date endpoint had nothing installed: nothing of the patch to soak.
+        if run.up_to_date || run.status != RunStatus::Validated {
+            continue;
+        }
+        read += 1;
+        let report = env.rmm.health(&run.endpoint).await?;
+        let e = run.endpoint_model(&cycle_doc)?;
+        let mut trace = Trace::new();
+        let Some(wrong) = soak_recheck(
+            &e,
+            report.online,
+            report.maintenance,
+            &report.checks,
+            &mut trace,
+        ) else {
+            continue;
+        };
+        let mut failed = run.clone();
+        let id = failed.failure_id(FailureStage::Soak);
+        if failed.failures.last() != Some(&id) {
+            failed.failures.push(id.clone());
+        }
+        failed.status = RunStatus::Failed;
+        let detail = format!(
+            "unhealthy during the pilot's soak (validated {}, healthy since {}, soaking until {}): {wrong}",
+            run.validated_at.map(|t| utc::format(&t)).unwrap_or_else(|| "-".into()),
+            utc::format(&since),
+            utc::format(&until)
+        );
+        failures.push(EndpointFailed {
+            id: id.clone(),
+            tier: msg.tier.clone(),
+            endpoint: run.endpoint.clone(),
+            client: run.client.clone(),
+            stage: FailureStage::Soak,
+            at: report.at,
+            detail,
+            patches: Vec::new(),
+        });
+        findings.push(SoakFinding {
+            endpoint: run.endpoint.clone(),
+            detail: wrong,
+        });
+        failed_runs.push((failed, *version));
+    }
+    // The escalations go out before the runs that record them are saved: a crash in between
+    // repeats them (deduplicated by the failure's id), never loses them.
+    let messages: Vec<_> = failures
+        .iter()
+        .map(|f| f.envelope(cycle, format!("{cycle}/failure/{}", f.id), Some(&f.tier)))
+        .collect();
+    if !messages.is_empty() {
+        env.queues
+            .send_batch(EndpointFailed::STAGE, &messages)
+            .await?;
+    }
+    for (run, version) in &failed_runs {
+        match records::save(
+            &env.state,
+            cycle,
+            &kind,
+            run.endpoint.as_str(),
+            run,
+            Some(*version),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(PortError::Conflict(_)) => {
+                return Err(HandlerError::Retry(format!(
+                    "{}: run {} moved during its soak check",
+                    msg.tier, run.endpoint
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let healthy = findings.is_empty();
+    let outcome = if healthy {
+        format!(
+            "{}: soak re-check of {read} endpoint(s) healthy (healthy since {}, soaking until {})",
+            msg.tier,
+            stamp(since),
+            stamp(until)
+        )
+    } else {
+        let names: Vec<&str> = findings.iter().map(|f| f.endpoint.as_str()).collect();
+        format!(
+            "{}: soak re-check found {} unhealthy ({}): failed and escalated",
+            msg.tier,
+            findings.len(),
+            names.join(", ")
+        )
+    };
+    plan.soak_checks.push(SoakCheck {
+        day: msg.day,
+        at: now,
+        healthy_since: since,
+        soak_until: until,
+        endpoints: read,
+        healthy,
+        unhealthy: findings,
+    });
+    match records::save(
+        &env.state,
+        cycle,
+        TIER_KIND,
+        msg.tier.as_str(),
+        &plan,
+        Some(plan_version),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(PortError::Conflict(_)) => {
+            return Err(HandlerError::Retry(format!(
+                "{}: plan moved during its soak check",
+                msg.tier
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !healthy {
+        info!(%cycle, tier = %msg.tier, "pilot unhealthy during its soak");
+    }
+    Ok(outcome)
 }

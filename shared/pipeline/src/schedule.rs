@@ -602,6 +602,11 @@ pub async fn tier_tick<X: Ports>(
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let kind = run_kind(&msg.tier);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
+    // A production tier deployed in part (the client hold scope): the planned runs whose
+    // client's pilot is now healthy and soaked are released.
+    if record.state == TierState::Deploying {
+        crate::rollout::release_cleared(x, &cycle_doc, &msg.tier, &runs, now).await?;
+    }
     // The approved patches, read once per tick, only when an install is to go out.
     let approved = if runs
         .iter()

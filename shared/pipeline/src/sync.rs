@@ -163,6 +163,7 @@ pub async fn inventory_sync<X: Ports>(
             gate: None,
             endpoints: 0,
             last_decision: None,
+            soak_checks: Vec::new(),
         });
         entry.endpoints += 1;
         let run = Run {

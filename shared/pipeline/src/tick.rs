@@ -1,7 +1,8 @@
 //! The hourly tick (ring-promotion's schedule): for every open cycle, a promotion decision for
-//! each scheduled tier, an hour's work for each deploying one, the archive of each validated one,
-//! and once a day the sweep for overdue reviews. Every message is keyed by its hour, so a tick
-//! that runs twice sends nothing twice.
+//! each scheduled tier, an hour's work for each deploying one, the archive of each validated one
+//! (a validated pilot still soaking gets its daily soak re-check instead, keyed by day, and is
+//! archived once its soak has passed), and once a day the sweep for overdue reviews. Every
+//! message is keyed by its hour (or day), so a tick that runs twice sends nothing twice.
 
 use chrono::{DateTime, Utc};
 use patchflow_core::ports::queue::{QueueSender, Stage};
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::env::Ports;
 use crate::error::HandlerError;
-use crate::messages::{ArchiveTier, Message, PromoteTier, ReviewSweep, TierTick};
+use crate::messages::{ArchiveTier, CheckSoak, Message, PromoteTier, ReviewSweep, TierTick};
 use crate::records::{self, cycles_around};
 
 /// What a tick sent.
@@ -29,9 +30,9 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
     let hour = now.format("%Y%m%dT%H").to_string();
     let mut report = TickReport::default();
     for cycle in cycles_around(now) {
-        if records::cycle_doc(&env.state, cycle).await?.is_none() {
+        let Some(cycle_doc) = records::cycle_doc(&env.state, cycle).await? else {
             continue;
-        }
+        };
         report.cycles += 1;
         let mut by_stage: Vec<(Stage, Vec<_>)> = Vec::new();
         let mut push = |stage: Stage, e| match by_stage.iter_mut().find(|(s, _)| *s == stage) {
@@ -71,6 +72,24 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                         tier,
                     ),
                 ),
+                TierState::Validated
+                    if crate::rollout::pilot_soaking(x, &cycle_doc, &t.tier, now)
+                        .await?
+                        .is_some() =>
+                {
+                    push(
+                        CheckSoak::STAGE,
+                        CheckSoak {
+                            tier: t.tier.clone(),
+                            day,
+                        }
+                        .envelope(
+                            cycle,
+                            format!("{cycle}/soak/{}/{day}", t.tier),
+                            tier,
+                        ),
+                    )
+                }
                 TierState::Validated => push(
                     ArchiveTier::STAGE,
                     ArchiveTier {

@@ -5,6 +5,7 @@ mod audit;
 mod closure;
 mod connectors;
 mod cycle;
+mod escalation;
 mod evidence_store;
 mod governance;
 mod infra;

@@ -141,6 +141,10 @@ pub struct PlanArgs {
     /// Policy file (TOML) overriding the seed's defaults; see `patchflow policy show`.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Make every warning (pilot representation, an exclusion without its signed approval) an
+    /// error: exit 2 with the warnings on stderr and nothing on stdout.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 fn parse_released_at(s: &str) -> Result<DateTime<Utc>, String> {
@@ -319,7 +323,37 @@ pub fn plan_from_files(
     let catalog = parse_catalog(&args.catalog.display().to_string(), &read(&args.catalog)?)
         .map_err(|e| CliError::Input(e.to_string()))?;
     let release = Release::of(args.cycle, &policy, args.released_at);
-    Ok((plan(&inventory, &catalog, release, &policy), inventory))
+    let plan = plan(&inventory, &catalog, release, &policy);
+    check_warnings(
+        &plan,
+        &args.inventory.display().to_string(),
+        &policy,
+        args.strict,
+    )?;
+    Ok((plan, inventory))
+}
+
+/// Refuses a plan whose warnings are errors: an exclusion without its signed approval when the
+/// policy says so (`scope.unsigned_exclusion = "error"`), every warning with `--strict`. Each
+/// becomes one `error:` line naming the file and the record.
+fn check_warnings(
+    plan: &Plan,
+    source: &str,
+    policy: &Policy,
+    strict: bool,
+) -> Result<(), CliError> {
+    let unsigned_is_error =
+        policy.scope.unsigned_exclusion == patchflow_core::policy::UnsignedExclusion::Error;
+    let lines: Vec<String> = plan
+        .warnings
+        .iter()
+        .filter(|w| strict || (unsigned_is_error && w.field.is_some()))
+        .map(|w| w.line(source))
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Input(lines.join("\nerror: ")))
 }
 
 /// Writes JSON: indented for people at a terminal; one compact document for pipes and files (a

@@ -51,6 +51,21 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
     )?;
     writeln!(out)?;
 
+    if !plan.warnings.is_empty() {
+        writeln!(out, "Warnings: {}", plan.warnings.len())?;
+        for w in &plan.warnings {
+            writeln!(
+                out,
+                "  {} {} ({}): {}",
+                w.record(),
+                w.code,
+                w.subject,
+                w.message
+            )?;
+        }
+        writeln!(out)?;
+    }
+
     let count = |d: Decision| plan.approvals.iter().filter(|a| a.decision == d).count();
     writeln!(
         out,
@@ -81,6 +96,32 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
     writeln!(out, "{t}")?;
     writeln!(out)?;
 
+    // Update batches: each through its pilot and soak before production.
+    writeln!(
+        out,
+        "Batches (each through its pilot and soak before production):"
+    )?;
+    for b in plan.batches() {
+        let patches: Vec<&str> = b.patches.iter().map(|p| p.as_str()).collect();
+        let when = if b.opens == patchflow_core::plan::PlanBatch::FIRST_DEPLOYMENT {
+            "deploys this cycle on Patch Tuesday's decisions"
+        } else {
+            "pending review: each one approved after the first deployment is a later batch"
+        };
+        writeln!(
+            out,
+            "  batch {}{}: {when}: {}",
+            b.batch,
+            if b.batch > 1 { " and on" } else { "" },
+            if patches.is_empty() {
+                "(none)".to_owned()
+            } else {
+                patches.join(", ")
+            }
+        )?;
+    }
+    writeln!(out)?;
+
     writeln!(
         out,
         "Exception register: {} entr{}",
@@ -92,7 +133,15 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
         }
     )?;
     if !plan.exception_register.is_empty() {
-        let mut t = table(&["subject", "client", "kind", "reason", "reference"]);
+        let mut t = table(&[
+            "subject",
+            "client",
+            "kind",
+            "reason",
+            "reference",
+            "signed",
+            "lifted by",
+        ]);
         for x in &plan.exception_register {
             t.add_row(vec![
                 x.subject.clone(),
@@ -103,6 +152,8 @@ pub(crate) fn render(out: &mut dyn Write, plan: &Plan, inventory: &Inventory) ->
                     .unwrap_or_default(),
                 x.reason.to_string(),
                 x.reference.clone().unwrap_or_default(),
+                if x.signed { "yes" } else { "NO" }.to_owned(),
+                x.lifted_by.to_string(),
             ]);
         }
         writeln!(out, "{t}")?;

@@ -23,6 +23,34 @@ pub struct ReleasePolicy {
     pub timezone: Tz,
 }
 
+/// What an exclusion or a Do Not Patch endpoint without its signed approval (`exclusion_ref`)
+/// is: a warning (the default), or an input error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsignedExclusion {
+    /// A plan warning; the register entry is marked unsigned.
+    Warn,
+    /// Invalid input: the plan is refused, naming the endpoint and the field.
+    Error,
+}
+
+impl UnsignedExclusion {
+    /// `warn` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnsignedExclusion::Warn => "warn",
+            UnsignedExclusion::Error => "error",
+        }
+    }
+}
+
+/// Scope and exclusions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopePolicy {
+    /// An exclusion or Do Not Patch without `exclusion_ref` (warn).
+    pub unsigned_exclusion: UnsignedExclusion,
+}
+
 /// Approval governance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalPolicy {
@@ -148,6 +176,8 @@ pub struct SlaPolicy {
 pub struct Policy {
     /// Release calendar.
     pub release: ReleasePolicy,
+    /// Scope and exclusions.
+    pub scope: ScopePolicy,
     /// Approval governance.
     pub approval: ApprovalPolicy,
     /// Staged rollout.
@@ -181,6 +211,9 @@ impl Default for Policy {
                 week: 2,
                 time: clock("10:00"),
                 timezone: chrono_tz::America::Los_Angeles,
+            },
+            scope: ScopePolicy {
+                unsigned_exclusion: UnsignedExclusion::Warn,
             },
             approval: ApprovalPolicy {
                 auto_approve_severities: vec![Severity::Critical, Severity::Important],
@@ -255,6 +288,8 @@ struct RawPolicy {
     #[serde(default)]
     release: RawRelease,
     #[serde(default)]
+    scope: RawScope,
+    #[serde(default)]
     approval: RawApproval,
     #[serde(default)]
     rollout: RawRollout,
@@ -275,6 +310,12 @@ struct RawRelease {
     week: Option<i64>,
     time: Option<String>,
     timezone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    unsigned_exclusion: Option<UnsignedExclusion>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -446,6 +487,10 @@ impl Policy {
                 .map_err(|_| b.invalid("release.timezone", format!("unknown time zone `{tz}`")))?;
         }
 
+        if let Some(u) = raw.scope.unsigned_exclusion {
+            p.scope.unsigned_exclusion = u;
+        }
+
         if let Some(sev) = raw.approval.auto_approve_severities {
             p.approval.auto_approve_severities = sev;
         }
@@ -468,6 +513,18 @@ impl Policy {
 
         if let Some(d) = b.range("rollout.soak_days", raw.rollout.soak_days, 1, 60)? {
             p.rollout.soak = Duration::days(d);
+        }
+        if let Some(scope) = raw.rollout.hold_scope {
+            p.rollout.hold_scope = match scope.as_str() {
+                "fleet" => HoldScope::Fleet,
+                "client" => HoldScope::Client,
+                other => {
+                    return Err(b.invalid(
+                        "rollout.hold_scope",
+                        format!("`{other}` is not a hold scope: expected \"fleet\" or \"client\""),
+                    ))
+                }
+            };
         }
 
         let ws = raw.workstation;
@@ -514,18 +571,6 @@ impl Policy {
         )? {
             p.failure.retry_after = Duration::hours(h);
         }
-        if let Some(scope) = raw.rollout.hold_scope {
-            p.rollout.hold_scope = match scope.as_str() {
-                "fleet" => HoldScope::Fleet,
-                "client" => HoldScope::Client,
-                other => {
-                    return Err(b.invalid(
-                        "rollout.hold_scope",
-                        format!("`{other}` is not a hold scope: expected \"fleet\" or \"client\""),
-                    ))
-                }
-            };
-        }
 
         if let Some(h) = b.range("sla.identify_hours", raw.sla.identify_hours, 1, 24 * 30)? {
             p.sla.identify = Duration::hours(h);
@@ -565,6 +610,7 @@ impl Policy {
         };
         format!(
             "[release]\nweekday = \"{}\"\nweek = {}\ntime = \"{}\"\ntimezone = \"{}\"\n\n\
+             [scope]\nunsigned_exclusion = \"{}\"\n\n\
              [approval]\nauto_approve_severities = [{}]\nreview_hold_days = {}\ntime_to_patch_target_hours = {}\n\n\
              [rollout]\nsoak_days = {}\nhold_scope = \"{}\"\n\n\
              [workstation]\nregular_window = \"{}-{}\"\ndaytime_window = \"{}-{}\"\ndaytime_days = {}\n\
@@ -576,6 +622,7 @@ impl Policy {
             self.release.week,
             self.release.time,
             self.release.timezone.name(),
+            self.scope.unsigned_exclusion.as_str(),
             sev.join(", "),
             self.approval.review_hold.num_days(),
             self.approval.time_to_patch_target.num_hours(),
@@ -652,6 +699,24 @@ mod tests {
         assert_eq!(p.release.time.to_string(), "10:00");
         assert_eq!(p.release.timezone, chrono_tz::America::Los_Angeles);
         assert_eq!((p.release.weekday, p.release.week), (Weekday::Tue, 2));
+    }
+
+    #[test]
+    fn an_unsigned_exclusion_warns_by_default_and_a_policy_makes_it_an_error() {
+        assert_eq!(
+            Policy::default().scope.unsigned_exclusion,
+            UnsignedExclusion::Warn
+        );
+        let p = Policy::from_toml("p.toml", "[scope]\nunsigned_exclusion = \"error\"\n").unwrap();
+        assert_eq!(p.scope.unsigned_exclusion, UnsignedExclusion::Error);
+        assert_eq!(Policy::from_toml("p", &p.to_toml()).unwrap(), p);
+        let e = Policy::from_toml("p.toml", "[scope]\nunsigned_exclusion = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unsigned_exclusion") && e.contains("ignore"),
+            "{e}"
+        );
     }
 
     #[test]

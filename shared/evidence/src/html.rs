@@ -725,6 +725,8 @@ fn exceptions_section(out: &mut String, exceptions: &[ExceptionLine]) {
                 opt_text(e.engineer_reason.as_deref(), ABSENT),
                 when_or(e.signed_at.as_ref(), ABSENT),
                 text(&e.change_requires),
+                text(if e.signed { "yes" } else { "no" }),
+                opt_text(Some(e.lifted_by.as_str()).filter(|l| !l.is_empty()), ABSENT),
             ],
         })
         .collect::<Vec<_>>();
@@ -741,6 +743,8 @@ fn exceptions_section(out: &mut String, exceptions: &[ExceptionLine]) {
             "Engineer's reason",
             "Signed at",
             "Lifting requires",
+            "Signed",
+            "Lifted by",
         ],
         &rows,
     );
@@ -1143,6 +1147,8 @@ pub(crate) mod tests {
                 engineer_reason: Some("Dental imaging suite fails on preview".into()),
                 signed_at: Some(at(9, 4, 55)),
                 change_requires: "vendor certification of the update".into(),
+                signed: true,
+                lifted_by: "an engineer's approval with sign-off and reason code".into(),
             }],
             tickets: vec![TicketLine {
                 failure: "f-0002".into(),

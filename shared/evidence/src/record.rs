@@ -176,6 +176,14 @@ pub struct ExceptionLine {
     pub signed_at: Option<DateTime<Utc>>,
     /// What lifting it requires.
     pub change_requires: String,
+    /// Whether it carries its signed approval (the client's reference for an exclusion or Do
+    /// Not Patch, an engineer's sign-off for a patch); false in records written before it was
+    /// kept.
+    #[serde(default)]
+    pub signed: bool,
+    /// Who may lift it (empty in records written before it was kept).
+    #[serde(default)]
+    pub lifted_by: String,
 }
 
 /// A failure's PSA ticket.

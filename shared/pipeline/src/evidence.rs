@@ -109,6 +109,8 @@ fn exception_line(x: &ExceptionEntry) -> ExceptionLine {
         engineer_reason: x.engineer_reason.clone(),
         signed_at: x.signed_at,
         change_requires: x.change_requires.to_string(),
+        signed: x.signed,
+        lifted_by: x.lifted_by.to_string(),
     }
 }
 

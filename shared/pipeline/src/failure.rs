@@ -10,7 +10,7 @@ use patchflow_core::ports::psa::{NewTicket, Psa};
 use patchflow_core::ports::rmm::{RetryNote, Rmm};
 use patchflow_core::ports::state::{FailureRecord, FailureStore, TierStore};
 use patchflow_core::ports::PortError;
-use patchflow_core::rules::failure::escalate;
+use patchflow_core::rules::failure::{client_impact, escalate};
 use patchflow_core::schedule::utc;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
@@ -56,7 +56,8 @@ pub async fn endpoint_failed<X: Ports>(
     .await?;
     let e = run.endpoint_model(&cycle_doc)?;
     let mut trace = Trace::new();
-    let esc = escalate(&e, msg.at, None, &env.policy, &mut trace);
+    // The client impact (the endpoint's, else its client's) raises the priority, never lowers it.
+    let esc = escalate(&e, msg.at, client_impact(&e), &env.policy, &mut trace);
     let opened = FailureRecord {
         id: msg.id.clone(),
         cycle,

@@ -19,6 +19,7 @@ use patchflow_core::ports::state::{
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::cadence::InstallMode;
+use patchflow_core::rules::representation::{inventory_warnings, Warning};
 use patchflow_core::rules::scope::Scope;
 use patchflow_core::rules::waves::Wave;
 use patchflow_core::schedule::Window;
@@ -51,6 +52,9 @@ pub struct SyncReport {
     pub no_patch_inventory: Vec<NoPatchInventory>,
     /// Clients the inventory source left out (their previous inventory is kept).
     pub clients_left_out: Vec<ClientLeftOut>,
+    /// Where the inventory falls short of the operating model (pilot representation, exclusions
+    /// without their signed approval), as `plan` warns.
+    pub warnings: Vec<Warning>,
 }
 
 /// Concurrent writes when a cycle opens.
@@ -87,8 +91,12 @@ pub async fn inventory_sync<X: Ports>(
         endpoints,
         no_patch_inventory: notes.no_patch_inventory,
         clients_left_out: notes.clients_left_out,
+        warnings: inventory_warnings(&inventory),
         ..SyncReport::default()
     };
+    for w in &report.warnings {
+        warn!(code = w.code, subject = %w.subject, "{}", w.message);
+    }
     info!(
         written = endpoints.written,
         unchanged = endpoints.unchanged,

@@ -3,7 +3,9 @@
 //! on both tracks and all rings, and the flags that take endpoints out of scope. The same seed
 //! always gives the same fleet.
 
-use patchflow_core::contract::{ClientDoc, EndpointDoc, InventoryDoc, LocationDoc, PolicyGroupDoc};
+use patchflow_core::contract::{
+    role_criticality, ClientDoc, EndpointDoc, InventoryDoc, LocationDoc, PolicyGroupDoc,
+};
 use patchflow_core::model::{Criticality, EndpointKind, Ring, ServerRole, Track};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -283,6 +285,10 @@ pub fn generate(spec: FleetSpec) -> InventoryDoc {
                     doc.role = Some(role);
                     let group = *weighted(&mut rng, SERVER_GROUPS);
                     doc.policy_group = Some(group);
+                    if group == PolicyGroupDoc::DoNotPatch {
+                        // Do Not Patch rests on the client's sign-off, as an exclusion does.
+                        doc.exclusion_ref = Some(format!("{}-DNP-S{:02}", codes[ci], j + 1));
+                    }
                     if group == PolicyGroupDoc::AutoInstallAutoReboot {
                         doc.unattended_reboot_approved = Some(rng.gen_bool(0.75));
                     }
@@ -318,6 +324,8 @@ pub fn generate(spec: FleetSpec) -> InventoryDoc {
                     });
                     if rng.gen_bool(0.03) {
                         doc.policy_group = Some(PolicyGroupDoc::DoNotPatch);
+                        // Do Not Patch rests on the client's sign-off, as an exclusion does.
+                        doc.exclusion_ref = Some(format!("{}-DNP-{:04}", codes[ci], ws_n));
                     }
                     // Remote staff keep their laptops in their own zone.
                     if rng.gen_bool(0.08) {
@@ -327,8 +335,68 @@ pub fn generate(spec: FleetSpec) -> InventoryDoc {
             }
             endpoints.push(doc);
         }
+        let first = endpoints.len() - n;
+        represent_in_pilot(client, &mut endpoints[first..]);
     }
     InventoryDoc { clients, endpoints }
+}
+
+/// "Pilot ring includes representative endpoints from all tracks and clients": where a client's
+/// in-scope servers (two or more) or the in-scope workstations of one of its tracks have no
+/// pilot, the first of them joins the pilot ring (for servers, the first that is not P1 where
+/// there is one, as an MSP would pilot on a less critical box). Takes nothing from the random
+/// stream, so the rest of the fleet is as it was.
+fn represent_in_pilot(client: &ClientDoc, endpoints: &mut [EndpointDoc]) {
+    let disabled: std::collections::HashSet<&str> = client
+        .locations
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l.patching_disabled == Some(true))
+        .map(|l| l.id.as_str())
+        .collect();
+    let in_scope = |e: &EndpointDoc| {
+        e.patching_disabled != Some(true)
+            && e.client_excluded != Some(true)
+            && e.policy_group != Some(PolicyGroupDoc::DoNotPatch)
+            && !e.location.as_deref().is_some_and(|l| disabled.contains(l))
+    };
+    let pilot = |e: &EndpointDoc| matches!(e.ring, Some(Ring::Pilot | Ring::Test));
+    let servers: Vec<usize> = (0..endpoints.len())
+        .filter(|&i| endpoints[i].kind == EndpointKind::Server && in_scope(&endpoints[i]))
+        .collect();
+    if servers.len() >= 2 && !servers.iter().any(|&i| pilot(&endpoints[i])) {
+        // The least critical (P3 before P2 before P1, a flagged one last), the first of equals.
+        let rank = |e: &EndpointDoc| {
+            let c = e
+                .criticality
+                .or(e.role.map(role_criticality))
+                .unwrap_or(Criticality::P2);
+            (e.critical != Some(true), c)
+        };
+        let mut chosen = servers[0];
+        for &i in &servers[1..] {
+            if rank(&endpoints[i]) > rank(&endpoints[chosen]) {
+                chosen = i;
+            }
+        }
+        endpoints[chosen].ring = Some(Ring::Pilot);
+    }
+    for track in [Track::Regular, Track::Daytime] {
+        let members: Vec<usize> = (0..endpoints.len())
+            .filter(|&i| {
+                let e = &endpoints[i];
+                e.kind == EndpointKind::Workstation
+                    && e.track.unwrap_or(Track::Regular) == track
+                    && in_scope(e)
+            })
+            .collect();
+        if let Some(&first) = members.first() {
+            if !members.iter().any(|&i| pilot(&endpoints[i])) {
+                endpoints[first].ring = Some(Ring::Pilot);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -362,6 +430,21 @@ mod tests {
             assert_eq!(doc.clients.len(), clients.min(endpoints));
             let inv = inventory_from_doc("generated", doc).unwrap();
             assert_eq!(inv.endpoints().len(), endpoints);
+        }
+    }
+
+    #[test]
+    fn a_generated_fleet_has_no_warnings_pilots_everywhere_and_signed_exclusions() {
+        for (endpoints, clients, seed) in [(200, 5, 1), (2_000, 40, 7), (5_000, 60, 1), (30, 9, 3)]
+        {
+            let doc = generate(FleetSpec {
+                endpoints,
+                clients,
+                seed,
+            });
+            let inv = inventory_from_doc("generated", doc).unwrap();
+            let w = patchflow_core::rules::representation::inventory_warnings(&inv);
+            assert!(w.is_empty(), "{endpoints}/{clients}/{seed}: {w:?}");
         }
     }
 

@@ -13,3 +13,4 @@ mod invalid_input;
 mod plan;
 mod pull;
 mod simulate;
+mod warnings;

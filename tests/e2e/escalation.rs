@@ -1,0 +1,368 @@
+//! Criticality, exclusions and escalation input through the pipeline (the handlers fed by the
+//! queue pump on the embedded default, with the simulated RMM, PSA and pager): a P1 server
+//! waits for an engineer's approval before anything installs; an exclusion without its signed
+//! approval is never commanded and stays in the register (and the evidence) as unsigned, with
+//! who may lift it; a client's or an endpoint's impact raises a workstation failure's ticket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use patchflow_cli::simulate::{run_cycle, sim_env, SimulateSpec};
+use patchflow_connectors::file::{FileCatalog, FileInventory};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId};
+use patchflow_core::model::{Criticality, Impact};
+use patchflow_core::plan::Release;
+use patchflow_core::policy::Policy;
+use patchflow_core::ports::clock::{Clock, ManualClock};
+use patchflow_core::ports::state::{EndpointStore, ExceptionStore, TierId};
+use patchflow_core::rules::commands::RmmCommand;
+use patchflow_local::evidence::FsEvidenceStore;
+use patchflow_local::queue::SqliteQueues;
+use patchflow_local::state::SqliteState;
+use patchflow_pipeline::operator::{approve_endpoint, sign};
+use patchflow_pipeline::pump::{drain_all, PumpOptions};
+use patchflow_pipeline::records::{self, run_kind, Run, RunStatus};
+use patchflow_sim::connectors::{SimPager, SimPsa, SimRmm};
+
+const CATALOG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../functions/cli/demo/catalog-2026-12.json"
+);
+
+type Env = patchflow_pipeline::Env<
+    SqliteState,
+    SqliteQueues,
+    FsEvidenceStore,
+    SimRmm<ManualClock>,
+    SimPsa,
+    SimPager,
+>;
+
+fn cycle() -> CycleId {
+    "2026-12".parse().unwrap()
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("inventory.json");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spec(dir: &Path, inventory: &Path, failure_rate: f64) -> SimulateSpec {
+    SimulateSpec {
+        inventory: inventory.to_owned(),
+        catalog: CATALOG.into(),
+        cycle: cycle(),
+        failure_rate,
+        seed: 7,
+        out: dir.to_owned(),
+        policy: Policy::default(),
+        engineer_response: Duration::days(30),
+        days: 40,
+        deliver_twice: false,
+    }
+}
+
+struct Local {
+    env: Env,
+    consumer: SqliteQueues,
+    clock: Arc<ManualClock>,
+}
+
+fn local(dir: &Path, spec: &SimulateSpec) -> Local {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let state = SqliteState::in_memory().unwrap();
+    let queues = SqliteQueues::in_memory(clock.clone(), 3).unwrap();
+    let evidence = FsEvidenceStore::open(dir.join("evidence")).unwrap();
+    let consumer = queues.clone();
+    let env = sim_env(state, queues, evidence, clock.clone(), spec);
+    Local {
+        env,
+        consumer,
+        clock,
+    }
+}
+
+/// The pipeline hour by hour as the deployed schedule drives it (the sync at the start and
+/// daily at 06:00, the tick, every queue drained), with no engineer acting, until `until`.
+async fn run_until(l: &Local, inventory: &Path, until: DateTime<Utc>) {
+    let inv = FileInventory::new(inventory);
+    let cat = FileCatalog::new(CATALOG.to_owned());
+    let mut first = true;
+    while l.clock.now() <= until {
+        let now = l.clock.now();
+        if first || now.hour() == 6 {
+            patchflow_pipeline::sync::inventory_sync(&l.env, &inv, &cat, now)
+                .await
+                .unwrap();
+            first = false;
+        }
+        patchflow_pipeline::tick::tick(&l.env, now).await.unwrap();
+        drain_all(&l.env, &l.consumer, now, PumpOptions::default())
+            .await
+            .unwrap();
+        l.clock.advance(Duration::hours(1));
+    }
+}
+
+fn installs_of(env: &Env, endpoint: &str) -> Vec<(DateTime<Utc>, RmmCommand)> {
+    env.rmm
+        .commands()
+        .into_iter()
+        .filter(|c| {
+            c.command.endpoint().as_str() == endpoint
+                && matches!(
+                    c.command,
+                    RmmCommand::ScheduleInstall { .. } | RmmCommand::TechnicianInstall { .. }
+                )
+        })
+        .map(|c| (c.at, c.command))
+        .collect()
+}
+
+async fn run_of(env: &Env, tier: &str, endpoint: &str) -> Run {
+    let (run, _): (Run, u64) = records::must_load(
+        &env.state,
+        cycle(),
+        &run_kind(&TierId::parse(tier).unwrap()),
+        endpoint,
+    )
+    .await
+    .unwrap();
+    run
+}
+
+#[tokio::test]
+async fn a_p1_server_installs_nothing_until_an_engineer_approves_it_and_then_installs() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = write(
+        dir.path(),
+        r#"{
+  "clients": [ { "id": "contoso", "timezone": "America/Chicago" } ],
+  "endpoints": [
+    { "id": "cs-dc1", "client": "contoso", "hostname": "CS-DC1", "kind": "server",
+      "role": "domain_controller", "policy_group": "auto_install_auto_reboot",
+      "unattended_reboot_approved": true },
+    { "id": "cs-fs1", "client": "contoso", "hostname": "CS-FS1", "kind": "server",
+      "role": "file", "ring": "pilot", "policy_group": "auto_install_auto_reboot",
+      "unattended_reboot_approved": true }
+  ]
+}"#,
+    );
+    let spec = spec(dir.path(), &inventory, 0.0);
+    let l = local(dir.path(), &spec);
+    let release = Release::of(cycle(), &spec.policy, None);
+    l.clock.set(
+        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60),
+    );
+    // Past the pilot's soak and many production windows: the P1 server is still waiting.
+    run_until(&l, &inventory, release.released_at + Duration::days(14)).await;
+    assert!(
+        !installs_of(&l.env, "cs-fs1").is_empty(),
+        "the pilot file server installs"
+    );
+    assert_eq!(installs_of(&l.env, "cs-dc1"), vec![]);
+    let dc = run_of(&l.env, "servers.contoso.production", "cs-dc1").await;
+    assert_eq!(dc.status, RunStatus::AwaitingApproval);
+    assert!(dc.installed_at.is_none());
+
+    // An engineer approves it: its install is sent at its next window, and it installs.
+    let approved_at = l.clock.now();
+    approve_endpoint(
+        &l.env.state,
+        &l.env.queues,
+        cycle(),
+        &EndpointId::parse("cs-dc1").unwrap(),
+        sign("jdoe", "critical_server_reviewed", approved_at).unwrap(),
+    )
+    .await
+    .unwrap();
+    run_until(&l, &inventory, approved_at + Duration::days(2)).await;
+    let installs = installs_of(&l.env, "cs-dc1");
+    assert_eq!(installs.len(), 1, "{installs:?}");
+    assert!(installs[0].0 >= approved_at);
+    let dc = run_of(&l.env, "servers.contoso.production", "cs-dc1").await;
+    assert!(dc.engineer_approval.is_some());
+    assert!(dc.installed_at.is_some_and(|t| t >= approved_at), "{dc:?}");
+}
+
+#[tokio::test]
+async fn an_unsigned_exclusion_is_never_commanded_and_stays_unsigned_in_the_register_and_evidence()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = write(
+        dir.path(),
+        r#"{
+  "clients": [ { "id": "fabrikam", "timezone": "Europe/Dublin" } ],
+  "endpoints": [
+    { "id": "fb-ws1", "client": "fabrikam", "kind": "workstation", "ring": "pilot" },
+    { "id": "fb-ws2", "client": "fabrikam", "kind": "workstation", "client_excluded": true },
+    { "id": "fb-ws3", "client": "fabrikam", "kind": "workstation", "client_excluded": true,
+      "exclusion_ref": "FAB-SIGNED-2026-03" },
+    { "id": "fb-kiosk", "client": "fabrikam", "kind": "workstation",
+      "policy_group": "do_not_patch" }
+  ]
+}"#,
+    );
+    let spec = spec(dir.path(), &inventory, 0.0);
+    let l = local(dir.path(), &spec);
+    let report = run_cycle(&l.env, &l.consumer, &l.clock, &spec, String::new())
+        .await
+        .unwrap();
+    assert!(report.all_closed, "{:#?}", report.summary);
+    for id in ["fb-ws2", "fb-ws3", "fb-kiosk"] {
+        assert!(
+            l.env
+                .rmm
+                .commands()
+                .iter()
+                .all(|c| c.command.endpoint().as_str() != id),
+            "{id} was commanded"
+        );
+    }
+    assert!(!installs_of(&l.env, "fb-ws1").is_empty());
+
+    let register = l.env.state.list_exceptions().await.unwrap();
+    let entry = |s: &str| {
+        register
+            .iter()
+            .find(|x| x.subject == s)
+            .unwrap_or_else(|| panic!("{s} is not in the register: {register:?}"))
+            .clone()
+    };
+    let unsigned = entry("fb-ws2");
+    assert!(!unsigned.signed);
+    assert_eq!(unsigned.approval_ref, None);
+    assert_eq!(
+        unsigned.lifted_by,
+        "client signed change (no signed approval on record)"
+    );
+    let signed = entry("fb-ws3");
+    assert!(signed.signed);
+    assert_eq!(
+        signed.lifted_by,
+        "client signed change (FAB-SIGNED-2026-03)"
+    );
+    let dnp = entry("fb-kiosk");
+    assert!(!dnp.signed);
+    assert!(dnp.lifted_by.starts_with("MSP service manager"));
+
+    // The evidence's exception lines carry the same.
+    let mut lines = Vec::new();
+    collect_exception_lines(&dir.path().join("evidence"), &mut lines);
+    let line = lines
+        .iter()
+        .find(|x| x["subject"] == "fb-ws2")
+        .unwrap_or_else(|| panic!("no evidence line for fb-ws2 in {lines:?}"));
+    assert_eq!(line["signed"], false);
+    assert_eq!(
+        line["lifted_by"],
+        "client signed change (no signed approval on record)"
+    );
+    let line = lines.iter().find(|x| x["subject"] == "fb-ws3").unwrap();
+    assert_eq!(line["signed"], true);
+    assert_eq!(line["reference"], "FAB-SIGNED-2026-03");
+}
+
+/// Every `exceptions[]` entry of every JSON record under `dir`.
+fn collect_exception_lines(dir: &Path, out: &mut Vec<serde_json::Value>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_exception_lines(&path, out);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            let Ok(v) =
+                serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path).unwrap())
+            else {
+                continue;
+            };
+            if let Some(list) = v.get("exceptions").and_then(|e| e.as_array()) {
+                out.extend(list.iter().cloned());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_high_impact_client_or_endpoint_raises_a_workstation_failures_ticket_to_p1() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = write(
+        dir.path(),
+        r#"{
+  "clients": [
+    { "id": "hi", "timezone": "America/New_York", "impact": "high" },
+    { "id": "lo", "timezone": "America/New_York" }
+  ],
+  "endpoints": [
+    { "id": "hi-ws1", "client": "hi", "kind": "workstation", "ring": "pilot" },
+    { "id": "hi-ws2", "client": "hi", "kind": "workstation", "ring": "pilot", "impact": "medium" },
+    { "id": "lo-ws1", "client": "lo", "kind": "workstation", "ring": "pilot" },
+    { "id": "lo-ws2", "client": "lo", "kind": "workstation", "ring": "pilot", "impact": "high" },
+    { "id": "lo-ws3", "client": "lo", "kind": "workstation", "ring": "pilot", "impact": "low" }
+  ]
+}"#,
+    );
+    // Every first install fails; nobody documents a root cause in the three days simulated.
+    let mut spec = spec(dir.path(), &inventory, 1.0);
+    spec.days = 3;
+    let l = local(dir.path(), &spec);
+    run_cycle(&l.env, &l.consumer, &l.clock, &spec, String::new())
+        .await
+        .unwrap();
+    let tickets = l.env.psa.tickets();
+    let priority = |endpoint: &str| {
+        let found: Vec<Criticality> = tickets
+            .iter()
+            .filter(|t| t.external_ref.contains("/failure/") && t.summary.contains(endpoint))
+            .map(|t| t.priority)
+            .collect();
+        assert_eq!(found.len(), 1, "{endpoint}: {tickets:#?}");
+        found[0]
+    };
+    assert_eq!(priority("hi-ws1"), Criticality::P1, "the client's impact");
+    assert_eq!(
+        priority("hi-ws2"),
+        Criticality::P2,
+        "the endpoint overrides"
+    );
+    assert_eq!(priority("lo-ws1"), Criticality::P2, "the default");
+    assert_eq!(priority("lo-ws2"), Criticality::P1, "the endpoint's impact");
+    assert_eq!(
+        priority("lo-ws3"),
+        Criticality::P2,
+        "impact never lowers it"
+    );
+    let hi = tickets
+        .iter()
+        .find(|t| t.external_ref.contains("/failure/") && t.summary.contains("hi-ws1"))
+        .unwrap();
+    assert!(hi.summary.starts_with("P1 "), "{}", hi.summary);
+    assert!(
+        hi.description
+            .contains("client impact high (its client's, P1)"),
+        "{}",
+        hi.description
+    );
+
+    // The impact survives the sync: in the stored endpoint documents and the cycle's runs.
+    let stored = l
+        .env
+        .state
+        .get_endpoint(
+            &ClientId::parse("lo").unwrap(),
+            &EndpointId::parse("lo-ws2").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.doc.impact, Some(Impact::High));
+    let run = run_of(&l.env, "workstations.pilot", "lo-ws2").await;
+    assert_eq!(run.doc.impact, Some(Impact::High));
+    let doc = records::cycle_doc(&l.env.state, cycle())
+        .await
+        .unwrap()
+        .unwrap();
+    let hi_client = doc.clients.iter().find(|c| c.id == "hi").unwrap();
+    assert_eq!(hi_client.impact, Some(Impact::High));
+}

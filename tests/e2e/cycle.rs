@@ -515,7 +515,7 @@ async fn a_cycle_on_the_aws_adapters_delivered_twice_matches_the_embedded_one_de
         .summary
         .rows
         .iter()
-        .map(|r| r.patched + r.failed + r.held + r.in_progress)
+        .map(|r| r.in_scope())
         .sum();
     let counts = counter.0.lock().unwrap().clone();
     let total: usize = counts.values().sum();

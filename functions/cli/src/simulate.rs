@@ -20,6 +20,7 @@ use patchflow_core::ports::evidence::EvidenceStore;
 use patchflow_core::ports::queue::{QueueConsumer, QueueSender, Stage};
 use patchflow_core::ports::state::StateStore;
 use patchflow_core::rules::failure::RootCause;
+use patchflow_core::rules::outcome::Category;
 use patchflow_core::tier::TierState;
 use patchflow_pipeline::operator::{approve_endpoint, record_root_cause, sign};
 use patchflow_pipeline::pump::{drain_all, PumpOptions, PumpStats};
@@ -362,38 +363,33 @@ fn short_tier(tier: &str) -> String {
 pub fn render_table(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
-        "client",
-        "tier",
-        "state",
-        "patched",
-        "failed",
-        "held",
-        "in progress",
-        "excluded",
-        "tickets",
-        "pages",
-        "evidence",
-    ]);
+    let mut header = vec!["client", "tier", "state"];
+    header.extend(Category::ALL.iter().map(|c| c.label()));
+    header.extend(["tickets", "pages", "evidence"]);
+    t.set_header(header);
     let num = |n: usize| Cell::new(n).set_alignment(CellAlignment::Right);
     let mut rows = r.summary.rows.clone();
     rows.push(r.summary.total());
     for row in &rows {
-        t.add_row(vec![
+        let mut cells = vec![
             Cell::new(&row.client),
             Cell::new(short_tier(&row.tier)),
             Cell::new(&row.state),
-            num(row.patched),
-            num(row.failed),
-            num(row.held),
-            num(row.in_progress),
-            num(row.excluded),
-            num(row.tickets),
-            num(row.pages),
-            num(row.evidence),
-        ]);
+        ];
+        cells.extend(Category::ALL.iter().map(|c| num(row.get(*c))));
+        cells.extend([num(row.tickets), num(row.pages), num(row.evidence)]);
+        t.add_row(cells);
     }
-    writeln!(out, "{t}")
+    writeln!(out, "{t}")?;
+    // Each open tier's last decision: a promotion's wait, or the closure requirement that
+    // failed and is retried on the next tick.
+    let mut seen = std::collections::BTreeSet::new();
+    for row in r.summary.rows.iter().filter(|r| !r.decision.is_empty()) {
+        if seen.insert(&row.tier) {
+            writeln!(out, "{} ({}): {}", row.tier, row.state, row.decision)?;
+        }
+    }
+    Ok(())
 }
 
 /// The report for people.

@@ -327,6 +327,40 @@ impl EvidenceStore for S3EvidenceStore {
         Ok(cycles)
     }
 
+    async fn retention(&self, key: &EvidenceKey) -> Result<Option<Retention>, PortError> {
+        // GetObjectRetention (the auditor role's s3:GetObjectRetention): the lock S3 holds on the
+        // current version, read from S3 itself rather than from what the write asked for.
+        let asked = self
+            .client
+            .get_object_retention()
+            .bucket(&self.bucket)
+            .key(key.as_path())
+            .send()
+            .await;
+        let out = match asked {
+            Ok(out) => out,
+            Err(e) => {
+                let none = e.as_service_error().and_then(|s| {
+                    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+                    s.code()
+                }) == Some("NoSuchObjectLockConfiguration");
+                if none {
+                    return Ok(None);
+                }
+                return Err(classify(format!("retention of {key}"), e));
+            }
+        };
+        let Some(lock) = out.retention() else {
+            return Ok(None);
+        };
+        let mode = match lock.mode() {
+            Some(ObjectLockRetentionMode::Compliance) => ObjectLockMode::Compliance,
+            Some(ObjectLockRetentionMode::Governance) => ObjectLockMode::Governance,
+            _ => return Ok(None),
+        };
+        Ok(retention_of(Some(&mode), lock.retain_until_date()))
+    }
+
     async fn set_legal_hold(&self, key: &EvidenceKey, on: bool) -> Result<(), PortError> {
         // S3 answers a hold on a missing key with NoSuchKey, but not every S3-compatible store
         // does; asking first keeps the port's NotFound the same everywhere.

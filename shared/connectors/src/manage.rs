@@ -58,7 +58,7 @@ use std::collections::BTreeMap;
 
 use patchflow_core::ids::ClientId;
 use patchflow_core::model::Criticality;
-use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
+use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, NoteAdded, Psa};
 use patchflow_core::ports::PortError;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder};
@@ -169,6 +169,8 @@ struct Id {
 /// A ServiceNote; only its text matters here.
 #[derive(Debug, Deserialize)]
 struct Note {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default)]
     text: Option<String>,
 }
@@ -350,21 +352,21 @@ impl ManagePsa {
     }
 
     /// Whether a note of the ticket contains `marker`, reading every page of its notes.
-    async fn has_note(&self, id: u64, marker: &str) -> Result<bool, PortError> {
-        let found = self
-            .find_in_pages(
-                &format!("/service/tickets/{id}/notes"),
-                &[],
-                (NOTES_PAGE_SIZE, MAX_NOTE_PAGES, "notes"),
-                |n: &Note| {
-                    n.text
-                        .as_deref()
-                        .is_some_and(|t| t.contains(marker))
-                        .then_some(())
-                },
-            )
-            .await?;
-        Ok(found.is_some())
+    /// The id of the ticket's note carrying `marker`, reading every page of its notes (`0`
+    /// when Manage lists the note without its id).
+    async fn find_note(&self, id: u64, marker: &str) -> Result<Option<u64>, PortError> {
+        self.find_in_pages(
+            &format!("/service/tickets/{id}/notes"),
+            &[],
+            (NOTES_PAGE_SIZE, MAX_NOTE_PAGES, "notes"),
+            |n: &Note| {
+                n.text
+                    .as_deref()
+                    .is_some_and(|t| t.contains(marker))
+                    .then_some(n.id.unwrap_or_default())
+            },
+        )
+        .await
     }
 
     /// The oldest document of the ticket titled `title`, reading every page of its documents.
@@ -422,12 +424,20 @@ impl Psa for ManagePsa {
         Ok(id.to_string())
     }
 
-    async fn add_note(&self, ticket: &str, note_key: &str, text: &str) -> Result<(), PortError> {
+    async fn add_note(
+        &self,
+        ticket: &str,
+        note_key: &str,
+        text: &str,
+    ) -> Result<NoteAdded, PortError> {
         let id = ticket_id(ticket)?;
         let marker = note_marker(note_key);
-        if self.has_note(id, &marker).await? {
+        if let Some(note) = self.find_note(id, &marker).await? {
             tracing::debug!(system = SYSTEM, ticket = id, note_key, "note already added");
-            return Ok(());
+            return Ok(NoteAdded {
+                note: note.to_string(),
+                added: false,
+            });
         }
         let path = format!("/service/tickets/{id}/notes");
         let what = call(&Method::POST, &path);
@@ -436,10 +446,14 @@ impl Psa for ManagePsa {
             text: &text,
             detail_description_flag: true,
         };
-        self.create(&what, self.request(Method::POST, &path).json(&body))
+        let note = self
+            .create(&what, self.request(Method::POST, &path).json(&body))
             .await?;
-        tracing::info!(system = SYSTEM, ticket = id, note_key, "note added");
-        Ok(())
+        tracing::info!(system = SYSTEM, ticket = id, note, note_key, "note added");
+        Ok(NoteAdded {
+            note: note.to_string(),
+            added: true,
+        })
     }
 
     async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
@@ -975,9 +989,18 @@ mod tests {
             .await;
         let psa = psa(&server);
 
-        psa.add_note("7", "retry-1", "retry scheduled")
+        // A key already noted answers with that note's id, and nothing is sent.
+        let found = psa
+            .add_note("7", "retry-1", "retry scheduled")
             .await
             .unwrap();
+        assert_eq!(
+            found,
+            NoteAdded {
+                note: "2401".into(),
+                added: false
+            }
+        );
         let pages: Vec<String> = requests(&server, "GET")
             .await
             .iter()
@@ -991,8 +1014,18 @@ mod tests {
         assert_eq!(pages, ["1", "2", "3"]);
         assert!(requests(&server, "POST").await.is_empty());
 
-        psa.add_note("7", "done", "installed").await.unwrap();
-        psa.add_note("7", "done", "installed").await.unwrap();
+        // The PSA's answer names the note it stored; the repeat finds it and adds nothing.
+        let first = psa.add_note("7", "done", "installed").await.unwrap();
+        assert_eq!(
+            first,
+            NoteAdded {
+                note: "2501".into(),
+                added: true
+            }
+        );
+        let again = psa.add_note("7", "done", "installed").await.unwrap();
+        assert_eq!(again.note, "2501");
+        assert!(!again.added);
         let posts = requests(&server, "POST").await;
         assert_eq!(posts.len(), 1);
         let body: Value = serde_json::from_slice(&posts[0].body).unwrap();

@@ -75,6 +75,7 @@ fn record(endpoints: usize) -> TierRecord {
                     corrected: (p % 4 != 0).then_some(o.installed_at).flatten(),
                 },
                 applicability: "reported".into(),
+                auto_approved: p % 2 == 0,
             })
         })
         .collect();
@@ -108,7 +109,12 @@ fn record(endpoints: usize) -> TierRecord {
             .collect(),
         exceptions: vec![],
         tickets: vec![],
-        sla: SlaSection::judge(&Policy::default().sla, &flaws, as_of),
+        sla: SlaSection::judge(
+            &Policy::default().sla,
+            Policy::default().approval.time_to_patch_target,
+            &flaws,
+            as_of,
+        ),
     }
 }
 

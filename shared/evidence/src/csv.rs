@@ -11,7 +11,7 @@ use patchflow_core::schedule::utc;
 use crate::record::{SlaSection, StandingLine, TierRecord};
 
 /// The header of [`outcomes`].
-pub const OUTCOMES_HEADER: [&str; 11] = [
+pub const OUTCOMES_HEADER: [&str; 12] = [
     "endpoint",
     "hostname",
     "status",
@@ -23,10 +23,11 @@ pub const OUTCOMES_HEADER: [&str; 11] = [
     "validated_at",
     "failures",
     "applicability",
+    "category",
 ];
 
 /// The header of [`flaws`].
-pub const FLAWS_HEADER: [&str; 14] = [
+pub const FLAWS_HEADER: [&str; 19] = [
     "endpoint",
     "patch",
     "severity",
@@ -41,6 +42,11 @@ pub const FLAWS_HEADER: [&str; 14] = [
     "correct_due",
     "corrected_at",
     "applicability",
+    "auto_approved",
+    "time_to_patch_status",
+    "time_to_patch_due",
+    "time_to_patch_at",
+    "time_to_patch_hours",
 ];
 
 /// Why a CSV could not be written.
@@ -59,7 +65,8 @@ pub enum CsvError {
 
 /// Per-endpoint outcomes: endpoint,hostname,status,attempts,installed_at,reboot_confirmed_at,
 /// reminders,forced_reboot,validated_at,failures (the failure ids joined with spaces, oldest
-/// first; `forced_reboot` is `true` or `false`).
+/// first; `forced_reboot` is `true` or `false`),applicability,category (the category the report
+/// and `patchflow status` count it in: `patched`, `patched_after_retry`, `up_to_date`, ...).
 pub fn outcomes(record: &TierRecord) -> Result<String, CsvError> {
     let mut w = writer();
     w.write_record(OUTCOMES_HEADER)?;
@@ -76,13 +83,17 @@ pub fn outcomes(record: &TierRecord) -> Result<String, CsvError> {
             &instant(o.validated_at.as_ref()),
             &o.failures.join(" "),
             o.applicability.as_str(),
+            o.category().as_str(),
         ])?;
     }
     finish(w)
 }
 
 /// Per flaw: endpoint,patch,severity,released_at, then status, due and done-at instant of
-/// identify [b], report [d] and correct [f] in turn.
+/// identify [b], report [d] and correct [f] in turn, applicability, then for an auto-approved
+/// patch (`auto_approved` `true`) its time to patch: status (`met`, `missed`, `running`), due
+/// (release plus the target), the install instant and the whole hours from release to it
+/// (empty for other patches).
 pub fn flaws(sla: &SlaSection) -> Result<String, CsvError> {
     let mut w = writer();
     w.write_record(FLAWS_HEADER)?;
@@ -97,6 +108,16 @@ pub fn flaws(sla: &SlaSection) -> Result<String, CsvError> {
             row.extend(standing(s));
         }
         row.push(f.applicability.clone());
+        row.push(if f.auto_approved { "true" } else { "false" }.to_owned());
+        match &f.time_to_patch {
+            Some(t) => row.extend([
+                t.status.clone(),
+                utc::format(&t.due),
+                instant(t.at.as_ref()),
+                t.hours.map(|h| h.to_string()).unwrap_or_default(),
+            ]),
+            None => row.extend(std::iter::repeat_n(String::new(), 4)),
+        }
         w.write_record(&row)?;
     }
     finish(w)
@@ -161,14 +182,14 @@ mod tests {
         assert_eq!(
             first,
             "endpoint,hostname,status,attempts,installed_at,reboot_confirmed_at,reminders,\
-             forced_reboot,validated_at,failures,applicability"
+             forced_reboot,validated_at,failures,applicability,category"
         );
         assert!(text.ends_with('\n'));
         assert!(!text.contains('\r'));
         assert_eq!(text.lines().count(), 1 + record.outcomes.len());
         assert!(text.contains(
             "\nep-dc-01,ACME-DC01,validated,1,2026-12-10T03:10:00Z,2026-12-10T03:40:00Z,0,false,\
-             2026-12-10T04:30:00Z,,reported\n"
+             2026-12-10T04:30:00Z,,reported,patched\n"
         ));
 
         let (header, rows) = read(&text);
@@ -194,7 +215,8 @@ mod tests {
                 "true",
                 "",
                 "f-0001 f-0002",
-                "reported"
+                "reported",
+                "failed"
             ]
         );
     }
@@ -224,7 +246,8 @@ mod tests {
             text.lines().next().expect("header line"),
             "endpoint,patch,severity,released_at,identify_status,identify_due,identified_at,\
              report_status,report_due,reported_at,correct_status,correct_due,corrected_at,\
-             applicability"
+             applicability,auto_approved,time_to_patch_status,time_to_patch_due,time_to_patch_at,\
+             time_to_patch_hours"
         );
         let (header, rows) = read(&text);
         assert_eq!(header, FLAWS_HEADER);
@@ -245,11 +268,29 @@ mod tests {
                 "breached",
                 "2026-12-11T18:00:00Z",
                 "",
-                "reported"
+                "reported",
+                "true",
+                "missed",
+                "2026-12-10T18:00:00Z",
+                "",
+                ""
             ]
         );
         assert_eq!(rows[2][10], "running");
         assert_eq!(rows[2][12], "");
+        // An auto-approved flaw installed within the target: met, with its hours.
+        assert_eq!(
+            rows[0][14..],
+            [
+                "true",
+                "met",
+                "2026-12-10T18:00:00Z",
+                "2026-12-10T04:30:00Z",
+                "35"
+            ]
+        );
+        // Not auto-approved: no time to patch.
+        assert_eq!(rows[2][14..], ["false", "", "", "", ""]);
         for (row, f) in rows.iter().zip(&sla.flaws) {
             assert_eq!((&row[0], &row[1]), (&f.endpoint, &f.patch));
         }

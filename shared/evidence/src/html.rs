@@ -11,12 +11,16 @@
 //! `integrity` for a cycle's roll-up) so readers and checks can point at them. The output depends
 //! on its inputs only: the same record gives the same bytes.
 
+use std::collections::BTreeMap;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use patchflow_core::schedule::utc;
 
 use crate::names;
+use patchflow_core::rules::outcome::Category;
+
 use crate::record::{
     Counts, CycleRecord, ExceptionLine, ObjectiveTally, SlaSection, TierRecord, TimeFrames,
 };
@@ -111,21 +115,13 @@ pub fn tier_report(record: &TierRecord, summary_png: &[u8]) -> String {
         ],
     );
     counts_table(&mut body, &counts);
-    body.push_str(
-        "<p class=\"note\">Patched: validated without a failed attempt. Failed: at least one \
-         failed attempt (retried and validated since, or still open). Held: awaiting an \
-         engineer's approval or still in progress. Excluded: out of scope.</p>\n",
-    );
+    body.push_str(CATEGORY_NOTE);
     let alt = format!(
-        "Summary chart of cycle {} for {}, tier {}: {} patched, {} failed, {} held, {} excluded \
-         endpoints; {}",
+        "Summary chart of cycle {} for {}, tier {}: {} endpoints; {}",
         record.cycle,
         record.client,
         record.tier,
-        counts.patched,
-        counts.failed,
-        counts.held,
-        counts.excluded,
+        counts_alt(&counts),
         tallies_alt(&record.sla.tallies)
     );
     summary_image(&mut body, summary_png, &alt);
@@ -140,6 +136,7 @@ pub fn tier_report(record: &TierRecord, summary_png: &[u8]) -> String {
             cells: vec![
                 text(&o.hostname),
                 code(&o.endpoint),
+                category_badge(o.category()),
                 badge(&o.status),
                 o.attempts.to_string(),
                 when_or(o.installed_at.as_ref(), ABSENT),
@@ -170,6 +167,7 @@ pub fn tier_report(record: &TierRecord, summary_png: &[u8]) -> String {
         &[
             "Host name",
             "Endpoint",
+            "Category",
             "Status",
             "Attempts",
             "Installed at",
@@ -383,12 +381,7 @@ pub fn cycle_report(record: &CycleRecord, summary_png: &[u8]) -> String {
     let totals = record
         .tiers
         .iter()
-        .fold(Counts::default(), |t, line| Counts {
-            patched: t.patched.saturating_add(line.counts.patched),
-            failed: t.failed.saturating_add(line.counts.failed),
-            held: t.held.saturating_add(line.counts.held),
-            excluded: t.excluded.saturating_add(line.counts.excluded),
-        });
+        .fold(Counts::default(), |t, line| t.plus(&line.counts));
     let mut body = String::new();
     nav(
         &mut body,
@@ -417,16 +410,13 @@ pub fn cycle_report(record: &CycleRecord, summary_png: &[u8]) -> String {
     );
     body.push_str("<p>Endpoint counts over all tiers of the cycle:</p>\n");
     counts_table(&mut body, &totals);
+    body.push_str(CATEGORY_NOTE);
     let alt = format!(
-        "Summary chart of cycle {} for {}: {} tier(s), {} patched, {} failed, {} held, {} \
-         excluded endpoints; {}",
+        "Summary chart of cycle {} for {}: {} tier(s), {} endpoints; {}",
         record.cycle,
         record.client,
         record.tiers.len(),
-        totals.patched,
-        totals.failed,
-        totals.held,
-        totals.excluded,
+        counts_alt(&totals),
         tallies_alt(&record.sla.tallies)
     );
     summary_image(&mut body, summary_png, &alt);
@@ -448,8 +438,12 @@ pub fn cycle_report(record: &CycleRecord, summary_png: &[u8]) -> String {
                 text(&t.wave),
                 when(&t.validated_at),
                 t.counts.patched.to_string(),
+                t.counts.patched_after_retry.to_string(),
+                t.counts.up_to_date.to_string(),
                 t.counts.failed.to_string(),
+                t.counts.awaiting_approval.to_string(),
                 t.counts.held.to_string(),
+                t.counts.in_progress.to_string(),
                 t.counts.excluded.to_string(),
                 code(&t.manifest),
                 code(&t.manifest_sha256),
@@ -465,8 +459,12 @@ pub fn cycle_report(record: &CycleRecord, summary_png: &[u8]) -> String {
             "Ring",
             "Validated at",
             "Patched",
+            "Patched (after retry)",
+            "Up to date",
             "Failed",
+            "Awaiting approval",
             "Held",
+            "In progress",
             "Excluded",
             "Manifest key",
             "Manifest SHA-256",
@@ -649,25 +647,58 @@ fn nav(out: &mut String, sections: &[(&str, &str)]) {
     out.push_str("</nav>\n");
 }
 
-/// The chart counts.
+/// What each category means, under the counts.
+const CATEGORY_NOTE: &str = "<p class=\"note\">Patched: validated on the first attempt. Patched \
+     (after retry): validated on a later attempt, after a failure was ticketed and its root cause \
+     recorded. Up to date: its patch scan showed nothing approved missing, so nothing was sent. \
+     Failed: its latest attempt failed. Awaiting approval: a critical server waiting for an \
+     engineer. Held: its tier is held, blocked or not yet deploying. In progress: on its way. \
+     Excluded: out of scope. <code>patchflow status</code> counts by the same definition.</p>\n";
+
+fn category_class(c: Category) -> &'static str {
+    match c {
+        Category::Patched | Category::PatchedAfterRetry | Category::UpToDate => "good",
+        Category::Failed => "bad",
+        Category::AwaitingApproval | Category::Held | Category::InProgress => "warn",
+        Category::Excluded => "neutral",
+    }
+}
+
+fn category_badge(c: Category) -> String {
+    badge_as(c.label(), category_class(c))
+}
+
+/// The counts in words, for the image's alternative text.
+fn counts_alt(c: &Counts) -> String {
+    Category::ALL
+        .iter()
+        .map(|cat| format!("{} {}", c.get(*cat), cat.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The chart counts, one column per category.
 fn counts_table(out: &mut String, c: &Counts) {
-    let in_scope = c.patched.saturating_add(c.failed).saturating_add(c.held);
-    table(
-        out,
-        None,
-        &["Patched", "Failed", "Held", "Excluded", "In scope", "Total"],
-        &[Row {
-            class: None,
-            cells: vec![
-                badge_as(&c.patched.to_string(), "good"),
-                badge_as(&c.failed.to_string(), "bad"),
-                badge_as(&c.held.to_string(), "warn"),
-                badge_as(&c.excluded.to_string(), "neutral"),
-                in_scope.to_string(),
-                in_scope.saturating_add(c.excluded).to_string(),
-            ],
-        }],
-    );
+    let mut headers: Vec<String> = Category::ALL
+        .iter()
+        .map(|cat| {
+            let mut l = cat.label().to_owned();
+            if let Some(first) = l.get(..1) {
+                l = format!("{}{}", first.to_uppercase(), l.get(1..).unwrap_or_default());
+            }
+            l
+        })
+        .collect();
+    headers.push("In scope".to_owned());
+    headers.push("Total".to_owned());
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut cells: Vec<String> = Category::ALL
+        .iter()
+        .map(|cat| badge_as(&c.get(*cat).to_string(), category_class(*cat)))
+        .collect();
+    cells.push(c.in_scope().to_string());
+    cells.push(c.in_scope().saturating_add(c.excluded).to_string());
+    table(out, None, &headers, &[Row { class: None, cells }]);
 }
 
 /// The summary image as a `data:` URI, or a note when there is none.
@@ -870,6 +901,7 @@ fn sla_section(out: &mut String, sla: &SlaSection) {
             &rows,
         );
     }
+    time_to_patch_section(out, sla);
     out.push_str(&format!(
         "<p class=\"note\">{} flaw(s) judged; every flaw's three standings are in <code>{}</code> \
          and <code>{}</code>.</p>\n",
@@ -878,6 +910,103 @@ fn sla_section(out: &mut String, sla: &SlaSection) {
         names::RECORD
     ));
     close_section(out);
+}
+
+/// The 48-hour time to patch of the auto-approved flaws: the tally, per patch, and each miss
+/// with its hours.
+fn time_to_patch_section(out: &mut String, sla: &SlaSection) {
+    out.push_str("<h3 id=\"time-to-patch\">Time to patch (auto-approved patches)</h3>\n");
+    let Some(t) = &sla.time_to_patch else {
+        out.push_str("<p class=\"none\">Not measured in this record (schema 1).</p>\n");
+        return;
+    };
+    out.push_str(&format!(
+        "<p>Target: installed within {} hours of the release (the RMM's confirmed install, as \
+         for [f]). Met: {}. Missed: {}. Running: {}. % met: {}. Longest: {}.</p>\n",
+        t.target_hours,
+        t.met,
+        t.missed,
+        t.running,
+        percent_met(t.met, t.missed),
+        t.longest_hours
+            .map_or_else(|| ABSENT.to_owned(), |h| format!("{h} hours"))
+    ));
+    let mut per_patch: BTreeMap<&str, (u64, u64, u64, Option<i64>)> = BTreeMap::new();
+    for f in &sla.flaws {
+        let Some(ttp) = &f.time_to_patch else {
+            continue;
+        };
+        let e = per_patch.entry(f.patch.as_str()).or_default();
+        match ttp.status.as_str() {
+            "met" => e.0 += 1,
+            "missed" => e.1 += 1,
+            _ => e.2 += 1,
+        }
+        if let Some(h) = ttp.hours {
+            e.3 = Some(e.3.map_or(h, |l: i64| l.max(h)));
+        }
+    }
+    if per_patch.is_empty() {
+        out.push_str("<p class=\"none\">No auto-approved flaw.</p>\n");
+        return;
+    }
+    let rows = per_patch
+        .iter()
+        .map(|(patch, (met, missed, running, longest))| Row {
+            class: (*missed > 0).then_some("breach"),
+            cells: vec![
+                code(patch),
+                met.to_string(),
+                missed.to_string(),
+                running.to_string(),
+                longest.map_or_else(|| ABSENT.to_owned(), |h| h.to_string()),
+            ],
+        })
+        .collect::<Vec<_>>();
+    table(
+        out,
+        Some("Per auto-approved patch"),
+        &["Patch", "Met", "Missed", "Running", "Longest (hours)"],
+        &rows,
+    );
+    let missed: Vec<Row> = sla
+        .flaws
+        .iter()
+        .filter_map(|f| {
+            let ttp = f.time_to_patch.as_ref()?;
+            (ttp.status == "missed").then(|| Row {
+                class: Some("breach"),
+                cells: vec![
+                    code(&f.endpoint),
+                    code(&f.patch),
+                    when(&f.released_at),
+                    when(&ttp.due),
+                    ttp.at
+                        .as_ref()
+                        .map_or_else(|| badge_as("open", "bad"), when),
+                    ttp.hours
+                        .map_or_else(|| ABSENT.to_owned(), |h| h.to_string()),
+                ],
+            })
+        })
+        .collect();
+    if missed.is_empty() {
+        out.push_str("<p class=\"ok\">No auto-approved flaw missed the target.</p>\n");
+    } else {
+        table(
+            out,
+            Some("Missed the time-to-patch target"),
+            &[
+                "Endpoint",
+                "Patch",
+                "Released",
+                "Due",
+                "Installed at",
+                "Hours",
+            ],
+            &missed,
+        );
+    }
 }
 
 /// How to verify the page against the stored evidence.
@@ -931,7 +1060,6 @@ fn document(title: &str, subtitle: &str, body: &str, schema: u32) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::BTreeMap;
 
     use chrono::TimeZone;
     use patchflow_core::ports::evidence::Sha256Digest;
@@ -939,7 +1067,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::record::{
         ApprovalLine, BreachLine, EndpointOutcome, ExcludedEndpoint, FlawLine, StandingLine,
-        TicketLine, TierLine, SCHEMA,
+        TicketLine, TierLine, TimeToPatchLine, TimeToPatchTally, SCHEMA,
     };
 
     pub(crate) const HOSTILE: &str = "<script>alert(1)</script>&\"'";
@@ -974,7 +1102,15 @@ pub(crate) mod tests {
                     .zip([3, 14, 30, 90, 90])
                     .map(|(s, d)| ((*s).to_owned(), d))
                     .collect::<BTreeMap<_, _>>(),
+                time_to_patch_hours: Some(48),
             },
+            time_to_patch: Some(TimeToPatchTally {
+                target_hours: 48,
+                met: 1,
+                missed: 1,
+                running: 0,
+                longest_hours: Some(35),
+            }),
             tallies: vec![
                 ObjectiveTally {
                     objective: "identify".into(),
@@ -1017,6 +1153,13 @@ pub(crate) mod tests {
                     report: standing("met", at(10, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("met", at(11, 18, 0), Some(at(10, 4, 30))),
                     applicability: "reported".into(),
+                    auto_approved: true,
+                    time_to_patch: Some(TimeToPatchLine {
+                        status: "met".into(),
+                        due: at(10, 18, 0),
+                        at: Some(at(10, 4, 30)),
+                        hours: Some(35),
+                    }),
                 },
                 FlawLine {
                     endpoint: "ep-sql-02".into(),
@@ -1027,6 +1170,13 @@ pub(crate) mod tests {
                     report: standing("met", at(10, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("breached", at(11, 18, 0), None),
                     applicability: "reported".into(),
+                    auto_approved: true,
+                    time_to_patch: Some(TimeToPatchLine {
+                        status: "missed".into(),
+                        due: at(10, 18, 0),
+                        at: None,
+                        hours: None,
+                    }),
                 },
                 FlawLine {
                     endpoint: "ep-app-03".into(),
@@ -1037,6 +1187,8 @@ pub(crate) mod tests {
                     report: standing("met", at(11, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("running", at(22, 18, 0), None),
                     applicability: "reported".into(),
+                    auto_approved: false,
+                    time_to_patch: None,
                 },
                 FlawLine {
                     endpoint: "ep-dc-01".into(),
@@ -1047,6 +1199,8 @@ pub(crate) mod tests {
                     report: standing("met", at(11, 2, 0), Some(at(9, 3, 15))),
                     correct: standing("met", at(22, 18, 0), Some(at(10, 4, 30))),
                     applicability: "reported".into(),
+                    auto_approved: false,
+                    time_to_patch: None,
                 },
             ],
         }
@@ -1197,9 +1351,8 @@ pub(crate) mod tests {
                     manifest_sha256: Sha256Digest::of(b"production manifest").to_hex(),
                     counts: Counts {
                         patched: 7,
-                        failed: 0,
-                        held: 0,
                         excluded: 1,
+                        ..Counts::default()
                     },
                 },
             ],
@@ -1282,6 +1435,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_retried_endpoint_is_patched_after_retry_in_the_counts_and_its_row() {
+        let mut record = tier_fixture();
+        // ep-sql-02 failed twice, then validated on its third attempt.
+        record.outcomes[1].status = "validated".into();
+        record.outcomes[1].validated_at = Some(at(14, 4, 0));
+        let counts = record.counts();
+        assert_eq!(counts.patched, 1);
+        assert_eq!(counts.patched_after_retry, 1);
+        assert_eq!(counts.failed, 0);
+        assert_eq!(counts.awaiting_approval, 1);
+        let html = tier_report(&record, PNG);
+        let summary = section(&html, "summary");
+        assert!(summary.contains("<th scope=\"col\">Patched (after retry)</th>"));
+        assert!(
+            summary.contains("1 patched (after retry)"),
+            "the image's alt text"
+        );
+        let outcomes = section(&html, "outcomes");
+        assert!(outcomes.contains("<span class=\"badge good\">patched (after retry)</span>"));
+    }
+
+    #[test]
+    fn time_to_patch_shows_the_target_each_patch_and_each_miss_with_its_hours() {
+        let html = tier_report(&tier_fixture(), PNG);
+        let sla = section(&html, "sla");
+        assert!(sla.contains("Time to patch (auto-approved patches)"));
+        assert!(sla.contains("installed within 48 hours of the release"));
+        assert!(sla.contains("Met: 1. Missed: 1. Running: 0. % met: 50.0. Longest: 35 hours."));
+        // The miss is listed: ep-sql-02 never installed, due 48 h after the release.
+        let missed = sla
+            .split("Missed the time-to-patch target")
+            .nth(1)
+            .expect("a table of misses");
+        assert!(missed.contains("<code>ep-sql-02</code>"));
+        assert!(missed.contains("2026-12-10T18:00:00Z"));
+        assert!(!missed.contains("<code>ep-dc-01</code>"));
+        // A schema-1 record says it did not measure it.
+        let mut old = tier_fixture();
+        old.sla.time_to_patch = None;
+        let html = tier_report(&old, PNG);
+        assert!(section(&html, "sla").contains("Not measured in this record (schema 1)."));
+    }
+
+    #[test]
     fn summary_shows_record_fields_and_counts() {
         let html = tier_report(&tier_fixture(), PNG);
         let summary = section(&html, "summary");
@@ -1300,7 +1497,7 @@ pub(crate) mod tests {
         ] {
             assert!(summary.contains(expected), "summary lacks {expected}");
         }
-        assert!(html.contains("Record schema version 1."));
+        assert!(html.contains(&format!("Record schema version {SCHEMA}.")));
         assert!(html.contains("Generated by patchflow"));
     }
 

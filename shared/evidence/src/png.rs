@@ -26,6 +26,8 @@ use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, ScaleFont};
 
 use crate::record::{Group, ObjectiveTally, Summary};
 
+use patchflow_core::rules::outcome::Category;
+
 /// The image's width in pixels.
 pub const WIDTH: u32 = 1200;
 /// The image's height in pixels, whatever the number of groups: the bars are scaled to fit.
@@ -67,6 +69,14 @@ const RED: Rgb = [207, 34, 46];
 const AMBER: Rgb = [245, 166, 35];
 /// Excluded endpoints.
 const GREY: Rgb = [148, 158, 170];
+/// Endpoints patched after a retry.
+const TEAL: Rgb = [17, 122, 101];
+/// Up-to-date endpoints (nothing approved missing).
+const BLUE: Rgb = [9, 105, 218];
+/// Critical servers awaiting an engineer's approval.
+const PURPLE: Rgb = [130, 80, 223];
+/// Endpoints still in progress.
+const SKY: Rgb = [140, 200, 250];
 
 const W: i64 = WIDTH as i64;
 const H: i64 = HEIGHT as i64;
@@ -83,6 +93,8 @@ const HEADER_RULE: i64 = 100;
 const CHART_HEADING_BASELINE: i64 = 136;
 const HEADING_SIZE: f32 = 21.0;
 const LEGEND_SIZE: f32 = 15.0;
+/// Where the legend may start at the earliest, from the left margin (after the heading).
+const LEGEND_ROOM_LEFT: f32 = 340.0;
 const CHART_TOP: i64 = 152;
 const CHART_BOTTOM: i64 = 548;
 const LABEL_RIGHT: i64 = 252;
@@ -121,7 +133,21 @@ pub fn render(summary: &Summary) -> Result<Vec<u8>, RenderError> {
     draw_header(&mut canvas, &fonts, summary);
     draw_groups(&mut canvas, &fonts, &summary.groups);
     draw_sla(&mut canvas, &fonts, &summary.sla);
-    canvas.encode()
+    canvas.encode(&counts_text(&summary.groups))
+}
+
+/// The PNG text chunk that carries the chart's counts as data.
+pub const COUNTS_KEYWORD: &str = "patchflow-counts";
+
+/// The bars' counts as JSON (`[{"label":..,"counts":{..}}]`), kept in the image's
+/// [`COUNTS_KEYWORD`] text chunk so the figures the image draws can be read back and compared
+/// with the record and `patchflow status`. Latin-1 only, as a PNG text chunk requires.
+pub fn counts_text(groups: &[Group]) -> String {
+    serde_json::to_string(groups)
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if u32::from(c) < 256 { c } else { '?' })
+        .collect()
 }
 
 struct Fonts {
@@ -148,17 +174,11 @@ fn draw_groups(c: &mut Canvas, f: &Fonts, groups: &[Group]) {
         CHART_HEADING_BASELINE,
         INK,
     );
-    draw_legend(
-        c,
-        f,
-        &[
-            ("Patched", GREEN),
-            ("Failed", RED),
-            ("Held", AMBER),
-            ("Excluded", GREY),
-        ],
-        CHART_HEADING_BASELINE,
-    );
+    let legend: Vec<(&str, Rgb)> = Category::ALL
+        .iter()
+        .map(|cat| (legend_name(*cat), colour_of(*cat).0))
+        .collect();
+    draw_legend(c, f, &legend, CHART_HEADING_BASELINE);
     let area = CHART_BOTTOM - CHART_TOP;
     if groups.is_empty() {
         Label::new(&f.regular, 16.0, "No endpoint groups in this summary.").draw(
@@ -202,14 +222,44 @@ fn draw_groups(c: &mut Canvas, f: &Fonts, groups: &[Group]) {
     }
 }
 
-fn segments(g: &Group) -> [Segment; 4] {
-    let n = &g.counts;
-    [
-        (n.patched, GREEN, WHITE),
-        (n.failed, RED, WHITE),
-        (n.held, AMBER, INK),
-        (n.excluded, GREY, INK),
-    ]
+/// A category's bar colour and the colour of the count written on it.
+fn colour_of(c: Category) -> (Rgb, Rgb) {
+    match c {
+        Category::Patched => (GREEN, WHITE),
+        Category::PatchedAfterRetry => (TEAL, WHITE),
+        Category::UpToDate => (BLUE, WHITE),
+        Category::Failed => (RED, WHITE),
+        Category::AwaitingApproval => (PURPLE, WHITE),
+        Category::Held => (AMBER, INK),
+        Category::InProgress => (SKY, INK),
+        Category::Excluded => (GREY, INK),
+    }
+}
+
+/// A category's name in the legend (short: the legend shares a line with the heading).
+fn legend_name(c: Category) -> &'static str {
+    match c {
+        Category::PatchedAfterRetry => "After retry",
+        Category::AwaitingApproval => "Awaiting",
+        other => match other.label() {
+            "patched" => "Patched",
+            "up to date" => "Up to date",
+            "failed" => "Failed",
+            "held" => "Held",
+            "in progress" => "In progress",
+            _ => "Excluded",
+        },
+    }
+}
+
+fn segments(g: &Group) -> Vec<Segment> {
+    Category::ALL
+        .iter()
+        .map(|cat| {
+            let (bar, text) = colour_of(*cat);
+            (g.counts.get(*cat), bar, text)
+        })
+        .collect()
 }
 
 fn total(segs: &[Segment]) -> u64 {
@@ -297,15 +347,28 @@ fn draw_legend(c: &mut Canvas, f: &Fonts, items: &[(&str, Rgb)], baseline: i64) 
     const SWATCH: i64 = 14;
     const GAP: f32 = 6.0;
     const SPACING: f32 = 18.0;
-    let labels: Vec<(Label, Rgb)> = items
-        .iter()
-        .map(|(name, colour)| (Label::new(&f.regular, LEGEND_SIZE, name), *colour))
-        .collect();
-    let width: f32 = labels
-        .iter()
-        .map(|(l, _)| SWATCH as f32 + GAP + l.width + SPACING)
-        .sum::<f32>()
-        - SPACING;
+    // The legend shares its line with the chart's heading: it keeps to the room right of it,
+    // in a smaller size when every category does not fit at the usual one.
+    let room = (W - 2 * MARGIN) as f32 - LEGEND_ROOM_LEFT;
+    let lay = |size: f32| {
+        let labels: Vec<(Label, Rgb)> = items
+            .iter()
+            .map(|(name, colour)| (Label::new(&f.regular, size, name), *colour))
+            .collect();
+        let width: f32 = labels
+            .iter()
+            .map(|(l, _)| SWATCH as f32 + GAP + l.width + SPACING)
+            .sum::<f32>()
+            - SPACING;
+        (labels, width)
+    };
+    let (mut labels, mut width) = lay(LEGEND_SIZE);
+    if width > room {
+        let fixed = items.len() as f32 * (SWATCH as f32 + GAP + SPACING) - SPACING;
+        let text = (width - fixed).max(1.0);
+        let size = (LEGEND_SIZE * (room - fixed).max(0.0) / text).clamp(9.0, LEGEND_SIZE);
+        (labels, width) = lay(size.floor());
+    }
     let mut x = ((W - MARGIN) as f32 - width).round();
     for (label, colour) in &labels {
         let left = x as i64;
@@ -579,9 +642,10 @@ impl Canvas {
         }
     }
 
-    fn encode(&self) -> Result<Vec<u8>, RenderError> {
+    fn encode(&self, counts: &str) -> Result<Vec<u8>, RenderError> {
         let mut out = Vec::new();
         let mut encoder = ::png::Encoder::new(&mut out, WIDTH, HEIGHT);
+        encoder.add_text_chunk(COUNTS_KEYWORD.to_owned(), counts.to_owned())?;
         encoder.set_color(::png::ColorType::Rgb);
         encoder.set_depth(::png::BitDepth::Eight);
         encoder.set_compression(::png::Compression::Balanced);
@@ -622,6 +686,7 @@ mod tests {
                 failed,
                 held,
                 excluded,
+                ..Counts::default()
             },
         }
     }
@@ -747,6 +812,31 @@ mod tests {
         let mut s = typical();
         s.title.clear();
         assert_eq!(title_band(&image(&s)), 0);
+    }
+
+    #[test]
+    fn the_image_carries_its_counts_as_a_text_chunk_with_every_category() {
+        let mut g = group("server pilot", 3, 1, 0, 2);
+        g.counts.patched_after_retry = 4;
+        g.counts.up_to_date = 5;
+        let s = summary(vec![g.clone()]);
+        let bytes = render(&s).unwrap();
+        let decoder = ::png::Decoder::new(std::io::Cursor::new(bytes.as_slice()));
+        let reader = decoder.read_info().unwrap();
+        let chunk = reader
+            .info()
+            .uncompressed_latin1_text
+            .iter()
+            .find(|t| t.keyword == COUNTS_KEYWORD)
+            .expect("the counts chunk");
+        let back: Vec<Group> = serde_json::from_str(&chunk.text).unwrap();
+        assert_eq!(back, vec![g]);
+        assert_eq!(back[0].counts.patched_after_retry, 4);
+        // The after-retry and up-to-date segments are drawn in their own colours.
+        let img = image(&s);
+        for colour in [TEAL, BLUE] {
+            assert!(img.count(colour, BAR_LEFT, CHART_TOP, W, CHART_BOTTOM) > 200);
+        }
     }
 
     #[test]

@@ -10,16 +10,24 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Duration;
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::CycleId;
 use patchflow_core::model::Severity;
 use patchflow_core::policy::SlaPolicy;
+use patchflow_core::rules::outcome::{categorize, OutcomeFacts};
+pub use patchflow_core::rules::outcome::{Category, Counts};
 use patchflow_core::rules::sla::{self, Flaw, Objective, Standing};
 use patchflow_core::schedule::utc;
 use serde::{Deserialize, Serialize};
 
-/// The record format's version.
-pub const SCHEMA: u32 = 1;
+/// The record format's version. 2 added the endpoint categories of
+/// [`patchflow_core::rules::outcome`] to the counts (`patched_after_retry`, `up_to_date`,
+/// `awaiting_approval`, `in_progress`; `failed` is now an endpoint whose latest attempt failed)
+/// and the 48-hour time to patch of auto-approved flaws (`sla.time_to_patch`,
+/// `sla.flaws[].time_to_patch`, `sla.time_frames.time_to_patch_hours`). Every addition reads as
+/// absent from a schema-1 record, so both still parse and verify.
+pub const SCHEMA: u32 = 2;
 
 /// One client's part of a closed tier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,27 +100,19 @@ pub struct EndpointOutcome {
     pub applicability: String,
 }
 
-/// The chart category of an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Category {
-    /// Validated without a failed attempt.
-    Patched,
-    /// At least one failed attempt (retried and validated since, or still open).
-    Failed,
-    /// Neither validated nor failed: awaiting an engineer's approval, or still in progress.
-    Held,
-}
-
 impl EndpointOutcome {
-    /// Its chart category.
+    /// Its category, by the one definition `patchflow status` uses too
+    /// ([`patchflow_core::rules::outcome::categorize`]): a record is written when its tier
+    /// validated, so no endpoint of it waits on its tier.
     pub fn category(&self) -> Category {
-        if !self.failures.is_empty() || self.status == "failed" {
-            Category::Failed
-        } else if self.status == "validated" {
-            Category::Patched
-        } else {
-            Category::Held
-        }
+        categorize(&OutcomeFacts {
+            up_to_date: self.status == "up_to_date",
+            validated: self.status == "validated",
+            failed: self.status == "failed",
+            awaiting_approval: self.status == "awaiting_approval",
+            retried: !self.failures.is_empty() || self.attempts > 1,
+            tier_waiting: false,
+        })
     }
 }
 
@@ -224,6 +224,62 @@ pub struct SlaSection {
     pub breaches: Vec<BreachLine>,
     /// Every flaw (patch x endpoint).
     pub flaws: Vec<FlawLine>,
+    /// The auto-approved flaws' time to patch against the target; absent in schema-1 records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_patch: Option<TimeToPatchTally>,
+}
+
+/// The tally of the auto-approved flaws' time to patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeToPatchTally {
+    /// The target, in hours from release.
+    pub target_hours: i64,
+    /// Installed within the target.
+    pub met: u64,
+    /// Installed later, or not installed and past it.
+    pub missed: u64,
+    /// Not installed, not yet due.
+    pub running: u64,
+    /// The longest time to patch of an installed flaw, in whole hours rounded up.
+    pub longest_hours: Option<i64>,
+}
+
+impl TimeToPatchTally {
+    /// The share met of the flaws decided, as [`percent_met`].
+    pub fn percent_met(&self) -> Option<String> {
+        percent_met(self.met, self.missed)
+    }
+}
+
+/// One auto-approved flaw's time to patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeToPatchLine {
+    /// `met`, `missed` or `running`.
+    pub status: String,
+    /// Release plus the target.
+    #[serde(with = "utc")]
+    pub due: DateTime<Utc>,
+    /// When the install was confirmed, if it was.
+    #[serde(default, with = "utc::option")]
+    pub at: Option<DateTime<Utc>>,
+    /// Whole hours from release to `at`, rounded up.
+    pub hours: Option<i64>,
+}
+
+impl TimeToPatchLine {
+    fn of(t: sla::TimeToPatch) -> Self {
+        let (status, due, at) = match t.standing {
+            Standing::Met { due, at } => ("met", due, Some(at)),
+            Standing::Breached { due, at } => ("missed", due, at),
+            Standing::Running { due } => ("running", due, None),
+        };
+        Self {
+            status: status.to_owned(),
+            due,
+            at,
+            hours: t.hours,
+        }
+    }
 }
 
 /// The time frames [a], [c], [e] as the policy states them.
@@ -236,6 +292,10 @@ pub struct TimeFrames {
     pub report_hours: BTreeMap<String, i64>,
     /// [e]: days from release to correction, per severity.
     pub correct_days: BTreeMap<String, i64>,
+    /// The time-to-patch target of auto-approved patches, in hours from release (48); absent
+    /// in schema-1 records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_patch_hours: Option<i64>,
 }
 
 /// The severities the time frames are stated for, with `none` for patches without one.
@@ -252,9 +312,10 @@ fn severity_name(s: Option<Severity>) -> &'static str {
 }
 
 impl TimeFrames {
-    /// The policy's time frames.
-    pub fn of(policy: &SlaPolicy) -> Self {
+    /// The policy's time frames, with the time-to-patch target.
+    pub fn of(policy: &SlaPolicy, time_to_patch: Duration) -> Self {
         Self {
+            time_to_patch_hours: Some(time_to_patch.num_hours()),
             identify_hours: policy.identify.num_hours(),
             report_hours: SEVERITIES
                 .iter()
@@ -362,6 +423,12 @@ pub struct FlawLine {
     /// empty in records written before it was kept.
     #[serde(default)]
     pub applicability: String,
+    /// The patch was auto-approved (false in schema-1 records).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_approved: bool,
+    /// An auto-approved flaw's time to patch against the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_patch: Option<TimeToPatchLine>,
 }
 
 /// A missed time frame.
@@ -394,8 +461,15 @@ fn objective_name(o: Objective) -> &'static str {
 }
 
 impl SlaSection {
-    /// Judges `flaws` (all of one client) at `as_of` under `policy`.
-    pub fn judge(policy: &SlaPolicy, flaws: &[Flaw], as_of: DateTime<Utc>) -> Self {
+    /// Judges `flaws` (all of one client) at `as_of` under `policy`, and each auto-approved
+    /// flaw's time to patch against `time_to_patch` (the policy's
+    /// `approval.time_to_patch_target`).
+    pub fn judge(
+        policy: &SlaPolicy,
+        time_to_patch: Duration,
+        flaws: &[Flaw],
+        as_of: DateTime<Utc>,
+    ) -> Self {
         let report = sla::report(policy, flaws, as_of);
         let mut totals: BTreeMap<Objective, sla::Tally> = BTreeMap::new();
         for tallies in report.clients.values() {
@@ -445,15 +519,42 @@ impl SlaSection {
                     report: c.report.into(),
                     correct: c.correct.into(),
                     applicability: f.applicability.clone(),
+                    auto_approved: f.auto_approved,
+                    time_to_patch: f.auto_approved.then(|| {
+                        TimeToPatchLine::of(sla::time_to_patch(
+                            time_to_patch,
+                            f.released,
+                            f.events.corrected,
+                            as_of,
+                        ))
+                    }),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut ttp = TimeToPatchTally {
+            target_hours: time_to_patch.num_hours(),
+            met: 0,
+            missed: 0,
+            running: 0,
+            longest_hours: None,
+        };
+        for t in flaws.iter().filter_map(|f| f.time_to_patch.as_ref()) {
+            match t.status.as_str() {
+                "met" => ttp.met += 1,
+                "missed" => ttp.missed += 1,
+                _ => ttp.running += 1,
+            }
+            if let Some(h) = t.hours {
+                ttp.longest_hours = Some(ttp.longest_hours.map_or(h, |l| l.max(h)));
+            }
+        }
         Self {
             as_of,
-            time_frames: TimeFrames::of(policy),
+            time_frames: TimeFrames::of(policy, time_to_patch),
             tallies,
             breaches,
             flaws,
+            time_to_patch: Some(ttp),
         }
     }
 }
@@ -504,19 +605,6 @@ pub struct TierLine {
     pub counts: Counts,
 }
 
-/// Endpoint counts for the charts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Counts {
-    /// Validated without a failed attempt.
-    pub patched: u64,
-    /// At least one failed attempt.
-    pub failed: u64,
-    /// Awaiting approval or in progress.
-    pub held: u64,
-    /// Out of scope.
-    pub excluded: u64,
-}
-
 impl TierRecord {
     /// The chart counts of this record.
     pub fn counts(&self) -> Counts {
@@ -525,11 +613,7 @@ impl TierRecord {
             ..Counts::default()
         };
         for o in &self.outcomes {
-            match o.category() {
-                Category::Patched => c.patched += 1,
-                Category::Failed => c.failed += 1,
-                Category::Held => c.held += 1,
-            }
+            c.add(o.category());
         }
         c
     }
@@ -615,6 +699,7 @@ impl FlawLine {
                 corrected: self.correct.at,
             },
             applicability: self.applicability.clone(),
+            auto_approved: self.auto_approved,
         }
     }
 }

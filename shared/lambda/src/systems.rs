@@ -26,7 +26,7 @@ use patchflow_connectors::settings::PagerChoice;
 use patchflow_core::contract::{CatalogDoc, InventoryDoc};
 use patchflow_core::ids::{CycleId, EndpointId, PatchId};
 use patchflow_core::ports::pager::Pager;
-use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
+use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, NoteAdded, Psa};
 use patchflow_core::ports::rmm::{
     AgentState, ApprovalPush, RetryNote, Rmm, RmmApproval, RmmReport, TierClosure,
 };
@@ -156,7 +156,12 @@ impl Psa for AnyPsa {
         }
     }
 
-    async fn add_note(&self, ticket: &str, note_key: &str, text: &str) -> Result<(), PortError> {
+    async fn add_note(
+        &self,
+        ticket: &str,
+        note_key: &str,
+        text: &str,
+    ) -> Result<NoteAdded, PortError> {
         match self {
             AnyPsa::Simulated(p) => p.add_note(ticket, note_key, text).await,
             AnyPsa::Manage(p) => p.add_note(ticket, note_key, text).await,

@@ -135,6 +135,19 @@ impl FsEvidenceStore {
         })
     }
 
+    /// The local equivalent of an object's lock: the retention recorded at write time, in force
+    /// while the file is read-only as the store left it (a file made writable again has lost
+    /// what little protection a directory gives, and reads back as unlocked).
+    fn retention_sync(&self, key: &EvidenceKey) -> Result<Option<Retention>, PortError> {
+        let head = self.head_sync(key)?;
+        let meta = fs::metadata(self.path_of(key)).map_err(|e| io_err(format!("{key}"), e))?;
+        Ok(if meta.permissions().readonly() {
+            head.retention
+        } else {
+            None
+        })
+    }
+
     fn get_sync(&self, key: &EvidenceKey) -> Result<(Vec<u8>, EvidenceHead), PortError> {
         let head = self.head_sync(key)?;
         let bytes = fs::read(self.path_of(key)).map_err(|e| io_err(format!("{key}"), e))?;
@@ -314,6 +327,11 @@ impl EvidenceStore for FsEvidenceStore {
     async fn versions_beyond_one(&self, _prefix: &str) -> Result<Vec<(String, usize)>, PortError> {
         // A directory keeps one version of a file: a changed file is caught by its hashes.
         Ok(Vec::new())
+    }
+
+    async fn retention(&self, key: &EvidenceKey) -> Result<Option<Retention>, PortError> {
+        let (me, key) = (self.clone(), key.clone());
+        blocking(move || me.retention_sync(&key)).await
     }
 
     async fn set_legal_hold(&self, key: &EvidenceKey, on: bool) -> Result<(), PortError> {

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
-use patchflow_core::model::{Criticality, EndpointKind};
+use patchflow_core::model::EndpointKind;
 use patchflow_core::model::{Endpoint, Patch};
 use patchflow_core::ports::evidence::{EvidenceKey, EvidenceStore, Retention};
 use patchflow_core::ports::pager::Pager;
-use patchflow_core::ports::psa::{Attachment, NewTicket, Psa};
+use patchflow_core::ports::psa::{Attachment, Psa};
 use patchflow_core::ports::rmm::{Rmm, TierClosure};
 use patchflow_core::ports::state::{
     ApprovalStore, EvidenceIndex, ExceptionStore, FailureRecord, FailureStore, TierStore,
@@ -36,7 +36,7 @@ use patchflow_evidence::record::{
     TicketLine, TierLine, TierRecord,
 };
 use patchflow_evidence::{csv, html, png, CYCLE_BUNDLE};
-use tracing::info;
+use tracing::{info, warn};
 
 use self::chain::{stored, write_bundle, Bundle, Piece};
 use crate::applicability::catalog_patches;
@@ -232,6 +232,7 @@ fn flaws(
                     corrected,
                 },
                 applicability: basis.to_owned(),
+                auto_approved: approval.is_some_and(|a| a.decision == Decision::AutoApproved),
             });
         }
         // Older missing updates: reported by the scan, not in the month's catalog, dated by
@@ -272,6 +273,7 @@ fn flaws(
                     corrected: None,
                 },
                 applicability: Applicability::Reported.as_str().to_owned(),
+                auto_approved: false,
             });
         }
     }
@@ -564,7 +566,12 @@ pub async fn archive_tier<X: Ports>(
                     .map(exception_line)
                     .collect(),
                 tickets: tickets.iter().map(|f| ticket_line(f, true)).collect(),
-                sla: SlaSection::judge(&env.policy.sla, &flaws, validated_at),
+                sla: SlaSection::judge(
+                    &env.policy.sla,
+                    env.policy.approval.time_to_patch_target,
+                    &flaws,
+                    validated_at,
+                ),
             };
             Snapshot { record, retention }
         })
@@ -580,30 +587,19 @@ pub async fn archive_tier<X: Ports>(
         let done = write_bundle(x, &bundle, tier_pieces(&bundle, &tier_record)?).await?;
         written += done.objects;
 
-        // The PSA: the tier's compliance ticket with the completion status, then closed; the
+        // The evidence's locks as the store reads them back (not as the writes asked for them).
+        let retained = lock_read_back(x, &bundle, &done.manifest).await?;
+
+        // The PSA: the tier's compliance ticket (opened when the tier deployed) with its kept
+        // life-cycle notes, the summary image and the completion status, then closed; the
         // failure tickets of its endpoints closed with it.
-        let patched = client_runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Validated && !r.up_to_date)
-            .count();
-        let up_to_date = client_runs.iter().filter(|r| r.up_to_date).count();
-        let ticket = env
-            .psa
-            .open_ticket(&NewTicket {
-                external_ref: format!("{cycle}/compliance/{}/{client}", msg.tier),
-                client: (*client).clone(),
-                priority: Criticality::P3,
-                summary: format!("Patch compliance {cycle} {}: {patched} patched", msg.tier),
-                description: format!(
-                    "Patch cycle {cycle}, tier {} for {client}: {patched} of {} endpoint(s) \
-                     patched and validated, {up_to_date} up to date (nothing approved missing), \
-                     {} failure ticket(s).",
-                    msg.tier,
-                    client_runs.len(),
-                    tickets.len()
-                ),
-            })
-            .await?;
+        crate::compliance::flush(x, cycle, &msg.tier).await?;
+        let counts = tier_record.counts();
+        let patched = counts.patched + counts.patched_after_retry;
+        let up_to_date = counts.up_to_date;
+        let mut opened = crate::compliance::new_ticket(cycle, &msg.tier, client);
+        opened.summary = format!("Patch compliance {cycle} {}: {patched} patched", msg.tier);
+        let ticket = env.psa.open_ticket(&opened).await?;
         // The seed's "screenshot of patch compliance report attached": the summary image as the
         // evidence store holds it (the bytes its manifest hashes), once per client and tier.
         let summary_key = bundle.key(SUMMARY)?;
@@ -619,7 +615,7 @@ pub async fn archive_tier<X: Ports>(
                     bytes: summary_png,
                 },
             )
-            .await?;
+            .await;
         let confirmations: Vec<String> = client_runs
             .iter()
             .map(|r| {
@@ -640,34 +636,48 @@ pub async fn archive_tier<X: Ports>(
             .collect();
         let sla = &tier_record.sla;
         let breaches = sla.breaches.len();
+        let document = attached
+            .as_ref()
+            .map_or("-", |a| a.document.as_str())
+            .to_owned();
         let note = format!(
-            "Completed. Compliance report: {}; its summary image {} attached (document {}); \
-             evidence listed with SHA-256 in {} (sha256 {}).\n\
-             3.14.1: {} flaw(s), {breaches} time frame(s) breached.\n{}",
+            "Completed. Compliance report: {}; its summary image {} attached (document \
+             {document}); evidence listed with SHA-256 in {} (sha256 {}).\n\
+             Endpoints: {}.\n\
+             3.14.1: {} flaw(s), {breaches} time frame(s) breached; {}.\n{}",
             bundle.key(REPORT)?.as_path(),
             summary_key.as_path(),
-            attached.document,
             done.manifest.as_path(),
             done.sha256,
+            counts_words(&counts),
             sla.flaws.len(),
+            time_to_patch_words(sla),
             confirmations.join("\n")
         );
-        env.psa
-            .add_note(
-                &ticket,
-                &format!("{cycle}/{}/{client}/completed", msg.tier),
-                &note,
-            )
-            .await?;
-        // The tier's requirements for this client, from what the systems answered: the bundle
-        // stored under retention (`write_bundle` returns once every piece and the manifest are
-        // stored under their locks), the completion note added, the summary attached as the
-        // PSA confirmed it.
+        // The note says the summary is attached and the evidence retained: it waits for both.
+        let noted = match (&attached, &retained) {
+            (Err(_), _) => {
+                Err("not sent: it names the summary image, which is not attached".to_owned())
+            }
+            (_, Err(_)) => Err("not sent: the evidence is not retained yet".to_owned()),
+            (Ok(_), Ok(())) => env
+                .psa
+                .add_note(
+                    &ticket,
+                    &format!("{cycle}/{}/{client}/completed", msg.tier),
+                    &note,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        // The tier's requirements for this client, from what the systems answered: the
+        // evidence's locks read back from the store, the completion note the PSA says it
+        // holds, the summary the PSA says is attached.
         let closure = ClosureRecord {
             kind: plan.kind,
-            ticket_updated: true,
-            compliance_report_attached: !attached.document.is_empty(),
-            evidence_retained: true,
+            ticket_updated: noted.as_ref().is_ok_and(|n| !n.note.is_empty()),
+            compliance_report_attached: attached.as_ref().is_ok_and(|a| !a.document.is_empty()),
+            evidence_retained: retained.is_ok(),
             endpoints: client_runs
                 .iter()
                 .filter(|r| !r.up_to_date)
@@ -675,11 +685,40 @@ pub async fn archive_tier<X: Ports>(
                 .collect(),
         };
         if let Err(missing) = check_closure(&closure, &mut Trace::new()) {
-            return Err(HandlerError::Retry(format!(
-                "{} for {client} cannot close yet: {}",
-                msg.tier,
-                serde_json::to_string(&missing).unwrap_or_default()
-            )));
+            let why: Vec<String> = missing
+                .iter()
+                .map(|m| match m {
+                    Missing::TicketUpdate => format!(
+                        "ticket_update (the PSA did not take the completion note on ticket \
+                         {ticket}: {})",
+                        noted
+                            .as_ref()
+                            .err()
+                            .map_or("no note id in its answer", String::as_str)
+                    ),
+                    Missing::ComplianceReport => format!(
+                        "compliance_report (the summary image is not attached to ticket \
+                         {ticket}: {})",
+                        attached.as_ref().err().map_or_else(
+                            || "no document id in the PSA's answer".to_owned(),
+                            |e| e.to_string()
+                        )
+                    ),
+                    Missing::EvidenceRetention => format!(
+                        "evidence_retention ({})",
+                        retained.as_ref().err().map_or("-", String::as_str)
+                    ),
+                    other => serde_json::to_string(other).unwrap_or_default(),
+                })
+                .collect();
+            let words = format!(
+                "not closed: closure requirement(s) for {client} not met: {}; retried on the \
+                 next tick",
+                why.join("; ")
+            );
+            warn!(%cycle, tier = %msg.tier, %client, requirement = %words, "tier stays open");
+            record_last_decision(x, cycle, &msg.tier, &words).await?;
+            return Ok(format!("{}: {words}", msg.tier));
         }
         env.psa.close_ticket(&ticket).await?;
         for f in &tickets {
@@ -734,6 +773,114 @@ pub async fn archive_tier<X: Ports>(
         msg.tier,
         rolled_note(rolled)
     ))
+}
+
+/// Reads back the lock the store holds on every object of a written bundle; `Err` names the
+/// first object that is not locked as the bundle requires (COMPLIANCE or the bundle's mode,
+/// until at least its retain-until).
+async fn lock_read_back<X: Ports>(
+    x: &X,
+    bundle: &Bundle<'_>,
+    manifest: &EvidenceKey,
+) -> Result<Result<(), String>, HandlerError> {
+    let env = x.env();
+    let mut keys = Vec::new();
+    for name in [RECORD, REPORT, SUMMARY, OUTCOMES, SLA] {
+        keys.push(bundle.key(name)?);
+    }
+    keys.push(manifest.clone());
+    let wanted = bundle.retention;
+    for key in keys {
+        match env.evidence.retention(&key).await {
+            Ok(Some(r))
+                if r.mode == wanted.mode
+                    && r.retain_until.timestamp() >= wanted.retain_until.timestamp() => {}
+            Ok(Some(r)) => {
+                return Ok(Err(format!(
+                    "{} is locked {:?} until {}, not {:?} until {}",
+                    key.as_path(),
+                    r.mode,
+                    utc::format(&r.retain_until),
+                    wanted.mode,
+                    utc::format(&wanted.retain_until)
+                )))
+            }
+            Ok(None) => {
+                return Ok(Err(format!(
+                    "{} carries no lock in the store",
+                    key.as_path()
+                )))
+            }
+            Err(PortError::NotFound(_)) => {
+                return Ok(Err(format!("{} is not in the store", key.as_path())))
+            }
+            Err(e @ PortError::Transient { .. }) => return Err(e.into()),
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the store did not report the lock of {}: {e}",
+                    key.as_path()
+                )))
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Keeps a tier's last decision where `patchflow status` shows it.
+async fn record_last_decision<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &patchflow_core::ports::state::TierId,
+    words: &str,
+) -> Result<(), HandlerError> {
+    let state = &x.env().state;
+    let (mut plan, version): (TierPlan, u64) =
+        records::must_load(state, cycle, TIER_KIND, tier.as_str()).await?;
+    if plan.last_decision.as_deref() == Some(words) {
+        return Ok(());
+    }
+    plan.last_decision = Some(words.to_owned());
+    match records::save(state, cycle, TIER_KIND, tier.as_str(), &plan, Some(version)).await {
+        // Written meanwhile: the next attempt records its own.
+        Ok(_) | Err(PortError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A client's endpoint counts in words, every non-zero category.
+fn counts_words(c: &patchflow_core::rules::outcome::Counts) -> String {
+    use patchflow_core::rules::outcome::Category;
+    let parts: Vec<String> = Category::ALL
+        .iter()
+        .filter(|cat| c.get(**cat) > 0)
+        .map(|cat| format!("{} {}", c.get(*cat), cat.label()))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The 48-hour time to patch of auto-approved patches, in words.
+fn time_to_patch_words(sla: &SlaSection) -> String {
+    match &sla.time_to_patch {
+        None => "time to patch not measured".to_owned(),
+        Some(t) if t.met + t.missed + t.running == 0 => format!(
+            "time to patch (auto-approved, target {} h): no auto-approved flaw",
+            t.target_hours
+        ),
+        Some(t) => format!(
+            "time to patch (auto-approved, target {} h): {} met, {} missed, {} running{}",
+            t.target_hours,
+            t.met,
+            t.missed,
+            t.running,
+            t.longest_hours
+                .map(|h| format!(", longest {h} h"))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 fn rolled_note(rolled: usize) -> String {
@@ -851,6 +998,11 @@ async fn cycle_record<X: Ports>(
             .filter(|x| x.signed_at.is_none_or(|t| t <= closed_at))
             .map(exception_line)
             .collect(),
-        sla: SlaSection::judge(&env.policy.sla, &flaws, closed_at),
+        sla: SlaSection::judge(
+            &env.policy.sla,
+            env.policy.approval.time_to_patch_target,
+            &flaws,
+            closed_at,
+        ),
     })
 }

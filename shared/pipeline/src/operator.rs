@@ -228,7 +228,8 @@ pub async fn record_root_cause(
                 .transition_tier(cycle, &tier, t.version, TierEvent::RootCauseRecorded, now)
                 .await
             {
-                Ok(_) | Err(PortError::Conflict(_)) => {}
+                Ok(_) => crate::compliance::retried(state, cycle, &tier, now).await?,
+                Err(PortError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -599,6 +599,7 @@ pub async fn tier_tick<X: Ports>(
     if matches!(record.state, TierState::Scheduled | TierState::Closed) {
         return Ok(format!("{} is {}", msg.tier, record.state));
     }
+    crate::compliance::flush(x, cycle, &msg.tier).await?;
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let kind = run_kind(&msg.tier);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
@@ -711,6 +712,7 @@ pub async fn tier_tick<X: Ports>(
             Ok(r) => {
                 record = r;
                 moved.push("installs reported");
+                crate::compliance::note(x, cycle, &msg.tier, crate::compliance::Life::InstallsReported, now).await?;
             }
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
@@ -723,7 +725,10 @@ pub async fn tier_tick<X: Ports>(
             .transition_tier(cycle, &msg.tier, record.version, TierEvent::Validated, now)
             .await
         {
-            Ok(_) => moved.push("validated"),
+            Ok(_) => {
+                moved.push("validated");
+                crate::compliance::note(x, cycle, &msg.tier, crate::compliance::Life::Validated, now).await?;
+            }
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }

@@ -1,15 +1,37 @@
-//! A cycle's state per client and tier, for people: patched, failed, held, in progress,
-//! excluded, tickets, pages and evidence.
+//! A cycle's state per client and tier, for people: each endpoint counted in its category (the
+//! one definition the compliance report uses too, [`patchflow_core::rules::outcome`]: patched,
+//! patched after retry, up to date, failed, awaiting approval, held, in progress, excluded),
+//! tickets, pages and evidence, and each tier's last decision (a promotion's wait, a closure
+//! requirement that failed).
 
 use std::collections::BTreeMap;
 
 use patchflow_core::ids::CycleId;
 use patchflow_core::ports::state::StateStore;
+use patchflow_core::rules::outcome::{categorize, Category, Counts, OutcomeFacts};
 use patchflow_core::tier::TierState;
 use serde::Serialize;
 
 use crate::error::HandlerError;
-use crate::records::{self, run_kind, Excluded, Run, RunStatus, EXCLUDED_KIND};
+use crate::records::{
+    self, run_kind, Excluded, Run, RunStatus, TierPlan, EXCLUDED_KIND, TIER_KIND,
+};
+
+/// A run's category, by the definition the compliance report uses: its tier's state says
+/// whether a run not yet on its way is held (the tier held, blocked or not yet deploying).
+pub fn run_category(run: &Run, tier: TierState) -> Category {
+    categorize(&OutcomeFacts {
+        up_to_date: run.up_to_date,
+        validated: run.status == RunStatus::Validated,
+        failed: run.status == RunStatus::Failed,
+        awaiting_approval: run.status == RunStatus::AwaitingApproval,
+        retried: !run.failures.is_empty() || run.attempt > 0,
+        tier_waiting: matches!(
+            tier,
+            TierState::Held | TierState::Blocked | TierState::Scheduled
+        ),
+    })
+}
 
 /// One client's part of one tier.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -20,11 +42,17 @@ pub struct Row {
     pub tier: String,
     /// The tier's state.
     pub state: String,
-    /// Patched and validated.
+    /// Patched and validated on the first attempt.
     pub patched: usize,
+    /// Patched and validated on a later attempt, after a failure and its root cause.
+    pub patched_after_retry: usize,
+    /// Nothing approved missing (nothing sent).
+    pub up_to_date: usize,
     /// Failed (ticketed, waiting for a root cause or a retry).
     pub failed: usize,
-    /// Not patched because the tier is held or blocked, or waiting for an engineer.
+    /// Critical servers waiting for an engineer's approval.
+    pub awaiting_approval: usize,
+    /// Not patched because the tier is held, blocked or not yet deploying.
     pub held: usize,
     /// Still on their way.
     pub in_progress: usize,
@@ -36,6 +64,59 @@ pub struct Row {
     pub pages: usize,
     /// Evidence objects written.
     pub evidence: usize,
+    /// The tier's last decision in words (a promotion's wait, a closure requirement that
+    /// failed); empty when there is none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub decision: String,
+}
+
+impl Row {
+    fn slot(&mut self, c: Category) -> &mut usize {
+        match c {
+            Category::Patched => &mut self.patched,
+            Category::PatchedAfterRetry => &mut self.patched_after_retry,
+            Category::UpToDate => &mut self.up_to_date,
+            Category::Failed => &mut self.failed,
+            Category::AwaitingApproval => &mut self.awaiting_approval,
+            Category::Held => &mut self.held,
+            Category::InProgress => &mut self.in_progress,
+            Category::Excluded => &mut self.excluded,
+        }
+    }
+
+    /// The count of one category.
+    pub fn get(&self, c: Category) -> usize {
+        match c {
+            Category::Patched => self.patched,
+            Category::PatchedAfterRetry => self.patched_after_retry,
+            Category::UpToDate => self.up_to_date,
+            Category::Failed => self.failed,
+            Category::AwaitingApproval => self.awaiting_approval,
+            Category::Held => self.held,
+            Category::InProgress => self.in_progress,
+            Category::Excluded => self.excluded,
+        }
+    }
+
+    /// The row's endpoint counts, as the compliance report counts them.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for cat in Category::ALL {
+            for _ in 0..self.get(cat) {
+                c.add(cat);
+            }
+        }
+        c
+    }
+
+    /// The in-scope endpoints counted (every category but excluded).
+    pub fn in_scope(&self) -> usize {
+        Category::ALL
+            .iter()
+            .filter(|c| **c != Category::Excluded)
+            .map(|c| self.get(*c))
+            .sum()
+    }
 }
 
 /// A cycle's summary.
@@ -45,6 +126,10 @@ pub struct Summary {
     pub cycle: Option<CycleId>,
     /// Rows by client, then tier.
     pub rows: Vec<Row>,
+    /// The cycle's update batches: each one's patches, tiers and state (empty before the
+    /// first deployment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<crate::batches::BatchStatus>,
 }
 
 impl Summary {
@@ -57,11 +142,9 @@ impl Summary {
             ..Row::default()
         };
         for r in &self.rows {
-            t.patched += r.patched;
-            t.failed += r.failed;
-            t.held += r.held;
-            t.in_progress += r.in_progress;
-            t.excluded += r.excluded;
+            for c in Category::ALL {
+                *t.slot(c) += r.get(c);
+            }
             t.tickets += r.tickets;
             t.pages += r.pages;
             t.evidence += r.evidence;
@@ -78,8 +161,16 @@ pub async fn summarize(state: &impl StateStore, cycle: CycleId) -> Result<Summar
     let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
     let failures = state.list_failures(cycle).await?;
     let evidence = state.list_evidence(cycle).await?;
+    let decisions: BTreeMap<String, String> = records::list::<TierPlan>(state, cycle, TIER_KIND)
+        .await?
+        .into_iter()
+        .filter_map(|(p, _)| Some((p.tier.to_string(), p.last_decision?)))
+        .collect();
     for t in state.list_tiers(cycle).await? {
-        let held_tier = matches!(t.state, TierState::Held | TierState::Blocked);
+        let decision = match t.state {
+            TierState::Closed => String::new(),
+            _ => decisions.get(t.tier.as_str()).cloned().unwrap_or_default(),
+        };
         let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(&t.tier)).await?;
         for (run, _) in runs {
             let row = rows
@@ -88,15 +179,10 @@ pub async fn summarize(state: &impl StateStore, cycle: CycleId) -> Result<Summar
                     client: run.client.to_string(),
                     tier: t.tier.to_string(),
                     state: t.state.to_string(),
+                    decision: decision.clone(),
                     ..Row::default()
                 });
-            match run.status {
-                RunStatus::Validated => row.patched += 1,
-                RunStatus::Failed => row.failed += 1,
-                RunStatus::AwaitingApproval => row.held += 1,
-                _ if held_tier || t.state == TierState::Scheduled => row.held += 1,
-                _ => row.in_progress += 1,
-            }
+            *row.slot(run_category(&run, t.state)) += 1;
         }
     }
     for f in &failures {
@@ -127,8 +213,10 @@ pub async fn summarize(state: &impl StateStore, cycle: CycleId) -> Result<Summar
             );
         }
     }
+    let tiers = state.list_tiers(cycle).await?;
     Ok(Summary {
         cycle: Some(cycle),
         rows: rows.into_values().collect(),
+        batches: crate::batches::status(state, cycle, &tiers).await?,
     })
 }

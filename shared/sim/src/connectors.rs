@@ -15,7 +15,7 @@ use patchflow_core::ids::{ClientId, EndpointId, PatchId};
 use patchflow_core::model::Criticality;
 use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::pager::Pager;
-use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, Psa};
+use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, NoteAdded, Psa};
 use patchflow_core::ports::rmm::{
     AgentState, ApprovalPush, HealthReport, RetryNote, Rmm, RmmApproval, RmmEvent, RmmReport,
     TierClosure,
@@ -641,6 +641,11 @@ struct PsaState {
     attachment_duplicates: usize,
     /// Tickets whose first close failed (with [`SimPsa::with_flaky_closes`]).
     close_failed: BTreeSet<String>,
+    /// The fault hook: notes whose key contains this are refused (see
+    /// [`SimPsa::refuse_notes`]).
+    refuse_notes: Option<String>,
+    /// Notes refused so far.
+    notes_refused: usize,
 }
 
 /// The simulated PSA.
@@ -658,6 +663,19 @@ impl SimPsa {
             flaky_closes: true,
             ..Self::default()
         }
+    }
+
+    /// The fault hook: from now on, a note whose key contains `key_part` is refused as Manage
+    /// refuses a request (a permanent error, nothing stored), until
+    /// `refuse_notes(None)` lets the PSA recover. E.g. `Some("/completed")` refuses every
+    /// tier's completion note.
+    pub fn refuse_notes(&self, key_part: Option<&str>) {
+        lock(&self.state).refuse_notes = key_part.map(str::to_owned);
+    }
+
+    /// How many notes the fault hook refused.
+    pub fn notes_refused(&self) -> usize {
+        lock(&self.state).notes_refused
     }
 
     /// Every ticket, by id.
@@ -706,16 +724,36 @@ impl Psa for SimPsa {
         Ok(id)
     }
 
-    async fn add_note(&self, ticket: &str, note_key: &str, text: &str) -> Result<(), PortError> {
+    async fn add_note(
+        &self,
+        ticket: &str,
+        note_key: &str,
+        text: &str,
+    ) -> Result<NoteAdded, PortError> {
         let mut st = lock(&self.state);
+        if st
+            .refuse_notes
+            .as_deref()
+            .is_some_and(|part| note_key.contains(part))
+        {
+            st.notes_refused += 1;
+            return Err(PortError::permanent(
+                format!("simulated PSA: note {note_key} on ticket {ticket}"),
+                "400 Bad Request: the note was refused",
+            ));
+        }
         let t = st
             .tickets
             .get_mut(ticket)
             .ok_or_else(|| PortError::NotFound(format!("ticket {ticket}")))?;
+        let added = !t.notes.contains_key(note_key);
         t.notes
             .entry(note_key.to_owned())
             .or_insert_with(|| text.to_owned());
-        Ok(())
+        Ok(NoteAdded {
+            note: format!("{ticket}:{note_key}"),
+            added,
+        })
     }
 
     async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {

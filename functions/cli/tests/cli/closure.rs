@@ -41,9 +41,17 @@ fn every_client_and_tier_gets_its_summary_attached_once_and_its_closure_recorded
         .iter()
         .filter(|r| r["state"] == "closed" && r["tier"] != "-")
         .filter(|r| {
-            ["patched", "failed", "held", "in_progress"]
-                .iter()
-                .any(|k| r[*k].as_u64().unwrap() > 0)
+            [
+                "patched",
+                "patched_after_retry",
+                "up_to_date",
+                "failed",
+                "awaiting_approval",
+                "held",
+                "in_progress",
+            ]
+            .iter()
+            .any(|k| r[*k].as_u64().unwrap() > 0)
         })
         .map(|r| {
             (

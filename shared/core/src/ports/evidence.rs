@@ -256,7 +256,7 @@ pub struct EvidenceHead {
 /// The evidence store port.
 ///
 /// Error contract: `put` returns `Conflict` when the key exists (it never overwrites);
-/// `get`, `head` and `set_legal_hold` return `NotFound` for a missing key; `get` returns
+/// `get`, `head`, `retention` and `set_legal_hold` return `NotFound` for a missing key; `get` returns
 /// `Permanent` when the bytes no longer match the recorded checksum; `list` and `cycles` return
 /// `Permanent` for an object or folder that is not laid out as evidence; any call may return
 /// `Transient` or `Permanent` for the store's own failures. Everything but `put` and
@@ -297,6 +297,15 @@ pub trait EvidenceStore: Send + Sync {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<(String, usize)>, PortError>> + Send;
+
+    /// Reads the lock in force on an object back from the store itself (S3's
+    /// GetObjectRetention; a local store's recorded retention while the file is read-only):
+    /// `None` when the object carries no lock. What a closing tier checks its evidence is
+    /// retained by.
+    fn retention(
+        &self,
+        key: &EvidenceKey,
+    ) -> impl Future<Output = Result<Option<Retention>, PortError>> + Send;
 
     /// Turns an object's legal hold on or off.
     fn set_legal_hold(

@@ -48,6 +48,16 @@ pub struct Attached {
     pub added: bool,
 }
 
+/// The PSA's answer to a note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteAdded {
+    /// The PSA's id of the note on the ticket (the one this call added, or the one an earlier
+    /// call added under the same key).
+    pub note: String,
+    /// Whether this call added it (`false`: an earlier call had, and nothing was sent).
+    pub added: bool,
+}
+
 /// Tickets in the PSA.
 ///
 /// Error contract: `Transient` for the PSA's passing failures, `Permanent` for a refused
@@ -59,13 +69,15 @@ pub trait Psa: Send + Sync {
         ticket: &NewTicket,
     ) -> impl Future<Output = Result<String, PortError>> + Send;
 
-    /// Adds a note, once per `note_key` (a redelivered message does not add it again).
+    /// Adds a note, once per `note_key` (a redelivered message does not add it again). `Ok`
+    /// only when the PSA holds the note: its answer names the note, so a caller that must know
+    /// the ticket was updated (the tier's completion note) decides from it.
     fn add_note(
         &self,
         ticket: &str,
         note_key: &str,
         text: &str,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<NoteAdded, PortError>> + Send;
 
     /// Closes a ticket (closing a closed ticket is not an error).
     fn close_ticket(&self, ticket: &str) -> impl Future<Output = Result<(), PortError>> + Send;

@@ -8,6 +8,7 @@ pub mod closure;
 pub mod commands;
 pub mod exception;
 pub mod failure;
+pub mod outcome;
 pub mod representation;
 pub mod scope;
 pub mod sla;

@@ -1,0 +1,335 @@
+//! The client's PSA compliance ticket through a tier's life: opened when the tier deploys, one
+//! per client of the tier under `{cycle}/compliance/{tier}/{client}` (the reference the archiver
+//! closes it under, with the evidence), and given a keyed note at each transition: deploying,
+//! installs reported, validated, held or blocked by a failure, retried after a root cause.
+//!
+//! Each handler calls [`note`] in one line where its transition succeeds; the operator's
+//! root-cause command, which has no PSA, calls [`retried`], which keeps the note in the state
+//! store for the tier's next tick to send ([`flush`]). A note the PSA does not take is kept the
+//! same way and sent again on the next tick, so a PSA outage loses no note and never stops the
+//! tier. PSA calls are two per client of the tier (open, note), whatever its endpoints.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use patchflow_core::ids::{ClientId, CycleId};
+use patchflow_core::model::Criticality;
+use patchflow_core::ports::psa::{NewTicket, Psa};
+use patchflow_core::ports::state::{DocStore, TierId, TierStore};
+use patchflow_core::ports::PortError;
+use patchflow_core::rules::outcome::{Category, Counts};
+use patchflow_core::schedule::utc;
+use patchflow_core::tier::TierState;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::env::Ports;
+use crate::error::HandlerError;
+use crate::records::{self, run_kind, Run};
+use crate::summary::run_category;
+
+/// The compliance ticket's reference for a client's part of a tier.
+pub fn external_ref(cycle: CycleId, tier: &TierId, client: &ClientId) -> String {
+    format!("{cycle}/compliance/{tier}/{client}")
+}
+
+/// The compliance ticket of a client's part of a tier, as opened when the tier deploys (opening
+/// it again answers with the same ticket).
+pub fn new_ticket(cycle: CycleId, tier: &TierId, client: &ClientId) -> NewTicket {
+    NewTicket {
+        external_ref: external_ref(cycle, tier, client),
+        client: client.clone(),
+        priority: Criticality::P3,
+        summary: format!("Patch compliance {cycle} {tier}"),
+        description: format!(
+            "Patch cycle {cycle}, tier {tier} for {client}. patchflow notes the tier's life \
+             here (deploying, installs reported, validated, held or blocked by a failure, \
+             retried after a root cause) and closes the ticket with the compliance evidence \
+             once every closure requirement is met."
+        ),
+    }
+}
+
+/// A transition of a tier's life.
+#[derive(Debug, Clone, Copy)]
+pub enum Life<'a> {
+    /// Its windows opened: install and reboot commands go out.
+    Deploying,
+    /// Every install has reported.
+    InstallsReported,
+    /// Every endpoint passed its post-reboot checks.
+    Validated,
+    /// A failure held the tier (blocked it, on a critical system).
+    Failed {
+        /// The failure's id.
+        failure: &'a str,
+        /// The failed endpoint's client (only its own ticket names the endpoint).
+        client: &'a ClientId,
+        /// The failed endpoint.
+        endpoint: &'a str,
+        /// Where it failed (`install`, `reboot`, `validation`, ...).
+        stage: &'a str,
+        /// On a critical system: the tier is blocked, not held.
+        critical: bool,
+    },
+}
+
+impl Life<'_> {
+    /// The note's key after the ticket's reference; `round` is the tier's highest attempt, so a
+    /// tier validated again after a retry gets a new note.
+    fn key(&self, round: u32) -> String {
+        match self {
+            Life::Deploying => "deploying".to_owned(),
+            Life::InstallsReported => format!("installs-reported.{round}"),
+            Life::Validated => format!("validated.{round}"),
+            Life::Failed {
+                failure, critical, ..
+            } => format!(
+                "{}.{failure}",
+                if *critical { "blocked" } else { "held" }
+            ),
+        }
+    }
+
+    fn words(&self, tier: &TierId, to: &ClientId) -> String {
+        match self {
+            Life::Deploying => format!(
+                "Deploying: tier {tier} started; install and reboot commands go out at each \
+                 endpoint's window."
+            ),
+            Life::InstallsReported => {
+                format!("Installs reported: every install of tier {tier} has reported.")
+            }
+            Life::Validated => format!(
+                "Validated: every endpoint of tier {tier} passed its post-reboot checks; the \
+                 evidence is archived next."
+            ),
+            Life::Failed {
+                failure,
+                client,
+                endpoint,
+                stage,
+                critical,
+            } => {
+                let state = if *critical { "Blocked" } else { "Held" };
+                let what = if *critical {
+                    "a critical system"
+                } else {
+                    "an endpoint"
+                };
+                if *client == to {
+                    format!(
+                        "{state}: {stage} failed on {endpoint} (failure {failure}); tier {tier} \
+                         waits for a documented root cause before the failed endpoints retry."
+                    )
+                } else {
+                    format!(
+                        "{state}: {stage} failed on {what} of another client in tier {tier}; \
+                         the tier waits for a documented root cause before it retries."
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// A note kept for the tier's next tick: the PSA did not take it, or it came from a command
+/// without a PSA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingNote {
+    /// The client whose ticket it goes to.
+    pub client: ClientId,
+    /// The note's key.
+    pub key: String,
+    /// Its text.
+    pub text: String,
+    /// Sent and taken by the PSA.
+    pub sent: bool,
+}
+
+/// The document kind of a tier's kept notes (id: the note's key).
+pub fn pending_kind(tier: &TierId) -> String {
+    format!("compliance.{tier}")
+}
+
+/// Each client's runs in the tier, counted by category.
+fn by_client(runs: &[(Run, u64)], state: TierState) -> BTreeMap<ClientId, Counts> {
+    let mut out: BTreeMap<ClientId, Counts> = BTreeMap::new();
+    for (run, _) in runs {
+        out.entry(run.client.clone())
+            .or_default()
+            .add(run_category(run, state));
+    }
+    out
+}
+
+fn counts_line(client: &ClientId, c: &Counts) -> String {
+    let parts: Vec<String> = Category::ALL
+        .iter()
+        .filter(|cat| c.get(**cat) > 0)
+        .map(|cat| format!("{} {}", c.get(*cat), cat.label()))
+        .collect();
+    format!(
+        "{client}'s {} endpoint(s) in the tier: {}.",
+        c.in_scope(),
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    )
+}
+
+async fn send<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    client: &ClientId,
+    key: &str,
+    text: &str,
+) -> Result<(), PortError> {
+    let psa = &x.env().psa;
+    let ticket = psa.open_ticket(&new_ticket(cycle, tier, client)).await?;
+    psa.add_note(&ticket, key, text).await?;
+    Ok(())
+}
+
+async fn keep<S: DocStore>(
+    state: &S,
+    cycle: CycleId,
+    tier: &TierId,
+    note: &PendingNote,
+) -> Result<(), HandlerError> {
+    match records::save(state, cycle, &pending_kind(tier), &note.key, note, None).await {
+        Ok(_) | Err(PortError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Notes a transition of the tier on each of its clients' compliance tickets (opening them when
+/// the tier deploys). A note the PSA does not take is kept for [`flush`]; only the state store's
+/// errors fail the caller.
+pub async fn note<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    life: Life<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let env = x.env();
+    let state = env
+        .state
+        .get_tier(cycle, tier)
+        .await?
+        .map_or(TierState::Deploying, |t| t.state);
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(tier)).await?;
+    let round = runs.iter().map(|(r, _)| r.attempt).max().unwrap_or(0);
+    for (client, counts) in by_client(&runs, state) {
+        let key = format!(
+            "{}/{}",
+            external_ref(cycle, tier, &client),
+            life.key(round)
+        );
+        let text = format!(
+            "{} ({})\n{}",
+            life.words(tier, &client),
+            utc::format(&now),
+            counts_line(&client, &counts)
+        );
+        if let Err(e) = send(x, cycle, tier, &client, &key, &text).await {
+            warn!(%cycle, %tier, %client, note = %key, error = %e, "compliance note not taken by the PSA: kept for the next tick");
+            let pending = PendingNote {
+                client,
+                key,
+                text,
+                sent: false,
+            };
+            keep(&env.state, cycle, tier, &pending).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the note that the tier's failed endpoints are retried after their root causes, for the
+/// tier's next tick to send (the operator's command has no PSA).
+pub async fn retried<S: DocStore>(
+    state: &S,
+    cycle: CycleId,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(tier)).await?;
+    let failed: Vec<&Run> = runs
+        .iter()
+        .map(|(r, _)| r)
+        .filter(|r| r.status == crate::records::RunStatus::Failed)
+        .collect();
+    let round = failed.iter().map(|r| r.attempt + 1).max().unwrap_or(1);
+    let mut per_client: BTreeMap<&ClientId, usize> = BTreeMap::new();
+    for r in &runs {
+        per_client.entry(&r.0.client).or_default();
+    }
+    for r in &failed {
+        *per_client.entry(&r.client).or_default() += 1;
+    }
+    for (client, n) in per_client {
+        let text = if n > 0 {
+            format!(
+                "Retried: root causes documented; {n} failed endpoint(s) of {client} retry in \
+                 their next windows (attempt {}). ({})",
+                round + 1,
+                utc::format(&now)
+            )
+        } else {
+            format!(
+                "Retried: root causes documented; tier {tier} leaves its hold and its failed \
+                 endpoints (none of {client}'s) retry in their next windows. ({})",
+                utc::format(&now)
+            )
+        };
+        let pending = PendingNote {
+            client: client.clone(),
+            key: format!("{}/retried.{round}", external_ref(cycle, tier, client)),
+            text,
+            sent: false,
+        };
+        keep(state, cycle, tier, &pending).await?;
+    }
+    Ok(())
+}
+
+/// Sends the tier's kept notes that the PSA has not taken yet; returns how many it took now.
+pub async fn flush<X: Ports>(x: &X, cycle: CycleId, tier: &TierId) -> Result<usize, HandlerError> {
+    let env = x.env();
+    let kind = pending_kind(tier);
+    let kept: Vec<(PendingNote, u64)> = records::list(&env.state, cycle, &kind).await?;
+    let mut sent = 0;
+    for (mut pending, version) in kept.into_iter().filter(|(p, _)| !p.sent) {
+        match send(x, cycle, tier, &pending.client, &pending.key, &pending.text).await {
+            Ok(()) => {
+                pending.sent = true;
+                sent += 1;
+                match records::save(
+                    &env.state,
+                    cycle,
+                    &kind,
+                    &pending.key,
+                    &pending,
+                    Some(version),
+                )
+                .await
+                {
+                    Ok(_) | Err(PortError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => {
+                warn!(%cycle, %tier, note = %pending.key, error = %e, "compliance note still not taken by the PSA");
+            }
+        }
+    }
+    if sent > 0 {
+        info!(%cycle, %tier, notes = sent, "kept compliance notes sent");
+    }
+    Ok(sent)
+}

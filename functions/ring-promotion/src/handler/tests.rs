@@ -186,3 +186,39 @@ fn the_wiring_table_has_the_rollout_queue_and_the_hourly_schedule() {
     assert_eq!(w.consumes, Some(patchflow_lambda::Stage::Rollout));
     assert!(w.scheduled);
 }
+
+#[tokio::test]
+async fn a_soak_check_on_the_rollout_queue_is_handled_not_dead_lettered() {
+    use patchflow_core::ports::queue::{QueueConsumer, QueueSender};
+    use patchflow_pipeline::messages::{CheckSoak, Message};
+    let p = approved().await;
+    let tier = patchflow_core::ports::state::TierId::parse("servers.kiwi.pilot").unwrap();
+    let msg = CheckSoak {
+        tier: tier.clone(),
+        day: p.now().date_naive(),
+    }
+    .envelope(
+        "2026-12".parse().unwrap(),
+        "2026-12/soak/servers.kiwi.pilot/2026-12-08".into(),
+        Some(&tier),
+    );
+    p.env
+        .queues
+        .send_batch(Stage::Rollout, &[msg])
+        .await
+        .unwrap();
+    let batch = p.receive_event(Stage::Rollout).await.unwrap();
+    assert_eq!(batch.records.len(), 1);
+    let r = invoke(&p, serde_json::to_value(&batch).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r, Response::Sqs(SqsBatchResponse::default()));
+    assert!(p
+        .queues
+        .dead_letters(Stage::Rollout)
+        .await
+        .unwrap()
+        .is_empty());
+    // A pilot not yet validated has no soak to check: nothing is read or changed.
+    assert_eq!(p.env.rmm.health_reads(), 0);
+}

@@ -319,13 +319,20 @@ async fn decide_with<S: StateStore, Q: QueueSender>(
     } else {
         EngineerDecision::Decline(sign_off)
     };
-    let stored = operator::decide_patch(state, queues, cycle, &patch, decision)
+    let stored = operator::decide_patch_in_batch(state, queues, cycle, &patch, decision)
         .await
         .map_err(action)?;
+    let then = if stored.decision.deploys() && stored.batch.is_none() {
+        "a tier has deployed, so it is a later update batch: its pilots install it first and \
+         production only after their soak; its approval is written into the RMM's policy as \
+         each of the batch's tiers deploys"
+    } else {
+        "queued for the RMM's approval policy"
+    };
     finish(writeln!(
         out,
-        "{patch} in {cycle}: {} by {} ({}); queued for the RMM's approval policy",
-        stored.as_str(),
+        "{patch} in {cycle}: {} by {} ({}); {then}",
+        stored.decision.as_str(),
         args.engineer,
         args.reason_code
     ))
@@ -452,7 +459,9 @@ async fn status_with<S: StateStore, Q: QueueSender>(
         ended_at: Utc::now(),
         evidence: String::new(),
     };
-    finish(simulate::render_table(out, &report))
+    let batches = report.summary.batches.clone();
+    let shown = simulate::render_table(out, &report);
+    finish(shown.and_then(|()| simulate::render_batches(out, &batches)))
 }
 
 /// `patchflow status`.

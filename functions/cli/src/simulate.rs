@@ -152,7 +152,7 @@ pub fn sim_env<S, Q, E>(
 
 /// The simulated engineer: documents root causes and approves critical servers once they have
 /// waited `response`.
-async fn engineer<S: StateStore, Q: QueueSender>(
+pub async fn engineer<S: StateStore, Q: QueueSender>(
     state: &S,
     queues: &Q,
     cycle: CycleId,
@@ -351,12 +351,58 @@ pub fn write_sim_records<S, Q, E>(env: &SimEnv<S, Q, E>, out: &Path) -> Result<(
     Ok(())
 }
 
-/// A tier as the client's row shows it: `servers.contoso.pilot` is `servers pilot` there.
+/// A tier as the client's row shows it: `servers.contoso.pilot` is `servers pilot` there, and a
+/// later batch's `servers.contoso.pilot.b2` is `servers pilot b2`.
 fn short_tier(tier: &str) -> String {
-    match (tier.split('.').next(), tier.rsplit('.').next()) {
-        (Some(kind), Some(wave)) if tier.contains('.') => format!("{kind} {wave}"),
-        _ => tier.to_owned(),
+    let (base, batch) = match tier.rsplit_once('.') {
+        Some((base, last))
+            if last.len() > 1
+                && last.starts_with('b')
+                && last[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (base, Some(last))
+        }
+        _ => (tier, None),
+    };
+    let short = match (base.split('.').next(), base.rsplit('.').next()) {
+        (Some(kind), Some(wave)) if base.contains('.') => format!("{kind} {wave}"),
+        _ => base.to_owned(),
+    };
+    match batch {
+        Some(b) => format!("{short} {b}"),
+        None => short,
     }
+}
+
+/// The cycle's update batches: each one's patches, state and tiers (nothing before the first
+/// deployment).
+pub fn render_batches(
+    out: &mut dyn Write,
+    batches: &[patchflow_pipeline::batches::BatchStatus],
+) -> std::io::Result<()> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["batch", "patches", "state", "tiers"]);
+    for b in batches {
+        t.add_row(vec![
+            Cell::new(b.batch).set_alignment(CellAlignment::Right),
+            Cell::new(b.patches.join("\n")),
+            Cell::new(&b.state),
+            Cell::new(if b.batch == 1 {
+                "the cycle's tiers".to_owned()
+            } else {
+                b.tiers.join("\n")
+            }),
+        ]);
+    }
+    writeln!(
+        out,
+        "Update batches (each through its pilot and soak before production):"
+    )?;
+    writeln!(out, "{t}")
 }
 
 /// The per-client, per-tier table.

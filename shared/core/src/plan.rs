@@ -137,6 +137,53 @@ impl Plan {
     pub fn endpoint(&self, id: &str) -> Option<&EndpointPlan> {
         self.endpoints.iter().find(|e| e.id.as_str() == id)
     }
+
+    /// The cycle's update batches as planned: batch 1, the patches that deploy on Patch
+    /// Tuesday's decisions (pilot, soak, production); then, when patches are held for review,
+    /// batch 2: each one approved after the first deployment goes through a later batch's own
+    /// pilot and soak (one approved before any deployment joins batch 1 instead).
+    pub fn batches(&self) -> Vec<PlanBatch> {
+        let of = |d: Decision| -> Vec<PatchId> {
+            self.approvals
+                .iter()
+                .filter(|a| a.decision == d)
+                .map(|a| a.patch.clone())
+                .collect()
+        };
+        let mut out = vec![PlanBatch {
+            batch: 1,
+            opens: PlanBatch::FIRST_DEPLOYMENT,
+            patches: of(Decision::AutoApproved),
+        }];
+        let pending = of(Decision::PendingReview);
+        if !pending.is_empty() {
+            out.push(PlanBatch {
+                batch: 2,
+                opens: PlanBatch::ON_APPROVAL,
+                patches: pending,
+            });
+        }
+        out
+    }
+}
+
+/// An update batch of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanBatch {
+    /// Its number.
+    pub batch: u32,
+    /// What fixes it: [`PlanBatch::FIRST_DEPLOYMENT`] (the cycle's first tier deploying) or
+    /// [`PlanBatch::ON_APPROVAL`] (an engineer's approval after it).
+    pub opens: &'static str,
+    /// Its patches, in catalog order.
+    pub patches: Vec<PatchId>,
+}
+
+impl PlanBatch {
+    /// Batch 1: fixed when the cycle's first tier deploys.
+    pub const FIRST_DEPLOYMENT: &'static str = "first_deployment";
+    /// A later batch: opened by an engineer's approval after the first deployment.
+    pub const ON_APPROVAL: &'static str = "on_approval";
 }
 
 fn local(t: DateTime<Utc>, tz: Tz) -> String {
@@ -535,7 +582,7 @@ impl Serialize for Plan {
             .iter()
             .map(|(endpoint, patch)| Unknown { endpoint, patch })
             .collect();
-        let mut m = s.serialize_struct("Plan", 9)?;
+        let mut m = s.serialize_struct("Plan", 10)?;
         m.serialize_field("cycle", &self.release.cycle)?;
         m.serialize_field(
             "patch_tuesday",
@@ -548,6 +595,7 @@ impl Serialize for Plan {
         m.serialize_field("endpoints", &self.endpoints)?;
         m.serialize_field("unknown_patches", &unknown)?;
         m.serialize_field("warnings", &self.warnings)?;
+        m.serialize_field("batches", &self.batches())?;
         m.end()
     }
 }

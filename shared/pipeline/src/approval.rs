@@ -45,12 +45,16 @@ pub fn decision_tag(a: &approval::Approval) -> String {
 }
 
 /// The RMM's idempotency key of a push: `{cycle}/approval/{client}/{patch}/{decision}`, with
-/// `/{shard}` after it for a client's second and later shards.
+/// `/{tier}` after it for a later batch's tier and `/{shard}` for a client's second and later
+/// shards.
 pub fn push_key(cycle: CycleId, msg: &PushApproval) -> String {
-    let base = format!(
+    let mut base = format!(
         "{cycle}/approval/{}/{}/{}",
         msg.client, msg.patch, msg.decision
     );
+    if let Some(tier) = &msg.tier {
+        base = format!("{base}/{tier}");
+    }
     if msg.shard == 0 {
         base
     } else {
@@ -73,6 +77,7 @@ pub fn approval_pushes(cycle_doc: &CycleDoc, a: &approval::Approval) -> Vec<Enve
                     client: scope.client.clone(),
                     shard,
                     decision: tag.clone(),
+                    tier: None,
                 };
                 let key = format!("{}/push", push_key(cycle_doc.cycle, &msg));
                 msg.envelope(cycle_doc.cycle, key, None)
@@ -108,13 +113,13 @@ pub async fn push_approval<X: Ports>(
         ));
     }
     let want = rmm_approval(current.decision);
-    let (scope, _): (ScopeShard, u64) = records::must_load(
-        &env.state,
-        cycle,
-        &records::scope_kind(&msg.client),
-        &msg.shard.to_string(),
-    )
-    .await?;
+    // A later batch's push targets its tier's endpoints (see `batches`), else the client's.
+    let scope_kind = match &msg.tier {
+        Some(tier) => crate::batches::batch_scope_kind(tier, &msg.client),
+        None => records::scope_kind(&msg.client),
+    };
+    let (scope, _): (ScopeShard, u64) =
+        records::must_load(&env.state, cycle, &scope_kind, &msg.shard.to_string()).await?;
     // The targets: the shard's in-scope endpoints the patch applies to (by their scans as the
     // cycle opened, else their OS against its products, else all); read back where a scan
     // lists it, since the RMM shows a patch's approval only on a computer that needs it.
@@ -187,12 +192,16 @@ pub async fn push_approval<X: Ports>(
         read_back,
         confirmed_at: now,
         verified,
+        tier: msg.tier.clone(),
     };
     match records::save(
         &env.state,
         cycle,
         &records::rmm_approval_kind(&msg.client),
-        &format!("{}.{}.{}", msg.patch, msg.shard, msg.decision),
+        &match &msg.tier {
+            Some(tier) => format!("{}.{tier}.{}.{}", msg.patch, msg.shard, msg.decision),
+            None => format!("{}.{}.{}", msg.patch, msg.shard, msg.decision),
+        },
         &confirmation,
         None,
     )

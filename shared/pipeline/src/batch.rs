@@ -11,10 +11,10 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, CheckSoak, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, PromoteTier,
-    PushApproval, ReviewSweep, TierTick,
+    ArchiveTier, CheckSoak, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, OpenBatch,
+    PromoteTier, PushApproval, ReviewSweep, TierTick,
 };
-use crate::{approval, evidence, failure, rollout, schedule};
+use crate::{approval, batches, evidence, failure, rollout, schedule};
 
 /// What became of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,9 @@ async fn dispatch<X: Ports>(
         }
         (Stage::Rollout, CheckSoak::KIND) => {
             rollout::check_soak(x, cycle, CheckSoak::from_envelope(env)?, now).await
+        }
+        (Stage::Rollout, OpenBatch::KIND) => {
+            batches::open_batches(x, cycle, OpenBatch::from_envelope(env)?, now).await
         }
         (Stage::Schedule, DeployEndpoint::KIND) => {
             schedule::deploy_endpoint(x, cycle, DeployEndpoint::from_envelope(env)?, now).await

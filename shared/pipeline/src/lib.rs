@@ -9,6 +9,7 @@
 pub mod applicability;
 pub mod approval;
 pub mod batch;
+pub mod batches;
 pub mod compliance;
 pub mod env;
 pub mod error;

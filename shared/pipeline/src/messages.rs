@@ -66,6 +66,10 @@ pub struct PushApproval {
     /// The decision it writes, as `approval::decision_tag` names it (a later decision has
     /// another tag, so this message then changes nothing).
     pub decision: String,
+    /// For a later batch's approval: the batch tier whose endpoints it targets (the shard is
+    /// then one of `batches::batch_scope_kind`'s), written when that tier deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierId>,
 }
 
 impl Message for PushApproval {
@@ -83,6 +87,20 @@ pub struct ReviewSweep {
 impl Message for ReviewSweep {
     const KIND: &'static str = "review_sweep";
     const STAGE: Stage = Stage::Approval;
+}
+
+/// Open the next update batch: the patches approved after the cycle's first deployment, with
+/// their own pilot and production tiers (ring-promotion; see `batches`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenBatch {
+    /// The late approval that asked for it (for the log), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<PatchId>,
+}
+
+impl Message for OpenBatch {
+    const KIND: &'static str = "open_batch";
+    const STAGE: Stage = Stage::Rollout;
 }
 
 /// Decide whether a scheduled tier deploys now (ring-promotion).

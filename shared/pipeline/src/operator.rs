@@ -13,7 +13,7 @@ use patchflow_core::rules::approval::{
 use patchflow_core::rules::failure::RootCause;
 use patchflow_core::tier::{TierEvent, TierState};
 
-use crate::approval::{patch_model, send_approval_pushes};
+use crate::approval::{decision_tag, patch_model, send_approval_pushes};
 use crate::error::HandlerError;
 use crate::messages::{DeployEndpoint, Message};
 use crate::records::{self, run_kind, Run, RunStatus};
@@ -44,8 +44,7 @@ impl From<HandlerError> for ActionError {
 }
 
 /// Approves or declines a patch held for review (or reverses a default decline); returns the
-/// decision stored. The decision is queued for approval-eval to write into every client's
-/// approval policy in the RMM (one message per client and scope shard).
+/// decision stored. See [`decide_patch_in_batch`].
 pub async fn decide_patch(
     state: &impl StateStore,
     queues: &impl QueueSender,
@@ -53,6 +52,35 @@ pub async fn decide_patch(
     patch: &PatchId,
     decision: EngineerDecision,
 ) -> Result<Decision, ActionError> {
+    Ok(decide_patch_in_batch(state, queues, cycle, patch, decision)
+        .await?
+        .decision)
+}
+
+/// What an engineer's decision on a patch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchDecided {
+    /// The decision stored.
+    pub decision: Decision,
+    /// For an approval: `Some(1)` when it deploys with the cycle's tiers (no tier had deployed,
+    /// or the patch was already in batch 1); `None` when it came after the first deployment and
+    /// goes to a later batch, pilot first (ring-promotion opens it).
+    pub batch: Option<u32>,
+}
+
+/// Approves or declines a patch held for review (or reverses a default decline). A decline, and
+/// an approval while no tier has deployed (batch 1), are queued for approval-eval to write into
+/// every client's approval policy in the RMM (one message per client and scope shard). An
+/// approval after the first deployment goes to a later batch: ring-promotion is asked to open
+/// it, and its approval is written into the RMM tier by tier as the batch's tiers deploy, for
+/// their endpoints only (so production's policy approves it only after its batch pilot soaked).
+pub async fn decide_patch_in_batch(
+    state: &impl StateStore,
+    queues: &impl QueueSender,
+    cycle: CycleId,
+    patch: &PatchId,
+    decision: EngineerDecision,
+) -> Result<PatchDecided, ActionError> {
     let cycle_doc = records::cycle_doc(state, cycle)
         .await?
         .ok_or_else(|| ActionError::NotFound(format!("cycle {cycle} is not open")))?;
@@ -82,11 +110,25 @@ pub async fn decide_patch(
     if let Some(entry) = &decided.exception {
         state.record_exception(entry).await?;
     }
-    send_approval_pushes(queues, &cycle_doc, &decided.approval).await?;
-    Ok(decided.approval.decision)
+    let batch = if decided.approval.decision.deploys() {
+        crate::batches::join_first(state, cycle, patch).await?
+    } else {
+        None
+    };
+    if decided.approval.decision.deploys() && batch.is_none() {
+        crate::batches::request_open(queues, cycle, patch, &decision_tag(&decided.approval))
+            .await?;
+    } else {
+        send_approval_pushes(queues, &cycle_doc, &decided.approval).await?;
+    }
+    Ok(PatchDecided {
+        decision: decided.approval.decision,
+        batch,
+    })
 }
 
-/// Finds an endpoint's run in a cycle.
+/// Finds an endpoint's run in a cycle: the one awaiting an engineer's approval if any (an
+/// endpoint has a run per update batch it takes part in), else its first.
 async fn find_run(
     state: &impl DocStore,
     cycle: CycleId,
@@ -95,12 +137,20 @@ async fn find_run(
     let cycle_doc = records::cycle_doc(state, cycle)
         .await?
         .ok_or_else(|| ActionError::NotFound(format!("cycle {cycle} is not open")))?;
+    let mut first = None;
     for tier in &cycle_doc.tiers {
         if let Some(found) =
             records::load::<Run>(state, cycle, &run_kind(tier), endpoint.as_str()).await?
         {
-            return Ok(found);
+            if found.0.status == RunStatus::AwaitingApproval && found.0.engineer_approval.is_none()
+            {
+                return Ok(found);
+            }
+            first.get_or_insert(found);
         }
+    }
+    if let Some(found) = first {
+        return Ok(found);
     }
     Err(ActionError::NotFound(format!(
         "{endpoint} is not in any tier of {cycle} (out of scope, or not in the inventory)"
@@ -139,7 +189,10 @@ pub async fn approve_endpoint(
         };
         let env = msg.envelope(
             cycle,
-            format!("{cycle}/deploy/{endpoint}/{}/approved", run.attempt),
+            format!(
+                "{}/approved",
+                crate::batches::deploy_key(cycle, &run.tier, endpoint, run.attempt)
+            ),
             Some(&run.tier),
         );
         queues.send_batch(DeployEndpoint::STAGE, &[env]).await?;
@@ -216,7 +269,7 @@ pub async fn record_root_cause(
             }
             .envelope(
                 cycle,
-                format!("{cycle}/deploy/{}/{}", r.endpoint, r.attempt + 1),
+                crate::batches::deploy_key(cycle, &tier, &r.endpoint, r.attempt + 1),
                 Some(&tier),
             )
         })

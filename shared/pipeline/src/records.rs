@@ -138,6 +138,9 @@ pub struct RmmConfirmation {
     /// verifiable there.
     #[serde(default = "verified_default")]
     pub verified: bool,
+    /// For a later batch's approval: the batch tier whose endpoints the write targeted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierId>,
 }
 
 fn verified_default() -> bool {
@@ -337,7 +340,11 @@ impl Run {
 
     /// The id of this attempt's failure at a stage.
     pub fn failure_id(&self, stage: patchflow_core::rules::failure::FailureStage) -> String {
-        format!("{}.{}.{}", self.endpoint, stage.as_str(), self.attempt)
+        // A later batch's run: `{endpoint}.b{N}.{stage}.{attempt}`, apart from its cycle run's.
+        match crate::batches::batch_of(&self.tier) {
+            1 => format!("{}.{}.{}", self.endpoint, stage.as_str(), self.attempt),
+            n => format!("{}.b{n}.{}.{}", self.endpoint, stage.as_str(), self.attempt),
+        }
     }
 }
 

@@ -128,7 +128,12 @@ async fn approved_patches<X: Ports>(x: &X, cycle: CycleId) -> Result<Vec<PatchId
 }
 
 fn key(cycle: CycleId, run: &Run, what: &str) -> String {
-    format!("{cycle}/rmm/{}/{}/{what}", run.endpoint, run.attempt)
+    format!(
+        "{cycle}/rmm/{}/{}{}/{what}",
+        run.endpoint,
+        crate::batches::key_segment(&run.tier),
+        run.attempt
+    )
 }
 
 /// Sends an endpoint's install and reboot commands for an attempt.
@@ -613,7 +618,9 @@ pub async fn tier_tick<X: Ports>(
         .iter()
         .any(|(r, _)| r.status == RunStatus::Scheduled && r.install_sent_at.is_none())
     {
+        // Only its batch's: a cycle tier never carries a patch approved after it deployed.
         let ids = approved_patches(x, cycle).await?;
+        let ids = crate::batches::tier_patches(&env.state, cycle, &msg.tier, ids).await?;
         catalog_patches(&cycle_doc)?
             .into_iter()
             .filter(|p| ids.contains(&p.id))

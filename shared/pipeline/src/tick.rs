@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::env::Ports;
 use crate::error::HandlerError;
-use crate::messages::{ArchiveTier, CheckSoak, Message, PromoteTier, ReviewSweep, TierTick};
+use crate::messages::{
+    ArchiveTier, CheckSoak, Message, OpenBatch, PromoteTier, ReviewSweep, TierTick,
+};
 use crate::records::{self, cycles_around};
 
 /// What a tick sent.
@@ -44,6 +46,14 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
             ReviewSweep::STAGE,
             ReviewSweep { day }.envelope(cycle, format!("{cycle}/reviews/{day}"), None),
         );
+        // Once a tier has deployed, daily: an approval made after it that no batch took yet
+        // (its approver's request lost) gets its batch (crate::batches).
+        if crate::batches::first_sealed(&env.state, cycle).await? {
+            push(
+                OpenBatch::STAGE,
+                OpenBatch { patch: None }.envelope(cycle, format!("{cycle}/batches/{day}"), None),
+            );
+        }
         for t in env.state.list_tiers(cycle).await? {
             let tier = Some(&t.tier);
             match t.state {

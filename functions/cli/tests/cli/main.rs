@@ -2,6 +2,7 @@
 
 mod applicability;
 mod audit;
+mod batches;
 mod aws;
 mod closure;
 mod contract_example;

@@ -2,6 +2,7 @@
 //! contract suite per port against every adapter; whole cycles through the pipeline.
 
 mod audit;
+mod batches;
 mod closure;
 mod connectors;
 mod cycle;

@@ -424,12 +424,18 @@ pub async fn archive_tier<X: Ports>(
     }
     // A validated pilot is archived only after its soak (the tick re-checks it daily until then).
     let soak_doc = records::open_cycle(&env.state, cycle).await?;
-    if let Some(until) = crate::rollout::pilot_soaking(x, &soak_doc, &msg.tier, now).await? {
-        return Ok(format!(
-            "{} soaking until {}: archived after its soak",
-            msg.tier,
-            patchflow_core::schedule::utc::format(&until)
-        ));
+    match crate::rollout::pilot_soak(x, &soak_doc, &msg.tier, now).await? {
+        crate::rollout::PilotSoak::Done => {}
+        crate::rollout::PilotSoak::Soaking { until } => {
+            return Ok(format!(
+                "{} soaking until {}: archived after its soak",
+                msg.tier,
+                patchflow_core::schedule::utc::format(&until)
+            ))
+        }
+        crate::rollout::PilotSoak::Unhealthy => {
+            return Ok(format!("{} failed during its soak: not archived", msg.tier))
+        }
     }
     let (plan, _): (TierPlan, u64) =
         records::must_load(&env.state, cycle, TIER_KIND, msg.tier.as_str()).await?;

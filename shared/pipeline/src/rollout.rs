@@ -77,19 +77,36 @@ async fn soaks_for_production<X: Ports>(
     Ok(plans.iter().any(|(p, _)| p.pilot.as_ref() == Some(pilot)))
 }
 
-/// When a validated pilot tier's soak ends, if it is still soaking at `now` (a tier that is no
-/// pilot, or whose soak has passed, is not). Until then it is re-checked daily and not archived.
-pub async fn pilot_soaking<X: Ports>(
+/// Where a validated tier is in its soak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PilotSoak {
+    /// No soak to wait for: not a pilot any production tier waits for, or its soak has passed.
+    Done,
+    /// Soaking until then: re-checked daily, not archived.
+    Soaking {
+        /// When the soak ends.
+        until: DateTime<Utc>,
+    },
+    /// A run failed during the soak and its escalation has not held the tier yet: not archived.
+    Unhealthy,
+}
+
+/// Where a validated tier is in its soak at `now`.
+pub async fn pilot_soak<X: Ports>(
     x: &X,
     cycle: &CycleDoc,
     tier: &TierId,
     now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, HandlerError> {
+) -> Result<PilotSoak, HandlerError> {
     if !soaks_for_production(x, cycle.cycle, tier).await? {
-        return Ok(None);
+        return Ok(PilotSoak::Done);
     }
     let health = pilot_health(x, cycle, tier).await?;
-    Ok(pilot_soak_end(&health, x.env().policy.rollout.soak).filter(|end| now < *end))
+    Ok(match pilot_soak_end(&health, x.env().policy.rollout.soak) {
+        None => PilotSoak::Unhealthy,
+        Some(until) if now < until => PilotSoak::Soaking { until },
+        Some(_) => PilotSoak::Done,
+    })
 }
 
 /// One promotion decision (for the whole tier, or for one client's part of it).
@@ -557,6 +574,22 @@ pub async fn check_soak<X: Ports>(
             names.join(", ")
         )
     };
+    // What status shows for the soaking pilot.
+    plan.last_decision = Some(if healthy {
+        format!(
+            "soaking: healthy since {}, until {}; re-checked {} healthy",
+            stamp(since),
+            stamp(until),
+            msg.day
+        )
+    } else {
+        let names: Vec<&str> = findings.iter().map(|f| f.endpoint.as_str()).collect();
+        format!(
+            "soak broken on {}: {} unhealthy, escalated; the soak restarts from the retry's validation",
+            msg.day,
+            names.join(", ")
+        )
+    });
     plan.soak_checks.push(SoakCheck {
         day: msg.day,
         at: now,

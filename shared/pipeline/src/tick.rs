@@ -83,9 +83,8 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                     ),
                 ),
                 TierState::Validated
-                    if crate::rollout::pilot_soaking(x, &cycle_doc, &t.tier, now)
-                        .await?
-                        .is_some() =>
+                    if crate::rollout::pilot_soak(x, &cycle_doc, &t.tier, now).await?
+                        != crate::rollout::PilotSoak::Done =>
                 {
                     push(
                         CheckSoak::STAGE,

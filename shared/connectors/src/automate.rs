@@ -30,6 +30,8 @@
 //!   `POST /PatchActions/DeployAllApproved`; results per KB; the reboot and the agent's state
 //!   from `GET /Computers?condition=Id = N` (the published specification has no
 //!   `GET /Computers/{id}`).
+//! - The soak's health read (`health`): the agent from `GET /Computers?condition=Id = N` and the
+//!   post-reboot monitors from `GET /Computers/{computerId}/Monitors` (`automate/health.rs`).
 //!
 //! Sources: ConnectWise's Automate REST API reference (developer.connectwise.com, Automate
 //! "REST API" section) and the widely used open clients that follow it: the `AutomateAPI`

@@ -366,3 +366,44 @@ async fn a_high_impact_client_or_endpoint_raises_a_workstation_failures_ticket_t
     let hi_client = doc.clients.iter().find(|c| c.id == "hi").unwrap();
     assert_eq!(hi_client.impact, Some(Impact::High));
 }
+
+#[tokio::test]
+async fn the_inventory_sync_reports_the_plans_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = write(
+        dir.path(),
+        r#"{
+  "clients": [ { "id": "contoso", "timezone": "America/Chicago" } ],
+  "endpoints": [
+    { "id": "cs-dc1", "client": "contoso", "kind": "server", "role": "domain_controller" },
+    { "id": "cs-fs1", "client": "contoso", "kind": "server", "role": "file" },
+    { "id": "cs-ws1", "client": "contoso", "kind": "workstation", "ring": "pilot" },
+    { "id": "cs-ws2", "client": "contoso", "kind": "workstation", "client_excluded": true }
+  ]
+}"#,
+    );
+    let spec = spec(dir.path(), &inventory, 0.0);
+    let l = local(dir.path(), &spec);
+    let report = patchflow_pipeline::sync::inventory_sync(
+        &l.env,
+        &FileInventory::new(&inventory),
+        &FileCatalog::new(CATALOG.to_owned()),
+        l.clock.now(),
+    )
+    .await
+    .unwrap();
+    let got: Vec<(&str, &str)> = report
+        .warnings
+        .iter()
+        .map(|w| (w.code, w.subject.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("pilot_server_missing", "contoso"),
+            ("unsigned_exclusion", "cs-ws2")
+        ]
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["warnings"][1]["field"], "exclusion_ref");
+}

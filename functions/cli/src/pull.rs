@@ -201,8 +201,11 @@ pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(
         }
     };
     // What is written must be what `plan` accepts.
-    inventory_from_doc(&source, doc.clone())
+    let inventory = inventory_from_doc(&source, doc.clone())
         .map_err(|e| CliError::Input(format!("inventory pull: {e}")))?;
+    // What `plan` would warn of (pilot representation, exclusions without their signed
+    // approval): the inventory is written all the same.
+    let warnings = patchflow_core::rules::representation::inventory_warnings(&inventory);
     let mut value =
         serde_json::to_value(&doc).map_err(|e| CliError::Output(format!("inventory pull: {e}")))?;
     if let (Some(status), Some(endpoints)) = (
@@ -227,6 +230,9 @@ pub fn inventory_pull(args: &InventoryPullArgs, out: &mut dyn Write) -> Result<(
         args.out.display()
     )
     .map_err(|e| CliError::Output(e.to_string()))?;
+    for w in &warnings {
+        eprintln!("warning: {}", w.line(&source));
+    }
     if !no_patch_inventory.is_empty() {
         // A warning, not a failure: these endpoints are written, with their needs unknown.
         let lines: Vec<String> = no_patch_inventory

@@ -325,3 +325,29 @@ fn a_generated_fleet_passes_strict() {
         );
     }
 }
+
+#[test]
+fn inventory_pull_writes_the_inventory_and_warns_as_plan_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.json");
+    let o = patchflow()
+        .args(["inventory", "pull", "--rmm", "file", "--inventory"])
+        .arg(inventory())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
+    let err = String::from_utf8(o.stderr).unwrap();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 4, "{err}");
+    assert!(
+        warnings[0].contains("client \"acme\": pilot_server_missing"),
+        "{err}"
+    );
+    assert!(
+        warnings[3].contains("endpoint \"acme-ws3\": field `exclusion_ref`"),
+        "{err}"
+    );
+}

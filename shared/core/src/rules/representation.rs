@@ -51,9 +51,31 @@ impl Warning {
         })
     }
 
-    /// One line: `code subject: message`.
-    pub fn line(&self) -> String {
-        format!("{} {}: {}", self.code, self.subject, self.message)
+    /// The record it is about, as errors name records: `endpoint "x"`, `client "acme"` or
+    /// `track "daytime"`.
+    pub fn record(&self) -> String {
+        let kind = if self.field.is_some() {
+            "endpoint"
+        } else if self.code == r::PILOT_TRACK_MISSING {
+            "track"
+        } else {
+            "client"
+        };
+        format!("{kind} \"{}\"", self.subject)
+    }
+
+    /// One line in the project's error style: `SOURCE: record: field `f`: message` for a
+    /// warning about a record's field, else `SOURCE: record: code: message`.
+    pub fn line(&self, source: &str) -> String {
+        match self.input_error(source) {
+            Some(e) => e.to_string(),
+            None => format!(
+                "{source}: {}: {}: {}",
+                self.record(),
+                self.code,
+                self.message
+            ),
+        }
     }
 }
 
@@ -237,6 +259,9 @@ mod tests {
             w[0].message
         );
         assert_eq!(w[0].input_error("inv.json"), None);
+        assert!(w[0]
+            .line("inv.json")
+            .starts_with("inv.json: client \"acme\": pilot_server_missing: 2 in-scope servers"));
     }
 
     #[test]

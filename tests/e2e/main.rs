@@ -9,6 +9,7 @@ mod cycle;
 mod escalation;
 mod evidence_store;
 mod governance;
+mod honest;
 mod infra;
 mod plan_invariants;
 mod pump;

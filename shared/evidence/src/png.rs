@@ -828,7 +828,7 @@ mod tests {
             .uncompressed_latin1_text
             .iter()
             .find(|t| t.keyword == COUNTS_KEYWORD)
-            .expect("the counts chunk");
+            .unwrap();
         let back: Vec<Group> = serde_json::from_str(&chunk.text).unwrap();
         assert_eq!(back, vec![g]);
         assert_eq!(back[0].counts.patched_after_retry, 4);

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::env::Ports;
 use crate::error::HandlerError;
+use crate::messages::EndpointFailed;
 use crate::records::{self, run_kind, Run};
 use crate::summary::run_category;
 
@@ -84,10 +85,7 @@ impl Life<'_> {
             Life::Validated => format!("validated.{round}"),
             Life::Failed {
                 failure, critical, ..
-            } => format!(
-                "{}.{failure}",
-                if *critical { "blocked" } else { "held" }
-            ),
+            } => format!("{}.{failure}", if *critical { "blocked" } else { "held" }),
         }
     }
 
@@ -225,11 +223,7 @@ pub async fn note<X: Ports>(
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(tier)).await?;
     let round = runs.iter().map(|(r, _)| r.attempt).max().unwrap_or(0);
     for (client, counts) in by_client(&runs, state) {
-        let key = format!(
-            "{}/{}",
-            external_ref(cycle, tier, &client),
-            life.key(round)
-        );
+        let key = format!("{}/{}", external_ref(cycle, tier, &client), life.key(round));
         let text = format!(
             "{} ({})\n{}",
             life.words(tier, &client),
@@ -248,6 +242,54 @@ pub async fn note<X: Ports>(
         }
     }
     Ok(())
+}
+
+/// [`note`] of [`Life::Deploying`].
+pub async fn deploying<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    note(x, cycle, tier, Life::Deploying, now).await
+}
+
+/// [`note`] of [`Life::InstallsReported`].
+pub async fn installs_reported<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    note(x, cycle, tier, Life::InstallsReported, now).await
+}
+
+/// [`note`] of [`Life::Validated`].
+pub async fn validated<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    note(x, cycle, tier, Life::Validated, now).await
+}
+
+/// [`note`] of [`Life::Failed`]: the failure `failed` held the tier (blocked it, `critical`).
+pub async fn held<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    failed: &EndpointFailed,
+    critical: bool,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let life = Life::Failed {
+        failure: &failed.id,
+        client: &failed.client,
+        endpoint: failed.endpoint.as_str(),
+        stage: failed.stage.as_str(),
+        critical,
+    };
+    note(x, cycle, &failed.tier, life, now).await
 }
 
 /// Keeps the note that the tier's failed endpoints are retried after their root causes, for the

@@ -674,7 +674,7 @@ pub async fn archive_tier<X: Ports>(
                     &note,
                 )
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| with_causes(&e)),
         };
         // The tier's requirements for this client, from what the systems answered: the
         // evidence's locks read back from the store, the completion note the PSA says it
@@ -707,7 +707,7 @@ pub async fn archive_tier<X: Ports>(
                          {ticket}: {})",
                         attached.as_ref().err().map_or_else(
                             || "no document id in the PSA's answer".to_owned(),
-                            |e| e.to_string()
+                            with_causes
                         )
                     ),
                     Missing::EvidenceRetention => format!(
@@ -823,13 +823,26 @@ async fn lock_read_back<X: Ports>(
             Err(e @ PortError::Transient { .. }) => return Err(e.into()),
             Err(e) => {
                 return Ok(Err(format!(
-                    "the store did not report the lock of {}: {e}",
-                    key.as_path()
+                    "the store did not report the lock of {}: {}",
+                    key.as_path(),
+                    with_causes(&e)
                 )))
             }
         }
     }
     Ok(Ok(()))
+}
+
+/// An error with its causes, as one line.
+fn with_causes(e: &PortError) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Keeps a tier's last decision where `patchflow status` shows it.

@@ -172,7 +172,7 @@ pub async fn endpoint_failed<X: Ports>(
                     now,
                 )
                 .await?;
-            crate::compliance::note(x, cycle, &msg.tier, crate::compliance::Life::Failed { failure: &msg.id, client: &msg.client, endpoint: msg.endpoint.as_str(), stage: msg.stage.as_str(), critical }, now).await?;
+            crate::compliance::held(x, cycle, &msg, critical, now).await?;
         }
     }
     info!(%cycle, failure = %msg.id, priority = failure.priority.as_str(), paged = failure.paged, "failure escalated");

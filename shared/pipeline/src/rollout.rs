@@ -372,7 +372,7 @@ pub async fn promote_tier<X: Ports>(
         // was scheduled until now).
         record_decision(x, cycle, &mut plan, plan_version, words).await?;
     }
-    crate::compliance::note(x, cycle, &msg.tier, crate::compliance::Life::Deploying, now).await?;
+    crate::compliance::deploying(x, cycle, &msg.tier, now).await?;
     info!(%cycle, tier = %msg.tier, endpoints = messages.len(), "tier deploying");
     let held = runs.len() - messages.len();
     Ok(format!(

@@ -719,7 +719,7 @@ pub async fn tier_tick<X: Ports>(
             Ok(r) => {
                 record = r;
                 moved.push("installs reported");
-                crate::compliance::note(x, cycle, &msg.tier, crate::compliance::Life::InstallsReported, now).await?;
+                crate::compliance::installs_reported(x, cycle, &msg.tier, now).await?;
             }
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
@@ -734,7 +734,7 @@ pub async fn tier_tick<X: Ports>(
         {
             Ok(_) => {
                 moved.push("validated");
-                crate::compliance::note(x, cycle, &msg.tier, crate::compliance::Life::Validated, now).await?;
+                crate::compliance::validated(x, cycle, &msg.tier, now).await?;
             }
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),

@@ -216,6 +216,7 @@ async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
             id: Some("gamma".into()),
             timezone: Some("Europe/London".into()),
             disabled_locations: vec![],
+            impact: Some(patchflow_core::model::Impact::High),
         },
     );
     let a = Automate::with_http(cfg, creds(), fast()).unwrap();
@@ -226,6 +227,12 @@ async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
     assert_eq!(ids, ["acme", "beta-sons-llc", "gamma"]);
     assert_eq!(inv.clients[0].timezone.as_deref(), Some("America/New_York"));
     assert_eq!(inv.clients[1].timezone.as_deref(), Some("America/Chicago"));
+    // A client's impact comes from its mapping (Automate has no such field).
+    assert_eq!(inv.clients[0].impact, None);
+    assert_eq!(
+        inv.clients[2].impact,
+        Some(patchflow_core::model::Impact::High)
+    );
     let locs = inv.clients[0].locations.as_ref().unwrap();
     assert_eq!(locs.len(), 2);
     let warehouse = locs.iter().find(|l| l.id == "warehouse").unwrap();

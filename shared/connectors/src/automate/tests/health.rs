@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{computer, config, creds, fast, mount_token, requests_to};
+use super::{computer, config, creds, fast, mount_page, mount_token, requests_to};
 use crate::automate::*;
 
 fn ep(id: &str) -> EndpointId {
@@ -29,12 +29,26 @@ async fn mount_computer(server: &MockServer, id: u64, status: &str, maintenance:
         .await;
 }
 
+/// The computer's monitors, as Automate pages them (the test configuration's `pageSize` is 2; a
+/// page shorter than that is the last); anything but a list is answered as it is.
 async fn mount_monitors(server: &MockServer, id: u64, rows: Value) {
-    Mock::given(method("GET"))
-        .and(path(format!("/cwa/api/v1/Computers/{id}/Monitors")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(rows))
-        .mount(server)
-        .await;
+    let route = format!("/cwa/api/v1/Computers/{id}/Monitors");
+    let Value::Array(rows) = rows else {
+        Mock::given(method("GET"))
+            .and(path(route))
+            .respond_with(ResponseTemplate::new(200).set_body_json(rows))
+            .mount(server)
+            .await;
+        return;
+    };
+    let mut page = 1;
+    for chunk in rows.chunks(2) {
+        mount_page(server, &route, page, json!(chunk)).await;
+        page += 1;
+    }
+    if rows.len() % 2 == 0 {
+        mount_page(server, &route, page, json!([])).await;
+    }
 }
 
 fn monitor(name: &str, scanned: &str, failed: Option<&str>) -> Value {
@@ -79,7 +93,8 @@ async fn a_healthy_computer_reports_its_agent_and_every_configured_monitor_passi
     assert_eq!(result(&h.checks, Check::LobApps), Some(true));
     assert_eq!(h.checks.len(), 3, "{h:?}");
     let reqs = server.received_requests().await.unwrap();
-    assert_eq!(requests_to(&reqs, "/cwa/api/v1/Computers/101/Monitors"), 1);
+    // Three monitors: two pages of two.
+    assert_eq!(requests_to(&reqs, "/cwa/api/v1/Computers/101/Monitors"), 2);
     assert_eq!(requests_to(&reqs, "/cwa/api/v1/Computers"), 1);
 }
 

@@ -267,7 +267,8 @@ pub struct TimeToPatchLine {
 }
 
 impl TimeToPatchLine {
-    fn of(t: sla::TimeToPatch) -> Self {
+    /// The line of a judged time to patch.
+    pub fn of(t: sla::TimeToPatch) -> Self {
         let (status, due, at) = match t.standing {
             Standing::Met { due, at } => ("met", due, Some(at)),
             Standing::Breached { due, at } => ("missed", due, at),
@@ -559,6 +560,102 @@ impl SlaSection {
     }
 }
 
+impl SlaSection {
+    /// Re-derives the time-to-patch figures from the record's own instants and names every one
+    /// that does not follow (what `patchflow audit verify` checks of a schema-2 record): each
+    /// flaw's due is its release plus the target, its hours are the whole hours from release to
+    /// its install rounded up, its status is met when installed by the due instant, missed when
+    /// installed later or past due at `as_of`, running otherwise; the tally counts the flaws.
+    pub fn time_to_patch_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(tally) = &self.time_to_patch else {
+            return out;
+        };
+        let target = Duration::hours(tally.target_hours);
+        let (mut met, mut missed, mut running) = (0u64, 0u64, 0u64);
+        for (i, f) in self.flaws.iter().enumerate() {
+            let Some(t) = &f.time_to_patch else {
+                if f.auto_approved {
+                    out.push(format!(
+                        "field `sla.flaws[{i}].time_to_patch`: auto-approved {} on {} is not \
+                         measured",
+                        f.patch, f.endpoint
+                    ));
+                }
+                continue;
+            };
+            if t.at != f.correct.at {
+                out.push(format!(
+                    "field `sla.flaws[{i}].time_to_patch.at`: {} on {} is measured to {}, not to \
+                     its correction {}",
+                    f.patch,
+                    f.endpoint,
+                    t.at.as_ref().map_or_else(|| "-".to_owned(), utc::format),
+                    f.correct
+                        .at
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), utc::format)
+                ));
+            }
+            let want =
+                TimeToPatchLine::of(sla::time_to_patch(target, f.released_at, t.at, self.as_of));
+            if *t != want {
+                out.push(format!(
+                    "field `sla.flaws[{i}].time_to_patch`: {} on {} reads {} ({} h, due {}), \
+                     but its instants give {} ({} h, due {})",
+                    f.patch,
+                    f.endpoint,
+                    t.status,
+                    t.hours.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+                    utc::format(&t.due),
+                    want.status,
+                    want.hours.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+                    utc::format(&want.due)
+                ));
+            }
+            match t.status.as_str() {
+                "met" => met += 1,
+                "missed" => missed += 1,
+                _ => running += 1,
+            }
+        }
+        if (tally.met, tally.missed, tally.running) != (met, missed, running) {
+            out.push(format!(
+                "field `sla.time_to_patch`: tallies {} met, {} missed, {} running, but its flaws \
+                 are {met}, {missed}, {running}",
+                tally.met, tally.missed, tally.running
+            ));
+        }
+        out
+    }
+}
+
+/// The figures of a stored `record.json` that do not follow from its own data (see
+/// [`SlaSection::time_to_patch_problems`]); a record of schema 1 (or a file that is no record)
+/// has none to check.
+pub fn record_problems(bytes: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(default)]
+        schema: u32,
+        #[serde(default)]
+        sla: Option<serde_json::Value>,
+    }
+    let Ok(head) = serde_json::from_slice::<Head>(bytes) else {
+        return Ok(Vec::new());
+    };
+    let Some(sla) = head.sla.filter(|_| head.schema >= 2) else {
+        return Ok(Vec::new());
+    };
+    let sla: SlaSection = serde_json::from_value(sla).map_err(|e| {
+        format!(
+            "field `sla`: not a schema-{} 3.14.1 section: {e}",
+            head.schema
+        )
+    })?;
+    Ok(sla.time_to_patch_problems())
+}
+
 /// A client's roll-up of a cycle: its closed tiers, and the 3.14.1 clocks over all of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CycleRecord {
@@ -701,5 +798,80 @@ impl FlawLine {
             applicability: self.applicability.clone(),
             auto_approved: self.auto_approved,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::html::tests::tier_fixture;
+
+    #[test]
+    fn a_schema_2_records_time_to_patch_follows_from_its_instants() {
+        let record = tier_fixture();
+        let bytes = serde_json::to_vec(&record).unwrap();
+        assert_eq!(record_problems(&bytes).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn edited_hours_a_flipped_status_or_a_wrong_tally_are_named() {
+        let mut record = tier_fixture();
+        if let Some(t) = record.sla.flaws[0].time_to_patch.as_mut() {
+            t.hours = Some(30);
+        }
+        if let Some(t) = record.sla.flaws[1].time_to_patch.as_mut() {
+            t.status = "met".into();
+        }
+        let bytes = serde_json::to_vec(&record).unwrap();
+        let found = record_problems(&bytes).unwrap();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found[0].contains("sla.flaws[0].time_to_patch"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[0].contains("(30 h,") && found[0].contains("(35 h,"),
+            "{}",
+            found[0]
+        );
+        assert!(found[1].contains("reads met") && found[1].contains("give missed"));
+        assert!(
+            found[2].contains("field `sla.time_to_patch`"),
+            "{}",
+            found[2]
+        );
+    }
+
+    #[test]
+    fn a_schema_1_record_or_another_file_has_nothing_to_check() {
+        let mut record = tier_fixture();
+        record.schema = 1;
+        if let Some(t) = record.sla.flaws[0].time_to_patch.as_mut() {
+            t.hours = Some(1);
+        }
+        let bytes = serde_json::to_vec(&record).unwrap();
+        assert!(record_problems(&bytes).unwrap().is_empty());
+        assert!(record_problems(b"{\"client\": \"c\"}").unwrap().is_empty());
+        assert!(record_problems(b"not json").unwrap().is_empty());
+        // A schema-1 record as written before: no time to patch, every new count 0.
+        let mut old = serde_json::to_value(tier_fixture()).unwrap();
+        old["schema"] = 1.into();
+        let sla = old["sla"].as_object_mut().unwrap();
+        sla.remove("time_to_patch");
+        let back: TierRecord = serde_json::from_value(old).unwrap();
+        assert!(back.sla.time_to_patch.is_none());
+        assert_eq!(back.counts().patched, 1);
+    }
+
+    #[test]
+    fn a_retried_endpoint_validated_since_counts_patched_after_retry() {
+        let mut o = tier_fixture().outcomes[0].clone();
+        assert_eq!(o.category(), Category::Patched);
+        o.failures = vec!["f-1".into()];
+        o.attempts = 2;
+        assert_eq!(o.category(), Category::PatchedAfterRetry);
+        o.status = "up_to_date".into();
+        assert_eq!(o.category(), Category::UpToDate);
     }
 }

@@ -858,6 +858,25 @@ pub async fn verify<S: EvidenceStore>(
             }
         }
         bytes_read += report.bytes;
+        if let Some(Ok(Read {
+            bytes: Some(bytes), ..
+        })) = objects.get(crate::names::RECORD)
+        {
+            // The record's time-to-patch figures re-derived from its own instants.
+            let (cycle, client, bundle) = id;
+            let key = format!(
+                "evidence/{cycle}/{client}/{bundle}/{}",
+                crate::names::RECORD
+            );
+            match crate::record::record_problems(bytes) {
+                Ok(found) => {
+                    for why in found {
+                        v.problem(key.as_str(), why);
+                    }
+                }
+                Err(why) => v.problem(key.as_str(), why),
+            }
+        }
         if id.2 == crate::CYCLE_BUNDLE {
             if let Some(Ok(Read {
                 bytes: Some(bytes), ..

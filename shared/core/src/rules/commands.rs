@@ -128,10 +128,16 @@ pub fn rmm_commands(
         return Vec::new();
     };
     if plan.manual_approval_required {
+        // Critical by being P1, or by the inventory's flag.
+        let reason = if plan.criticality == Some(crate::model::Criticality::P1) {
+            r::CRITICAL_SERVER_BY_CRITICALITY
+        } else {
+            r::CRITICAL_SERVER_MANUAL_APPROVAL
+        };
         trace.push(TraceEntry::new(
             Node::RmmPlatform,
             "awaiting_approval",
-            r::CRITICAL_SERVER_MANUAL_APPROVAL,
+            reason,
         ));
         return Vec::new();
     }
@@ -245,9 +251,11 @@ mod tests {
         assert!(
             rmm_commands(p.endpoint("sql").unwrap(), &[], &Policy::default(), &mut t).is_empty()
         );
+        let step = t.find(Node::RmmPlatform).unwrap();
         assert_eq!(
-            t.find(Node::RmmPlatform).unwrap().outcome,
-            "awaiting_approval"
+            (step.outcome, step.reason),
+            ("awaiting_approval", r::CRITICAL_SERVER_BY_CRITICALITY),
+            "a SQL server is P1 by its role"
         );
     }
 

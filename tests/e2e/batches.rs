@@ -388,6 +388,30 @@ async fn a_patch_approved_after_the_pilot_deployed_is_a_batch_of_its_own_piloted
         "{p} {q}"
     );
 
+    // `status` shows each batch, its patches, tiers and state, and each batch tier's rows.
+    let summary = patchflow_pipeline::summary::summarize(&env.state, cycle())
+        .await
+        .unwrap();
+    let shown: Vec<(u32, String)> = summary
+        .batches
+        .iter()
+        .map(|b| (b.batch, b.state.clone()))
+        .collect();
+    assert_eq!(shown, [(1, "closed".to_owned()), (2, "closed".to_owned())]);
+    assert_eq!(summary.batches[1].patches, vec![LATE.to_owned()]);
+    assert_eq!(
+        summary.batches[1]
+            .tiers
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        b2_tiers
+    );
+    assert!(summary
+        .rows
+        .iter()
+        .any(|r| r.tier == "workstations.pilot.b2"));
+
     // Every tier of both batches closed with its evidence, and all of it verifies.
     let verified = patchflow_evidence::verify::verify(
         &env.evidence,

@@ -101,3 +101,60 @@ fn with_nothing_held_for_review_there_is_batch_1_only() {
         json!([{"batch": 1, "opens": "first_deployment", "patches": ["KB5066001"]}])
     );
 }
+
+#[test]
+fn an_approval_after_the_first_deployment_says_it_is_a_later_batch_and_status_shows_the_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inventory = tmp.path().join("fleet.json");
+    crate::helpers::small_fleet(&inventory);
+    let out = tmp.path().join("cycle");
+    // Two simulated days: the pilots have deployed, production has not.
+    crate::simulate::simulate(&inventory, &out)
+        .args(["--days", "2"])
+        .assert()
+        .success();
+    let state = [
+        "--state",
+        out.to_str().unwrap(),
+        "--cycle",
+        "2026-12",
+        "--backend",
+        "local",
+    ];
+    let approve = patchflow()
+        .args([
+            "approve",
+            "ADOBE-APSB26-88",
+            "--engineer",
+            "alice",
+            "--reason-code",
+            "cab_approved",
+        ])
+        .args(state)
+        .output()
+        .unwrap();
+    assert!(approve.status.success());
+    let said = String::from_utf8(approve.stdout).unwrap();
+    assert!(
+        said.contains("ADOBE-APSB26-88 in 2026-12: approved by alice (cab_approved); a tier has deployed, so it is a later update batch: its pilots install it first"),
+        "{said}"
+    );
+    // Batch 1 was sealed by the first deployment, without the late patch.
+    let status = patchflow()
+        .args(["status", "--json"])
+        .args(state)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let summary: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let first = &summary["batches"][0];
+    assert_eq!(first["batch"], 1);
+    assert_eq!(first["state"], "deploying");
+    let patches = first["patches"].as_array().unwrap();
+    assert!(patches.contains(&json!("KB5071001")), "{first}");
+    assert!(!patches.contains(&json!("ADOBE-APSB26-88")), "{first}");
+    let table = patchflow().arg("status").args(state).output().unwrap();
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.contains("Update batches"), "{text}");
+    assert!(text.contains("the cycle's tiers"), "{text}");
+}

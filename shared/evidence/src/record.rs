@@ -561,6 +561,26 @@ impl SlaSection {
 }
 
 impl SlaSection {
+    /// The image's 3.14.1 rows: [b] [d] [f], then the auto-approved flaws' 48-hour time to
+    /// patch (missed shown as breached) when there are any.
+    pub fn image_tallies(&self) -> Vec<ObjectiveTally> {
+        let mut out = self.tallies.clone();
+        if let Some(t) = self
+            .time_to_patch
+            .as_ref()
+            .filter(|t| t.met + t.missed + t.running > 0)
+        {
+            out.push(ObjectiveTally {
+                objective: format!("{} h time to patch", t.target_hours),
+                letter: String::new(),
+                met: t.met,
+                breached: t.missed,
+                running: t.running,
+            });
+        }
+        out
+    }
+
     /// Re-derives the time-to-patch figures from the record's own instants and names every one
     /// that does not follow (what `patchflow audit verify` checks of a schema-2 record): each
     /// flaw's due is its release plus the target, its hours are the whole hours from release to
@@ -729,7 +749,7 @@ impl TierRecord {
                 label: format!("{} {}", self.kind, self.wave),
                 counts: self.counts(),
             }],
-            sla: self.sla.tallies.clone(),
+            sla: self.sla.image_tallies(),
         }
     }
 }
@@ -752,7 +772,7 @@ impl CycleRecord {
                     counts: t.counts,
                 })
                 .collect(),
-            sla: self.sla.tallies.clone(),
+            sla: self.sla.image_tallies(),
         }
     }
 }
@@ -862,6 +882,18 @@ mod tests {
         let back: TierRecord = serde_json::from_value(old).unwrap();
         assert!(back.sla.time_to_patch.is_none());
         assert_eq!(back.counts().patched, 1);
+    }
+
+    #[test]
+    fn the_image_shows_the_time_to_patch_beside_the_three_clocks() {
+        let rows = tier_fixture().summary().sla;
+        assert_eq!(rows.len(), 4);
+        let last = &rows[3];
+        assert_eq!(last.objective, "48 h time to patch");
+        assert_eq!((last.met, last.breached, last.running), (1, 1, 0));
+        let mut none = tier_fixture();
+        none.sla.time_to_patch = None;
+        assert_eq!(none.summary().sla.len(), 3);
     }
 
     #[test]

@@ -521,6 +521,8 @@ pub async fn archive_tier<X: Ports>(
         by_client.entry(&r.client).or_default().push(r);
     }
     let mut written = 0;
+    // Life-cycle notes the PSA did not take yet go before the completion notes.
+    crate::compliance::flush(x, cycle, &msg.tier).await?;
     for (client, client_runs) in &by_client {
         let tickets: Vec<&FailureRecord> =
             failures.iter().filter(|f| &f.client == *client).collect();
@@ -596,10 +598,9 @@ pub async fn archive_tier<X: Ports>(
         // The evidence's locks as the store reads them back (not as the writes asked for them).
         let retained = lock_read_back(x, &bundle, &done.manifest).await?;
 
-        // The PSA: the tier's compliance ticket (opened when the tier deployed) with its kept
-        // life-cycle notes, the summary image and the completion status, then closed; the
-        // failure tickets of its endpoints closed with it.
-        crate::compliance::flush(x, cycle, &msg.tier).await?;
+        // The PSA: the tier's compliance ticket (opened when the tier deployed, its kept
+        // life-cycle notes sent above) with the summary image and the completion status, then
+        // closed; the failure tickets of its endpoints closed with it.
         let counts = tier_record.counts();
         let patched = counts.patched + counts.patched_after_retry;
         let up_to_date = counts.up_to_date;

@@ -219,6 +219,8 @@ async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
             impact: Some(patchflow_core::model::Impact::High),
         },
     );
+    // An endpoint's impact comes from a group rule.
+    cfg.groups[1].impact = Some(patchflow_core::model::Impact::High);
     let a = Automate::with_http(cfg, creds(), fast()).unwrap();
     let pulled = a.pull_inventory().await.unwrap();
     assert!(pulled.skipped.is_empty(), "{:?}", pulled.skipped);
@@ -245,10 +247,12 @@ async fn the_inventory_is_paged_to_the_end_and_mapped_client_by_client() {
     assert_eq!(dc.ring, Some(Ring::Pilot));
     assert_eq!(dc.role, Some(ServerRole::DomainController));
     assert_eq!(dc.unattended_reboot_approved, Some(true));
+    assert_eq!(dc.impact, Some(patchflow_core::model::Impact::High));
     let ws = inv.endpoints.iter().find(|e| e.id == "102").unwrap();
     assert_eq!(ws.kind, EndpointKind::Workstation);
     assert_eq!(ws.location.as_deref(), Some("warehouse"));
     assert_eq!(ws.ring, None);
+    assert_eq!(ws.impact, None, "not in the group");
     assert_eq!(
         pulled.status["101"].last_windows_update,
         Some(Utc.with_ymd_and_hms(2026, 11, 12, 4, 0, 0).unwrap())

@@ -518,15 +518,20 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", w.name));
         }
 
-        // GIVEN a file with only [automate] and only the RMM's secret: the RMM's functions and
-        // ring-promotion start; approval-eval fails naming the file, the section and itself.
+        // GIVEN a file with only [automate] and only the RMM's secret: the RMM-only function
+        // starts; approval-eval fails naming the file, the section and itself (ring-promotion
+        // and reboot-scheduler note the compliance tickets, so they need the PSA too).
         let rmm_only = connectwise(
             dir.path(),
             "[automate]\nbase_url = \"https://rmm.example.com\"\n",
             &ALL_SECRETS[..1],
         );
-        for ok in ["inventory-sync", "reboot-scheduler", "ring-promotion"] {
-            rmm_only.check_systems(wiring(ok)).unwrap();
+        rmm_only.check_systems(wiring("inventory-sync")).unwrap();
+        for needs_psa in ["reboot-scheduler", "ring-promotion"] {
+            assert!(
+                rmm_only.check_systems(wiring(needs_psa)).is_err(),
+                "{needs_psa}"
+            );
         }
         let e = rmm_only.check_systems(wiring("approval-eval")).unwrap_err();
         let text = e.to_string();

@@ -102,8 +102,9 @@ pub const FUNCTIONS: [Wiring; 6] = [
         ],
         requires: &[],
         writes_evidence: false,
-        // The soak's daily health re-checks of the pilot endpoints.
-        talks_to: &[System::Rmm],
+        // The soak's daily health re-checks of the pilot endpoints; the compliance ticket
+        // opened when a tier deploys.
+        talks_to: &[System::Rmm, System::Psa],
     },
     Wiring {
         name: "reboot-scheduler",
@@ -112,7 +113,8 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[Stage::Failure],
         requires: &[],
         writes_evidence: false,
-        talks_to: &[System::Rmm],
+        // Commands and reports; the compliance ticket's notes as its tier moves on.
+        talks_to: &[System::Rmm, System::Psa],
     },
     Wiring {
         name: "failure-escalation",

@@ -375,3 +375,68 @@ pub async fn flush<X: Ports>(x: &X, cycle: CycleId, tier: &TierId) -> Result<usi
     }
     Ok(sent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str) -> ClientId {
+        ClientId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn a_failure_names_its_endpoint_only_on_its_own_clients_ticket() {
+        let tier = TierId::parse("workstations.pilot").unwrap();
+        let (acme, globex) = (client("acme"), client("globex"));
+        let life = Life::Failed {
+            failure: "ws-7.install.0",
+            client: &acme,
+            endpoint: "ws-7",
+            stage: "install",
+            critical: false,
+        };
+        let own = life.words(&tier, &acme);
+        assert!(own.starts_with("Held: install failed on ws-7"), "{own}");
+        let other = life.words(&tier, &globex);
+        assert!(!other.contains("ws-7"), "{other}");
+        assert!(other.contains("another client"), "{other}");
+        assert_eq!(life.key(0), "held.ws-7.install.0");
+        let blocked = Life::Failed {
+            failure: "ws-7.install.0",
+            client: &acme,
+            endpoint: "ws-7",
+            stage: "install",
+            critical: true,
+        };
+        assert_eq!(blocked.key(0), "blocked.ws-7.install.0");
+    }
+
+    #[test]
+    fn a_tier_validated_again_after_a_retry_gets_a_new_note_key() {
+        assert_eq!(Life::Deploying.key(3), "deploying");
+        assert_eq!(Life::Validated.key(0), "validated.0");
+        assert_eq!(Life::Validated.key(1), "validated.1");
+        assert_eq!(Life::InstallsReported.key(1), "installs-reported.1");
+        let tier = TierId::parse("servers.acme.pilot").unwrap();
+        assert_eq!(
+            external_ref("2026-12".parse().unwrap(), &tier, &client("acme")),
+            "2026-12/compliance/servers.acme.pilot/acme"
+        );
+    }
+
+    #[test]
+    fn the_counts_line_names_every_category_present() {
+        let mut c = Counts::default();
+        c.add(Category::Patched);
+        c.add(Category::PatchedAfterRetry);
+        c.add(Category::UpToDate);
+        assert_eq!(
+            counts_line(&client("acme"), &c),
+            "acme's 3 endpoint(s) in the tier: 1 patched, 1 patched (after retry), 1 up to date."
+        );
+        assert_eq!(
+            counts_line(&client("acme"), &Counts::default()),
+            "acme's 0 endpoint(s) in the tier: none."
+        );
+    }
+}

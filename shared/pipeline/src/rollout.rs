@@ -179,6 +179,14 @@ struct Decisions {
 }
 
 impl Decisions {
+    /// Whether any client may deploy now.
+    fn any_cleared(&self) -> bool {
+        match &self.per_client {
+            None => self.fleet.decision == Promotion::Promote,
+            Some(m) => m.values().any(|g| g.decision == Promotion::Promote),
+        }
+    }
+
     fn cleared(&self, client: &ClientId) -> bool {
         let g = self
             .per_client
@@ -189,14 +197,16 @@ impl Decisions {
     }
 }
 
-/// The decisions for a production tier with a pilot and its planned gate, over its runs.
+/// The decisions for a production tier with a pilot and its planned gate, for `clients` (the
+/// client hold scope decides per client; the tier's own runs are not read: a fleet-wide
+/// production tier is listed only when some of it deploys).
 async fn decide<X: Ports>(
     x: &X,
     cycle: &CycleDoc,
     plan: &TierPlan,
     pilot: &TierId,
     planned: DateTime<Utc>,
-    tier_runs: &[(Run, u64)],
+    clients: &[ClientId],
     now: DateTime<Utc>,
 ) -> Result<Decisions, HandlerError> {
     let env = x.env();
@@ -223,14 +233,14 @@ async fn decide<X: Ports>(
     }
     let mut per_client = BTreeMap::new();
     let mut parts = Vec::new();
-    for (run, _) in tier_runs {
-        if per_client.contains_key(&run.client) {
+    for client in clients {
+        if per_client.contains_key(client) {
             continue;
         }
         let mine: Vec<&Run> = pilot_runs
             .iter()
             .map(|(r, _)| r)
-            .filter(|r| r.client == run.client)
+            .filter(|r| &r.client == client)
             .collect();
         let (g, follows) = if mine.is_empty() {
             // No pilot workstation of its own: it follows the fleet's pilot.
@@ -242,11 +252,10 @@ async fn decide<X: Ports>(
             )
         };
         parts.push(format!(
-            "client {}{follows}: {}",
-            run.client,
+            "client {client}{follows}: {}",
             words(pilot, &g, soak)
         ));
-        per_client.insert(run.client.clone(), g);
+        per_client.insert(client.clone(), g);
     }
     Ok(Decisions {
         fleet,
@@ -335,18 +344,31 @@ pub async fn promote_tier<X: Ports>(
         ));
     }
 
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(&msg.tier)).await?;
-    let mut deploy: Vec<&Run> = runs.iter().map(|(r, _)| r).collect();
-    let mut decision_words = None;
+    let mut decisions = None;
     if let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) {
-        let d = decide(x, &cycle_doc, &plan, &pilot, planned, &runs, now).await?;
-        deploy.retain(|r| d.cleared(&r.client));
-        if deploy.is_empty() {
+        let clients = cycle_doc
+            .clients
+            .iter()
+            .map(|c| ClientId::parse(&c.id).map_err(|e| HandlerError::Poison(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let d = decide(x, &cycle_doc, &plan, &pilot, planned, &clients, now).await?;
+        if !d.any_cleared() {
             record_decision(x, cycle, &mut plan, plan_version, &d.words).await?;
             return Ok(d.words);
         }
-        decision_words = Some(d.words);
+        decisions = Some(d);
     }
+    // The tier's runs are read only now that some of it deploys.
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(&msg.tier)).await?;
+    let mut deploy: Vec<&Run> = runs.iter().map(|(r, _)| r).collect();
+    if let Some(d) = &decisions {
+        deploy.retain(|r| d.cleared(&r.client));
+        if deploy.is_empty() {
+            record_decision(x, cycle, &mut plan, plan_version, &d.words).await?;
+            return Ok(d.words.clone());
+        }
+    }
+    let decision_words = decisions.map(|d| d.words);
 
     // The first deployment fixes batch 1; a later batch's tier writes its approvals into the
     // RMM for the endpoints it deploys now (crate::batches).
@@ -407,7 +429,10 @@ pub async fn release_cleared<X: Ports>(
     let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) else {
         return Ok(0);
     };
-    let d = decide(x, cycle, &plan, &pilot, planned, runs, now).await?;
+    let mut clients: Vec<ClientId> = runs.iter().map(|(r, _)| r.client.clone()).collect();
+    clients.sort();
+    clients.dedup();
+    let d = decide(x, cycle, &plan, &pilot, planned, &clients, now).await?;
     let released: Vec<&Run> = runs
         .iter()
         .map(|(r, _)| r)

@@ -123,7 +123,8 @@ pub const FUNCTIONS: [Wiring; 6] = [
         sends: &[],
         requires: &[],
         writes_evidence: false,
-        talks_to: &[System::Psa, System::Pager],
+        // The ticket and the page; the failure's next retry window written to the RMM.
+        talks_to: &[System::Rmm, System::Psa, System::Pager],
     },
     Wiring {
         name: "evidence-archiver",

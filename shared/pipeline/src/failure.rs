@@ -14,7 +14,7 @@ use patchflow_core::rules::failure::{client_impact, escalate};
 use patchflow_core::schedule::utc;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::env::Ports;
 use crate::error::HandlerError;
@@ -128,24 +128,6 @@ pub async fn endpoint_failed<X: Ports>(
             .trigger(&format!("{cycle}/{}", msg.id), &summary)
             .await?;
     }
-    // The failed patch tracked in the RMM with its next retry window documented, where the
-    // technician sees it: once per failure (keyed), beside the tier closures.
-    env.rmm
-        .record_retry(
-            &format!("{cycle}/retry/{}", msg.id),
-            &RetryNote {
-                client: msg.client.clone(),
-                cycle,
-                endpoint: msg.endpoint.clone(),
-                hostname: e.hostname.clone(),
-                failure: msg.id.clone(),
-                stage: msg.stage.as_str().to_owned(),
-                patches: msg.patches.clone(),
-                next_retry: failure.next_retry,
-                ticket: failure.ticket.clone(),
-            },
-        )
-        .await?;
     // Hold the tier (block it for a critical system), unless the endpoint has already moved on
     // to a later attempt (a late delivery of an old failure).
     let critical = esc.block_production;
@@ -175,12 +157,43 @@ pub async fn endpoint_failed<X: Ports>(
             crate::compliance::held(x, cycle, &msg, critical, now).await?;
         }
     }
+    // The failed patch tracked in the RMM with its next retry window documented, where the
+    // technician sees it: once per failure (keyed), beside the tier closures. After the hold,
+    // so documentation never delays the safety hold; a passing RMM failure retries the message
+    // (the ticket, the page and the hold are not repeated); one the RMM refuses is logged and
+    // named in the outcome, never a reason to drop the escalation.
+    let mut rmm_note = String::new();
+    match env
+        .rmm
+        .record_retry(
+            &format!("{cycle}/retry/{}", msg.id),
+            &RetryNote {
+                client: msg.client.clone(),
+                cycle,
+                endpoint: msg.endpoint.clone(),
+                hostname: e.hostname.clone(),
+                failure: msg.id.clone(),
+                stage: msg.stage.as_str().to_owned(),
+                patches: msg.patches.clone(),
+                next_retry: failure.next_retry,
+                ticket: failure.ticket.clone(),
+            },
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(e) => {
+            warn!(%cycle, failure = %msg.id, error = %e, "the retry window was not written to the RMM");
+            rmm_note = format!("; retry window not written to the RMM: {e}");
+        }
+    }
     info!(%cycle, failure = %msg.id, priority = failure.priority.as_str(), paged = failure.paged, "failure escalated");
     Ok(format!(
         "{} ticket {} ({}){}",
         msg.id,
         failure.ticket.as_deref().unwrap_or("-"),
         failure.priority.as_str(),
-        if failure.paged { ", on-call paged" } else { "" }
-    ))
+        if failure.paged { ", on-call paged" } else { "" },
+    ) + &rmm_note)
 }

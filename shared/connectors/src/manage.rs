@@ -351,10 +351,10 @@ impl ManagePsa {
         ))
     }
 
-    /// Whether a note of the ticket contains `marker`, reading every page of its notes.
-    /// The id of the ticket's note carrying `marker`, reading every page of its notes (`0`
-    /// when Manage lists the note without its id).
-    async fn find_note(&self, id: u64, marker: &str) -> Result<Option<u64>, PortError> {
+    /// The ticket's note carrying `marker`, reading every page of its notes: `Some(Some(id))`
+    /// found with its id, `Some(None)` found but listed without an id (nothing confirms which
+    /// note holds it), `None` not found.
+    async fn find_note(&self, id: u64, marker: &str) -> Result<Option<Option<u64>>, PortError> {
         self.find_in_pages(
             &format!("/service/tickets/{id}/notes"),
             &[],
@@ -363,7 +363,7 @@ impl ManagePsa {
                 n.text
                     .as_deref()
                     .is_some_and(|t| t.contains(marker))
-                    .then_some(n.id.unwrap_or_default())
+                    .then_some(n.id)
             },
         )
         .await
@@ -434,8 +434,10 @@ impl Psa for ManagePsa {
         let marker = note_marker(note_key);
         if let Some(note) = self.find_note(id, &marker).await? {
             tracing::debug!(system = SYSTEM, ticket = id, note_key, "note already added");
+            // A note listed without its id is not confirmed: the empty id says so (the
+            // archiver's closure then waits, naming the ticket update).
             return Ok(NoteAdded {
-                note: note.to_string(),
+                note: note.map(|n| n.to_string()).unwrap_or_default(),
                 added: false,
             });
         }
@@ -1034,6 +1036,31 @@ mod tests {
             json!({"text": "installed\n\n[patchflow:done]", "detailDescriptionFlag": true})
         );
         assert_eq!(notes.0.lock().unwrap().len(), 2501);
+    }
+
+    #[tokio::test]
+    async fn a_note_listed_without_its_id_is_not_confirmed() {
+        let server = MockServer::start().await;
+        let notes_path = format!("{TICKETS}/7/notes");
+        // Manage lists the keyed note, but without the note's id.
+        Mock::given(method("GET"))
+            .and(path(notes_path.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+                {"ticketId": 7, "text": "done\n\n[patchflow:done]", "detailDescriptionFlag": true}
+            ])))
+            .mount(&server)
+            .await;
+        let psa = psa(&server);
+        let found = psa.add_note("7", "done", "done").await.unwrap();
+        // No id the PSA never gave: the answer confirms nothing, and nothing is sent again.
+        assert_eq!(
+            found,
+            NoteAdded {
+                note: String::new(),
+                added: false
+            }
+        );
+        assert!(requests(&server, "POST").await.is_empty());
     }
 
     #[tokio::test]

@@ -52,7 +52,8 @@ pub struct Attached {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoteAdded {
     /// The PSA's id of the note on the ticket (the one this call added, or the one an earlier
-    /// call added under the same key).
+    /// call added under the same key); empty when the PSA listed the note without an id, which
+    /// confirms nothing.
     pub note: String,
     /// Whether this call added it (`false`: an earlier call had, and nothing was sent).
     pub added: bool,

@@ -23,7 +23,7 @@ use patchflow_core::plan::{plan, Release};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::clock::ManualClock;
 use patchflow_core::ports::evidence::EvidenceStore;
-use patchflow_core::ports::state::{FailureStore, StateStore, TierId};
+use patchflow_core::ports::state::{StateStore, TierId};
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::rules::scope::Scope;
 use patchflow_core::tier::TierState;

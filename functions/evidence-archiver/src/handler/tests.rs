@@ -24,6 +24,22 @@ fn pilot() -> TierId {
     TierId::parse("workstations.pilot").unwrap()
 }
 
+/// Drains the stages until nothing moves.
+async fn settle(p: &Embedded, stages: &[Stage]) {
+    loop {
+        let mut moved = 0;
+        for stage in stages {
+            let s = drain(&p.env, &p.queues, *stage, p.now(), PumpOptions::default())
+                .await
+                .unwrap();
+            moved += s.done + s.dead_lettered;
+        }
+        if moved == 0 {
+            break;
+        }
+    }
+}
+
 /// Runs the pipeline hour by hour (the tick, then every stage but evidence drained), from the
 /// release until the workstation pilot is validated and its archive message waits on the
 /// evidence queue.
@@ -38,18 +54,7 @@ async fn validated() -> Embedded {
     ];
     for _hour in 0..24 * 10 {
         tick(&p.env, p.now()).await.unwrap();
-        loop {
-            let mut moved = 0;
-            for stage in stages {
-                let s = drain(&p.env, &p.queues, stage, p.now(), PumpOptions::default())
-                    .await
-                    .unwrap();
-                moved += s.done + s.dead_lettered;
-            }
-            if moved == 0 {
-                break;
-            }
-        }
+        settle(&p, &stages).await;
         let state = p
             .env
             .state
@@ -69,26 +74,49 @@ async fn validated() -> Embedded {
 #[tokio::test]
 async fn a_validated_tier_is_archived_once_and_closed() {
     let p = validated().await;
-    // Earlier hours' archive messages (tiers validated before) are dropped; the next hour's tick
-    // asks for the archive of every validated tier again.
-    p.take(Stage::Evidence).await.unwrap();
-    p.clock.advance(Duration::hours(1));
-    tick(&p.env, p.now()).await.unwrap();
-    let batch = p.receive_event(Stage::Evidence).await.unwrap();
-    let tiers: Vec<String> = batch
-        .records
-        .iter()
-        .map(|r| {
-            patchflow_core::ports::queue::Envelope::from_body(r.body.as_deref().unwrap())
-                .unwrap()
-                .tier
-                .unwrap_or_default()
-        })
-        .collect();
-    assert!(
-        tiers.contains(&"workstations.pilot".to_owned()),
-        "{tiers:?}"
-    );
+    // The validated pilot soaks first (re-checked daily on the rollout queue); each hour the tick
+    // asks for the archive of every validated tier done soaking, and earlier hours' archive
+    // messages are dropped, until the pilot's is among them.
+    let tiers_of = |batch: &SqsEvent| -> Vec<String> {
+        batch
+            .records
+            .iter()
+            .map(|r| {
+                patchflow_core::ports::queue::Envelope::from_body(r.body.as_deref().unwrap())
+                    .unwrap()
+                    .tier
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let mut hours = 0;
+    let (batch, tiers) = loop {
+        p.take(Stage::Evidence).await.unwrap();
+        p.clock.advance(Duration::hours(1));
+        tick(&p.env, p.now()).await.unwrap();
+        settle(
+            &p,
+            &[
+                Stage::Approval,
+                Stage::Rollout,
+                Stage::Schedule,
+                Stage::Failure,
+            ],
+        )
+        .await;
+        let batch = p.receive_event(Stage::Evidence).await.unwrap();
+        let tiers = tiers_of(&batch);
+        if tiers.contains(&"workstations.pilot".to_owned()) {
+            break (batch, tiers);
+        }
+        hours += 1;
+        assert!(
+            hours < 24 * 10,
+            "the pilot was not archived within ten days of its soak"
+        );
+    };
+    // Not before its 7-day soak from the moment it was healthy.
+    assert!(hours >= 24 * 6, "archived after {hours} hours");
     assert_eq!(batch.records.len(), tiers.len());
     let resp = invoke(&p, batch).await;
     assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
@@ -138,9 +166,10 @@ async fn a_validated_tier_is_archived_once_and_closed() {
         .collect();
     assert_eq!(compliance.len(), 2);
     assert!(
-        compliance
-            .iter()
-            .all(|t| t.closed && t.summary.ends_with(": 1 patched")),
+        compliance.iter().all(|t| t.closed
+            && t.notes
+                .iter()
+                .any(|(k, n)| k.ends_with("/completed") && n.contains("Endpoints: 1 patched."))),
         "{compliance:?}"
     );
 

@@ -437,3 +437,213 @@ async fn a_patch_approved_after_the_pilot_deployed_is_a_batch_of_its_own_piloted
         );
     }
 }
+
+#[tokio::test]
+async fn a_later_batch_no_pilot_endpoint_needs_reaches_production_only_after_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = generate(FleetSpec {
+        endpoints: 20,
+        clients: 2,
+        seed: 11,
+    });
+    // Every endpoint's scan lists every patch of the month, except that no pilot endpoint
+    // needs the late one: its batch has no pilot, production only its gate.
+    let catalog_doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(CATALOG).unwrap()).unwrap();
+    let every: Vec<String> = catalog_doc["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    for e in &mut doc.endpoints {
+        let pilot = e.ring.is_some_and(|r| r.is_pilot());
+        e.applicable = Some(
+            every
+                .iter()
+                .filter(|p| !(pilot && p.as_str() == LATE))
+                .cloned()
+                .collect(),
+        );
+    }
+    let inventory_path = dir.path().join("inventory.json");
+    std::fs::write(&inventory_path, serde_json::to_string(&doc).unwrap()).unwrap();
+    let spec = SimulateSpec {
+        inventory: inventory_path.clone(),
+        catalog: CATALOG.into(),
+        cycle: cycle(),
+        failure_rate: 0.0,
+        seed: 7,
+        out: dir.path().to_owned(),
+        policy: Policy::default(),
+        engineer_response: Duration::hours(20),
+        days: 30,
+        deliver_twice: false,
+    };
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let queues = SqliteQueues::in_memory(clock.clone(), 3).unwrap();
+    let evidence = FsEvidenceStore::open(dir.path().join("evidence")).unwrap();
+    let consumer = queues.clone();
+    let env: Env = sim_env(
+        SqliteState::in_memory().unwrap(),
+        queues,
+        evidence,
+        clock.clone(),
+        &spec,
+    );
+    let inventory = FileInventory::new(&inventory_path);
+    let catalog = FileCatalog::new(CATALOG.to_owned());
+    let opts = PumpOptions::default();
+    let late = PatchId::parse(LATE).unwrap();
+    let release = Release::of(cycle(), &spec.policy, None);
+    clock.set(
+        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60),
+    );
+    let ws_pilot = TierId::parse("workstations.pilot").unwrap();
+    let mut pilot_deployed = None;
+    let mut approved = false;
+    // The batch's production tiers without a pilot, with their gates.
+    let mut gated: Vec<(TierId, DateTime<Utc>)> = Vec::new();
+    let mut waited = 0;
+    for hour in 0..=spec.days * 24 {
+        let now = clock.now();
+        if hour == 0 || now.hour() == 6 {
+            patchflow_pipeline::sync::inventory_sync(&env, &inventory, &catalog, now)
+                .await
+                .unwrap();
+        }
+        patchflow_pipeline::tick::tick(&env, now).await.unwrap();
+        drain_all(&env, &consumer, now, opts).await.unwrap();
+        engineer(
+            &env.state,
+            &env.queues,
+            cycle(),
+            now,
+            spec.engineer_response,
+        )
+        .await
+        .unwrap();
+        let pilot = env.state.get_tier(cycle(), &ws_pilot).await.unwrap();
+        if pilot_deployed.is_none() && pilot.is_some_and(|t| t.state != TierState::Scheduled) {
+            pilot_deployed = Some(now);
+        }
+        if !approved && pilot_deployed.is_some_and(|d| now >= d + Duration::days(1)) {
+            let sign_off = sign("alice", "cab_approved", now).unwrap();
+            decide_patch_in_batch(
+                &env.state,
+                &env.queues,
+                cycle(),
+                &late,
+                EngineerDecision::Approve(sign_off),
+            )
+            .await
+            .unwrap();
+            approved = true;
+        }
+        drain_all(&env, &consumer, now, opts).await.unwrap();
+        if approved && gated.is_empty() {
+            for t in env.state.list_tiers(cycle()).await.unwrap() {
+                if batch_of(&t.tier) != 2 {
+                    continue;
+                }
+                let plan = plan_of(&env, t.tier.as_str()).await;
+                assert!(
+                    plan.wave == Wave::Production || plan.tier.as_str().starts_with("servers."),
+                    "no workstation pilot needs {LATE}: {}",
+                    plan.tier
+                );
+                if let (None, Some(gate)) = (&plan.pilot, plan.gate) {
+                    assert_eq!(plan.wave, Wave::Production);
+                    gated.push((plan.tier.clone(), gate));
+                }
+            }
+        }
+        // Before its gate, such a tier stays scheduled, says why, and its endpoints have
+        // neither the approval nor an install of the late patch.
+        for (tier, gate) in &gated {
+            if clock.now() >= *gate {
+                continue;
+            }
+            waited += 1;
+            let record = env.state.get_tier(cycle(), tier).await.unwrap().unwrap();
+            assert_eq!(record.state, TierState::Scheduled, "{tier} before {gate}");
+            let plan = plan_of(&env, tier.as_str()).await;
+            let words = plan.last_decision.unwrap_or_default();
+            assert!(
+                words.is_empty() || words.contains("no pilot endpoint needed"),
+                "{tier}: {words}"
+            );
+        }
+        let deployed = !gated.is_empty()
+            && env
+                .state
+                .list_tiers(cycle())
+                .await
+                .unwrap()
+                .iter()
+                .all(|t| {
+                    !gated.iter().any(|(g, _)| *g == t.tier) || t.state != TierState::Scheduled
+                });
+        if deployed
+            && all_runs(&env)
+                .await
+                .iter()
+                .any(|r| r.install_sent_at.is_some() && gated.iter().any(|(g, _)| *g == r.tier))
+        {
+            break;
+        }
+        clock.advance(Duration::hours(1));
+    }
+    assert!(approved, "the workstation pilot deployed");
+    let ws_production = TierId::parse("workstations.production.b2").unwrap();
+    assert!(gated.iter().any(|(t, _)| *t == ws_production), "{gated:?}");
+    assert!(waited > 24, "the gated tiers waited: {waited} hour(s)");
+    // After its gate it deployed; no install or approval of the late patch reached its
+    // endpoints before the gate.
+    let runs = all_runs(&env).await;
+    let mut installed = 0;
+    for (at, endpoint, key, patches) in installs(&env) {
+        if !patches.contains(&late) {
+            continue;
+        }
+        assert!(key.contains("/b2/"), "a cycle tier carried {LATE}: {key}");
+        let run = runs
+            .iter()
+            .find(|r| r.endpoint.as_str() == endpoint && batch_of(&r.tier) == 2)
+            .unwrap();
+        if let Some((_, gate)) = gated.iter().find(|(t, _)| *t == run.tier) {
+            assert!(
+                at >= *gate,
+                "{endpoint} installed {LATE} at {at}, before {gate}"
+            );
+            installed += 1;
+        }
+    }
+    assert!(installed > 0, "production installed it after its gate");
+    let clients: BTreeSet<_> = runs.iter().map(|r| r.client.clone()).collect();
+    let mut written = 0;
+    for client in &clients {
+        for c in records::rmm_confirmations(&env.state, cycle(), client)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.patch == late && c.decision.starts_with("approved"))
+        {
+            let Some(tier) = &c.tier else { continue };
+            if let Some((_, gate)) = gated.iter().find(|(t, _)| t == tier) {
+                assert!(c.confirmed_at >= *gate, "{c:?} before {gate}");
+                written += 1;
+            }
+        }
+    }
+    assert!(
+        written > 0,
+        "the approval was written for production after its gate"
+    );
+    for stage in Stage::ALL {
+        assert!(
+            consumer.dead_letters(stage).await.unwrap().is_empty(),
+            "{stage} dead letters"
+        );
+    }
+}

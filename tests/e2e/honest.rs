@@ -493,7 +493,11 @@ fn noted_at(text: &str) -> DateTime<Utc> {
 #[tokio::test]
 async fn the_compliance_ticket_is_opened_at_deploy_and_carries_the_tiers_life_before_it_closes() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = spec(dir.path(), 40, 3, 0.3, 40);
+    // Every message delivered twice: a redelivery keeps no note twice and loses none.
+    let spec = SimulateSpec {
+        deliver_twice: true,
+        ..spec(dir.path(), 40, 3, 0.3, 40)
+    };
     let (env, consumer, clock) = env(
         &spec,
         FsEvidenceStore::open(dir.path().join("evidence")).unwrap(),
@@ -591,6 +595,26 @@ async fn the_compliance_ticket_is_opened_at_deploy_and_carries_the_tiers_life_be
         assert!(t.notes.len() <= 4 + 3 * failures.len(), "{}", t.notes.len());
     }
     assert!(with_hold > 0, "the scenario should hold some tier");
+    // Every note was kept in the state store first, and each sent once the PSA took it: none
+    // is left unsent, and each kept note is on its ticket.
+    for t in env.state.list_tiers(cycle()).await.unwrap() {
+        let kept: Vec<(patchflow_pipeline::compliance::PendingNote, u64)> = records::list(
+            &env.state,
+            cycle(),
+            &patchflow_pipeline::compliance::pending_kind(&t.tier),
+        )
+        .await
+        .unwrap();
+        assert!(!kept.is_empty(), "{}", t.tier);
+        for (n, _) in &kept {
+            assert!(n.sent, "{} unsent", n.key);
+            let ticket = tickets
+                .iter()
+                .find(|x| n.key.starts_with(&format!("{}/", x.external_ref)))
+                .unwrap_or_else(|| panic!("no ticket for {}", n.key));
+            assert_eq!(ticket.notes.get(&n.key), Some(&n.text), "{}", n.key);
+        }
+    }
     assert!(env
         .state
         .list_tiers(cycle())

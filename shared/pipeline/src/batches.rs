@@ -268,6 +268,24 @@ pub async fn before_deploy<X: Ports>(
     }
     let (batch, _): (Batch, u64) =
         records::must_load(&env.state, cycle, BATCH_KIND, &n.to_string()).await?;
+    let messages = tier_pushes(x, cycle, &batch, tier, clients, &batch.patches).await?;
+    env.queues
+        .send_batch(PushApproval::STAGE, &messages)
+        .await?;
+    Ok(messages.len())
+}
+
+/// The pushes writing `patches`' current decisions (those that deploy) into the RMM for a later
+/// batch tier's endpoints of `clients`, keyed by the decision (a new decision, a new key).
+async fn tier_pushes<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    batch: &Batch,
+    tier: &TierId,
+    clients: &BTreeSet<ClientId>,
+    patches: &[PatchId],
+) -> Result<Vec<patchflow_core::ports::queue::Envelope>, HandlerError> {
+    let env = x.env();
     let scopes = batch
         .tiers
         .as_deref()
@@ -277,7 +295,7 @@ pub async fn before_deploy<X: Ports>(
         .map(|t| t.scopes.clone())
         .unwrap_or_default();
     let mut messages = Vec::new();
-    for patch in &batch.patches {
+    for patch in patches {
         let Some(a) = env.state.get_approval(cycle, patch).await? else {
             continue;
         };
@@ -300,10 +318,70 @@ pub async fn before_deploy<X: Ports>(
             }
         }
     }
+    Ok(messages)
+}
+
+/// A new deploy decision (an engineer's approval after a decline) of a patch already in an
+/// opened later batch: its approval is written into the RMM again for the batch's tiers that
+/// have deployed, for the endpoints they deployed (a deploying tier's clients with a run
+/// released; every client of a tier further on), under the new decision's keys. The batch's
+/// tiers still scheduled write it when they deploy ([`before_deploy`]). Returns the pushes
+/// sent, `None` when the patch is in no opened later batch.
+pub async fn redecided<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    all: &[(Batch, u64)],
+    patch: &PatchId,
+) -> Result<Option<usize>, HandlerError> {
+    let env = x.env();
+    let Some(batch) = all
+        .iter()
+        .map(|(b, _)| b)
+        .find(|b| b.batch >= 2 && b.tiers.is_some() && b.patches.contains(patch))
+    else {
+        return Ok(None);
+    };
+    if !env
+        .state
+        .get_approval(cycle, patch)
+        .await?
+        .is_some_and(|a| a.decision.deploys())
+    {
+        return Ok(Some(0));
+    }
+    let mut messages = Vec::new();
+    for t in batch.tiers.as_deref().unwrap_or_default() {
+        let Some(record) = env.state.get_tier(cycle, &t.tier).await? else {
+            continue;
+        };
+        let clients: BTreeSet<ClientId> = match record.state {
+            TierState::Scheduled => continue,
+            TierState::Deploying => {
+                let runs: Vec<(Run, u64)> =
+                    records::list(&env.state, cycle, &run_kind(&t.tier)).await?;
+                runs.into_iter()
+                    .filter(|(r, _)| r.status != RunStatus::Planned)
+                    .map(|(r, _)| r.client)
+                    .collect()
+            }
+            _ => t.scopes.iter().map(|s| s.client.clone()).collect(),
+        };
+        messages.extend(
+            tier_pushes(
+                x,
+                cycle,
+                batch,
+                &t.tier,
+                &clients,
+                std::slice::from_ref(patch),
+            )
+            .await?,
+        );
+    }
     env.queues
         .send_batch(PushApproval::STAGE, &messages)
         .await?;
-    Ok(messages.len())
+    Ok(Some(messages.len()))
 }
 
 /// The message that opens the batch of approvals made after the first deployment.
@@ -317,11 +395,13 @@ pub fn open_message(
 
 /// ring-promotion's `open_batch`: once batch 1 is sealed, every approved patch in no batch yet
 /// becomes the next batch, which is opened (its tiers and runs planned); a batch created but
-/// not yet opened (a crash half-way) is opened now. Changes nothing when there is nothing new.
+/// not yet opened (a crash half-way) is opened now; a patch named by the message that is
+/// already in an opened batch has its new decision written again for that batch's deployed
+/// tiers ([`redecided`]). Changes nothing when there is nothing new.
 pub async fn open_batches<X: Ports>(
     x: &X,
     cycle: CycleId,
-    _msg: OpenBatch,
+    msg: OpenBatch,
     now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
     let env = x.env();
@@ -338,6 +418,14 @@ pub async fn open_batches<X: Ports>(
         .filter(|(b, _)| b.batch >= 2 && b.tiers.is_none())
     {
         words.push(open(x, cycle, b.clone(), *v, now).await?);
+    }
+    if let Some(patch) = &msg.patch {
+        if let Some(n) = redecided(x, cycle, &all, patch).await? {
+            words.push(format!(
+                "{patch} is in a batch already: its decision written again for its deployed \
+                 tiers ({n} push(es))"
+            ));
+        }
     }
     let assigned: BTreeSet<&PatchId> = all.iter().flat_map(|(b, _)| &b.patches).collect();
     let new: Vec<PatchId> = deploying(state, cycle)

@@ -3,11 +3,15 @@
 //! closes it under, with the evidence), and given a keyed note at each transition: deploying,
 //! installs reported, validated, held or blocked by a failure, retried after a root cause.
 //!
-//! Each handler calls [`note`] in one line where its transition succeeds; the operator's
-//! root-cause command, which has no PSA, calls [`retried`], which keeps the note in the state
-//! store for the tier's next tick to send ([`flush`]). A note the PSA does not take is kept the
-//! same way and sent again on the next tick, so a PSA outage loses no note and never stops the
-//! tier. PSA calls are two per client of the tier (open, note), whatever its endpoints.
+//! Each handler calls [`note`] in one line just before its transition (a redelivery that finds
+//! the transition not done keeps it again, under the same key, and changes nothing), and the
+//! operator's root-cause command calls [`retried`]: both only keep every client's note in the
+//! state store, a document per note keyed by the transition (and its round), cheap and
+//! idempotent. [`flush`] sends kept notes to the PSA, at most [`FLUSH_LIMIT`] per invocation
+//! (from the tier's tick, the promotion that deployed it, the soak check and the archiver,
+//! which closes nothing while a note is unsent), and marks a note sent only once the PSA took
+//! it: no invocation's PSA calls grow with the tier's clients, a PSA outage loses no note and
+//! never stops the tier, and a death after the transition loses none either.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +19,7 @@ use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::model::Criticality;
 use patchflow_core::ports::psa::{NewTicket, Psa};
-use patchflow_core::ports::state::{DocStore, TierId, TierStore};
+use patchflow_core::ports::state::{DocStore, TierId};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::outcome::{Category, Counts};
 use patchflow_core::schedule::utc;
@@ -27,6 +31,10 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::EndpointFailed;
 use crate::records::{self, run_kind, Run};
+
+/// The most kept notes one invocation sends to the PSA (two calls each: the ticket's open,
+/// answered with the ticket already open, and the keyed note).
+pub const FLUSH_LIMIT: usize = 50;
 use crate::summary::run_category;
 
 /// The compliance ticket's reference for a client's part of a tier.
@@ -131,8 +139,7 @@ impl Life<'_> {
     }
 }
 
-/// A note kept for the tier's next tick: the PSA did not take it, or it came from a command
-/// without a PSA.
+/// A note of the tier's life kept for [`flush`] to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingNote {
     /// The client whose ticket it goes to.
@@ -204,22 +211,18 @@ async fn keep<S: DocStore>(
     }
 }
 
-/// Notes a transition of the tier on each of its clients' compliance tickets (opening them when
-/// the tier deploys). A note the PSA does not take is kept for [`flush`]; only the state store's
-/// errors fail the caller.
+/// Keeps the note of a transition of the tier, `state` being the tier's state once it is done,
+/// for each of its clients' compliance tickets, for [`flush`] to send. Only state-store work
+/// (the tier's runs read, a create per client); a note already kept stays as it was.
 pub async fn note<X: Ports>(
     x: &X,
     cycle: CycleId,
     tier: &TierId,
     life: Life<'_>,
+    state: TierState,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
     let env = x.env();
-    let state = env
-        .state
-        .get_tier(cycle, tier)
-        .await?
-        .map_or(TierState::Deploying, |t| t.state);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(tier)).await?;
     let round = runs.iter().map(|(r, _)| r.attempt).max().unwrap_or(0);
     for (client, counts) in by_client(&runs, state) {
@@ -230,16 +233,13 @@ pub async fn note<X: Ports>(
             utc::format(&now),
             counts_line(&client, &counts)
         );
-        if let Err(e) = send(x, cycle, tier, &client, &key, &text).await {
-            warn!(%cycle, %tier, %client, note = %key, error = %e, "compliance note not taken by the PSA: kept for the next tick");
-            let pending = PendingNote {
-                client,
-                key,
-                text,
-                sent: false,
-            };
-            keep(&env.state, cycle, tier, &pending).await?;
-        }
+        let pending = PendingNote {
+            client,
+            key,
+            text,
+            sent: false,
+        };
+        keep(&env.state, cycle, tier, &pending).await?;
     }
     Ok(())
 }
@@ -251,7 +251,7 @@ pub async fn deploying<X: Ports>(
     tier: &TierId,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    note(x, cycle, tier, Life::Deploying, now).await
+    note(x, cycle, tier, Life::Deploying, TierState::Deploying, now).await
 }
 
 /// [`note`] of [`Life::InstallsReported`].
@@ -261,7 +261,15 @@ pub async fn installs_reported<X: Ports>(
     tier: &TierId,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    note(x, cycle, tier, Life::InstallsReported, now).await
+    note(
+        x,
+        cycle,
+        tier,
+        Life::InstallsReported,
+        TierState::Validating,
+        now,
+    )
+    .await
 }
 
 /// [`note`] of [`Life::Validated`].
@@ -271,7 +279,7 @@ pub async fn validated<X: Ports>(
     tier: &TierId,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    note(x, cycle, tier, Life::Validated, now).await
+    note(x, cycle, tier, Life::Validated, TierState::Validated, now).await
 }
 
 /// [`note`] of [`Life::Failed`]: the failure `failed` held the tier (blocked it, `critical`).
@@ -289,11 +297,16 @@ pub async fn held<X: Ports>(
         stage: failed.stage.as_str(),
         critical,
     };
-    note(x, cycle, &failed.tier, life, now).await
+    let state = if critical {
+        TierState::Blocked
+    } else {
+        TierState::Held
+    };
+    note(x, cycle, &failed.tier, life, state, now).await
 }
 
-/// Keeps the note that the tier's failed endpoints are retried after their root causes, for the
-/// tier's next tick to send (the operator's command has no PSA).
+/// Keeps the note that the tier's failed endpoints are retried after their root causes (the
+/// operator's command has no PSA: the tier's next tick sends it).
 pub async fn retried<S: DocStore>(
     state: &S,
     cycle: CycleId,
@@ -340,13 +353,31 @@ pub async fn retried<S: DocStore>(
     Ok(())
 }
 
-/// Sends the tier's kept notes that the PSA has not taken yet; returns how many it took now.
-pub async fn flush<X: Ports>(x: &X, cycle: CycleId, tier: &TierId) -> Result<usize, HandlerError> {
+/// What a [`flush`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Notes the PSA took now.
+    pub sent: usize,
+    /// Notes still unsent (refused now, or beyond this invocation's [`FLUSH_LIMIT`]).
+    pub unsent: usize,
+}
+
+/// Sends at most [`FLUSH_LIMIT`] of the tier's kept notes that the PSA has not taken yet (in
+/// key order), marking each sent once the PSA took it. A PSA error is logged and the note kept
+/// for the next flush; only the state store's errors fail the caller.
+pub async fn flush<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+) -> Result<Flushed, HandlerError> {
     let env = x.env();
     let kind = pending_kind(tier);
-    let kept: Vec<(PendingNote, u64)> = records::list(&env.state, cycle, &kind).await?;
+    let mut kept: Vec<(PendingNote, u64)> = records::list(&env.state, cycle, &kind).await?;
+    kept.retain(|(p, _)| !p.sent);
+    kept.sort_by(|(a, _), (b, _)| a.key.cmp(&b.key));
+    let total = kept.len();
     let mut sent = 0;
-    for (mut pending, version) in kept.into_iter().filter(|(p, _)| !p.sent) {
+    for (mut pending, version) in kept.into_iter().take(FLUSH_LIMIT) {
         match send(x, cycle, tier, &pending.client, &pending.key, &pending.text).await {
             Ok(()) => {
                 pending.sent = true;
@@ -373,12 +404,100 @@ pub async fn flush<X: Ports>(x: &X, cycle: CycleId, tier: &TierId) -> Result<usi
     if sent > 0 {
         info!(%cycle, %tier, notes = sent, "kept compliance notes sent");
     }
-    Ok(sent)
+    Ok(Flushed {
+        sent,
+        unsent: total - sent,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use patchflow_core::ports::clock::ManualClock;
+    use patchflow_local::evidence::FsEvidenceStore;
+    use patchflow_local::queue::SqliteQueues;
+    use patchflow_local::state::SqliteState;
+    use patchflow_sim::connectors::{Outcomes, SimPager, SimPsa, SimRmm};
+
     use super::*;
+    use crate::env::{Env, Settings};
+
+    type TestEnv =
+        Env<SqliteState, SqliteQueues, FsEvidenceStore, SimRmm<ManualClock>, SimPsa, SimPager>;
+
+    fn env(dir: &std::path::Path) -> TestEnv {
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 12, 9, 9, 0, 0).unwrap(),
+        ));
+        Env {
+            state: SqliteState::in_memory().unwrap(),
+            queues: SqliteQueues::in_memory(clock.clone(), 5).unwrap(),
+            evidence: FsEvidenceStore::open(dir).unwrap(),
+            rmm: SimRmm::new(
+                Outcomes {
+                    seed: 1,
+                    failure_rate: 0.0,
+                },
+                clock,
+            ),
+            psa: SimPsa::default(),
+            pager: SimPager::default(),
+            policy: patchflow_core::policy::Policy::default(),
+            settings: Settings::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn kept_notes_go_out_a_bounded_number_per_flush_each_once_and_only_once_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let cycle: CycleId = "2026-12".parse().unwrap();
+        let tier = TierId::parse("workstations.production").unwrap();
+        // A tier of 120 clients: every client's note kept, twice (a redelivery), no PSA call.
+        let notes: Vec<PendingNote> = (0..120)
+            .map(|i| {
+                let c = client(&format!("c{i:03}"));
+                PendingNote {
+                    key: format!("{}/deploying", external_ref(cycle, &tier, &c)),
+                    client: c,
+                    text: format!("Deploying: note {i}"),
+                    sent: false,
+                }
+            })
+            .collect();
+        for n in notes.iter().chain(&notes) {
+            keep(&env.state, cycle, &tier, n).await.unwrap();
+        }
+        assert!(env.psa.tickets().is_empty());
+        // The PSA refuses one client's notes: it stays unsent, the rest go out.
+        env.psa.refuse_notes(Some("/c000/"));
+        let mut rounds = Vec::new();
+        for _ in 0..4 {
+            let before: usize = env.psa.tickets().iter().map(|t| t.notes.len()).sum();
+            let f = flush(&env, cycle, &tier).await.unwrap();
+            let after: usize = env.psa.tickets().iter().map(|t| t.notes.len()).sum();
+            assert_eq!(after - before, f.sent);
+            assert!(f.sent <= FLUSH_LIMIT);
+            rounds.push((f.sent, f.unsent));
+        }
+        // The refused note is tried in every flush, within its bound.
+        assert_eq!(rounds, [(49, 71), (49, 22), (21, 1), (0, 1)]);
+        // Each taken note is on its client's ticket once, marked sent; the refused one is kept
+        // unsent and goes out once the PSA recovers.
+        let kept: Vec<(PendingNote, u64)> = records::list(&env.state, cycle, &pending_kind(&tier))
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 120);
+        assert_eq!(kept.iter().filter(|(n, _)| !n.sent).count(), 1);
+        env.psa.refuse_notes(None);
+        let f = flush(&env, cycle, &tier).await.unwrap();
+        assert_eq!(f, Flushed { sent: 1, unsent: 0 });
+        assert_eq!(env.psa.tickets().len(), 120);
+        assert!(env.psa.tickets().iter().all(|t| t.notes.len() == 1));
+        assert_eq!(flush(&env, cycle, &tier).await.unwrap(), Flushed::default());
+    }
 
     fn client(id: &str) -> ClientId {
         ClientId::parse(id).unwrap()

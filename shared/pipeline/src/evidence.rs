@@ -521,8 +521,20 @@ pub async fn archive_tier<X: Ports>(
         by_client.entry(&r.client).or_default().push(r);
     }
     let mut written = 0;
-    // Life-cycle notes the PSA did not take yet go before the completion notes.
-    crate::compliance::flush(x, cycle, &msg.tier).await?;
+    // The kept life-cycle notes go before the completion notes: at most a fixed number per
+    // invocation, and the tier closes only once the PSA has taken every one.
+    let flushed = crate::compliance::flush(x, cycle, &msg.tier).await?;
+    if flushed.unsent > 0 {
+        let words = format!(
+            "not closed: {} compliance life-cycle note(s) not yet taken by the PSA (at most {} \
+             are sent per invocation); retried on the next tick",
+            flushed.unsent,
+            crate::compliance::FLUSH_LIMIT
+        );
+        warn!(%cycle, tier = %msg.tier, requirement = %words, "tier stays open");
+        record_last_decision(x, cycle, &msg.tier, &words).await?;
+        return Ok(format!("{}: {words}", msg.tier));
+    }
     for (client, client_runs) in &by_client {
         let tickets: Vec<&FailureRecord> =
             failures.iter().filter(|f| &f.client == *client).collect();

@@ -144,6 +144,18 @@ pub async fn endpoint_failed<X: Ports>(
             TierState::Held => critical,
             _ => false,
         };
+        // The hold this failure makes, already made (a redelivery after the transition, or a
+        // failure of a tier another one held the same way).
+        let done = match tier.state {
+            TierState::Held => !critical,
+            TierState::Blocked => critical,
+            _ => false,
+        };
+        // The compliance note is kept before the transition, and again whenever the hold is
+        // found made: under the failure's key, so it is kept once.
+        if applies || done {
+            crate::compliance::held(x, cycle, &msg, critical, now).await?;
+        }
         if applies {
             env.state
                 .transition_tier(
@@ -154,7 +166,6 @@ pub async fn endpoint_failed<X: Ports>(
                     now,
                 )
                 .await?;
-            crate::compliance::held(x, cycle, &msg, critical, now).await?;
         }
     }
     // The failed patch tracked in the RMM with its next retry window documented, where the

@@ -277,11 +277,14 @@ pub async fn record_root_cause(
     queues.send_batch(DeployEndpoint::STAGE, &messages).await?;
     if let Some(t) = state.get_tier(cycle, &tier).await? {
         if matches!(t.state, TierState::Held | TierState::Blocked) {
+            // Kept before the transition (keyed by the retry's round): a command run again
+            // after a failure in between keeps it again and changes nothing.
+            crate::compliance::retried(state, cycle, &tier, now).await?;
             match state
                 .transition_tier(cycle, &tier, t.version, TierEvent::RootCauseRecorded, now)
                 .await
             {
-                Ok(_) => crate::compliance::retried(state, cycle, &tier, now).await?,
+                Ok(_) => {}
                 Err(PortError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }

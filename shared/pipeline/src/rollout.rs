@@ -344,6 +344,19 @@ pub async fn promote_tier<X: Ports>(
         ));
     }
 
+    // A later batch's production tier none of whose pilot endpoints needed the batch's patches
+    // has no pilot to follow, only its gate (its pilot's planned windows and the soak): nothing
+    // of it deploys, and its approval is not written into the RMM, before then.
+    if let (None, Some(gate)) = (&plan.pilot, plan.gate) {
+        if now < gate {
+            let words = format!(
+                "waiting for the soak: no pilot endpoint needed this batch's patches; not before {}",
+                stamp(gate)
+            );
+            record_decision(x, cycle, &mut plan, plan_version, &words).await?;
+            return Ok(words);
+        }
+    }
     let mut decisions = None;
     if let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) {
         let clients = cycle_doc
@@ -380,6 +393,9 @@ pub async fn promote_tier<X: Ports>(
     env.queues
         .send_batch(DeployEndpoint::STAGE, &messages)
         .await?;
+    // The compliance notes are kept before the transition: a redelivery that finds the tier
+    // still scheduled keeps them again under the same keys; one after it finds them kept.
+    crate::compliance::deploying(x, cycle, &msg.tier, now).await?;
     match env
         .state
         .transition_tier(cycle, &msg.tier, record.version, TierEvent::Deploy, now)
@@ -394,7 +410,9 @@ pub async fn promote_tier<X: Ports>(
         // was scheduled until now).
         record_decision(x, cycle, &mut plan, plan_version, words).await?;
     }
-    crate::compliance::deploying(x, cycle, &msg.tier, now).await?;
+    // The compliance tickets opened with their first notes, at most a fixed number now (the
+    // tier's ticks send the rest).
+    crate::compliance::flush(x, cycle, &msg.tier).await?;
     info!(%cycle, tier = %msg.tier, endpoints = messages.len(), "tier deploying");
     let held = runs.len() - messages.len();
     Ok(format!(
@@ -474,6 +492,8 @@ pub async fn check_soak<X: Ports>(
             msg.tier, record.state
         ));
     }
+    // A validated tier has no tick: its kept compliance notes go out from here meanwhile.
+    crate::compliance::flush(x, cycle, &msg.tier).await?;
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let kind = run_kind(&msg.tier);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;

@@ -604,7 +604,6 @@ pub async fn tier_tick<X: Ports>(
     if matches!(record.state, TierState::Scheduled | TierState::Closed) {
         return Ok(format!("{} is {}", msg.tier, record.state));
     }
-    crate::compliance::flush(x, cycle, &msg.tier).await?;
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let kind = run_kind(&msg.tier);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
@@ -694,6 +693,7 @@ pub async fn tier_tick<X: Ports>(
     }
     if moved_meanwhile {
         // The tier moves on only from what is stored.
+        crate::compliance::flush(x, cycle, &msg.tier).await?;
         return Ok(format!("{}: a run moved meanwhile; next tick", msg.tier));
     }
 
@@ -705,6 +705,9 @@ pub async fn tier_tick<X: Ports>(
     };
     let mut moved = Vec::new();
     if record.state == TierState::Deploying && statuses.iter().all(reported) {
+        // Each transition's compliance notes are kept before it (a redelivery keeps them again
+        // under the same keys) and sent by the flush below.
+        crate::compliance::installs_reported(x, cycle, &msg.tier, now).await?;
         match env
             .state
             .transition_tier(
@@ -719,7 +722,6 @@ pub async fn tier_tick<X: Ports>(
             Ok(r) => {
                 record = r;
                 moved.push("installs reported");
-                crate::compliance::installs_reported(x, cycle, &msg.tier, now).await?;
             }
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
@@ -727,6 +729,7 @@ pub async fn tier_tick<X: Ports>(
     }
     if record.state == TierState::Validating && statuses.iter().all(|s| *s == RunStatus::Validated)
     {
+        crate::compliance::validated(x, cycle, &msg.tier, now).await?;
         match env
             .state
             .transition_tier(cycle, &msg.tier, record.version, TierEvent::Validated, now)
@@ -734,12 +737,13 @@ pub async fn tier_tick<X: Ports>(
         {
             Ok(_) => {
                 moved.push("validated");
-                crate::compliance::validated(x, cycle, &msg.tier, now).await?;
             }
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
+    // The kept compliance notes (this tick's and earlier ones), at most a fixed number.
+    crate::compliance::flush(x, cycle, &msg.tier).await?;
     Ok(format!(
         "{}: {} run(s) moved, {} failure(s){}",
         msg.tier,

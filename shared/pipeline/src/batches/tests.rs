@@ -148,3 +148,144 @@ async fn an_approval_racing_the_first_deployment_lands_in_batch_1_or_after_it_ne
         vec![patch("KB7")]
     );
 }
+
+type TestEnv = crate::env::Env<
+    SqliteState,
+    patchflow_local::queue::SqliteQueues,
+    patchflow_local::evidence::FsEvidenceStore,
+    patchflow_sim::connectors::SimRmm<patchflow_core::ports::clock::ManualClock>,
+    patchflow_sim::connectors::SimPsa,
+    patchflow_sim::connectors::SimPager,
+>;
+
+fn test_env(dir: &std::path::Path) -> TestEnv {
+    let clock = std::sync::Arc::new(patchflow_core::ports::clock::ManualClock::new(at(9)));
+    crate::env::Env {
+        state: SqliteState::in_memory().unwrap(),
+        queues: patchflow_local::queue::SqliteQueues::in_memory(clock.clone(), 5).unwrap(),
+        evidence: patchflow_local::evidence::FsEvidenceStore::open(dir).unwrap(),
+        rmm: patchflow_sim::connectors::SimRmm::new(
+            patchflow_sim::connectors::Outcomes {
+                seed: 1,
+                failure_rate: 0.0,
+            },
+            clock,
+        ),
+        psa: patchflow_sim::connectors::SimPsa::default(),
+        pager: patchflow_sim::connectors::SimPager::default(),
+        policy: patchflow_core::policy::Policy::default(),
+        settings: crate::env::Settings::default(),
+    }
+}
+
+async fn engineer_decides(state: &SqliteState, id: &str, decision: Decision, day: u32) {
+    let before = state.get_approval(cycle(), &patch(id)).await.unwrap();
+    let a = Approval {
+        patch: patch(id),
+        decision,
+        reason: Cow::Borrowed("test"),
+        node: Node::ManualApproval,
+        review_due: None,
+        target_by: None,
+        sign_off: Some(patchflow_core::rules::approval::SignOff {
+            engineer: patchflow_core::ids::Engineer::parse("alice").unwrap(),
+            reason_code: patchflow_core::rules::approval::ReasonCode::parse("cab_approved")
+                .unwrap(),
+            at: at(day),
+        }),
+        recorded_at: Some(at(8)),
+    };
+    state
+        .put_approval(cycle(), &a, before.map(|b| b.decision))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_patch_approved_again_after_a_decline_is_written_again_for_its_deployed_tiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(dir.path());
+    let state = &env.state;
+    decide(state, "KB1", Decision::AutoApproved).await;
+    seal_first(state, cycle(), at(9)).await.unwrap();
+    let acme = ClientId::parse("acme").unwrap();
+    let globex = ClientId::parse("globex").unwrap();
+    let scope = |c: &ClientId| records::ScopeRef {
+        client: c.clone(),
+        shards: 1,
+    };
+    let pilot = tier("workstations.pilot.b2");
+    let production = tier("workstations.production.b2");
+    let b2 = Batch {
+        batch: 2,
+        patches: vec![patch("KB5")],
+        sealed_at: Some(at(10)),
+        tiers: Some(vec![
+            BatchTier {
+                tier: pilot.clone(),
+                scopes: vec![scope(&acme)],
+            },
+            BatchTier {
+                tier: production.clone(),
+                scopes: vec![scope(&acme), scope(&globex)],
+            },
+        ]),
+    };
+    records::save(state, cycle(), BATCH_KIND, "2", &b2, None)
+        .await
+        .unwrap();
+    for (t, s) in [
+        (&pilot, TierState::Validated),
+        (&production, TierState::Scheduled),
+    ] {
+        state
+            .create_tier(&TierRecord {
+                cycle: cycle(),
+                tier: t.clone(),
+                state: s,
+                version: 0,
+                endpoints: Vec::new(),
+                updated_at: at(10),
+            })
+            .await
+            .unwrap();
+    }
+    let all = records::list(state, cycle(), BATCH_KIND).await.unwrap();
+    // Approved, then declined: nothing to write again while it is declined.
+    engineer_decides(state, "KB5", Decision::Approved, 10).await;
+    engineer_decides(state, "KB5", Decision::Declined, 11).await;
+    assert_eq!(
+        redecided(&env, cycle(), &all, &patch("KB5")).await.unwrap(),
+        Some(0)
+    );
+    // Approved again: written for the deployed pilot's endpoints, not for production, which
+    // is still scheduled (its deploy writes it), under keys of the new decision.
+    engineer_decides(state, "KB5", Decision::Approved, 12).await;
+    assert_eq!(
+        redecided(&env, cycle(), &all, &patch("KB5")).await.unwrap(),
+        Some(1)
+    );
+    let clients: BTreeSet<ClientId> = [acme.clone(), globex.clone()].into();
+    let first = tier_pushes(&env, cycle(), &b2, &pilot, &clients, &[patch("KB5")])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0].idempotency_key.contains("approved@20261212"),
+        "{}",
+        first[0].idempotency_key
+    );
+    assert!(first[0].idempotency_key.contains("workstations.pilot.b2"));
+    // A later re-approval is another key, never deduplicated away by the earlier one.
+    engineer_decides(state, "KB5", Decision::Declined, 13).await;
+    engineer_decides(state, "KB5", Decision::Approved, 14).await;
+    let again = tier_pushes(&env, cycle(), &b2, &pilot, &clients, &[patch("KB5")])
+        .await
+        .unwrap();
+    assert_ne!(again[0].idempotency_key, first[0].idempotency_key);
+    // A patch of no opened later batch: nothing of this.
+    assert_eq!(
+        redecided(&env, cycle(), &all, &patch("KB1")).await.unwrap(),
+        None
+    );
+}

@@ -533,32 +533,30 @@ async fn a_whole_cycle_sends_and_touches_what_the_wiring_table_says_and_nothing_
             .into_iter()
             .map(|p| (p.dedup_key, p.resolved))
             .collect();
-        let rmm = (
+        let rmm = [
             env.rmm.commands().len(),
             env.rmm.closures().len(),
             env.rmm.health_reads(),
             env.rmm.retry_notes().len(),
-        );
+        ];
         let psa = (psa, env.psa.attachments().len());
         (rmm, psa, pager)
     };
     let mut before = fingerprint();
-    let note =
-        |who: &'static str,
-         before: &mut ((usize, usize, usize, usize), (Vec<_>, usize), Vec<_>)| {
-            let after = fingerprint();
-            let mut t = touched.lock().unwrap();
-            if after.0 != before.0 {
-                t.insert((who, System::Rmm));
-            }
-            if after.1 != before.1 {
-                t.insert((who, System::Psa));
-            }
-            if after.2 != before.2 {
-                t.insert((who, System::Pager));
-            }
-            *before = after;
-        };
+    let note = |who: &'static str, before: &mut ([usize; 4], (Vec<_>, usize), Vec<_>)| {
+        let after = fingerprint();
+        let mut t = touched.lock().unwrap();
+        if after.0 != before.0 {
+            t.insert((who, System::Rmm));
+        }
+        if after.1 != before.1 {
+            t.insert((who, System::Psa));
+        }
+        if after.2 != before.2 {
+            t.insert((who, System::Pager));
+        }
+        *before = after;
+    };
     let (inv, cat) = (FileInventory::new(&inventory), FileCatalog::new(catalog));
     for _hour in 0..40 * 24 {
         let now = clock.now();

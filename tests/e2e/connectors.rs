@@ -374,13 +374,17 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
         .unwrap();
     server.verify().await;
 
-    // reboot-scheduler: only the RMM's secret. The PSA and pager, which it does not talk to,
-    // are unavailable, and using them names the function and the system.
-    let config = base(&[("PATCHFLOW_RMM_SECRET_ARN", rmm.clone())]);
+    // reboot-scheduler: the RMM's secret and the PSA's (its compliance ticket notes). The
+    // pager, which it does not talk to, is unavailable, and using it names the function and the
+    // system.
+    let config = base(&[
+        ("PATCHFLOW_RMM_SECRET_ARN", rmm.clone()),
+        ("PATCHFLOW_PSA_SECRET_ARN", psa.clone()),
+    ]);
     let reboot_scheduler = function("reboot-scheduler").unwrap();
     let s = systems(&config, &sdk, reboot_scheduler).await.unwrap();
     assert!(matches!(s.rmm, AnyRmm::Automate(_)));
-    assert!(matches!(s.psa, AnyPsa::Unavailable(_)));
+    assert!(matches!(s.psa, AnyPsa::Manage(_)));
     assert!(matches!(s.pager, AnyPager::Unavailable(_)));
     let e = s.pager.trigger("k", "x").await.unwrap_err();
     assert!(
@@ -389,9 +393,12 @@ async fn a_connectwise_function_reads_its_secrets_once_and_drives_the_real_syste
         error_chain(&e)
     );
 
-    // failure-escalation given the PSA's secret but not the pager's: it does not start, and
-    // the error names the variable it lacks.
-    let config = base(&[("PATCHFLOW_PSA_SECRET_ARN", psa)]);
+    // failure-escalation given the RMM's and the PSA's secrets but not the pager's: it does not
+    // start, and the error names the variable it lacks.
+    let config = base(&[
+        ("PATCHFLOW_RMM_SECRET_ARN", rmm.clone()),
+        ("PATCHFLOW_PSA_SECRET_ARN", psa),
+    ]);
     let e = systems(&config, &sdk, function("failure-escalation").unwrap())
         .await
         .unwrap_err()

@@ -205,6 +205,10 @@ pub struct SoakCheck {
     /// The endpoints found unhealthy, and what was wrong (each failed and escalated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unhealthy: Vec<SoakFinding>,
+    /// Endpoints not checked: the agent offline or in maintenance mode, or the RMM unable to
+    /// read it (not failures; a later check reads them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<SoakFinding>,
 }
 
 /// A pilot endpoint a soak re-check found unhealthy.

@@ -22,6 +22,7 @@ use patchflow_core::ports::PortError;
 use patchflow_core::rules::failure::{is_critical, FailureStage};
 use patchflow_core::rules::waves::{
     pilot_soak_end, promotion_gate, soak_gate_from_health, soak_recheck, PilotHealth, Promotion,
+    SoakReading,
 };
 use patchflow_core::schedule::utc;
 use patchflow_core::tier::{TierEvent, TierState};
@@ -35,6 +36,9 @@ use crate::records::{
     self, run_kind, CycleDoc, Run, RunStatus, SoakCheck, SoakFinding, TierPlan, TIER_KIND,
 };
 
+/// How many held clients a per-client promotion decision names (the rest are counted).
+const NAMED_HELD_CLIENTS: usize = 20;
+
 fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -47,7 +51,11 @@ fn health_of<'a>(
     let mut h = PilotHealth::default();
     for run in runs {
         match run.status {
-            RunStatus::Validated => h.validated(run.validated_at),
+            // An up-to-date run is done (validated) from the cycle's opening.
+            RunStatus::Validated => h.validated(
+                run.validated_at
+                    .or(run.up_to_date.then_some(cycle.opened_at)),
+            ),
             RunStatus::Failed => h.failed(is_critical(&run.endpoint_model(cycle)?)),
             _ => h.pending(),
         }
@@ -63,7 +71,25 @@ pub async fn pilot_health<X: Ports>(
 ) -> Result<PilotHealth, HandlerError> {
     let runs: Vec<(Run, u64)> =
         records::list(&x.env().state, cycle.cycle, &run_kind(pilot)).await?;
-    health_of(cycle, runs.iter().map(|(r, _)| r))
+    let h = health_of(cycle, runs.iter().map(|(r, _)| r))?;
+    validated_fallback(x, cycle.cycle, pilot, h).await
+}
+
+/// A validated pilot none of whose runs carries its validation's instant (no runs, or records
+/// from before it was kept) is healthy since the tier's validation (its record's last change).
+async fn validated_fallback<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    pilot: &TierId,
+    h: PilotHealth,
+) -> Result<PilotHealth, HandlerError> {
+    if h.healthy_at.is_some() || !h.all_healthy() {
+        return Ok(h);
+    }
+    Ok(match x.env().state.get_tier(cycle, pilot).await? {
+        Some(r) if r.state == TierState::Validated => h.since_or(r.updated_at),
+        _ => h,
+    })
 }
 
 /// Whether a production tier of the cycle waits for this tier as its pilot (its plans are a
@@ -213,13 +239,9 @@ async fn decide<X: Ports>(
     let soak = env.policy.rollout.soak;
     let pilot_runs: Vec<(Run, u64)> =
         records::list(&env.state, cycle.cycle, &run_kind(pilot)).await?;
-    let fleet = gate(
-        plan.kind,
-        now,
-        planned,
-        soak,
-        health_of(cycle, pilot_runs.iter().map(|(r, _)| r))?,
-    );
+    let fleet_health = health_of(cycle, pilot_runs.iter().map(|(r, _)| r))?;
+    let fleet_health = validated_fallback(x, cycle.cycle, pilot, fleet_health).await?;
+    let fleet = gate(plan.kind, now, planned, soak, fleet_health);
     let by_client = plan.kind == EndpointKind::Workstation
         && plan.client.is_none()
         && env.policy.rollout.hold_scope == HoldScope::Client;
@@ -233,6 +255,9 @@ async fn decide<X: Ports>(
     }
     let mut per_client = BTreeMap::new();
     let mut parts = Vec::new();
+    let mut cleared = 0usize;
+    let mut waiting = 0usize;
+    let mut held = 0usize;
     for client in clients {
         if per_client.contains_key(client) {
             continue;
@@ -251,16 +276,37 @@ async fn decide<X: Ports>(
                 "",
             )
         };
-        parts.push(format!(
-            "client {client}{follows}: {}",
-            words(pilot, &g, soak)
-        ));
+        match g.decision {
+            Promotion::Promote => cleared += 1,
+            Promotion::WaitForSoak { .. } => waiting += 1,
+            Promotion::Hold | Promotion::Blocked => {
+                held += 1;
+                // At most a fixed number of held clients named: the decision is one item,
+                // saved hourly, whatever the number of clients.
+                if parts.len() < NAMED_HELD_CLIENTS {
+                    parts.push(format!(
+                        "client {client}{follows}: {}",
+                        words(pilot, &g, soak)
+                    ));
+                }
+            }
+        }
         per_client.insert(client.clone(), g);
+    }
+    let mut text = format!(
+        "{} client(s): {cleared} promoted, {waiting} waiting for the soak, {held} held",
+        per_client.len()
+    );
+    if !parts.is_empty() {
+        text.push_str(&format!("; {}", parts.join("; ")));
+    }
+    if held > parts.len() {
+        text.push_str(&format!(" and {} more", held - parts.len()));
     }
     Ok(Decisions {
         fleet,
         per_client: Some(per_client),
-        words: parts.join("; "),
+        words: text,
     })
 }
 
@@ -498,6 +544,7 @@ pub async fn check_soak<X: Ports>(
     let kind = run_kind(&msg.tier);
     let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
     let health = health_of(&cycle_doc, runs.iter().map(|(r, _)| r))?;
+    let health = validated_fallback(x, cycle, &msg.tier, health).await?;
     let soak = env.policy.rollout.soak;
     let (Some(since), Some(until)) = (health.healthy_since(), pilot_soak_end(&health, soak)) else {
         return Ok(format!("{} is not healthy: no soak to check", msg.tier));
@@ -512,17 +559,53 @@ pub async fn check_soak<X: Ports>(
     }
     let (mut plan, plan_version): (TierPlan, u64) =
         records::must_load(&env.state, cycle, TIER_KIND, msg.tier.as_str()).await?;
-    if plan
+    if let Some(done) = plan
         .soak_checks
         .iter()
-        .any(|c| c.day == msg.day && c.healthy_since == since)
+        .find(|c| c.day == msg.day && c.healthy_since == since)
     {
+        // A redelivery after the record was saved and before its failed runs were: they fail
+        // now (their escalations went out before the record).
+        for f in &done.unhealthy {
+            let Some((run, version)) = runs
+                .iter()
+                .find(|(r, _)| r.endpoint == f.endpoint && r.status == RunStatus::Validated)
+            else {
+                continue;
+            };
+            let mut failed = run.clone();
+            let id = failed.failure_id(FailureStage::Soak);
+            if failed.failures.last() != Some(&id) {
+                failed.failures.push(id);
+            }
+            failed.status = RunStatus::Failed;
+            match records::save(
+                &env.state,
+                cycle,
+                &kind,
+                failed.endpoint.as_str(),
+                &failed,
+                Some(*version),
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(PortError::Conflict(_)) => {
+                    return Err(HandlerError::Retry(format!(
+                        "{}: run {} moved during its soak check",
+                        msg.tier, failed.endpoint
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         return Ok(format!("{} already re-checked on {}", msg.tier, msg.day));
     }
 
     let mut findings = Vec::new();
     let mut failures = Vec::new();
     let mut failed_runs = Vec::new();
+    let mut not_read = Vec::new();
     let mut read = 0;
     for (run, version) in &runs {
         // An up-to-date endpoint had nothing installed: nothing of the patch to soak.
@@ -530,17 +613,37 @@ pub async fn check_soak<X: Ports>(
             continue;
         }
         read += 1;
-        let report = env.rmm.health(&run.endpoint).await?;
+        // One endpoint the RMM cannot answer for (not found, refused) is a finding of the check,
+        // not its end; a transient error hands the message back.
+        let report = match env.rmm.health(&run.endpoint).await {
+            Ok(r) => r,
+            Err(e @ PortError::Transient { .. }) => return Err(e.into()),
+            Err(e) => {
+                not_read.push(SoakFinding {
+                    endpoint: run.endpoint.clone(),
+                    detail: format!("not read: {e}"),
+                });
+                continue;
+            }
+        };
         let e = run.endpoint_model(&cycle_doc)?;
         let mut trace = Trace::new();
-        let Some(wrong) = soak_recheck(
+        let wrong = match soak_recheck(
             &e,
             report.online,
             report.maintenance,
             &report.checks,
             &mut trace,
-        ) else {
-            continue;
+        ) {
+            SoakReading::Healthy => continue,
+            SoakReading::NotChecked(words) => {
+                not_read.push(SoakFinding {
+                    endpoint: run.endpoint.clone(),
+                    detail: words,
+                });
+                continue;
+            }
+            SoakReading::Unhealthy(words) => words,
         };
         let mut failed = run.clone();
         let id = failed.failure_id(FailureStage::Soak);
@@ -581,6 +684,80 @@ pub async fn check_soak<X: Ports>(
             .send_batch(EndpointFailed::STAGE, &messages)
             .await?;
     }
+    let healthy = findings.is_empty();
+    let checked = read - not_read.len();
+    let outcome = if healthy {
+        format!(
+            "{}: soak re-check of {read} endpoint(s): {checked} healthy, {} not checked (healthy since {}, soaking until {})",
+            msg.tier,
+            not_read.len(),
+            stamp(since),
+            stamp(until)
+        )
+    } else {
+        let names: Vec<&str> = findings.iter().map(|f| f.endpoint.as_str()).collect();
+        format!(
+            "{}: soak re-check found {} unhealthy ({}): failed and escalated",
+            msg.tier,
+            findings.len(),
+            names.join(", ")
+        )
+    };
+    // What status shows for the soaking pilot.
+    plan.last_decision = Some(if healthy {
+        format!(
+            "soaking: healthy since {}, until {}; re-checked {}: {checked} healthy, {} not checked{}",
+            stamp(since),
+            stamp(until),
+            msg.day,
+            not_read.len(),
+            if not_read.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = not_read.iter().map(|f| f.endpoint.as_str()).collect();
+                format!(" ({})", names.join(", "))
+            }
+        )
+    } else {
+        let names: Vec<&str> = findings.iter().map(|f| f.endpoint.as_str()).collect();
+        format!(
+            "soak broken on {}: {} unhealthy, escalated; the soak restarts from the retry's validation",
+            msg.day,
+            names.join(", ")
+        )
+    });
+    plan.soak_checks.push(SoakCheck {
+        day: msg.day,
+        at: now,
+        healthy_since: since,
+        soak_until: until,
+        endpoints: read,
+        healthy,
+        unhealthy: findings,
+        not_checked: not_read,
+    });
+    match records::save(
+        &env.state,
+        cycle,
+        TIER_KIND,
+        msg.tier.as_str(),
+        &plan,
+        Some(plan_version),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(PortError::Conflict(_)) => {
+            return Err(HandlerError::Retry(format!(
+                "{}: plan moved during its soak check",
+                msg.tier
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // The failed runs are saved after the check's record: a redelivery after a lost race here
+    // finds the record (and the escalations, deduplicated) and fails the runs again, never a
+    // failed pilot with no record of why.
     for (run, version) in &failed_runs {
         match records::save(
             &env.state,
@@ -601,67 +778,6 @@ pub async fn check_soak<X: Ports>(
             }
             Err(e) => return Err(e.into()),
         }
-    }
-    let healthy = findings.is_empty();
-    let outcome = if healthy {
-        format!(
-            "{}: soak re-check of {read} endpoint(s) healthy (healthy since {}, soaking until {})",
-            msg.tier,
-            stamp(since),
-            stamp(until)
-        )
-    } else {
-        let names: Vec<&str> = findings.iter().map(|f| f.endpoint.as_str()).collect();
-        format!(
-            "{}: soak re-check found {} unhealthy ({}): failed and escalated",
-            msg.tier,
-            findings.len(),
-            names.join(", ")
-        )
-    };
-    // What status shows for the soaking pilot.
-    plan.last_decision = Some(if healthy {
-        format!(
-            "soaking: healthy since {}, until {}; re-checked {} healthy",
-            stamp(since),
-            stamp(until),
-            msg.day
-        )
-    } else {
-        let names: Vec<&str> = findings.iter().map(|f| f.endpoint.as_str()).collect();
-        format!(
-            "soak broken on {}: {} unhealthy, escalated; the soak restarts from the retry's validation",
-            msg.day,
-            names.join(", ")
-        )
-    });
-    plan.soak_checks.push(SoakCheck {
-        day: msg.day,
-        at: now,
-        healthy_since: since,
-        soak_until: until,
-        endpoints: read,
-        healthy,
-        unhealthy: findings,
-    });
-    match records::save(
-        &env.state,
-        cycle,
-        TIER_KIND,
-        msg.tier.as_str(),
-        &plan,
-        Some(plan_version),
-    )
-    .await
-    {
-        Ok(_) => {}
-        Err(PortError::Conflict(_)) => {
-            return Err(HandlerError::Retry(format!(
-                "{}: plan moved during its soak check",
-                msg.tier
-            )))
-        }
-        Err(e) => return Err(e.into()),
     }
     if !healthy {
         info!(%cycle, tier = %msg.tier, "pilot unhealthy during its soak");

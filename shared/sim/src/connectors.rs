@@ -92,6 +92,8 @@ struct RmmState {
     installs: BTreeMap<String, InstallOutcome>,
     /// Agents in maintenance mode.
     maintenance: BTreeSet<EndpointId>,
+    /// Endpoints whose agent the health read reports offline (a laptop asleep).
+    offline: BTreeSet<EndpointId>,
     /// Endpoints asleep through their first window, until when.
     asleep_until: BTreeMap<EndpointId, DateTime<Utc>>,
     /// Endpoints made to sleep through their first window, whatever the seed says.
@@ -162,6 +164,16 @@ impl<C: Clock> SimRmm<C> {
             .policy
             .get(&(client.clone(), patch.clone()))
             .copied()
+    }
+
+    /// Makes the soak's health read report the endpoint's agent offline (or online again).
+    pub fn set_offline(&self, endpoint: &EndpointId, on: bool) {
+        let mut st = lock(&self.state);
+        if on {
+            st.offline.insert(endpoint.clone());
+        } else {
+            st.offline.remove(endpoint);
+        }
     }
 
     /// Puts an agent in maintenance mode (or takes it out).
@@ -556,7 +568,7 @@ impl<C: Clock> Rmm for SimRmm<C> {
         Ok(HealthReport {
             endpoint: endpoint.clone(),
             at: now,
-            online: true,
+            online: !st.offline.contains(endpoint),
             maintenance: st.maintenance.contains(endpoint),
             checks: ALL_CHECKS
                 .iter()

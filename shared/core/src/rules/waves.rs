@@ -186,6 +186,16 @@ impl PilotHealth {
     pub fn healthy_since(&self) -> Option<DateTime<Utc>> {
         self.healthy_at.filter(|_| self.all_healthy())
     }
+
+    /// With every run validated but none of them dated (no runs, or only runs done from the
+    /// cycle's opening), healthy since `fallback` (e.g. the tier's validation): a pilot known
+    /// healthy always has a soak that can end.
+    pub fn since_or(mut self, fallback: DateTime<Utc>) -> Self {
+        if self.healthy_at.is_none() && self.all_healthy() {
+            self.healthy_at = Some(fallback);
+        }
+        self
+    }
 }
 
 /// The soak counted from the moment the pilot was actually healthy: production may start at the
@@ -209,23 +219,44 @@ pub fn pilot_soak_end(health: &PilotHealth, soak: Duration) -> Option<DateTime<U
     health.healthy_since().map(|at| at + soak)
 }
 
-/// What a soak re-check found wrong with a pilot endpoint, in words (`None`: healthy). Healthy
-/// is the agent online and not in maintenance mode, and every post-reboot check that applies to
-/// the endpoint reporting and passing (the validation's own rule).
+/// What a soak re-check read of one pilot endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SoakReading {
+    /// The agent online, not in maintenance mode, every post-reboot check passing.
+    Healthy,
+    /// Nothing to judge today (the agent offline, e.g. a laptop asleep, or in maintenance mode):
+    /// a finding, not a failure; a later check reads it again.
+    NotChecked(String),
+    /// Monitors failing or not reporting: the endpoint fails its soak.
+    Unhealthy(String),
+}
+
+/// What a soak re-check found of a pilot endpoint. Healthy is every post-reboot check that
+/// applies to the endpoint reporting and passing (the validation's own rule); an agent offline or
+/// in maintenance mode is not checked (no failure: its monitors say nothing today).
 pub fn soak_recheck(
     endpoint: &Endpoint,
     online: bool,
     maintenance: bool,
     checks: &[CheckResult],
     trace: &mut Trace,
-) -> Option<String> {
-    let mut wrong = Vec::new();
+) -> SoakReading {
+    let mut absent = Vec::new();
     if !online {
-        wrong.push("agent offline".to_owned());
+        absent.push("agent offline");
     }
     if maintenance {
-        wrong.push("agent in maintenance mode".to_owned());
+        absent.push("agent in maintenance mode");
     }
+    if !absent.is_empty() {
+        let words = format!("not checked: {}", absent.join("; "));
+        trace.push(
+            TraceEntry::new(Node::PilotSoak, "not_checked", r::SOAK_INCOMPLETE)
+                .with_facts(format!("soak re-check: {words}")),
+        );
+        return SoakReading::NotChecked(words);
+    }
+    let mut wrong = Vec::new();
     if let Validation::Unhealthy { failed, missing } = judge(endpoint, checks, trace) {
         let names = |c: &[crate::rules::validation::Check]| {
             c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
@@ -242,14 +273,14 @@ pub fn soak_recheck(
             TraceEntry::new(Node::PilotSoak, "healthy", r::ALL_CHECKS_PASSED)
                 .with_facts("soak re-check: agent online, every post-reboot check passing"),
         );
-        return None;
+        return SoakReading::Healthy;
     }
     let words = wrong.join("; ");
     trace.push(
         TraceEntry::new(Node::PilotSoak, "unhealthy", r::PILOT_UNHEALTHY)
             .with_facts(format!("soak re-check: {words}")),
     );
-    Some(words)
+    SoakReading::Unhealthy(words)
 }
 
 /// The promotion decision for a production tier.
@@ -521,19 +552,65 @@ mod tests {
             pass(Check::Vpn),
         ];
         let mut t = Trace::new();
-        assert_eq!(soak_recheck(&e, true, false, &all, &mut t), None);
+        assert_eq!(
+            soak_recheck(&e, true, false, &all, &mut t),
+            SoakReading::Healthy
+        );
         let mut failing = all;
         failing[2].passed = false;
-        let words = soak_recheck(&e, true, false, &failing, &mut t).unwrap();
+        let SoakReading::Unhealthy(words) = soak_recheck(&e, true, false, &failing, &mut t) else {
+            panic!("a failing monitor is unhealthy");
+        };
         assert!(words.contains("monitors failing: vpn"), "{words}");
-        let words = soak_recheck(&e, false, true, &all[..1], &mut t).unwrap();
-        assert!(words.contains("agent offline"), "{words}");
-        assert!(words.contains("maintenance"), "{words}");
+        let SoakReading::Unhealthy(words) = soak_recheck(&e, true, false, &all[..1], &mut t) else {
+            panic!("a monitor not reporting is unhealthy");
+        };
         assert!(
             words.contains("not reporting: baseline_apps, vpn"),
             "{words}"
         );
         assert_eq!(t.entries().last().unwrap().reason, r::PILOT_UNHEALTHY);
+    }
+
+    #[test]
+    fn an_offline_or_maintenance_agent_is_not_checked_not_failed() {
+        let e = workstation("w");
+        let mut t = Trace::new();
+        let SoakReading::NotChecked(words) = soak_recheck(&e, false, false, &[], &mut t) else {
+            panic!("an offline agent is not checked");
+        };
+        assert!(words.contains("agent offline"), "{words}");
+        let SoakReading::NotChecked(words) = soak_recheck(&e, true, true, &[], &mut t) else {
+            panic!("maintenance mode is not checked");
+        };
+        assert!(words.contains("maintenance"), "{words}");
+        assert_eq!(t.entries().last().unwrap().reason, r::SOAK_INCOMPLETE);
+    }
+
+    #[test]
+    fn a_validated_pilot_with_no_dated_run_soaks_from_its_fallback() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 9, 12, 0, 0).unwrap();
+        let soak = Duration::days(7);
+        // No runs at all, and only undated (up-to-date) runs: healthy, but no instant.
+        let empty = PilotHealth::default();
+        let mut undated = PilotHealth::default();
+        undated.validated(None);
+        undated.validated(None);
+        for h in [empty, undated] {
+            assert_eq!(pilot_soak_end(&h, soak), None);
+            assert_eq!(pilot_soak_end(&h.since_or(at), soak), Some(at + soak));
+        }
+        // A dated validation wins; an unhealthy pilot gets no fallback.
+        let mut dated = undated;
+        dated.validated(Some(at + Duration::hours(2)));
+        assert_eq!(
+            dated.since_or(at).healthy_since(),
+            Some(at + Duration::hours(2))
+        );
+        let mut failed = undated;
+        failed.failed(false);
+        assert_eq!(failed.since_or(at).healthy_since(), None);
+        assert_eq!(failed.endpoints, 3);
     }
 
     #[test]

@@ -511,12 +511,7 @@ async fn a_cycle_on_the_aws_adapters_delivered_twice_matches_the_embedded_one_de
     // The requests a whole cycle made, per in-scope endpoint, by kind: the basis of the cost per
     // cycle (docs/adapters.md). Receives and deletes are the pump's; in AWS, Lambda's event
     // source mapping makes them. Delivering twice doubles the claims (a second claim reads Done).
-    let in_scope: usize = report
-        .summary
-        .rows
-        .iter()
-        .map(|r| r.in_scope())
-        .sum();
+    let in_scope: usize = report.summary.rows.iter().map(|r| r.in_scope()).sum();
     let counts = counter.0.lock().unwrap().clone();
     let total: usize = counts.values().sum();
     println!(

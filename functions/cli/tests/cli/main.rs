@@ -2,8 +2,8 @@
 
 mod applicability;
 mod audit;
-mod batches;
 mod aws;
+mod batches;
 mod closure;
 mod contract_example;
 mod docs;

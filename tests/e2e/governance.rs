@@ -409,6 +409,14 @@ impl patchflow_core::ports::rmm::Rmm for MisreportingRmm {
         self.inner.reports(endpoint, since, expect).await
     }
 
+    async fn changed(
+        &self,
+        client: &patchflow_core::ids::ClientId,
+        since: chrono::DateTime<Utc>,
+    ) -> Result<Vec<EndpointId>, patchflow_core::ports::PortError> {
+        self.inner.changed(client, since).await
+    }
+
     async fn push_approval(
         &self,
         key: &str,

@@ -24,7 +24,7 @@ use patchflow_connectors::pagerduty::PagerDutyPager;
 use patchflow_connectors::secrets::parse_credentials;
 use patchflow_connectors::settings::PagerChoice;
 use patchflow_core::contract::{CatalogDoc, InventoryDoc};
-use patchflow_core::ids::{CycleId, EndpointId, PatchId};
+use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attached, Attachment, NewTicket, NoteAdded, Psa};
 use patchflow_core::ports::rmm::{
@@ -76,6 +76,18 @@ impl Rmm for AnyRmm {
         match self {
             AnyRmm::Simulated(r) => r.reports(endpoint, since, expect).await,
             AnyRmm::Automate(r) => r.reports(endpoint, since, expect).await,
+            AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
+        }
+    }
+
+    async fn changed(
+        &self,
+        client: &ClientId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EndpointId>, PortError> {
+        match self {
+            AnyRmm::Simulated(r) => r.changed(client, since).await,
+            AnyRmm::Automate(r) => r.changed(client, since).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
         }
     }

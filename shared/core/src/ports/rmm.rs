@@ -196,6 +196,22 @@ pub trait Rmm: Send + Sync {
         expect: &[PatchId],
     ) -> impl Future<Output = Result<Vec<RmmReport>, PortError>> + Send;
 
+    /// The client's endpoints on which anything the pipeline waits for may have happened at or
+    /// after `since`: a patch job or install script that finished, a startup, a post-reboot
+    /// monitor that changed. One paged read of the client's computers however many it has
+    /// (never one call per endpoint); the pipeline then reads `reports` only for these. May
+    /// over-report (an endpoint listed with nothing new is harmless), must never miss one.
+    ///
+    /// Error contract: `Transient` when the RMM throttles or fails passingly (retry the tick);
+    /// `Permanent` when it refuses the read or answers in a shape it does not document (a
+    /// retry would answer the same). Either way nothing is listed: the caller must not take an
+    /// error for "nothing changed".
+    fn changed(
+        &self,
+        client: &ClientId,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<EndpointId>, PortError>> + Send;
+
     /// Writes a decision into the client's approval policy for the push's endpoints, under an
     /// idempotency key (a repeat changes nothing).
     fn push_approval(

@@ -106,6 +106,93 @@ struct RmmState {
     unhealthy: BTreeMap<EndpointId, DateTime<Utc>>,
     /// Health reads answered.
     health_reads: usize,
+    /// Per client, the instants at which a report event may happen on its endpoints (every
+    /// candidate instant of every command taken, so `changed` reads only the range it is asked
+    /// about).
+    changes: BTreeMap<ClientId, BTreeMap<DateTime<Utc>, BTreeSet<EndpointId>>>,
+    /// Per endpoint, its commands' candidate instants (indexed under its client when the client
+    /// becomes known, or changes).
+    instants: BTreeMap<EndpointId, Vec<DateTime<Utc>>>,
+    /// The candidate instants of endpoints whose client is not known yet (no approval pushed
+    /// for them): every client's `changed` lists them, until their client is known.
+    unassigned: BTreeMap<DateTime<Utc>, BTreeSet<EndpointId>>,
+    /// Port calls answered, by method.
+    calls: BTreeMap<&'static str, u64>,
+}
+
+impl RmmState {
+    /// Counts one call of a port method.
+    fn count(&mut self, method: &'static str) {
+        *self.calls.entry(method).or_default() += 1;
+    }
+
+    /// Indexes a command's candidate instants under its endpoint's client (or, while that is
+    /// not known, under `unassigned`).
+    fn index(&mut self, endpoint: &EndpointId, at: Vec<DateTime<Utc>>) {
+        let by_instant = match self.client_of.get(endpoint) {
+            Some(client) => self.changes.entry(client.clone()).or_default(),
+            None => &mut self.unassigned,
+        };
+        for t in &at {
+            by_instant.entry(*t).or_default().insert(endpoint.clone());
+        }
+        self.instants
+            .entry(endpoint.clone())
+            .or_default()
+            .extend(at);
+    }
+
+    /// Records the endpoint's client; on a change, moves its instants under the client's
+    /// changes (the old client's index keeps them: over-reporting, never missing).
+    fn assign(&mut self, endpoint: &EndpointId, client: &ClientId) {
+        let before = self.client_of.insert(endpoint.clone(), client.clone());
+        if before.as_ref() == Some(client) {
+            return;
+        }
+        let at = self.instants.get(endpoint).cloned().unwrap_or_default();
+        let by_instant = self.changes.entry(client.clone()).or_default();
+        for t in &at {
+            by_instant.entry(*t).or_default().insert(endpoint.clone());
+        }
+        if before.is_none() {
+            for t in &at {
+                if let Some(endpoints) = self.unassigned.get_mut(t) {
+                    endpoints.remove(endpoint);
+                    if endpoints.is_empty() {
+                        self.unassigned.remove(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The instants at which a command taken at `at` may lead `events` to report something: the
+/// install (or the endpoint found asleep), the reboot and the checks 20 minutes after it. A
+/// superset: a reboot is reported at the latest of its command's instant and 10 minutes after
+/// the install, and both are listed.
+fn candidate_instants(command: &RmmCommand, at: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let checks = Duration::minutes(20);
+    let install = |i: DateTime<Utc>| {
+        vec![
+            i,
+            i + Duration::minutes(10),
+            i + Duration::minutes(10) + checks,
+        ]
+    };
+    let reboot = |r: DateTime<Utc>| vec![r, r + checks];
+    match command {
+        RmmCommand::ScheduleInstall { window, .. } => {
+            install(window.start.max(at) + Duration::minutes(15))
+        }
+        RmmCommand::TechnicianInstall { window, .. } => {
+            install(window.start.max(at) + Duration::hours(1))
+        }
+        RmmCommand::ScheduleReboot { window, .. } => reboot(window.start + Duration::minutes(40)),
+        RmmCommand::TechnicianReboot { after, .. } => reboot(*after + Duration::hours(2)),
+        RmmCommand::ReminderPopup { first, .. } => reboot(*first + Duration::hours(1)),
+        RmmCommand::ForcedReboot { window, .. } => reboot(window.start + Duration::minutes(5)),
+    }
 }
 
 /// What one install command does, by the client's approval policy when the RMM took it.
@@ -199,9 +286,22 @@ impl<C: Clock> SimRmm<C> {
         lock(&self.state).unhealthy.insert(endpoint.clone(), from);
     }
 
+    /// Tells the RMM the endpoint's client, as Automate knows every computer's client (without
+    /// it, the client is known from the first approval pushed for the endpoint).
+    pub fn set_client(&self, endpoint: &EndpointId, client: &ClientId) {
+        lock(&self.state).assign(endpoint, client);
+    }
+
     /// Health reads answered so far.
     pub fn health_reads(&self) -> usize {
         lock(&self.state).health_reads
+    }
+
+    /// Port calls answered so far, by method (`send`, `reports`, `changed`, `push_approval`,
+    /// `approval_state`, `agent_state`, `health`, `record_closure`, `record_retry`), duplicates
+    /// included: the simulation's "RMM calls per endpoint per cycle".
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.state).calls.clone()
     }
 
     /// Every install command's outcome by the approval policy, in key order.
@@ -449,10 +549,12 @@ impl<C: Clock> Rmm for SimRmm<C> {
     async fn send(&self, key: &str, command: &RmmCommand) -> Result<(), PortError> {
         let now = self.clock.now();
         let mut st = lock(&self.state);
+        st.count("send");
         if st.by_key.contains_key(key) {
             st.duplicates += 1;
             return Ok(());
         }
+        st.index(command.endpoint(), candidate_instants(command, now));
         if command.is_install() {
             let endpoint = command.endpoint().clone();
             let client = st.client_of.get(&endpoint).cloned();
@@ -491,13 +593,50 @@ impl<C: Clock> Rmm for SimRmm<C> {
         expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         let now = self.clock.now();
+        lock(&self.state).count("reports");
         let mut events = self.events(endpoint, since, expect);
         events.retain(|r| r.at <= now && r.at >= since);
         Ok(events)
     }
 
+    /// The client's endpoints with a candidate instant of a report event (see `events`) in
+    /// [`since`, now]: a superset of those whose `reports` since then are not empty. Reads only
+    /// the client's index over that range, so its cost follows the changes, not the client's
+    /// endpoints or the command log. An endpoint is known to be the client's once an approval
+    /// was pushed for it (the pipeline pushes before it installs) or `set_client` said so;
+    /// until then it is listed for every client (over-reporting, never missing).
+    async fn changed(
+        &self,
+        client: &ClientId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EndpointId>, PortError> {
+        let now = self.clock.now();
+        let mut st = lock(&self.state);
+        st.count("changed");
+        if since > now {
+            return Ok(Vec::new());
+        }
+        let mut found: BTreeSet<EndpointId> = st
+            .changes
+            .get(client)
+            .map(|by_instant| {
+                by_instant
+                    .range(since..=now)
+                    .flat_map(|(_, endpoints)| endpoints.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.extend(
+            st.unassigned
+                .range(since..=now)
+                .flat_map(|(_, endpoints)| endpoints.iter().cloned()),
+        );
+        Ok(found.into_iter().collect())
+    }
+
     async fn push_approval(&self, key: &str, push: &ApprovalPush) -> Result<(), PortError> {
         let mut st = lock(&self.state);
+        st.count("push_approval");
         if !st.approval_keys.insert(key.to_owned()) {
             st.approval_duplicates += 1;
             return Ok(());
@@ -505,7 +644,7 @@ impl<C: Clock> Rmm for SimRmm<C> {
         st.policy
             .insert((push.client.clone(), push.patch.clone()), push.approval);
         for e in &push.endpoints {
-            st.client_of.insert(e.clone(), push.client.clone());
+            st.assign(e, &push.client);
         }
         Ok(())
     }
@@ -515,7 +654,8 @@ impl<C: Clock> Rmm for SimRmm<C> {
         endpoint: &EndpointId,
         patch: &PatchId,
     ) -> Result<Option<RmmApproval>, PortError> {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        st.count("approval_state");
         Ok(st
             .client_of
             .get(endpoint)
@@ -526,6 +666,7 @@ impl<C: Clock> Rmm for SimRmm<C> {
     async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
         let now = self.clock.now();
         let mut st = lock(&self.state);
+        st.count("agent_state");
         let sleeper = self.sleeper(endpoint) || st.sleepers.contains(endpoint);
         let maintenance = st.maintenance.contains(endpoint);
         // A sleeper sleeps through the window it is first asked about (12 hours from then).
@@ -558,6 +699,7 @@ impl<C: Clock> Rmm for SimRmm<C> {
     async fn health(&self, endpoint: &EndpointId) -> Result<HealthReport, PortError> {
         let now = self.clock.now();
         let mut st = lock(&self.state);
+        st.count("health");
         st.health_reads += 1;
         let unhealthy = st.unhealthy.get(endpoint).is_some_and(|from| {
             *from <= now
@@ -582,6 +724,7 @@ impl<C: Clock> Rmm for SimRmm<C> {
 
     async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
         let mut st = lock(&self.state);
+        st.count("record_closure");
         if st.closures.contains_key(key) {
             st.closure_duplicates += 1;
             return Ok(false);
@@ -592,6 +735,7 @@ impl<C: Clock> Rmm for SimRmm<C> {
 
     async fn record_retry(&self, key: &str, note: &RetryNote) -> Result<bool, PortError> {
         let mut st = lock(&self.state);
+        st.count("record_retry");
         if st.retries.contains_key(key) {
             return Ok(false);
         }
@@ -884,5 +1028,226 @@ impl Pager for SimPager {
             p.resolved = true;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchflow_core::ports::clock::ManualClock;
+    use patchflow_core::schedule::Window;
+
+    fn t0() -> DateTime<Utc> {
+        "2026-12-09T00:00:00Z".parse().unwrap_or_default()
+    }
+
+    fn id(s: &str) -> EndpointId {
+        EndpointId::parse(s).unwrap()
+    }
+
+    fn window(start: DateTime<Utc>, hours: i64) -> Window {
+        Window {
+            start,
+            end: start + Duration::hours(hours),
+        }
+    }
+
+    /// An RMM with `n` endpoints of client `acme` (approval pushed for them) and one of `other`.
+    async fn rmm(n: usize) -> (SimRmm<ManualClock>, Arc<ManualClock>, Vec<EndpointId>) {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let rmm = SimRmm::new(
+            Outcomes {
+                seed: 7,
+                failure_rate: 0.4,
+            },
+            clock.clone(),
+        );
+        let endpoints: Vec<EndpointId> = (0..n).map(|i| id(&format!("acme-ws{i}"))).collect();
+        for (client, targets) in [("acme", endpoints.clone()), ("other", vec![id("oth-ws0")])] {
+            rmm.push_approval(
+                &format!("{client}-kb"),
+                &ApprovalPush {
+                    client: ClientId::parse(client).unwrap(),
+                    patch: PatchId::parse("KB5071001").unwrap(),
+                    approval: RmmApproval::Approved,
+                    endpoints: targets,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        (rmm, clock, endpoints)
+    }
+
+    /// Every report any `reports` call shows in the last hour is on an endpoint `changed` lists
+    /// for that hour, through installs (some failing, some asleep), reminders, forced reboots
+    /// and retries; and `changed` lists fewer than every endpoint most hours.
+    #[tokio::test]
+    async fn changed_lists_every_endpoint_a_report_shows_in_the_hour() {
+        let (rmm, clock, endpoints) = rmm(40).await;
+        let acme = ClientId::parse("acme").unwrap();
+        let kb = vec![PatchId::parse("KB5071001").unwrap()];
+        let mut sent = Vec::new();
+        for (i, e) in endpoints.iter().enumerate() {
+            let start = t0() + Duration::hours((i % 10) as i64);
+            rmm.agent_state(e).await.unwrap();
+            let install = RmmCommand::ScheduleInstall {
+                endpoint: e.clone(),
+                window: window(start, 6),
+                patches: kb.clone(),
+            };
+            rmm.send(&format!("{e}-install"), &install).await.unwrap();
+            sent.push(e.clone());
+        }
+        let mut quiet_hours = 0;
+        let mut kinds = BTreeSet::new();
+        for hour in 1..=72 {
+            clock.set(t0() + Duration::hours(hour));
+            let now = clock.now();
+            // Reminders the day after, a forced reboot two days after, a retry on day 2.
+            for (i, e) in endpoints.iter().enumerate() {
+                if hour == 20 + (i % 5) as i64 {
+                    let c = RmmCommand::ReminderPopup {
+                        endpoint: e.clone(),
+                        first: now + Duration::minutes(30),
+                        local_time: "10:00".parse().unwrap(),
+                    };
+                    rmm.send(&format!("{e}-reminder"), &c).await.unwrap();
+                }
+                if hour == 44 {
+                    let c = RmmCommand::ForcedReboot {
+                        endpoint: e.clone(),
+                        window: window(now + Duration::hours(2), 2),
+                    };
+                    rmm.send(&format!("{e}-forced"), &c).await.unwrap();
+                }
+                if hour == 50 && i % 3 == 0 {
+                    let c = RmmCommand::TechnicianInstall {
+                        endpoint: e.clone(),
+                        window: window(now, 4),
+                        patches: kb.clone(),
+                    };
+                    rmm.send(&format!("{e}-retry"), &c).await.unwrap();
+                }
+            }
+            let hour_start = now - Duration::hours(1);
+            let listed: BTreeSet<EndpointId> = rmm
+                .changed(&acme, hour_start)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+            if listed.len() < endpoints.len() {
+                quiet_hours += 1;
+            }
+            for e in &endpoints {
+                for since in [t0(), t0() + Duration::hours(50), hour_start] {
+                    let seen = rmm.reports(e, since, &kb).await.unwrap();
+                    kinds.extend(seen.iter().map(|r| {
+                        serde_json::to_value(&r.event).unwrap_or_default()["event"].to_string()
+                    }));
+                    if seen.iter().any(|r| r.at >= hour_start) {
+                        assert!(listed.contains(e), "hour {hour}: {e} missing: {seen:?}");
+                    }
+                }
+            }
+            assert!(
+                !listed.contains(&id("oth-ws0")),
+                "another client's endpoint"
+            );
+        }
+        assert!(quiet_hours > 60, "{quiet_hours}");
+        assert_eq!(
+            kinds.len(),
+            5,
+            "every kind of event was reported: {kinds:?}"
+        );
+    }
+
+    /// Nothing is listed before its instant or after the range asked; an endpoint whose client
+    /// is not known yet is listed for every client until it is, then only for its own.
+    #[tokio::test]
+    async fn changed_reads_the_range_and_the_client() {
+        let (rmm, clock, endpoints) = rmm(2).await;
+        let acme = ClientId::parse("acme").unwrap();
+        let other = ClientId::parse("other").unwrap();
+        let stray = id("new-ws9");
+        for e in [&endpoints[0], &stray] {
+            let c = RmmCommand::ScheduleInstall {
+                endpoint: e.clone(),
+                window: window(t0() + Duration::hours(2), 4),
+                patches: Vec::new(),
+            };
+            rmm.send(&format!("{e}-install"), &c).await.unwrap();
+        }
+        // The install is reported at 02:15: not yet at 02:00.
+        clock.set(t0() + Duration::hours(2));
+        assert!(rmm.changed(&acme, t0()).await.unwrap().is_empty());
+        clock.set(t0() + Duration::hours(3));
+        assert_eq!(
+            rmm.changed(&acme, t0()).await.unwrap(),
+            vec![endpoints[0].clone(), stray.clone()]
+        );
+        assert_eq!(
+            rmm.changed(&other, t0()).await.unwrap(),
+            vec![stray.clone()]
+        );
+        // Since after every candidate instant: nothing.
+        clock.set(t0() + Duration::hours(30));
+        assert!(rmm
+            .changed(&acme, t0() + Duration::hours(4))
+            .await
+            .unwrap()
+            .is_empty());
+        // Since in the future: nothing.
+        assert!(rmm
+            .changed(&acme, t0() + Duration::hours(40))
+            .await
+            .unwrap()
+            .is_empty());
+        rmm.set_client(&stray, &other);
+        assert_eq!(
+            rmm.changed(&acme, t0()).await.unwrap(),
+            vec![endpoints[0].clone()]
+        );
+        assert_eq!(
+            rmm.changed(&other, t0()).await.unwrap(),
+            vec![stray.clone()]
+        );
+    }
+
+    /// Every port call is counted by its method, a duplicate included.
+    #[tokio::test]
+    async fn calls_are_counted_by_method() {
+        let (rmm, _clock, endpoints) = rmm(1).await;
+        let e = &endpoints[0];
+        let c = RmmCommand::TechnicianReboot {
+            endpoint: e.clone(),
+            after: t0(),
+        };
+        rmm.send("k", &c).await.unwrap();
+        rmm.send("k", &c).await.unwrap();
+        rmm.reports(e, t0(), &[]).await.unwrap();
+        rmm.changed(&ClientId::parse("acme").unwrap(), t0())
+            .await
+            .unwrap();
+        rmm.agent_state(e).await.unwrap();
+        rmm.health(e).await.unwrap();
+        rmm.approval_state(e, &PatchId::parse("KB5071001").unwrap())
+            .await
+            .unwrap();
+        let calls = rmm.calls();
+        let expected: BTreeMap<&'static str, u64> = [
+            ("push_approval", 2),
+            ("send", 2),
+            ("reports", 1),
+            ("changed", 1),
+            ("agent_state", 1),
+            ("health", 1),
+            ("approval_state", 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(calls, expected);
     }
 }

@@ -16,9 +16,9 @@ use patchflow_core::model::{Classification, Criticality, EndpointKind, Patch, Ri
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::evidence::{EvidenceKey, LockMode, Retention, Sha256Digest};
 use patchflow_core::ports::state::{
-    ApprovalStore, Claim, Completion, DocStore, EndpointStore, EvidenceIndex, EvidenceRecord,
-    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, TierId,
-    TierRecord, TierStore,
+    ApprovalStore, Claim, Completion, DocIndex, DocStore, DueCursor, EndpointStore, EvidenceIndex,
+    EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint,
+    TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{
@@ -608,6 +608,489 @@ async fn docs_contract<S: DocStore + IdempotencyStore>(store: &S) {
         store.claim(&key, at(1), lease, ttl).await.unwrap(),
         Claim::Done("ok".into())
     );
+}
+
+fn indexed(due: Option<chrono::DateTime<Utc>>, phase: Option<&str>) -> DocIndex {
+    DocIndex {
+        due,
+        phase: phase.map(str::to_owned),
+    }
+}
+
+/// The ids a due listing returned, checking each cursor names its document.
+fn due_ids(listed: &[(DueCursor, patchflow_core::ports::state::Doc)]) -> Vec<String> {
+    listed
+        .iter()
+        .map(|(cursor, doc)| {
+            assert_eq!(cursor.id, doc.id);
+            doc.id.clone()
+        })
+        .collect()
+}
+
+async fn due_index_contract<S: DocStore>(store: &S) {
+    let c = cycle();
+    let kind = format!("run.{}", unique("due"));
+    let other_kind = format!("{kind}x");
+    let pending = Some("pending");
+    // GIVEN runs due at 09:00 (two, ids out of order), 10:00, 10:00 and a microsecond, 12:00,
+    // one unindexed run, one in another kind and one in another cycle, all due early
+    let plan = [
+        ("ws-b", at(9)),
+        ("ws-a", at(9)),
+        ("ws-c", at(10)),
+        ("ws-d", at(10) + Duration::microseconds(1)),
+        ("ws-e", at(12)),
+    ];
+    for (id, due) in plan {
+        assert_eq!(
+            store
+                .put_doc_indexed(c, &kind, id, "{}", None, &indexed(Some(due), pending))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    store
+        .put_doc(c, &kind, "ws-plain", "{}", None)
+        .await
+        .unwrap();
+    store
+        .put_doc_indexed(
+            c,
+            &other_kind,
+            "ws-a",
+            "{}",
+            None,
+            &indexed(Some(at(1)), pending),
+        )
+        .await
+        .unwrap();
+    store
+        .put_doc_indexed(
+            c.next().unwrap(),
+            &kind,
+            "ws-a",
+            "{}",
+            None,
+            &indexed(Some(at(1)), pending),
+        )
+        .await
+        .unwrap();
+
+    // WHEN the tick lists what is due by 10:00 THEN exactly those, in (due, id) order
+    let listed = store
+        .list_due_docs(c, &kind, at(10), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(&listed), ["ws-a", "ws-b", "ws-c"]);
+    assert_eq!(
+        listed[0].0,
+        DueCursor {
+            due: at(9),
+            id: "ws-a".into()
+        }
+    );
+    assert_eq!((listed[2].0.due, listed[2].1.version), (at(10), 1));
+    // AND a microsecond later the next run is due too, and by noon all five
+    let ids = due_ids(
+        &store
+            .list_due_docs(c, &kind, at(10) + Duration::microseconds(1), None, 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids, ["ws-a", "ws-b", "ws-c", "ws-d"]);
+    let all = store
+        .list_due_docs(c, &kind, at(23), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(&all), ["ws-a", "ws-b", "ws-c", "ws-d", "ws-e"]);
+    assert!(store
+        .list_due_docs(c, &kind, at(8), None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // AND pages of two, each after the last cursor, cover the same list once
+    let mut pages = Vec::new();
+    let mut after: Option<DueCursor> = None;
+    loop {
+        let page = store
+            .list_due_docs(c, &kind, at(23), after.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2, "{page:?}");
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        pages.push(due_ids(&page));
+    }
+    assert_eq!(
+        pages,
+        [vec!["ws-a", "ws-b"], vec!["ws-c", "ws-d"], vec!["ws-e"]]
+    );
+    assert!(store
+        .list_due_docs(c, &kind, at(23), None, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // AND a cursor between documents (ws-a's due, a later id) resumes at the next one
+    let between = DueCursor {
+        due: at(9),
+        id: "ws-aa".into(),
+    };
+    assert_eq!(
+        due_ids(
+            &store
+                .list_due_docs(c, &kind, at(10), Some(&between), 100)
+                .await
+                .unwrap()
+        ),
+        ["ws-b", "ws-c"]
+    );
+
+    // WHEN a run's due moves later THEN it leaves the earlier listing and joins the later one
+    store
+        .put_doc_indexed(
+            c,
+            &kind,
+            "ws-a",
+            "{\"n\":2}",
+            Some(1),
+            &indexed(Some(at(11)), pending),
+        )
+        .await
+        .unwrap();
+    let ids = due_ids(
+        &store
+            .list_due_docs(c, &kind, at(10), None, 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ids, ["ws-b", "ws-c"]);
+    let moved = store
+        .list_due_docs(c, &kind, at(11), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(&moved), ["ws-b", "ws-c", "ws-d", "ws-a"]);
+    assert_eq!(
+        (moved[3].0.due, moved[3].1.version, moved[3].1.body.as_str()),
+        (at(11), 2, "{\"n\":2}")
+    );
+    // AND a cursor on a document that has since moved still resumes after its old position
+    let stale = DueCursor {
+        due: at(9),
+        id: "ws-a".into(),
+    };
+    assert_eq!(
+        due_ids(
+            &store
+                .list_due_docs(c, &kind, at(10), Some(&stale), 100)
+                .await
+                .unwrap()
+        ),
+        ["ws-b", "ws-c"]
+    );
+    // WHEN a run's due is cleared, or it is rewritten with a plain put THEN it is not due
+    store
+        .put_doc_indexed(c, &kind, "ws-b", "{}", Some(1), &indexed(None, pending))
+        .await
+        .unwrap();
+    store
+        .put_doc(c, &kind, "ws-c", "{}", Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        due_ids(
+            &store
+                .list_due_docs(c, &kind, at(23), None, 100)
+                .await
+                .unwrap()
+        ),
+        ["ws-d", "ws-a", "ws-e"]
+    );
+    // AND the other kind and cycle kept their own
+    assert_eq!(
+        due_ids(
+            &store
+                .list_due_docs(c, &other_kind, at(23), None, 100)
+                .await
+                .unwrap()
+        ),
+        ["ws-a"]
+    );
+
+    // GIVEN the conditions of put_doc THEN put_doc_indexed keeps them
+    assert!(matches!(
+        store
+            .put_doc_indexed(c, &kind, "ws-d", "{}", None, &indexed(Some(at(1)), pending))
+            .await,
+        Err(PortError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .put_doc_indexed(
+                c,
+                &kind,
+                "ws-d",
+                "{}",
+                Some(7),
+                &indexed(Some(at(1)), pending)
+            )
+            .await,
+        Err(PortError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .put_doc_indexed(
+                c,
+                &kind,
+                "ghost",
+                "{}",
+                Some(1),
+                &indexed(Some(at(1)), pending)
+            )
+            .await,
+        Err(PortError::NotFound(_))
+    ));
+    // AND a refused write changed nothing: ws-d is still due at 10:00 and a microsecond
+    let still = store
+        .list_due_docs(c, &kind, at(10) + Duration::microseconds(1), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(&still), ["ws-d"]);
+    // AND an index the store cannot hold is refused
+    assert!(matches!(
+        store
+            .put_doc_indexed(c, &kind, "bad", "{}", None, &indexed(None, Some("a#b")))
+            .await,
+        Err(PortError::Permanent { .. })
+    ));
+    assert!(matches!(
+        store
+            .put_doc_indexed(c, &kind, "bad", "{}", None, &indexed(None, Some("")))
+            .await,
+        Err(PortError::Permanent { .. })
+    ));
+    assert!(store.get_doc(c, &kind, "bad").await.unwrap().is_none());
+}
+
+async fn phase_index_contract<S: DocStore>(store: &S) {
+    let c = cycle();
+    let kind = format!("run.{}", unique("phase"));
+    // GIVEN a kind with no documents THEN no phase has any
+    assert!(!store
+        .any_doc_in_phase(c, &kind, &["pending", "reported"])
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .count_docs_in_phase(c, &kind, "pending")
+            .await
+            .unwrap(),
+        0
+    );
+    // GIVEN three pending runs, one reported, one unindexed, and a pending one of another kind
+    for id in ["ws-1", "ws-2", "ws-3"] {
+        store
+            .put_doc_indexed(
+                c,
+                &kind,
+                id,
+                "{}",
+                None,
+                &indexed(Some(at(9)), Some("pending")),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .put_doc_indexed(
+            c,
+            &kind,
+            "ws-4",
+            "{}",
+            None,
+            &indexed(None, Some("reported")),
+        )
+        .await
+        .unwrap();
+    store.put_doc(c, &kind, "ws-5", "{}", None).await.unwrap();
+    store
+        .put_doc_indexed(
+            c,
+            &format!("{kind}x"),
+            "ws-9",
+            "{}",
+            None,
+            &indexed(None, Some("failed")),
+        )
+        .await
+        .unwrap();
+    // THEN the phases answer and count
+    assert!(store
+        .any_doc_in_phase(c, &kind, &["pending"])
+        .await
+        .unwrap());
+    assert!(store
+        .any_doc_in_phase(c, &kind, &["failed", "reported"])
+        .await
+        .unwrap());
+    assert!(!store
+        .any_doc_in_phase(c, &kind, &["failed", "validated"])
+        .await
+        .unwrap());
+    assert!(!store.any_doc_in_phase(c, &kind, &[]).await.unwrap());
+    assert!(!store
+        .any_doc_in_phase(c.next().unwrap(), &kind, &["pending"])
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .count_docs_in_phase(c, &kind, "pending")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .count_docs_in_phase(c, &kind, "reported")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_docs_in_phase(c, &kind, "failed").await.unwrap(),
+        0
+    );
+    // WHEN the runs move on (validated, failed, and one rewritten with a plain put)
+    store
+        .put_doc_indexed(
+            c,
+            &kind,
+            "ws-1",
+            "{}",
+            Some(1),
+            &indexed(None, Some("validated")),
+        )
+        .await
+        .unwrap();
+    store
+        .put_doc_indexed(
+            c,
+            &kind,
+            "ws-2",
+            "{}",
+            Some(1),
+            &indexed(None, Some("failed")),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .any_doc_in_phase(c, &kind, &["pending"])
+        .await
+        .unwrap());
+    store
+        .put_doc(c, &kind, "ws-3", "{}", Some(1))
+        .await
+        .unwrap();
+    // THEN no run is pending any more, and the counts follow
+    assert!(!store
+        .any_doc_in_phase(c, &kind, &["pending"])
+        .await
+        .unwrap());
+    assert!(store
+        .any_doc_in_phase(c, &kind, &["pending", "failed"])
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .count_docs_in_phase(c, &kind, "pending")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .count_docs_in_phase(c, &kind, "validated")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_docs_in_phase(c, &kind, "failed").await.unwrap(),
+        1
+    );
+}
+
+async fn bulk_get_contract<S: DocStore>(store: &S) {
+    let c = cycle();
+    let kind = format!("run.{}", unique("bulk"));
+    // GIVEN 130 documents (more than one BatchGetItem of 100 keys)
+    for i in 0..130 {
+        store
+            .put_doc(
+                c,
+                &kind,
+                &format!("ws-{i:03}"),
+                &format!("{{\"i\":{i}}}"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .put_doc(c, &kind, "ws-000", "{\"i\":0,\"v\":2}", Some(1))
+        .await
+        .unwrap();
+    // WHEN all of them are asked for, in reverse, with missing ids and a repeat among them
+    let mut ids: Vec<String> = (0..130).rev().map(|i| format!("ws-{i:03}")).collect();
+    ids.extend([
+        "ghost-1".to_owned(),
+        "ws-007".to_owned(),
+        "ghost-2".to_owned(),
+    ]);
+    let got = store.get_docs(c, &kind, &ids).await.unwrap();
+    // THEN each that exists, once, by id, with its latest version and body
+    let want: Vec<String> = (0..130).map(|i| format!("ws-{i:03}")).collect();
+    assert_eq!(got.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), want);
+    assert_eq!(
+        (got[0].version, got[0].body.as_str()),
+        (2, "{\"i\":0,\"v\":2}")
+    );
+    assert_eq!(
+        (got[129].version, got[129].body.as_str()),
+        (1, "{\"i\":129}")
+    );
+    // AND a few, or none
+    let few = store
+        .get_docs(c, &kind, &["ws-120".into(), "nope".into(), "ws-003".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        few.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["ws-003", "ws-120"]
+    );
+    assert!(store.get_docs(c, &kind, &[]).await.unwrap().is_empty());
+    assert!(store
+        .get_docs(c, &format!("{kind}x"), &["ws-001".into()])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_dynamodb_store_keeps_the_document_index_contract() {
+    let store = dynamo_state().await;
+    due_index_contract(&store).await;
+    phase_index_contract(&store).await;
+    bulk_get_contract(&store).await;
+}
+
+#[tokio::test]
+async fn the_sqlite_store_keeps_the_document_index_contract() {
+    let store = sqlite_state();
+    due_index_contract(&store).await;
+    phase_index_contract(&store).await;
+    bulk_get_contract(&store).await;
 }
 
 #[tokio::test]

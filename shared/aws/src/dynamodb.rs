@@ -14,6 +14,15 @@
 //! | cycle document | `CYCLE#{cycle}#{kind}` | `DOC#{id}` |
 //! | manifest chain head | `CHAIN#{client}` | `HEAD` |
 //!
+//! Two sparse global secondary indexes serve the indexed cycle documents
+//! ([`DocStore::put_doc_indexed`]); a document without a due or a phase carries no attribute for
+//! it, so it is in neither:
+//!
+//! | index | partition key | sort key | projection | serves |
+//! |---|---|---|---|---|
+//! | `due` | `pk` (`CYCLE#{cycle}#{kind}`) | `due_sk`: `{due, fixed-width RFC 3339 UTC to the µs}#{id}` | ALL | `list_due_docs`: `Query` on `due_sk < :until$` with `Limit` |
+//! | `phase` | `phase_pk`: `CYCLE#{cycle}#{kind}#{phase}` | `sk` | KEYS_ONLY | `any_doc_in_phase` (`Query`, `Limit` 1), `count_docs_in_phase` (`Select` COUNT) |
+//!
 //! Every transition is a conditional write; a failed condition is `Conflict`.
 
 use std::collections::HashMap;
@@ -22,16 +31,17 @@ use std::time::Duration as StdDuration;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
-    WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, PutRequest, ScalarAttributeType,
+    Select, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore,
-    EvidenceIndex, EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore,
-    StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
+    due_of_sort_key, due_sort_key, due_upper_bound, next_tier_record, ApprovalStore, Claim,
+    Completion, Doc, DocIndex, DocStore, DueCursor, EndpointStore, EvidenceIndex, EvidenceRecord,
+    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
+    TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
@@ -48,6 +58,10 @@ pub const MAX_BATCH_WRITE: usize = 25;
 pub const MAX_BATCH_GET: usize = 100;
 /// How many rounds unprocessed items or keys are retried before giving up as transient.
 const BATCH_ATTEMPTS: u32 = 8;
+/// The global secondary index of documents by due instant (see the module doc).
+pub const DUE_INDEX: &str = "due";
+/// The global secondary index of documents by phase (see the module doc).
+pub const PHASE_INDEX: &str = "phase";
 
 /// The state store table.
 #[derive(Debug, Clone)]
@@ -763,8 +777,15 @@ impl EvidenceIndex for DynamoState {
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
         let what = format!("the manifest chain of {client}");
-        self.put_versioned("chain head", chain_key(client), &what, body, expected)
-            .await
+        self.put_versioned(
+            "chain head",
+            chain_key(client),
+            &what,
+            body,
+            expected,
+            (None, None),
+        )
+        .await
     }
 }
 
@@ -902,6 +923,18 @@ struct DocItem {
     sk: String,
     version: u64,
     body: String,
+    /// The due index's sort key; absent on a document without a due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_sk: Option<String>,
+    /// The phase index's partition key; absent on a document without a phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase_pk: Option<String>,
+}
+
+/// A document's partition in the phase index.
+fn phase_pk(cycle: CycleId, kind: &str, phase: &str) -> String {
+    let (pk, _) = doc_key(cycle, kind, "");
+    format!("{pk}#{phase}")
 }
 
 fn doc_key(cycle: CycleId, kind: &str, id: &str) -> (String, String) {
@@ -918,8 +951,15 @@ impl DocStore for DynamoState {
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
         let what = format!("{kind} {id} of {cycle}");
-        self.put_versioned(kind, doc_key(cycle, kind, id), &what, body, expected)
-            .await
+        self.put_versioned(
+            kind,
+            doc_key(cycle, kind, id),
+            &what,
+            body,
+            expected,
+            (None, None),
+        )
+        .await
     }
 
     async fn get_doc(
@@ -937,12 +977,220 @@ impl DocStore for DynamoState {
         let items: Vec<DocItem> = self.query_prefix(kind, pk, "DOC#").await?;
         Ok(items.into_iter().map(doc_of).collect())
     }
+
+    async fn put_doc_indexed(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<u64>,
+        index: &DocIndex,
+    ) -> Result<u64, PortError> {
+        let what = format!("{kind} {id} of {cycle}");
+        let (due_sk, phase) = index.keys(id)?;
+        let phase_pk = phase.map(|p| phase_pk(cycle, kind, p));
+        self.put_versioned(
+            kind,
+            doc_key(cycle, kind, id),
+            &what,
+            body,
+            expected,
+            (due_sk, phase_pk),
+        )
+        .await
+    }
+
+    async fn list_due_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        until: DateTime<Utc>,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<(DueCursor, Doc)>, PortError> {
+        let Some(upper) = due_upper_bound(until) else {
+            return Ok(Vec::new());
+        };
+        let (pk, _) = doc_key(cycle, kind, "");
+        // Resuming after a cursor: the index key of the document it names (which need not exist
+        // any more), so the query continues strictly after it.
+        let mut start = match after {
+            Some(a) => {
+                let mut key = key_map(doc_key(cycle, kind, &a.id));
+                key.insert(
+                    "due_sk".to_owned(),
+                    AttributeValue::S(due_sort_key(a.due, &a.id)?),
+                );
+                Some(key)
+            }
+            None => None,
+        };
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let page_limit = i32::try_from(limit - out.len()).unwrap_or(i32::MAX);
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("pk = :pk AND due_sk < :upper")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .expression_attribute_values(":upper", AttributeValue::S(upper.clone()))
+                .set_exclusive_start_key(start.take())
+                .limit(page_limit)
+                .send()
+                .await
+                .map_err(|e| classify(format!("list due {kind}"), e))?;
+            for item in page.items.unwrap_or_default() {
+                let item: DocItem = from_item(kind, item)?;
+                let due = due_of_sort_key(item.due_sk.as_deref().unwrap_or_default())?;
+                let doc = doc_of(item);
+                out.push((
+                    DueCursor {
+                        due,
+                        id: doc.id.clone(),
+                    },
+                    doc,
+                ));
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        // A page never holds more than asked; the cut only guards that promise.
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn any_doc_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phases: &[&str],
+    ) -> Result<bool, PortError> {
+        for phase in phases {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PHASE_INDEX)
+                .key_condition_expression("phase_pk = :phase")
+                .expression_attribute_values(
+                    ":phase",
+                    AttributeValue::S(phase_pk(cycle, kind, phase)),
+                )
+                .limit(1)
+                .send()
+                .await
+                .map_err(|e| classify(format!("{kind} in phase {phase}"), e))?;
+            if page.count > 0 || page.items.is_some_and(|i| !i.is_empty()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn count_docs_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phase: &str,
+    ) -> Result<u64, PortError> {
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PHASE_INDEX)
+                .key_condition_expression("phase_pk = :phase")
+                .expression_attribute_values(
+                    ":phase",
+                    AttributeValue::S(phase_pk(cycle, kind, phase)),
+                )
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(format!("count {kind} in phase {phase}"), e))?;
+            total += u64::try_from(page.count).unwrap_or_default();
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn get_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        ids: &[String],
+    ) -> Result<Vec<Doc>, PortError> {
+        // BatchGetItem refuses a request naming a key twice.
+        let mut ids: Vec<&String> = ids.iter().collect();
+        ids.sort();
+        ids.dedup();
+        let mut docs = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_BATCH_GET) {
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    chunk
+                        .iter()
+                        .map(|id| key_map(doc_key(cycle, kind, id)))
+                        .collect(),
+                ))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| PortError::permanent("build a batch get", e))?;
+            for attempt in 0..BATCH_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(format!("get {kind}"), e))?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+                    for item in items {
+                        docs.push(doc_of(from_item(kind, item)?));
+                    }
+                }
+                match out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                {
+                    None => break,
+                    Some(rest) if attempt + 1 < BATCH_ATTEMPTS => {
+                        pending = rest;
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    Some(rest) => {
+                        return Err(PortError::transient(
+                            format!("get {kind}"),
+                            format!(
+                                "{} key(s) still unprocessed after {BATCH_ATTEMPTS} attempts",
+                                rest.keys().len()
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+        docs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(docs)
+    }
 }
 
 impl DynamoState {
     /// Writes a versioned item (a cycle document, a chain head): creates it when `expected` is
     /// `None` (`Conflict` if it exists), else replaces it if its version is `expected`
-    /// (`Conflict` if it moved, `NotFound` if there is none). Returns the new version.
+    /// (`Conflict` if it moved, `NotFound` if there is none), with its index attributes
+    /// `(due_sk, phase_pk)` (`None`: absent, so out of that index). Returns the new version.
     async fn put_versioned(
         &self,
         kind: &str,
@@ -950,6 +1198,7 @@ impl DynamoState {
         what: &str,
         body: &str,
         expected: Option<u64>,
+        (due_sk, phase_pk): (Option<String>, Option<String>),
     ) -> Result<u64, PortError> {
         let version = expected.map_or(1, |v| v + 1);
         let item = to_item(
@@ -959,6 +1208,8 @@ impl DynamoState {
                 sk: sk.clone(),
                 version,
                 body: body.to_owned(),
+                due_sk,
+                phase_pk,
             },
         )?;
         let (condition, values) = match expected {
@@ -994,8 +1245,9 @@ fn doc_of(item: DocItem) -> Doc {
     }
 }
 
-/// Creates the state table (on-demand, `pk`/`sk` string keys) and turns TTL on for `ttl`.
-/// Waits until the table is active.
+/// Creates the state table (on-demand, `pk`/`sk` string keys, the `due` and `phase` global
+/// secondary indexes of the module doc) and turns TTL on for `ttl`. Waits until the table is
+/// active.
 pub async fn create_state_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -1012,24 +1264,33 @@ pub async fn create_state_table(
             .attribute_type(ScalarAttributeType::S)
             .build()
     };
+    let index = |name: &str, hash: &str, range: &str, projection: ProjectionType| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash)?)
+            .key_schema(key(range, KeyType::Range)?)
+            .projection(Projection::builder().projection_type(projection).build())
+            .build()
+    };
     let built = (|| -> Result<_, aws_sdk_dynamodb::error::BuildError> {
         Ok((
-            key("pk", KeyType::Hash)?,
-            key("sk", KeyType::Range)?,
-            attr("pk")?,
-            attr("sk")?,
+            [key("pk", KeyType::Hash)?, key("sk", KeyType::Range)?],
+            [attr("pk")?, attr("sk")?, attr("due_sk")?, attr("phase_pk")?],
+            [
+                index(DUE_INDEX, "pk", "due_sk", ProjectionType::All)?,
+                index(PHASE_INDEX, "phase_pk", "sk", ProjectionType::KeysOnly)?,
+            ],
         ))
     })()
     .map_err(|e| PortError::permanent("build the table definition", e))?;
-    let (pk, sk, pk_attr, sk_attr) = built;
+    let (keys, attrs, indexes) = built;
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(pk)
-        .key_schema(sk)
-        .attribute_definitions(pk_attr)
-        .attribute_definitions(sk_attr)
+        .set_key_schema(Some(keys.into()))
+        .set_attribute_definitions(Some(attrs.into()))
+        .set_global_secondary_indexes(Some(indexes.into()))
         .send()
         .await
         .map_err(|e| classify(format!("create table {table}"), e))?;

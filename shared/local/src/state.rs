@@ -6,9 +6,10 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::ports::state::{
-    next_tier_record, ApprovalStore, Claim, Completion, Doc, DocStore, EndpointStore,
-    EvidenceIndex, EvidenceRecord, ExceptionStore, FailureRecord, FailureStore, IdempotencyStore,
-    StoredEndpoint, SyncSummary, TierId, TierRecord, TierStore,
+    due_of_sort_key, due_sort_key, due_upper_bound, next_tier_record, ApprovalStore, Claim,
+    Completion, Doc, DocIndex, DocStore, DueCursor, EndpointStore, EvidenceIndex, EvidenceRecord,
+    ExceptionStore, FailureRecord, FailureStore, IdempotencyStore, StoredEndpoint, SyncSummary,
+    TierId, TierRecord, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::approval::{Approval, Decision};
@@ -65,6 +66,8 @@ CREATE TABLE IF NOT EXISTS docs (
     id      TEXT    NOT NULL,
     version INTEGER NOT NULL,
     body    TEXT    NOT NULL,
+    due_sk  TEXT,
+    phase   TEXT,
     PRIMARY KEY (cycle, kind, id)
 );
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -75,6 +78,39 @@ CREATE TABLE IF NOT EXISTS idempotency (
     expires_at_ms  INTEGER NOT NULL
 );
 ";
+
+/// The docs table's index columns, added to a database created before them (`migrate_docs`),
+/// and their indexes: `due_sk` is `{instant}#{id}` (see `due_sort_key`), so (due, id) order.
+const DOC_INDEX_COLUMNS: [&str; 2] = ["due_sk", "phase"];
+const DOC_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS docs_due ON docs (cycle, kind, due_sk) WHERE due_sk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_phase ON docs (cycle, kind, phase) WHERE phase IS NOT NULL;
+";
+
+/// Adds the docs table's index columns where missing (a database file from before them) and
+/// creates their indexes, in one immediate transaction so two processes opening the same file
+/// cannot both add a column.
+fn migrate_docs(db: &Db) -> Result<(), PortError> {
+    db.with(|conn| {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_err("begin the docs migration", e))?;
+        let columns: Vec<String> = tx
+            .prepare("SELECT name FROM pragma_table_info('docs')")
+            .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| db_err("read the docs columns", e))?;
+        for column in DOC_INDEX_COLUMNS {
+            if !columns.iter().any(|c| c == column) {
+                tx.execute_batch(&format!("ALTER TABLE docs ADD COLUMN {column} TEXT"))
+                    .map_err(|e| db_err(format!("add column docs.{column}"), e))?;
+            }
+        }
+        tx.execute_batch(DOC_INDEXES)
+            .map_err(|e| db_err("create the docs indexes", e))?;
+        tx.commit()
+            .map_err(|e| db_err("commit the docs migration", e))
+    })
+}
 
 /// The state store in one SQLite database.
 #[derive(Clone)]
@@ -98,18 +134,19 @@ fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortErro
 }
 
 impl SqliteState {
-    /// Opens (or creates) the store in a database file.
+    /// Opens (or creates) the store in a database file; a file from before the docs index
+    /// columns gets them.
     pub fn open(path: &Path) -> Result<Self, PortError> {
-        Ok(Self {
-            db: Db::open(Some(path), SCHEMA)?,
-        })
+        let db = Db::open(Some(path), SCHEMA)?;
+        migrate_docs(&db)?;
+        Ok(Self { db })
     }
 
     /// A store in memory.
     pub fn in_memory() -> Result<Self, PortError> {
-        Ok(Self {
-            db: Db::open(None, SCHEMA)?,
-        })
+        let db = Db::open(None, SCHEMA)?;
+        migrate_docs(&db)?;
+        Ok(Self { db })
     }
 }
 
@@ -551,6 +588,7 @@ impl EvidenceIndex for SqliteState {
             &what,
             body,
             expected,
+            (None, None),
         )
     }
 }
@@ -562,7 +600,9 @@ const CHAIN_KIND: &str = "chain";
 impl SqliteState {
     /// Writes a versioned row of `docs`: creates it when `expected` is `None` (`Conflict` if it
     /// exists), else replaces it if its version is `expected` (`Conflict` if it moved,
-    /// `NotFound` if there is none). Returns the new version.
+    /// `NotFound` if there is none), with its index columns `(due_sk, phase)` (`None` clears).
+    /// Returns the new version.
+    #[allow(clippy::too_many_arguments)]
     fn put_doc_row(
         &self,
         cycle: &str,
@@ -571,23 +611,34 @@ impl SqliteState {
         what: &str,
         body: &str,
         expected: Option<u64>,
+        (due_sk, phase): (Option<String>, Option<&str>),
     ) -> Result<u64, PortError> {
         let result = match expected {
             None => self
                 .conditional(
                     kind,
-                    "INSERT INTO docs (cycle, kind, id, version, body) VALUES (?1, ?2, ?3, 1, ?4)
+                    "INSERT INTO docs (cycle, kind, id, version, body, due_sk, phase)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)
                      ON CONFLICT DO NOTHING",
-                    params![cycle, kind, id, body],
+                    params![cycle, kind, id, body, due_sk, phase],
                     || format!("{what} exists"),
                 )
                 .map(|()| 1),
             Some(v) => self
                 .conditional(
                     kind,
-                    "UPDATE docs SET version = ?5, body = ?4
+                    "UPDATE docs SET version = ?5, body = ?4, due_sk = ?7, phase = ?8
                      WHERE cycle = ?1 AND kind = ?2 AND id = ?3 AND version = ?6",
-                    params![cycle, kind, id, body, (v + 1) as i64, v as i64],
+                    params![
+                        cycle,
+                        kind,
+                        id,
+                        body,
+                        (v + 1) as i64,
+                        v as i64,
+                        due_sk,
+                        phase
+                    ],
                     || format!("{what} moved past version {v}"),
                 )
                 .map(|()| v + 1),
@@ -625,7 +676,15 @@ impl DocStore for SqliteState {
         expected: Option<u64>,
     ) -> Result<u64, PortError> {
         let what = format!("{kind} {id} of {cycle}");
-        self.put_doc_row(&cycle.to_string(), kind, id, &what, body, expected)
+        self.put_doc_row(
+            &cycle.to_string(),
+            kind,
+            id,
+            &what,
+            body,
+            expected,
+            (None, None),
+        )
     }
 
     async fn get_doc(
@@ -647,6 +706,132 @@ impl DocStore for SqliteState {
             q.query_map(params![cycle.to_string(), kind], doc_row)
                 .and_then(Iterator::collect)
                 .map_err(|e| db_err(format!("list {kind}"), e))
+        })
+    }
+
+    async fn put_doc_indexed(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<u64>,
+        index: &DocIndex,
+    ) -> Result<u64, PortError> {
+        let what = format!("{kind} {id} of {cycle}");
+        let keys = index.keys(id)?;
+        self.put_doc_row(&cycle.to_string(), kind, id, &what, body, expected, keys)
+    }
+
+    async fn list_due_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        until: DateTime<Utc>,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<(DueCursor, Doc)>, PortError> {
+        let Some(upper) = due_upper_bound(until) else {
+            return Ok(Vec::new());
+        };
+        // No key sorts below the empty text: without a cursor, every due key is after it.
+        let lower = after
+            .map(|a| due_sort_key(a.due, &a.id))
+            .transpose()?
+            .unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(Doc, String)> = self.db.with(|conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT id, version, body, due_sk FROM docs
+                     WHERE cycle = ?1 AND kind = ?2 AND due_sk > ?3 AND due_sk < ?4
+                     ORDER BY due_sk LIMIT ?5",
+                )
+                .map_err(|e| db_err(format!("prepare list due {kind}"), e))?;
+            q.query_map(params![cycle.to_string(), kind, lower, upper, limit], |r| {
+                Ok((doc_row(r)?, r.get::<_, String>(3)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| db_err(format!("list due {kind}"), e))
+        })?;
+        rows.into_iter()
+            .map(|(doc, key)| {
+                let due = due_of_sort_key(&key)?;
+                Ok((
+                    DueCursor {
+                        due,
+                        id: doc.id.clone(),
+                    },
+                    doc,
+                ))
+            })
+            .collect()
+    }
+
+    async fn any_doc_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phases: &[&str],
+    ) -> Result<bool, PortError> {
+        let cycle = cycle.to_string();
+        self.db.with(|conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM docs WHERE cycle = ?1 AND kind = ?2 AND phase = ?3)",
+                )
+                .map_err(|e| db_err(format!("prepare phase of {kind}"), e))?;
+            for phase in phases {
+                let any: bool = q
+                    .query_row(params![cycle, kind, phase], |r| r.get(0))
+                    .map_err(|e| db_err(format!("{kind} in phase {phase}"), e))?;
+                if any {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    async fn count_docs_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phase: &str,
+    ) -> Result<u64, PortError> {
+        self.db.with(|conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM docs WHERE cycle = ?1 AND kind = ?2 AND phase = ?3",
+                params![cycle.to_string(), kind, phase],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.unsigned_abs())
+            .map_err(|e| db_err(format!("count {kind} in phase {phase}"), e))
+        })
+    }
+
+    async fn get_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        ids: &[String],
+    ) -> Result<Vec<Doc>, PortError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The ids travel as one JSON array parameter, so any number of them is one query.
+        let ids = encode("document ids", &ids)?;
+        self.db.with(|conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT id, version, body FROM docs
+                     WHERE cycle = ?1 AND kind = ?2 AND id IN (SELECT value FROM json_each(?3))
+                     ORDER BY id",
+                )
+                .map_err(|e| db_err(format!("prepare get {kind}"), e))?;
+            q.query_map(params![cycle.to_string(), kind, ids], doc_row)
+                .and_then(Iterator::collect)
+                .map_err(|e| db_err(format!("get {kind}"), e))
         })
     }
 }

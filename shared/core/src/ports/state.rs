@@ -4,12 +4,14 @@
 //! Error contract for every method: `Conflict` when a condition does not hold (the record exists
 //! on create, the version moved on update), `NotFound` when updating a record that does not
 //! exist, `Permanent` when the domain refuses the change (an invalid tier transition) or a stored
-//! record is unreadable, `Transient` for the store's passing failures.
+//! record is unreadable, `Transient` for the store's passing failures. A document index the
+//! store cannot hold (a due instant outside years 0000-9999, an empty phase or one with `#`) is
+//! `Permanent`.
 
 use std::fmt;
 use std::future::Future;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::EndpointDoc;
@@ -438,6 +440,88 @@ pub struct Doc {
     pub body: String,
 }
 
+/// How a document is indexed besides its id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocIndex {
+    /// The instant of its next action: listed by [`DocStore::list_due_docs`] once it has come.
+    /// Stored to the microsecond.
+    pub due: Option<DateTime<Utc>>,
+    /// Its phase, e.g. a run's `pending`, `reported`, `failed`, `validated` (not empty, no `#`).
+    pub phase: Option<String>,
+}
+
+/// A position in the due index: documents are listed in (due, id) order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueCursor {
+    /// The document's due instant.
+    pub due: DateTime<Utc>,
+    /// The document's id.
+    pub id: String,
+}
+
+/// The latest instant the due index holds: a due key is fixed-width (years 0000-9999).
+fn last_due_instant() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
+        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc())
+}
+
+/// An instant as the due index stores it: fixed-width RFC 3339 UTC to the microsecond
+/// (`2026-12-09T14:00:00.000000Z`), so lexicographic order is chronological. `Permanent` for an
+/// instant outside years 0000-9999.
+pub fn due_instant_key(at: DateTime<Utc>) -> Result<String, PortError> {
+    if !(0..=9999).contains(&at.year()) {
+        return Err(PortError::permanent(
+            "index a document",
+            format!("due instant {at} is outside years 0000-9999"),
+        ));
+    }
+    Ok(at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+}
+
+/// A document's key in the due index: `{due_instant_key}#{id}`, so the index's order is
+/// (due, id) order.
+pub fn due_sort_key(due: DateTime<Utc>, id: &str) -> Result<String, PortError> {
+    Ok(format!("{}#{id}", due_instant_key(due)?))
+}
+
+/// The exclusive upper bound of a due listing until `until`: every key whose instant is at or
+/// before `until` sorts below it (`$` follows `#`). `None` when `until` is before year 0000
+/// (nothing is due).
+pub fn due_upper_bound(until: DateTime<Utc>) -> Option<String> {
+    if until.year() < 0 {
+        return None;
+    }
+    let until = until.min(last_due_instant());
+    due_instant_key(until).ok().map(|k| format!("{k}$"))
+}
+
+/// The instant of a due index key, as [`due_sort_key`] wrote it; `Permanent` if unreadable.
+pub fn due_of_sort_key(key: &str) -> Result<DateTime<Utc>, PortError> {
+    let instant = key.split_once('#').map_or(key, |(instant, _)| instant);
+    DateTime::parse_from_rfc3339(instant)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| PortError::permanent(format!("stored due key `{key}` is unreadable"), e))
+}
+
+impl DocIndex {
+    /// The index's stored form, checked: the due key (for `id`) and the phase. `Permanent` for a
+    /// due outside years 0000-9999, or an empty phase or one with `#`.
+    pub fn keys(&self, id: &str) -> Result<(Option<String>, Option<&str>), PortError> {
+        let due = self.due.map(|d| due_sort_key(d, id)).transpose()?;
+        let phase = match self.phase.as_deref() {
+            Some(p) if p.is_empty() || p.contains('#') => {
+                return Err(PortError::permanent(
+                    "index a document",
+                    format!("phase `{p}` must be non-empty and without `#`"),
+                ))
+            }
+            other => other,
+        };
+        Ok((due, phase))
+    }
+}
+
 /// Cycle documents, each written on a condition.
 pub trait DocStore: Send + Sync {
     /// Writes a document: creates it when `expected` is `None` (`Conflict` if it exists), else
@@ -465,6 +549,62 @@ pub trait DocStore: Send + Sync {
         &self,
         cycle: CycleId,
         kind: &str,
+    ) -> impl Future<Output = Result<Vec<Doc>, PortError>> + Send;
+
+    /// Like [`DocStore::put_doc`] (the same conditions, the same version numbering), and sets
+    /// the document's index in the same write: a `None` field clears it. (A plain `put_doc`
+    /// leaves the document unindexed.) `Permanent` for an index the store cannot hold.
+    #[allow(clippy::too_many_arguments)]
+    fn put_doc_indexed(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<u64>,
+        index: &DocIndex,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// The kind's documents whose due is at or before `until`, in (due, id) order, strictly
+    /// after `after`, at most `limit`; each with its position, to pass as the next `after`. The
+    /// work read is proportional to what is returned. The index may lag the documents on a
+    /// store whose secondary indexes are eventually consistent (DynamoDB): a document just
+    /// written may be missed, or listed with its previous body and version (a write on that
+    /// version is then refused as a `Conflict`).
+    fn list_due_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        until: DateTime<Utc>,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(DueCursor, Doc)>, PortError>> + Send;
+
+    /// Whether any document of the kind is in one of `phases`: at most one read per phase.
+    /// Eventually consistent like [`DocStore::list_due_docs`].
+    fn any_doc_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phases: &[&str],
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// How many documents of the kind are in `phase`: reads the whole phase, for progress
+    /// figures, not the hot path. Eventually consistent like [`DocStore::list_due_docs`].
+    fn count_docs_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phase: &str,
+    ) -> impl Future<Output = Result<u64, PortError>> + Send;
+
+    /// The documents of these ids that exist, by id (each once, however often it is named);
+    /// strongly consistent point reads in bulk.
+    fn get_docs(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        ids: &[String],
     ) -> impl Future<Output = Result<Vec<Doc>, PortError>> + Send;
 }
 

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod ports;
 pub mod reason;
 pub mod rules;
+pub mod run;
 pub mod schedule;
 pub mod tier;
 pub mod trace;

@@ -8,6 +8,7 @@ use patchflow_core::rules::applicability::{EndpointApplicability, Matcher};
 
 use crate::approval::patch_model;
 use crate::error::HandlerError;
+use crate::records::RunModel;
 use crate::records::{CycleDoc, Run};
 
 /// The cycle's catalog as the domain has it, in catalog order.

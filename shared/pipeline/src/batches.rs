@@ -40,6 +40,7 @@ use crate::approval::{decision_tag, push_key};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{Message, OpenBatch, PushApproval};
+use crate::records::RunModel;
 use crate::records::{
     self, run_kind, CycleDoc, Run, RunStatus, ScopeRef, ScopeScan, ScopeShard, TierPlan, CYCLE_ID,
     CYCLE_KIND, SCOPE_SHARD, TIER_KIND,
@@ -80,12 +81,7 @@ pub struct BatchTier {
 
 /// The batch a tier belongs to: `N` for `{tier}.b{N}`, else 1.
 pub fn batch_of(tier: &TierId) -> u32 {
-    tier.as_str()
-        .rsplit_once('.')
-        .and_then(|(_, last)| last.strip_prefix('b'))
-        .and_then(|n| n.parse::<u32>().ok())
-        .filter(|n| *n >= 2)
-        .unwrap_or(1)
+    tier.batch()
 }
 
 /// A cycle tier's counterpart in batch `n` (`n` 1: the tier itself).

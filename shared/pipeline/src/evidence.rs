@@ -43,6 +43,7 @@ use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::{corrupt, HandlerError};
 use crate::messages::ArchiveTier;
+use crate::records::RunModel;
 use crate::records::{self, run_kind, CycleDoc, Excluded, Run, RunStatus, TierPlan, TIER_KIND};
 
 fn outcome(run: &Run, applicability: Option<Applicability>) -> EndpointOutcome {

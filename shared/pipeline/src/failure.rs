@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::EndpointFailed;
+use crate::records::RunModel;
 use crate::records::{self, run_kind, Run};
 
 /// A trace in words, one step a line.

@@ -10,11 +10,8 @@ use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::model::{Endpoint, EndpointKind};
 use patchflow_core::ports::rmm::RmmApproval;
 use patchflow_core::ports::state::{DocStore, TierId};
-use patchflow_core::rules::approval::SignOff;
-use patchflow_core::rules::commands::RmmCommand;
-use patchflow_core::rules::validation::CheckResult;
 use patchflow_core::rules::waves::Wave;
-use patchflow_core::schedule::{utc, Window};
+use patchflow_core::schedule::utc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -220,135 +217,18 @@ pub struct SoakFinding {
     pub detail: String,
 }
 
-/// Where an endpoint is in its run through the cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Waiting for its tier to deploy.
-    Planned,
-    /// A critical server: waiting for an engineer's approval before anything installs.
-    AwaitingApproval,
-    /// Install (and reboot) commands sent.
-    Scheduled,
-    /// Installed; waiting for the reboot.
-    Installed,
-    /// Rebooted; waiting for the post-reboot checks.
-    Rebooted,
-    /// Checks passed: patched.
-    Validated,
-    /// Failed; escalated, waiting for a root cause and a retry.
-    Failed,
-}
+/// The model of an endpoint's run, kept in the core with its state machine.
+pub use patchflow_core::run::{Reminder, Run, RunStatus, Skipped};
 
-impl RunStatus {
-    /// The status's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Planned => "planned",
-            RunStatus::AwaitingApproval => "awaiting_approval",
-            RunStatus::Scheduled => "scheduled",
-            RunStatus::Installed => "installed",
-            RunStatus::Rebooted => "rebooted",
-            RunStatus::Validated => "validated",
-            RunStatus::Failed => "failed",
-        }
-    }
-}
-
-/// One endpoint's run through a cycle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    /// The endpoint.
-    pub endpoint: EndpointId,
-    /// Its client.
-    pub client: ClientId,
-    /// Its tier.
-    pub tier: TierId,
-    /// The endpoint as synced when the cycle opened.
-    pub doc: EndpointDoc,
-    /// The install window the plan gave it.
-    pub planned_install: Window,
-    /// Where it is.
-    pub status: RunStatus,
-    /// 0 for the first try, one more per retry.
-    pub attempt: u32,
-    /// When this attempt's commands went out.
-    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
-    pub commands_at: Option<DateTime<Utc>>,
-    /// This attempt's commands: install and reboot when the install window opens (the install
-    /// then carrying the endpoint's approved patches), reminders and the forced reboot when due.
-    #[serde(default)]
-    pub commands: Vec<RmmCommand>,
-    /// When this attempt's install (and reboot) went to the RMM, at its window's opening.
-    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
-    pub install_sent_at: Option<DateTime<Utc>>,
-    /// Installs not sent, and why (the agent in maintenance mode, a daytime workstation not
-    /// awake), oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<Skipped>,
-    /// When the install was reported.
-    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
-    pub installed_at: Option<DateTime<Utc>>,
-    /// When the reboot was confirmed.
-    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
-    pub reboot_confirmed_at: Option<DateTime<Utc>>,
-    /// Reboot reminders shown this attempt.
-    #[serde(default)]
-    pub reminders: Vec<Reminder>,
-    /// Whether the forced reboot was sent this attempt.
-    #[serde(default)]
-    pub forced_reboot: bool,
-    /// The post-reboot checks.
-    #[serde(default)]
-    pub checks: Vec<CheckResult>,
-    /// When the checks passed.
-    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
-    pub validated_at: Option<DateTime<Utc>>,
-    /// Its failures' ids, oldest first.
-    #[serde(default)]
-    pub failures: Vec<String>,
-    /// An engineer's approval (critical servers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engineer_approval: Option<SignOff>,
-    /// In scope, but its RMM patch scan showed no approved patch missing when the cycle opened:
-    /// nothing is sent to it, and it is done (validated) from the opening.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub up_to_date: bool,
-}
-
-/// An install not sent when its window opened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skipped {
-    /// The attempt.
-    pub attempt: u32,
-    /// When.
-    #[serde(with = "utc")]
-    pub at: DateTime<Utc>,
-    /// Why, in words.
-    pub reason: String,
-}
-
-/// A reminder shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reminder {
-    /// When it was due.
-    #[serde(with = "utc")]
-    pub at: DateTime<Utc>,
-}
-
-impl Run {
+/// A run's endpoint as the domain model has it, from the cycle's snapshot.
+pub trait RunModel {
     /// The endpoint as the domain model has it, with its client's time zone and locations.
-    pub fn endpoint_model(&self, cycle: &CycleDoc) -> Result<Endpoint, HandlerError> {
-        endpoint_model(cycle, &self.client, &self.doc)
-    }
+    fn endpoint_model(&self, cycle: &CycleDoc) -> Result<Endpoint, HandlerError>;
+}
 
-    /// The id of this attempt's failure at a stage.
-    pub fn failure_id(&self, stage: patchflow_core::rules::failure::FailureStage) -> String {
-        // A later batch's run: `{endpoint}.b{N}.{stage}.{attempt}`, apart from its cycle run's.
-        match crate::batches::batch_of(&self.tier) {
-            1 => format!("{}.{}.{}", self.endpoint, stage.as_str(), self.attempt),
-            n => format!("{}.b{n}.{}.{}", self.endpoint, stage.as_str(), self.attempt),
-        }
+impl RunModel for Run {
+    fn endpoint_model(&self, cycle: &CycleDoc) -> Result<Endpoint, HandlerError> {
+        endpoint_model(cycle, &self.client, &self.doc)
     }
 }
 

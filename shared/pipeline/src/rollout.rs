@@ -32,6 +32,7 @@ use tracing::info;
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{CheckSoak, DeployEndpoint, EndpointFailed, Message, PromoteTier};
+use crate::records::RunModel;
 use crate::records::{
     self, run_kind, CycleDoc, Run, RunStatus, SoakCheck, SoakFinding, TierPlan, TIER_KIND,
 };

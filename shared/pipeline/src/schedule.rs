@@ -6,25 +6,24 @@
 //! post-reboot checks), the daily reboot reminders until the reboot is confirmed, the forced
 //! reboot after the grace period, and the tier moving on as its endpoints report.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use patchflow_core::ids::{CycleId, PatchId};
 use patchflow_core::model::{Endpoint, Patch};
 use patchflow_core::plan::{EndpointPlan, Install};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::queue::QueueSender;
-use patchflow_core::ports::rmm::{Rmm, RmmEvent, RmmReport};
+use patchflow_core::ports::rmm::Rmm;
 use patchflow_core::ports::state::{ApprovalStore, FailureStore, TierStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::applicability::Matcher;
 use patchflow_core::rules::cadence::{
-    assign_cadence, check_posture, install_mode, manual_approval_required, next_reminder,
-    plan_reboot, Memo, Posture, PowerState, WindowKind,
+    assign_cadence, install_mode, manual_approval_required, plan_reboot, Memo,
 };
 use patchflow_core::rules::commands::{rmm_commands, RmmCommand};
-use patchflow_core::rules::failure::{may_retry, FailureStage};
+use patchflow_core::rules::failure::may_retry;
 use patchflow_core::rules::scope::Scope;
-use patchflow_core::rules::validation::{judge, Validation};
 use patchflow_core::rules::waves::Wave;
+use patchflow_core::run::{self, sent_at_window, Effect, Observed};
 use patchflow_core::schedule::Window;
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_core::trace::Trace;
@@ -33,12 +32,10 @@ use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{DeployEndpoint, EndpointFailed, Message, TierTick};
-use crate::records::{self, run_kind, CycleDoc, Reminder, Run, RunStatus, Skipped};
+use crate::records::RunModel;
+use crate::records::{self, run_kind, CycleDoc, Run, RunStatus};
 
-/// How long after a window the pipeline waits for the RMM's report before calling it a failure.
-pub const REPORT_GRACE: Duration = Duration::hours(4);
-/// How long a technician has to confirm a reboot before it is a failure.
-pub const TECHNICIAN_GRACE: Duration = Duration::days(3);
+pub use patchflow_core::run::{REPORT_GRACE, TECHNICIAN_GRACE};
 
 /// The commands that carry out an endpoint's install from `install` (moved to the first window
 /// starting at or after `not_before` if it starts earlier), as the core's rule makes them.
@@ -83,24 +80,6 @@ pub fn endpoint_commands(
         trace: Trace::new(),
     };
     rmm_commands(&plan, &[], policy, &mut trace)
-}
-
-/// The commands sent when the install window opens: the install and the reboot that follows
-/// it (reminders and the forced reboot go out later, when due).
-fn sent_at_window(c: &RmmCommand) -> bool {
-    !matches!(
-        c,
-        RmmCommand::ReminderPopup { .. } | RmmCommand::ForcedReboot { .. }
-    )
-}
-
-/// The install window of a run's commands.
-fn install_window(run: &Run) -> Option<Window> {
-    run.commands.iter().find_map(|c| match c {
-        RmmCommand::ScheduleInstall { window, .. }
-        | RmmCommand::TechnicianInstall { window, .. } => Some(*window),
-        _ => None,
-    })
 }
 
 /// The patches an endpoint's install carries: the cycle's approved patches that apply to it
@@ -244,221 +223,14 @@ pub async fn deploy_endpoint<X: Ports>(
     ))
 }
 
-/// At the install window's opening: the agent's state read, then the install and its reboot
-/// sent with the endpoint's approved patches, or not sent and failed with the reason (the agent
-/// in maintenance mode; a daytime workstation offline or asleep: the posture check). Before the
-/// window nothing happens; a window that closed before the install could be sent fails it.
-async fn send_install<X: Ports>(
-    x: &X,
-    cycle: CycleId,
-    run: &mut Run,
-    e: &Endpoint,
-    now: DateTime<Utc>,
-    approved: &[Patch],
-) -> Result<Option<EndpointFailed>, HandlerError> {
-    let env = x.env();
-    let Some(window) = install_window(run) else {
-        return Ok(None);
-    };
-    if now < window.start {
-        return Ok(None);
-    }
-    if now >= window.end {
-        return Ok(Some(fail(
-            run,
-            FailureStage::Install,
-            window.end,
-            format!(
-                "not installed: the install window ({} to {}) closed before the install could be sent",
-                patchflow_core::schedule::utc::format(&window.start),
-                patchflow_core::schedule::utc::format(&window.end)
-            ),
-        )));
-    }
-    let agent = env.rmm.agent_state(&run.endpoint).await?;
-    if agent.maintenance {
-        let reason = "not sent: the agent is in maintenance mode in the RMM".to_owned();
-        run.skipped.push(Skipped {
-            attempt: run.attempt,
-            at: now,
-            reason: reason.clone(),
-        });
-        return Ok(Some(fail(run, FailureStage::Install, now, reason)));
-    }
-    if WindowKind::of(e) == WindowKind::Daytime {
-        let mut trace = Trace::new();
-        // Offline is not awake, whatever the last known power state.
-        let power = if agent.online {
-            agent.power
-        } else if agent.power == PowerState::Awake {
-            PowerState::Unknown
-        } else {
-            agent.power
-        };
-        let ready = agent.online && check_posture(power, &mut trace) != Posture::NotReady;
-        if !ready {
-            let seen = agent
-                .last_contact
-                .map(|t| {
-                    format!(
-                        ", last contact {}",
-                        patchflow_core::schedule::utc::format(&t)
-                    )
-                })
-                .unwrap_or_default();
-            let reason = format!(
-                "not awake in its daytime window ({}, {power:?}{seen}): not patched",
-                if agent.online { "online" } else { "offline" }
-            );
-            run.skipped.push(Skipped {
-                attempt: run.attempt,
-                at: now,
-                reason: reason.clone(),
-            });
-            return Ok(Some(fail(run, FailureStage::Posture, now, reason)));
-        }
-    }
-    let patches = endpoint_patches(e, approved);
-    for c in run.commands.iter_mut() {
-        if let RmmCommand::ScheduleInstall { patches: p, .. }
-        | RmmCommand::TechnicianInstall { patches: p, .. } = c
-        {
-            *p = patches.clone();
-        }
-    }
-    for c in run.commands.iter().filter(|c| sent_at_window(c)) {
-        env.rmm.send(&key(cycle, run, c.name()), c).await?;
-    }
-    run.install_sent_at = Some(now);
-    Ok(None)
-}
-
-/// A failure to escalate.
-fn fail(run: &mut Run, stage: FailureStage, at: DateTime<Utc>, detail: String) -> EndpointFailed {
-    fail_naming(run, stage, at, detail, Vec::new())
-}
-
-/// A failure to escalate, naming the patches that failed.
-fn fail_naming(
-    run: &mut Run,
-    stage: FailureStage,
-    at: DateTime<Utc>,
-    detail: String,
-    patches: Vec<PatchId>,
-) -> EndpointFailed {
-    let id = run.failure_id(stage);
-    if run.failures.last() != Some(&id) {
-        run.failures.push(id.clone());
-    }
-    run.status = RunStatus::Failed;
-    EndpointFailed {
-        id,
-        tier: run.tier.clone(),
-        endpoint: run.endpoint.clone(),
-        client: run.client.clone(),
-        stage,
-        at,
-        detail,
-        patches,
-    }
-}
-
-/// Applies one RMM report to a run; a failure comes back to be escalated.
-fn apply(run: &mut Run, e: &Endpoint, r: &RmmReport) -> Option<EndpointFailed> {
-    match (run.status, &r.event) {
-        (RunStatus::Scheduled, RmmEvent::InstallSucceeded) => {
-            run.status = RunStatus::Installed;
-            run.installed_at = Some(r.at);
-            None
-        }
-        (RunStatus::Scheduled, RmmEvent::InstallFailed { detail, patches }) => {
-            let detail = if patches.iter().all(|p| detail.contains(p.as_str())) {
-                format!("install failed: {detail}")
-            } else {
-                let kbs: Vec<&str> = patches.iter().map(|p| p.as_str()).collect();
-                format!("install failed for {}: {detail}", kbs.join(", "))
-            };
-            Some(fail_naming(
-                run,
-                FailureStage::Install,
-                r.at,
-                detail,
-                patches.clone(),
-            ))
-        }
-        (RunStatus::Scheduled, RmmEvent::NotAwake { power }) => {
-            if WindowKind::of(e) != WindowKind::Daytime {
-                // Only daytime workstations have a posture requirement; anything else that is
-                // not reachable in its window simply did not install.
-                return Some(fail(
-                    run,
-                    FailureStage::Install,
-                    r.at,
-                    format!("not reachable in its window ({power:?}): not installed"),
-                ));
-            }
-            let mut trace = Trace::new();
-            match check_posture(*power, &mut trace) {
-                Posture::NotReady => Some(fail(
-                    run,
-                    FailureStage::Posture,
-                    r.at,
-                    format!("not awake in its daytime window ({power:?}): not patched"),
-                )),
-                Posture::Ready | Posture::Unconfirmed => None,
-            }
-        }
-        (RunStatus::Installed, RmmEvent::RebootConfirmed) => {
-            run.status = RunStatus::Rebooted;
-            run.reboot_confirmed_at = Some(r.at);
-            None
-        }
-        (RunStatus::Rebooted, RmmEvent::Checks { results }) => {
-            run.checks = results.clone();
-            let mut trace = Trace::new();
-            match judge(e, results, &mut trace) {
-                Validation::Healthy => {
-                    run.status = RunStatus::Validated;
-                    run.validated_at = Some(r.at);
-                    None
-                }
-                Validation::Unhealthy { failed, missing } => Some(fail(
-                    run,
-                    FailureStage::Validation,
-                    r.at,
-                    format!(
-                        "post-reboot checks failed: {:?}, missing: {:?}",
-                        failed.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                        missing.iter().map(|c| c.as_str()).collect::<Vec<_>>()
-                    ),
-                )),
-            }
-        }
-        _ => None,
-    }
-}
-
-/// The reboot the run waits for, and the instant after which its absence is a failure.
-fn reboot_deadline(run: &Run) -> Option<DateTime<Utc>> {
-    run.commands.iter().find_map(|c| match c {
-        RmmCommand::ScheduleReboot { window, .. } | RmmCommand::ForcedReboot { window, .. } => {
-            Some(window.end + REPORT_GRACE)
-        }
-        RmmCommand::TechnicianReboot { after, .. } => Some(*after + TECHNICIAN_GRACE),
-        _ => None,
-    })
-}
-
-fn install_deadline(run: &Run) -> Option<DateTime<Utc>> {
-    run.commands.iter().find_map(|c| match c {
-        RmmCommand::ScheduleInstall { window, .. } => Some(window.end + REPORT_GRACE),
-        RmmCommand::TechnicianInstall { window, .. } => Some(window.end + TECHNICIAN_GRACE),
-        _ => None,
-    })
-}
-
-/// Moves one run on at `now`: reports, reminders, forced reboot, deadlines. Commands go out
-/// before the run is saved, keyed so a repeat does not run them twice.
+/// Moves one run on at `now`: the core's state machine ([`run::advance`]) fed with what it
+/// needs from the RMM (the agent's state when the install is to go out, the reports once it
+/// went out), its commands sent (keyed so a repeat does not run them twice) and its failure
+/// queued to be escalated, before the run is saved.
+///
+/// The tick that sends the install reads the endpoint's reports only from the next tick on (they
+/// were read before the install went out); the reports keep their own instants, so nothing but
+/// the hour at which the run moves on depends on it.
 async fn advance<X: Ports>(
     x: &X,
     cycle: &CycleDoc,
@@ -478,110 +250,49 @@ async fn advance<X: Ports>(
         return Ok(());
     }
     let e = run.endpoint_model(cycle)?;
-    if run.status == RunStatus::Scheduled && run.install_sent_at.is_none() {
-        if let Some(f) = send_install(x, cycle.cycle, run, &e, now, approved).await? {
-            failed.push(f);
-            return Ok(());
-        }
-        if run.install_sent_at.is_none() {
-            // Its window has not opened yet.
-            return Ok(());
-        }
-    }
-    let expect: Vec<_> = run
-        .commands
-        .iter()
-        .flat_map(|c| c.patches().iter().cloned())
-        .collect();
-    for r in env.rmm.reports(&run.endpoint, since, &expect).await? {
-        if let Some(f) = apply(run, &e, &r) {
-            failed.push(f);
-            return Ok(());
-        }
-    }
-    match run.status {
-        RunStatus::Scheduled => {
-            if let Some(deadline) = install_deadline(run).filter(|d| now >= *d) {
-                failed.push(fail(
-                    run,
-                    FailureStage::Install,
-                    deadline,
-                    "no install report from the RMM after the window".into(),
-                ));
+    let needs = run::needs(run, now);
+    let agent = if needs.agent {
+        Some(env.rmm.agent_state(&run.endpoint).await?)
+    } else {
+        None
+    };
+    let patches = if needs.agent {
+        endpoint_patches(&e, approved)
+    } else {
+        Vec::new()
+    };
+    let reports = if needs.reports {
+        let expect: Vec<_> = run
+            .commands
+            .iter()
+            .flat_map(|c| c.patches().iter().cloned())
+            .collect();
+        env.rmm.reports(&run.endpoint, since, &expect).await?
+    } else {
+        Vec::new()
+    };
+    let observed = Observed {
+        agent: agent.as_ref(),
+        reports: &reports,
+        patches: &patches,
+    };
+    for effect in run::advance(run, &e, &observed, now, &env.policy) {
+        match effect {
+            Effect::Send { what, command } => {
+                env.rmm
+                    .send(&key(cycle.cycle, run, &what), &command)
+                    .await?;
             }
-        }
-        RunStatus::Installed => {
-            send_reminder_and_forced_reboot(x, cycle.cycle, run, &e, now).await?;
-            if let Some(deadline) = reboot_deadline(run).filter(|d| now >= *d) {
-                failed.push(fail(
-                    run,
-                    FailureStage::Reboot,
-                    deadline,
-                    "the reboot was not confirmed".into(),
-                ));
-            }
-        }
-        RunStatus::Rebooted => {
-            let deadline = run.reboot_confirmed_at.map(|t| t + REPORT_GRACE);
-            if let Some(deadline) = deadline.filter(|d| now >= *d) {
-                failed.push(fail(
-                    run,
-                    FailureStage::Validation,
-                    deadline,
-                    "no post-reboot checks reported".into(),
-                ));
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Daily reminders (the latest one due, never a backlog) until the reboot is confirmed; the
-/// forced reboot once its window opens.
-async fn send_reminder_and_forced_reboot<X: Ports>(
-    x: &X,
-    cycle: CycleId,
-    run: &mut Run,
-    e: &Endpoint,
-    now: DateTime<Utc>,
-) -> Result<(), HandlerError> {
-    let env = x.env();
-    let popup = run.commands.iter().find_map(|c| match c {
-        RmmCommand::ReminderPopup {
-            first, local_time, ..
-        } => Some((*first, *local_time)),
-        _ => None,
-    });
-    let forced = run.commands.iter().find_map(|c| match c {
-        RmmCommand::ForcedReboot { window, .. } => Some(*window),
-        _ => None,
-    });
-    if let (Some((first, local_time)), Some(forced)) = (popup, forced) {
-        let mut due = match run.reminders.last() {
-            None => first,
-            Some(r) => next_reminder(e.tz, r.at, &env.policy),
-        };
-        while next_reminder(e.tz, due, &env.policy) <= now {
-            due = next_reminder(e.tz, due, &env.policy);
-        }
-        if due <= now && now < forced.start {
-            let c = RmmCommand::ReminderPopup {
+            Effect::Fail(f) => failed.push(EndpointFailed {
+                id: f.id,
+                tier: run.tier.clone(),
                 endpoint: run.endpoint.clone(),
-                first: due,
-                local_time,
-            };
-            let what = format!("reminder/{}", due.format("%Y%m%dT%H%M"));
-            env.rmm.send(&key(cycle, run, &what), &c).await?;
-            run.reminders.push(Reminder { at: due });
-        }
-        if now >= forced.start && !run.forced_reboot {
-            let c = RmmCommand::ForcedReboot {
-                endpoint: run.endpoint.clone(),
-                window: forced,
-            };
-            env.rmm.send(&key(cycle, run, c.name()), &c).await?;
-            run.forced_reboot = true;
+                client: run.client.clone(),
+                stage: f.stage,
+                at: f.at,
+                detail: f.detail,
+                patches: f.patches,
+            }),
         }
     }
     Ok(())

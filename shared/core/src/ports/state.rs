@@ -116,6 +116,16 @@ impl TierId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The batch the tier belongs to: `N` for `{tier}.b{N}` (N at least 2), else 1.
+    pub fn batch(&self) -> u32 {
+        self.0
+            .rsplit_once('.')
+            .and_then(|(_, last)| last.strip_prefix('b'))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n >= 2)
+            .unwrap_or(1)
+    }
 }
 
 impl fmt::Display for TierId {

@@ -74,6 +74,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::{join, CallError, HttpClient, RetryPolicy, Timeouts};
 use crate::secrets::{AutomateCredentials, Secret};
 
+mod changed;
 mod closure;
 mod governance;
 mod health;
@@ -121,6 +122,15 @@ pub struct AutomateConfig {
     /// once, 1 to 64 (default 8).
     #[serde(default = "default_patch_state_concurrency")]
     pub patch_state_concurrency: usize,
+    /// How long after a computer's start-up `changed` keeps listing it, in hours, 1 to 168
+    /// (default 24): its post-reboot monitors may scan that late, and the specification has no
+    /// monitor route filtered by client (`automate/changed.rs`).
+    #[serde(default = "default_changed_startup_hours")]
+    pub changed_startup_hours: u32,
+}
+
+fn default_changed_startup_hours() -> u32 {
+    24
 }
 
 fn default_page_size() -> u32 {
@@ -492,6 +502,15 @@ impl Automate {
                 format!(
                     "automate.patch_state_concurrency {} is not from 1 to 64",
                     config.patch_state_concurrency
+                ),
+            ));
+        }
+        if !(1..=168).contains(&config.changed_startup_hours) {
+            return Err(PortError::permanent(
+                SYSTEM,
+                format!(
+                    "automate.changed_startup_hours {} is not from 1 to 168",
+                    config.changed_startup_hours
                 ),
             ));
         }
@@ -1232,6 +1251,14 @@ impl Rmm for Automate {
         expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         self.observe(endpoint, since, expect).await
+    }
+
+    async fn changed(
+        &self,
+        client: &patchflow_core::ids::ClientId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EndpointId>, PortError> {
+        self.read_changed(client, since).await
     }
 }
 

@@ -108,7 +108,7 @@ impl Automate {
     /// The Automate `Client.Id` of a patchflow client: the `automate.clients` entry giving it
     /// that id, else the one client (`GET /Clients`) whose name is it as a slug and which no
     /// entry gives another id.
-    async fn automate_client(&self, client: &ClientId) -> Result<u64, PortError> {
+    pub(super) async fn automate_client(&self, client: &ClientId) -> Result<u64, PortError> {
         let configured: Vec<&String> = self
             .config
             .clients

@@ -147,6 +147,7 @@ async fn mount_up_to_date(server: &MockServer) {
         .await;
 }
 
+mod changed;
 mod governance;
 mod health;
 mod pull;
@@ -351,6 +352,7 @@ fn groups_that_disagree_name_both() {
         scripts: Scripts::default(),
         monitors: BTreeMap::new(),
         patch_state_concurrency: 8,
+        changed_startup_hours: 24,
     };
     let c: Computer =
         serde_json::from_value(computer(1, "X", (1, "One"), (1, "L"), "Server")).unwrap();

@@ -17,8 +17,9 @@ DEMO_SEED := 42
 BENCH_DIR := target/bench
 BENCH_ENDPOINTS := 100000
 BENCH_CLIENTS := 500
+LAMBDA_BENCH_RUNS := 20
 
-.PHONY: help run test lint lint-infra fmt check bench build toolchain docs package deploy
+.PHONY: help run test lint lint-infra fmt check bench build toolchain docs package deploy bench-aws
 
 INFRA_VENV := .venv-infra
 LINT_VENV := .venv-lint
@@ -75,13 +76,19 @@ lint-infra: ## cfn-lint (no error or warning) and checkov (no failed check) on i
 	$(LINT_VENV)/bin/cfn-lint infra/template.yaml
 	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
 
-package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambda/NAME/bootstrap.zip) with cargo-lambda
+package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambda/NAME/bootstrap.zip) with cargo-lambda; SIMULATION=1 for a Connectors=simulation stack
 	@[ -x $(INFRA_VENV)/bin/cargo-lambda ] && [ -x $(INFRA_VENV)/bin/sam ] || { \
 		echo "installing cargo-lambda, zig and the SAM CLI into $(INFRA_VENV)"; \
 		python3 -m venv $(INFRA_VENV) && $(INFRA_VENV)/bin/pip install -q -r infra/deploy-requirements.txt; }
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" $(CARGO) lambda build --release --arm64 --output-format zip \
-		$(foreach f,$(FUNCTIONS),--package patchflow-$(f))
+	@# One build per function, so that each links only its own features (built together, cargo
+	@# would give every function the archiver's evidence rendering); the lambda-release profile
+	@# strips symbols. SIMULATION=1 adds the simulated RMM, PSA and pager (and SQLite) that a
+	@# stack deployed with Connectors=simulation needs; without it, such a stack fails at start.
+	for f in $(FUNCTIONS); do \
+		PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" $(CARGO) lambda build --profile lambda-release --arm64 \
+			--output-format zip $(if $(SIMULATION),--features simulation) --package patchflow-$$f || exit 1; \
+	done
 	@# Files packaged beside the bootstraps: the connectors file in every function
 	@# (CONNECTORS_CONFIG=connectors.toml), and inventory-sync's inventory (simulation) and
 	@# catalogs (third-party ones with connectwise): INVENTORY=fleet.json CATALOGS='catalog-2026-12.json ...'
@@ -100,7 +107,7 @@ fmt: toolchain ## Format the code
 
 check: lint test ## What CI runs
 
-bench: toolchain ## Plan a generated 100,000-endpoint fleet (bench vs the I/O floor, the real binary's wall time and peak memory); render a 500-endpoint tier's evidence
+bench: toolchain ## Plan a generated 100,000-endpoint fleet (bench vs the I/O floor, the real binary's wall time and peak memory); render a 500-endpoint tier's evidence; the Lambda functions' sizes and init times
 	$(CARGO) bench -p patchflow-evidence --bench render
 	$(CARGO) bench -p patchflow-cli --bench plan
 	$(CARGO) build --release -p patchflow-cli
@@ -117,6 +124,19 @@ bench: toolchain ## Plan a generated 100,000-endpoint fleet (bench vs the I/O fl
 	@sort -n $(BENCH_DIR)/runs.txt | awk '{ w[NR] = $$1; if ($$2 > m) m = $$2 } END { \
 		printf "patchflow plan binary, $(BENCH_ENDPOINTS) endpoints, plan written to a file: median %.2f s wall over %d runs (min %.2f, max %.2f), peak RSS %.0f MB\n", \
 		w[int((NR + 1) / 2)], NR, w[1], w[NR], m / 1024 }'
+	@# Each function as `make package` builds it (for this machine), started against a local
+	@# Lambda Runtime API: binary and zipped size, and init (spawn to the first `next`).
+	@for f in $(FUNCTIONS); do $(CARGO) build -q --profile lambda-release -p patchflow-$$f || exit 1; done
+	python3 infra/lambda-bench.py --bin-dir target/lambda-release --runs $(LAMBDA_BENCH_RUNS) $(FUNCTIONS)
+
+bench-aws: toolchain ## AWS requests, DynamoDB units and cost per endpoint per cycle: whole cycles of 200 and 2,000 endpoints on moto behind a counting proxy (docs/performance.md)
+	@command -v python3 >/dev/null || { echo "python3 is required for moto and the counting proxy" >&2; exit 1; }
+	@mkdir -p $(BENCH_DIR)
+	@# Retries the build a few times: the workspace may be mid-edit.
+	@for i in 1 2 3 4 5; do $(CARGO) bench -p patchflow-tests --bench aws_cost --no-run && break; \
+		[ $$i = 5 ] && exit 1; echo "bench-aws: build failed; retrying in 60 s" >&2; sleep 60; done
+	PATCHFLOW_COUNTING_PROXY=1 tests/with-moto.sh $(CARGO) bench -p patchflow-tests --bench aws_cost \
+		2>&1 | tee $(BENCH_DIR)/aws-cost.txt
 
 docs: toolchain ## Regenerate the generated sections of docs/ (node and reason tables, policy defaults)
 	$(CARGO) build -q -p patchflow-cli

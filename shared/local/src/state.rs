@@ -843,3 +843,90 @@ fn doc_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Doc> {
         body: r.get(2)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(h: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-12-09T{h:02}:00:00Z"))
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_the_document_index_gets_its_columns_on_open() {
+        let path = std::env::temp_dir().join(format!(
+            "patchflow-docs-migration-{}-{}.db",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        // GIVEN a file whose docs table has no index columns, holding a document
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE docs (cycle TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+                 version INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (cycle, kind, id));
+                 INSERT INTO docs VALUES ('2026-12', 'run.t', 'ws-old', 3, '{}');",
+            )
+            .unwrap();
+        }
+        let cycle: CycleId = "2026-12".parse().unwrap();
+        // WHEN it is opened THEN the old document reads as before and is unindexed
+        let store = SqliteState::open(&path).unwrap();
+        let old = store
+            .get_doc(cycle, "run.t", "ws-old")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.version, 3);
+        assert!(!store
+            .any_doc_in_phase(cycle, "run.t", &["pending"])
+            .await
+            .unwrap());
+        // AND it can be indexed
+        let index = DocIndex {
+            due: Some(due(9)),
+            phase: Some("pending".into()),
+        };
+        assert_eq!(
+            store
+                .put_doc_indexed(cycle, "run.t", "ws-old", "{}", Some(3), &index)
+                .await
+                .unwrap(),
+            4
+        );
+        drop(store);
+        // AND opening it again changes nothing, and the due listing uses its index
+        let store = SqliteState::open(&path).unwrap();
+        let listed = store
+            .list_due_docs(cycle, "run.t", due(10), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.due, due(9));
+        let plan: Vec<String> = store
+            .db
+            .with(|conn| {
+                let mut q = conn
+                    .prepare(
+                        "EXPLAIN QUERY PLAN SELECT id, version, body, due_sk FROM docs
+                         WHERE cycle = ?1 AND kind = ?2 AND due_sk > ?3 AND due_sk < ?4
+                         ORDER BY due_sk LIMIT ?5",
+                    )
+                    .map_err(|e| db_err("plan", e))?;
+                q.query_map(params!["2026-12", "run.t", "", "9", 10], |r| r.get(3))
+                    .and_then(Iterator::collect)
+                    .map_err(|e| db_err("plan", e))
+            })
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("docs_due")),
+            "{plan:?}"
+        );
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}

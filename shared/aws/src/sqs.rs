@@ -61,6 +61,19 @@ impl SqsQueues {
             )
         })
     }
+
+    /// The stage's dead-letter queue URL; an empty one (a function that only sends to the stage
+    /// is given no dead-letter queue for it) is an error, not a call to SQS.
+    fn dlq(&self, stage: Stage) -> Result<&str, PortError> {
+        let url = self.queue(stage)?.dlq_url.as_str();
+        if url.is_empty() {
+            return Err(PortError::permanent(
+                format!("{stage} dead-letter queue"),
+                "no dead-letter queue is configured for this stage",
+            ));
+        }
+        Ok(url)
+    }
 }
 
 /// Cuts messages into batches within SQS's entry and size limits. A message that alone exceeds
@@ -228,7 +241,7 @@ impl QueueConsumer for SqsQueues {
         delivery: &Delivery,
         reason: &str,
     ) -> Result<(), PortError> {
-        let q = self.queue(stage)?;
+        let dlq_url = self.dlq(stage)?;
         let reason_attr = MessageAttributeValue::builder()
             .data_type("String")
             .string_value(reason)
@@ -238,7 +251,7 @@ impl QueueConsumer for SqsQueues {
         // never a lost message.
         self.client
             .send_message()
-            .queue_url(&q.dlq_url)
+            .queue_url(dlq_url)
             .message_body(&delivery.body)
             .message_attributes(REASON_ATTRIBUTE, reason_attr)
             .send()
@@ -248,7 +261,7 @@ impl QueueConsumer for SqsQueues {
     }
 
     async fn dead_letters(&self, stage: Stage) -> Result<Vec<DeadLetter>, PortError> {
-        let q = self.queue(stage)?;
+        let dlq_url = self.dlq(stage)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         // Peek with a zero visibility timeout until a receive brings nothing new.
@@ -256,7 +269,7 @@ impl QueueConsumer for SqsQueues {
             let page = self
                 .client
                 .receive_message()
-                .queue_url(&q.dlq_url)
+                .queue_url(dlq_url)
                 .max_number_of_messages(10)
                 .visibility_timeout(0)
                 .message_attribute_names("All")

@@ -2,12 +2,44 @@
 //! is missing or cannot be used is an error naming it.
 
 use patchflow_connectors::settings::{ConnectorsFile, PagerChoice};
+use std::collections::BTreeMap;
+
 use patchflow_core::policy::Policy;
+use patchflow_core::ports::queue::Stage;
+#[cfg(any(test, feature = "simulation"))]
 use patchflow_sim::connectors::Outcomes;
 
 use crate::wiring::{System, Wiring};
 
-pub use patchflow_aws::config::{EVIDENCE_BUCKET, QUEUE_PREFIX, STATE_TABLE};
+pub use patchflow_aws::config::{EVIDENCE_BUCKET, STATE_TABLE};
+
+/// Whether this build carries the simulated RMM, PSA and pager (the `simulation` feature, which
+/// a simulation deployment's package is built with; this crate's own tests have them too).
+pub const SIMULATION_BUILT: bool = cfg!(any(test, feature = "simulation"));
+
+/// The variable holding a stage queue's URL (`!Ref` of the queue in the template): a function
+/// reads the URL of each queue it sends to or consumes, so that it starts without asking SQS.
+pub fn queue_url_variable(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Approval => "PATCHFLOW_APPROVAL_QUEUE_URL",
+        Stage::Rollout => "PATCHFLOW_ROLLOUT_QUEUE_URL",
+        Stage::Schedule => "PATCHFLOW_SCHEDULE_QUEUE_URL",
+        Stage::Failure => "PATCHFLOW_FAILURE_QUEUE_URL",
+        Stage::Evidence => "PATCHFLOW_EVIDENCE_QUEUE_URL",
+    }
+}
+
+/// The variable holding a stage's dead-letter queue URL, read by the stage's consumer (where
+/// it moves poison messages).
+pub fn dlq_url_variable(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Approval => "PATCHFLOW_APPROVAL_DLQ_URL",
+        Stage::Rollout => "PATCHFLOW_ROLLOUT_DLQ_URL",
+        Stage::Schedule => "PATCHFLOW_SCHEDULE_DLQ_URL",
+        Stage::Failure => "PATCHFLOW_FAILURE_DLQ_URL",
+        Stage::Evidence => "PATCHFLOW_EVIDENCE_DLQ_URL",
+    }
+}
 
 /// The inventory file inventory-sync reads (JSON, or CSV by its `.csv` extension), with the
 /// simulation; `connectwise` pulls the inventory from Automate.
@@ -51,7 +83,16 @@ pub const PAGER_SECRET_ARN: &str = "PATCHFLOW_PAGER_SECRET_ARN";
 pub const READS: &[&str] = &[
     EVIDENCE_BUCKET,
     STATE_TABLE,
-    QUEUE_PREFIX,
+    "PATCHFLOW_APPROVAL_QUEUE_URL",
+    "PATCHFLOW_APPROVAL_DLQ_URL",
+    "PATCHFLOW_ROLLOUT_QUEUE_URL",
+    "PATCHFLOW_ROLLOUT_DLQ_URL",
+    "PATCHFLOW_SCHEDULE_QUEUE_URL",
+    "PATCHFLOW_SCHEDULE_DLQ_URL",
+    "PATCHFLOW_FAILURE_QUEUE_URL",
+    "PATCHFLOW_FAILURE_DLQ_URL",
+    "PATCHFLOW_EVIDENCE_QUEUE_URL",
+    "PATCHFLOW_EVIDENCE_DLQ_URL",
     INVENTORY_PATH,
     CATALOG_PATH,
     CONNECTORS,
@@ -67,8 +108,8 @@ pub const READS: &[&str] = &[
     PAGER_SECRET_ARN,
 ];
 
-/// The variables every function needs.
-pub const REQUIRED: &[&str] = &[EVIDENCE_BUCKET, STATE_TABLE, QUEUE_PREFIX];
+/// The variables every function needs (besides its queues' URLs, [`Wiring::required`]).
+pub const REQUIRED: &[&str] = &[EVIDENCE_BUCKET, STATE_TABLE];
 
 /// The simulation's seed when [`SIM_SEED`] is not set.
 pub const DEFAULT_SIM_SEED: u64 = 42;
@@ -99,7 +140,9 @@ pub enum ConfigError {
 /// The RMM, PSA and pager the functions drive.
 #[derive(Debug, Clone)]
 pub enum Connectors {
-    /// The simulated RMM, PSA and pager of `patchflow-sim`, with these outcomes.
+    /// The simulated RMM, PSA and pager of `patchflow-sim`, with these outcomes (only in a
+    /// build with the `simulation` feature).
+    #[cfg(any(test, feature = "simulation"))]
     Simulation(Outcomes),
     /// ConnectWise Automate and PSA, PagerDuty or SNS, Microsoft's release, per this file.
     ConnectWise(Box<ConnectorsFile>),
@@ -112,8 +155,10 @@ pub struct Config {
     pub evidence_bucket: String,
     /// The state table ([`STATE_TABLE`]).
     pub state_table: String,
-    /// The stage queues' name prefix ([`QUEUE_PREFIX`]).
-    pub queue_prefix: String,
+    /// The stage queues' URLs that are set ([`queue_url_variable`]), by stage.
+    pub queue_urls: BTreeMap<Stage, String>,
+    /// The dead-letter queues' URLs that are set ([`dlq_url_variable`]), by stage.
+    pub dlq_urls: BTreeMap<Stage, String>,
     /// The inventory file ([`INVENTORY_PATH`]), needed by inventory-sync only.
     pub inventory_path: Option<String>,
     /// The catalog file or template ([`CATALOG_PATH`]), needed by inventory-sync only.
@@ -153,6 +198,16 @@ impl Config {
     /// Reads the configuration through `lookup` (a variable's value, `None` when unset); an
     /// empty or blank value counts as unset. The policy file, if any, is read and checked now.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(lookup, SIMULATION_BUILT)
+    }
+
+    /// [`Config::from_lookup`] in a build that carries the simulation or not
+    /// (`simulation_built`): without it, `simulation` (or an unset [`CONNECTORS`], which means
+    /// it) is refused naming the feature.
+    fn read(
+        lookup: impl Fn(&str) -> Option<String>,
+        simulation_built: bool,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -166,16 +221,29 @@ impl Config {
         };
         let evidence_bucket = required(EVIDENCE_BUCKET, "the S3 evidence bucket's name")?;
         let state_table = required(STATE_TABLE, "the DynamoDB state table's name")?;
-        let queue_prefix = required(
-            QUEUE_PREFIX,
-            "the stage queues' name prefix ({prefix}-{stage}, {prefix}-{stage}-dlq)",
-        )?;
+        let urls = |variable: fn(Stage) -> &'static str| -> BTreeMap<Stage, String> {
+            Stage::ALL
+                .into_iter()
+                .filter_map(|stage| get(variable(stage)).map(|url| (stage, url)))
+                .collect()
+        };
         let connectors_path = get(CONNECTORS_CONFIG);
         let connectors = match get(CONNECTORS).as_deref() {
-            None | Some("simulation") => Connectors::Simulation(Outcomes {
-                seed: parse_seed(get(SIM_SEED))?,
-                failure_rate: parse_rate(get(SIM_FAILURE_RATE))?,
-            }),
+            choice @ (None | Some("simulation")) if !simulation_built => {
+                return Err(ConfigError::Invalid {
+                    name: CONNECTORS,
+                    message: format!(
+                        "{} this binary was built without the simulated RMM, PSA and pager \
+                         (the `simulation` feature: `make package SIMULATION=1`); set it to \
+                         `connectwise`",
+                        match choice {
+                            None => "unset means `simulation`, but",
+                            _ => "`simulation`:",
+                        }
+                    ),
+                })
+            }
+            None | Some("simulation") => simulation(get(SIM_SEED), get(SIM_FAILURE_RATE))?,
             Some("connectwise") => {
                 let path = required(
                     CONNECTORS_CONFIG,
@@ -216,7 +284,8 @@ impl Config {
         Ok(Self {
             evidence_bucket,
             state_table,
-            queue_prefix,
+            queue_urls: urls(queue_url_variable),
+            dlq_urls: urls(dlq_url_variable),
             inventory_path: get(INVENTORY_PATH),
             catalog_path: get(CATALOG_PATH),
             connectors,
@@ -241,7 +310,9 @@ impl Config {
     /// without what it needs would otherwise fail on its first message instead. The simulation
     /// needs nothing; systems a function does not talk to are not checked.
     pub fn check_systems(&self, function: &Wiring) -> Result<(), ConfigError> {
-        let Connectors::ConnectWise(file) = &self.connectors else {
+        #[allow(irrefutable_let_patterns)]
+        let Connectors::ConnectWise(file) = &self.connectors
+        else {
             return Ok(());
         };
         let path = self
@@ -318,6 +389,25 @@ fn parse_days(value: Option<String>) -> Result<i64, ConfigError> {
     }
 }
 
+/// The simulation's connectors, with the outcomes of [`SIM_SEED`] and [`SIM_FAILURE_RATE`].
+#[cfg(any(test, feature = "simulation"))]
+fn simulation(seed: Option<String>, rate: Option<String>) -> Result<Connectors, ConfigError> {
+    Ok(Connectors::Simulation(Outcomes {
+        seed: parse_seed(seed)?,
+        failure_rate: parse_rate(rate)?,
+    }))
+}
+
+/// Never called: [`Config::read`] refuses the simulation first in a build without it.
+#[cfg(not(any(test, feature = "simulation")))]
+fn simulation(_seed: Option<String>, _rate: Option<String>) -> Result<Connectors, ConfigError> {
+    Err(ConfigError::Invalid {
+        name: CONNECTORS,
+        message: "this binary was built without the `simulation` feature".to_owned(),
+    })
+}
+
+#[cfg(any(test, feature = "simulation"))]
 fn parse_seed(value: Option<String>) -> Result<u64, ConfigError> {
     match value {
         None => Ok(DEFAULT_SIM_SEED),
@@ -328,6 +418,7 @@ fn parse_seed(value: Option<String>) -> Result<u64, ConfigError> {
     }
 }
 
+#[cfg(any(test, feature = "simulation"))]
 fn parse_rate(value: Option<String>) -> Result<f64, ConfigError> {
     match value {
         None => Ok(DEFAULT_SIM_FAILURE_RATE),
@@ -355,18 +446,14 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    const BASE: [(&str, &str); 3] = [
-        (EVIDENCE_BUCKET, "pf-evidence"),
-        (STATE_TABLE, "pf-state"),
-        (QUEUE_PREFIX, "pf"),
-    ];
+    const BASE: [(&str, &str); 2] = [(EVIDENCE_BUCKET, "pf-evidence"), (STATE_TABLE, "pf-state")];
 
     #[test]
     fn the_aws_names_are_required_and_the_rest_defaults() {
         let c = Config::from_lookup(vars(&BASE)).unwrap();
         assert_eq!(c.evidence_bucket, "pf-evidence");
         assert_eq!(c.state_table, "pf-state");
-        assert_eq!(c.queue_prefix, "pf");
+        assert!(c.queue_urls.is_empty() && c.dlq_urls.is_empty());
         assert!(c.inventory_path.is_none() && c.catalog_path.is_none());
         let Connectors::Simulation(o) = c.connectors else {
             panic!("{:?}", c.connectors)
@@ -379,6 +466,66 @@ mod tests {
             let e = Config::from_lookup(vars(&rest)).unwrap_err().to_string();
             assert!(e.contains(missing) && e.contains("not set"), "{e}");
         }
+    }
+
+    #[test]
+    fn queue_urls_are_read_by_stage() {
+        let mut v = BASE.to_vec();
+        v.push((
+            "PATCHFLOW_FAILURE_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/1/pf-failure",
+        ));
+        v.push((
+            "PATCHFLOW_SCHEDULE_DLQ_URL",
+            "http://127.0.0.1:5000/1/pf-schedule-dlq",
+        ));
+        v.push(("PATCHFLOW_EVIDENCE_QUEUE_URL", " "));
+        let c = Config::from_lookup(vars(&v)).unwrap();
+        assert_eq!(
+            c.queue_urls.into_iter().collect::<Vec<_>>(),
+            [(
+                Stage::Failure,
+                "https://sqs.us-east-1.amazonaws.com/1/pf-failure".to_owned()
+            )]
+        );
+        assert_eq!(
+            c.dlq_urls.into_iter().collect::<Vec<_>>(),
+            [(
+                Stage::Schedule,
+                "http://127.0.0.1:5000/1/pf-schedule-dlq".to_owned()
+            )]
+        );
+        for stage in Stage::ALL {
+            assert!(READS.contains(&queue_url_variable(stage)), "{stage}");
+            assert!(READS.contains(&dlq_url_variable(stage)), "{stage}");
+        }
+    }
+
+    #[test]
+    fn a_build_without_the_simulation_refuses_it_at_start_naming_the_feature() {
+        // Set explicitly, or unset (which means the simulation).
+        let mut explicit = BASE.to_vec();
+        explicit.push((CONNECTORS, "simulation"));
+        for v in [explicit, BASE.to_vec()] {
+            let e = Config::read(vars(&v), false).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                matches!(
+                    e,
+                    ConfigError::Invalid {
+                        name: CONNECTORS,
+                        ..
+                    }
+                ) && text.contains("built without the simulated RMM, PSA and pager")
+                    && text.contains("`simulation` feature")
+                    && text.contains("connectwise"),
+                "{text}"
+            );
+            // The same configuration in a build with it starts on the simulation.
+            let c = Config::read(vars(&v), true).unwrap();
+            assert!(matches!(c.connectors, Connectors::Simulation(_)));
+        }
+        assert_eq!(SIMULATION_BUILT, cfg!(any(test, feature = "simulation")));
     }
 
     #[test]

@@ -7,10 +7,8 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::queue::QueueConsumer;
 use patchflow_core::ports::queue::Stage;
-use patchflow_local::clock::SystemClock;
 use patchflow_pipeline::env::Ports;
 use patchflow_pipeline::error::HandlerError;
 use serde::de::DeserializeOwned;
@@ -124,7 +122,7 @@ pub async fn run<F: Function>() -> Result<(), lambda_runtime::Error> {
         async move {
             let (function, env) = &*shared;
             function
-                .handle(env, &env.queues, event, SystemClock.now())
+                .handle(env, &env.queues, event, Utc::now())
                 .await
                 .map_err(|e| {
                     error!(function = F::NAME, error = %e, "invocation failed");

@@ -33,9 +33,21 @@ use patchflow_core::ports::rmm::{
 use patchflow_core::ports::sources::{CatalogSource, InventorySource, PullNotes};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::commands::RmmCommand;
-use patchflow_local::clock::SystemClock;
 use patchflow_pipeline::error::error_chain;
+#[cfg(any(test, feature = "simulation"))]
 use patchflow_sim::connectors::{SimPager, SimPsa, SimRmm};
+
+/// The machine's clock, the simulated RMM's.
+#[cfg(any(test, feature = "simulation"))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+#[cfg(any(test, feature = "simulation"))]
+impl patchflow_core::ports::clock::Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
 
 use crate::config::{Config, Connectors};
 use crate::wiring::{System, Wiring};
@@ -50,7 +62,9 @@ fn unavailable(system: &str, why: &str) -> PortError {
 /// The RMM.
 #[derive(Debug)]
 pub enum AnyRmm {
-    /// The simulation (boxed: it holds every command, approval and closure it took).
+    /// The simulation (boxed: it holds every command, approval and closure it took), in a
+    /// build with the `simulation` feature.
+    #[cfg(any(test, feature = "simulation"))]
     Simulated(Box<SimRmm<SystemClock>>),
     /// ConnectWise Automate.
     Automate(Arc<Automate>),
@@ -61,6 +75,7 @@ pub enum AnyRmm {
 impl Rmm for AnyRmm {
     async fn send(&self, key: &str, command: &RmmCommand) -> Result<(), PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.send(key, command).await,
             AnyRmm::Automate(r) => r.send(key, command).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -74,6 +89,7 @@ impl Rmm for AnyRmm {
         expect: &[PatchId],
     ) -> Result<Vec<RmmReport>, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.reports(endpoint, since, expect).await,
             AnyRmm::Automate(r) => r.reports(endpoint, since, expect).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -86,6 +102,7 @@ impl Rmm for AnyRmm {
         since: DateTime<Utc>,
     ) -> Result<Vec<EndpointId>, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.changed(client, since).await,
             AnyRmm::Automate(r) => r.changed(client, since).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -94,6 +111,7 @@ impl Rmm for AnyRmm {
 
     async fn push_approval(&self, key: &str, push: &ApprovalPush) -> Result<(), PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.push_approval(key, push).await,
             AnyRmm::Automate(r) => r.push_approval(key, push).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -106,6 +124,7 @@ impl Rmm for AnyRmm {
         patch: &PatchId,
     ) -> Result<Option<RmmApproval>, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.approval_state(endpoint, patch).await,
             AnyRmm::Automate(r) => r.approval_state(endpoint, patch).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -114,6 +133,7 @@ impl Rmm for AnyRmm {
 
     async fn agent_state(&self, endpoint: &EndpointId) -> Result<AgentState, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.agent_state(endpoint).await,
             AnyRmm::Automate(r) => r.agent_state(endpoint).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -125,6 +145,7 @@ impl Rmm for AnyRmm {
         endpoint: &EndpointId,
     ) -> Result<patchflow_core::ports::rmm::HealthReport, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.health(endpoint).await,
             AnyRmm::Automate(r) => r.health(endpoint).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -133,6 +154,7 @@ impl Rmm for AnyRmm {
 
     async fn record_closure(&self, key: &str, closure: &TierClosure) -> Result<bool, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.record_closure(key, closure).await,
             AnyRmm::Automate(r) => r.record_closure(key, closure).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -141,6 +163,7 @@ impl Rmm for AnyRmm {
 
     async fn record_retry(&self, key: &str, note: &RetryNote) -> Result<bool, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyRmm::Simulated(r) => r.record_retry(key, note).await,
             AnyRmm::Automate(r) => r.record_retry(key, note).await,
             AnyRmm::Unavailable(why) => Err(unavailable("the RMM", why)),
@@ -151,7 +174,8 @@ impl Rmm for AnyRmm {
 /// The PSA.
 #[derive(Debug)]
 pub enum AnyPsa {
-    /// The simulation.
+    /// The simulation, in a build with the `simulation` feature.
+    #[cfg(any(test, feature = "simulation"))]
     Simulated(SimPsa),
     /// ConnectWise PSA.
     Manage(Box<ManagePsa>),
@@ -162,6 +186,7 @@ pub enum AnyPsa {
 impl Psa for AnyPsa {
     async fn open_ticket(&self, ticket: &NewTicket) -> Result<String, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyPsa::Simulated(p) => p.open_ticket(ticket).await,
             AnyPsa::Manage(p) => p.open_ticket(ticket).await,
             AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
@@ -175,6 +200,7 @@ impl Psa for AnyPsa {
         text: &str,
     ) -> Result<NoteAdded, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyPsa::Simulated(p) => p.add_note(ticket, note_key, text).await,
             AnyPsa::Manage(p) => p.add_note(ticket, note_key, text).await,
             AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
@@ -183,6 +209,7 @@ impl Psa for AnyPsa {
 
     async fn close_ticket(&self, ticket: &str) -> Result<(), PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyPsa::Simulated(p) => p.close_ticket(ticket).await,
             AnyPsa::Manage(p) => p.close_ticket(ticket).await,
             AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
@@ -191,6 +218,7 @@ impl Psa for AnyPsa {
 
     async fn attach(&self, ticket: &str, attachment: &Attachment) -> Result<Attached, PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyPsa::Simulated(p) => p.attach(ticket, attachment).await,
             AnyPsa::Manage(p) => p.attach(ticket, attachment).await,
             AnyPsa::Unavailable(why) => Err(unavailable("the PSA", why)),
@@ -201,7 +229,8 @@ impl Psa for AnyPsa {
 /// The pager.
 #[derive(Debug)]
 pub enum AnyPager {
-    /// The simulation.
+    /// The simulation, in a build with the `simulation` feature.
+    #[cfg(any(test, feature = "simulation"))]
     Simulated(SimPager),
     /// PagerDuty.
     PagerDuty(Box<PagerDutyPager>),
@@ -214,6 +243,7 @@ pub enum AnyPager {
 impl Pager for AnyPager {
     async fn trigger(&self, dedup_key: &str, summary: &str) -> Result<(), PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyPager::Simulated(p) => p.trigger(dedup_key, summary).await,
             AnyPager::PagerDuty(p) => p.trigger(dedup_key, summary).await,
             AnyPager::Sns(p) => p.trigger(dedup_key, summary).await,
@@ -223,6 +253,7 @@ impl Pager for AnyPager {
 
     async fn resolve(&self, dedup_key: &str) -> Result<(), PortError> {
         match self {
+            #[cfg(any(test, feature = "simulation"))]
             AnyPager::Simulated(p) => p.resolve(dedup_key).await,
             AnyPager::PagerDuty(p) => p.resolve(dedup_key).await,
             AnyPager::Sns(p) => p.resolve(dedup_key).await,
@@ -340,7 +371,10 @@ pub async fn systems(
     sdk: &aws_config::SdkConfig,
     function: &Wiring,
 ) -> Result<Systems, SystemsError> {
+    // Without the simulation the match has one arm (clippy would have it a `let`).
+    #[allow(clippy::infallible_destructuring_match)]
     let file = match &config.connectors {
+        #[cfg(any(test, feature = "simulation"))]
         Connectors::Simulation(outcomes) => {
             return Ok(Systems {
                 rmm: AnyRmm::Simulated(Box::new(SimRmm::new(*outcomes, Arc::new(SystemClock)))),

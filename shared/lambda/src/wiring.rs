@@ -4,8 +4,8 @@
 //! table to what the handlers really send); each function's own tests check its entry.
 
 use crate::config::{
-    CATALOG_PATH, INVENTORY_PATH, PAGER_SECRET_ARN, PAGER_TOPIC_ARN, PSA_SECRET_ARN, REQUIRED,
-    RMM_SECRET_ARN,
+    dlq_url_variable, queue_url_variable, CATALOG_PATH, INVENTORY_PATH, PAGER_SECRET_ARN,
+    PAGER_TOPIC_ARN, PSA_SECRET_ARN, REQUIRED, RMM_SECRET_ARN,
 };
 use patchflow_core::ports::queue::Stage;
 
@@ -60,9 +60,28 @@ impl System {
 }
 
 impl Wiring {
-    /// Every variable it cannot start without.
+    /// Every variable it cannot start without: [`REQUIRED`], its own, and the URL of each
+    /// stage queue it sends to or consumes (with its own queue's dead-letter queue).
     pub fn required(&self) -> impl Iterator<Item = &'static str> + '_ {
-        REQUIRED.iter().chain(self.requires).copied()
+        REQUIRED
+            .iter()
+            .chain(self.requires)
+            .copied()
+            .chain(self.queue_variables())
+    }
+
+    /// The variables of the stage queues' URLs it needs, in stage order.
+    pub fn queue_variables(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for stage in Stage::ALL {
+            if self.sends.contains(&stage) || self.consumes == Some(stage) {
+                out.push(queue_url_variable(stage));
+            }
+            if self.consumes == Some(stage) {
+                out.push(dlq_url_variable(stage));
+            }
+        }
+        out
     }
 }
 

@@ -35,7 +35,7 @@ use patchflow_evidence::record::{
     self, ApprovalLine, CycleRecord, EndpointOutcome, ExceptionLine, ExcludedEndpoint, SlaSection,
     TicketLine, TierLine, TierRecord,
 };
-use patchflow_evidence::{csv, html, png, CYCLE_BUNDLE};
+use patchflow_evidence::{csv, html, CYCLE_BUNDLE};
 use tracing::{info, warn};
 
 use self::chain::{stored, write_bundle, Bundle, Piece};
@@ -285,6 +285,23 @@ fn json<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, HandlerError>
     serde_json::to_vec_pretty(v).map_err(|e| HandlerError::Poison(format!("encode {what}: {e}")))
 }
 
+/// The bundle's PNG summary.
+#[cfg(feature = "render")]
+fn summary_png(summary: &patchflow_evidence::record::Summary) -> Result<Vec<u8>, String> {
+    patchflow_evidence::png::render(summary).map_err(|e| e.to_string())
+}
+
+/// Without the `render` feature there is no rasterizer and no font: only evidence-archiver
+/// archives evidence, and it is built with the feature.
+#[cfg(not(feature = "render"))]
+fn summary_png(_summary: &patchflow_evidence::record::Summary) -> Result<Vec<u8>, String> {
+    Err(
+        "this binary was built without patchflow-pipeline's `render` feature (evidence-archiver \
+         and the CLI enable it; no other function archives evidence)"
+            .to_owned(),
+    )
+}
+
 /// A bundle's pieces: its record, the report and its image, and its CSVs. `at` names the
 /// bundle in errors.
 fn pieces<T: serde::Serialize>(
@@ -298,7 +315,7 @@ fn pieces<T: serde::Serialize>(
         Ok(key) => HandlerError::Poison(format!("render {key}: {e}")),
         Err(other) => other,
     };
-    let png = png::render(summary).map_err(|e| render_err(SUMMARY, &e))?;
+    let png = summary_png(summary).map_err(|e| render_err(SUMMARY, &e))?;
     let report = report(&png);
     let mut out = vec![
         Piece {

@@ -629,6 +629,7 @@ async fn a_retry_waits_for_a_root_cause_and_a_late_failure_does_not_hold_the_tie
     clock.set(opens);
     let tick = patchflow_pipeline::messages::TierTick {
         tier: pilot.clone(),
+        after: None,
     }
     .envelope(cycle(), "test/retry-window-opens".into(), Some(&pilot));
     assert!(matches!(

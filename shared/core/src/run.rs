@@ -264,7 +264,9 @@ pub fn sent_at_window(c: &RmmCommand) -> bool {
 }
 
 /// Whether the run is moving on by itself (its commands planned, not yet validated or failed).
-fn active(run: &Run) -> bool {
+/// Whether the run is under way: its commands planned, not failed, validated nor up to date
+/// (it has a next action, [`next_due`]).
+pub fn active(run: &Run) -> bool {
     !run.up_to_date
         && run.commands_at.is_some()
         && matches!(
@@ -415,6 +417,12 @@ pub fn advance(
         _ => {}
     }
     effects
+}
+
+/// Whether [`next_due`] needs the endpoint's zone: only while the run waits for its reboot
+/// (its reminders are due at a local time).
+pub fn needs_zone(run: &Run) -> bool {
+    active(run) && run.status == RunStatus::Installed
 }
 
 /// The instant of the run's next action: its install window's opening (scheduled, not sent),

@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, CheckSoak, DeployEndpoint, EndpointFailed, EvaluatePatch, Message, OpenBatch,
-    PromoteTier, PushApproval, ReviewSweep, TierTick,
+    ArchiveTier, CheckSoak, ClientChanges, DeployEndpoint, EndpointFailed, EvaluatePatch, Message,
+    OpenBatch, PromoteTier, PushApproval, ReviewSweep, TierTick,
 };
 use crate::{approval, batches, evidence, failure, rollout, schedule};
 
@@ -55,6 +55,9 @@ async fn dispatch<X: Ports>(
         }
         (Stage::Schedule, DeployEndpoint::KIND) => {
             schedule::deploy_endpoint(x, cycle, DeployEndpoint::from_envelope(env)?, now).await
+        }
+        (Stage::Schedule, ClientChanges::KIND) => {
+            schedule::client_changes(x, cycle, ClientChanges::from_envelope(env)?, now).await
         }
         (Stage::Schedule, TierTick::KIND) => {
             schedule::tier_tick(x, cycle, TierTick::from_envelope(env)?, now).await

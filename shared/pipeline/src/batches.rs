@@ -557,17 +557,7 @@ async fn open<X: Ports>(
     for (plan, runs) in &made {
         let mut by_client: BTreeMap<ClientId, Vec<(EndpointId, ScopeScan)>> = BTreeMap::new();
         for (run, scan) in runs {
-            conflict_ok(
-                records::save(
-                    state,
-                    cycle,
-                    &run_kind(&plan.tier),
-                    run.endpoint.as_str(),
-                    run,
-                    None,
-                )
-                .await,
-            )?;
+            conflict_ok(records::save_run(state, cycle, run, None, policy, None).await)?;
             by_client
                 .entry(run.client.clone())
                 .or_default()

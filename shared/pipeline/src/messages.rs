@@ -147,12 +147,52 @@ impl Message for DeployEndpoint {
     const STAGE: Stage = Stage::Schedule;
 }
 
-/// Read the RMM's reports for a deploying tier, send the reminders and forced reboots that are
-/// due, and move the tier on (reboot-scheduler), once an hour.
+/// One hour of a deploying tier (reboot-scheduler): the runs due by now moved on (installs
+/// sent as windows open, reminders and forced reboots, report deadlines), at most
+/// [`crate::schedule::PAGE`] of them per message (a full page sends the next one, `after` its
+/// last run); the last page moves the tier on from its runs' stored phases. What the RMM
+/// reports comes by [`ClientChanges`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierTick {
     /// The tier.
     pub tier: TierId,
+    /// For a later page: the last run the page before moved on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<DuePosition>,
+}
+
+/// A position in a tier's due runs: (due instant, endpoint) order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuePosition {
+    /// The run's due instant.
+    #[serde(with = "utc")]
+    pub due: DateTime<Utc>,
+    /// Its endpoint.
+    pub endpoint: EndpointId,
+}
+
+/// One client's hour in the RMM (reboot-scheduler): one paged read of the client's computers on
+/// which something happened since `since` (installs, reboots, start-ups), then the runs of
+/// those endpoints in `tiers` (the client's tiers with runs waiting for a report) moved on from
+/// their reports, at most [`crate::schedule::PAGE`] runs per message (a longer list goes on in
+/// messages naming their endpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientChanges {
+    /// The client.
+    pub client: ClientId,
+    /// The tiers whose runs on the client's changed endpoints are moved on.
+    pub tiers: Vec<TierId>,
+    /// What changed at or after this instant.
+    #[serde(with = "utc")]
+    pub since: DateTime<Utc>,
+    /// For a later part of a long change list: exactly these endpoints (empty: ask the RMM).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointId>,
+}
+
+impl Message for ClientChanges {
+    const KIND: &'static str = "client_changes";
+    const STAGE: Stage = Stage::Schedule;
 }
 
 impl Message for TierTick {

@@ -171,16 +171,14 @@ pub async fn approve_endpoint(
             "{endpoint} is already approved"
         )));
     }
+    if patchflow_core::run::active(&run) {
+        return Err(ActionError::Refused(format!(
+            "{endpoint}'s install is already under way ({}): nothing waits for an approval",
+            run.status.as_str()
+        )));
+    }
     run.engineer_approval = Some(sign_off);
-    records::save(
-        state,
-        cycle,
-        &run_kind(&run.tier),
-        endpoint.as_str(),
-        &run,
-        Some(version),
-    )
-    .await?;
+    records::save_waiting_run(state, cycle, &run, Some(version)).await?;
     if run.status == RunStatus::AwaitingApproval {
         let msg = DeployEndpoint {
             tier: run.tier.clone(),

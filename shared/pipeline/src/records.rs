@@ -3,14 +3,18 @@
 //! cycle, and the endpoints left out.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use patchflow_core::contract::{
     inventory_from_doc, CatalogDoc, ClientDoc, EndpointDoc, InventoryDoc,
 };
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::model::{Endpoint, EndpointKind};
+use patchflow_core::policy::Policy;
 use patchflow_core::ports::rmm::RmmApproval;
-use patchflow_core::ports::state::{DocStore, TierId};
+use patchflow_core::ports::state::{DocIndex, DocStore, DueCursor, TierId};
+use patchflow_core::ports::PortError;
 use patchflow_core::rules::waves::Wave;
+use patchflow_core::run;
 use patchflow_core::schedule::utc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -44,7 +48,158 @@ pub const EXCLUDED_KIND: &str = "excluded";
 
 /// The document kind of a tier's endpoint runs (id: the endpoint).
 pub fn run_kind(tier: &TierId) -> String {
-    format!("run.{tier}")
+    format!("{RUN_KIND_PREFIX}{tier}")
+}
+
+const RUN_KIND_PREFIX: &str = "run.";
+
+/// A run's phase in the index: planned, not deployed yet (its tier not deployed, or the run
+/// held with its client).
+pub const PHASE_PLANNED: &str = "planned";
+/// Scheduled, its install not sent yet, or awaiting an engineer's approval.
+pub const PHASE_PENDING: &str = "pending";
+/// Its install sent, not reported yet.
+pub const PHASE_SENT: &str = "sent";
+/// Its install reported, waiting for the reboot or the checks.
+pub const PHASE_REPORTED: &str = "reported";
+/// Failed.
+pub const PHASE_FAILED: &str = "failed";
+/// Validated, or up to date from the cycle's opening.
+pub const PHASE_VALIDATED: &str = "validated";
+/// The phases of runs whose install is not reported: the tier deploys while any is left.
+pub const UNREPORTED_PHASES: &[&str] = &[PHASE_PLANNED, PHASE_PENDING, PHASE_SENT];
+/// The phases of runs not validated: the tier validates while any is left.
+pub const UNVALIDATED_PHASES: &[&str] = &[
+    PHASE_PLANNED,
+    PHASE_PENDING,
+    PHASE_SENT,
+    PHASE_REPORTED,
+    PHASE_FAILED,
+];
+
+/// A run's phase in the index: the core's [`run::phase`], with its pending runs told apart
+/// (planned, pending, sent) so that a tick asks the RMM only about tiers with an install out
+/// and releases held runs only where some are planned.
+pub fn index_phase(run: &Run) -> &'static str {
+    match run::phase(run) {
+        run::Phase::Pending if run.status == RunStatus::Planned => PHASE_PLANNED,
+        run::Phase::Pending if run.install_sent_at.is_some() => PHASE_SENT,
+        run::Phase::Pending => PHASE_PENDING,
+        run::Phase::Reported => PHASE_REPORTED,
+        run::Phase::Failed => PHASE_FAILED,
+        run::Phase::Validated => PHASE_VALIDATED,
+    }
+}
+
+/// A run's index: the instant of its next action ([`run::next_due`]: window opening, report
+/// deadline, reminder, forced reboot) and its phase ([`run::phase`]), which the tier's ticks
+/// read instead of the whole tier. `tz` is the endpoint's zone (its reminders are due in local
+/// time); a run waiting for its reboot cannot be indexed without it.
+pub fn run_index(run: &Run, tz: Option<Tz>, policy: &Policy) -> Result<DocIndex, PortError> {
+    let tz = match tz {
+        Some(tz) => tz,
+        None if run::needs_zone(run) => {
+            return Err(PortError::permanent(
+                format!("index run {} of {}", run.endpoint, run.tier),
+                "its reminders are due in the endpoint's time zone, which was not given",
+            ))
+        }
+        None => Tz::UTC,
+    };
+    Ok(DocIndex {
+        due: run::next_due(run, tz, policy),
+        phase: Some(index_phase(run).to_owned()),
+    })
+}
+
+/// Writes a run with its index ([`run_index`]); create when `expected` is `None`.
+pub async fn save_run(
+    store: &impl DocStore,
+    cycle: CycleId,
+    run: &Run,
+    tz: Option<Tz>,
+    policy: &Policy,
+    expected: Option<u64>,
+) -> Result<u64, PortError> {
+    let kind = run_kind(&run.tier);
+    let body = serde_json::to_string(run)
+        .map_err(|e| PortError::permanent(format!("encode {kind}"), e))?;
+    let index = run_index(run, tz, policy)?;
+    store
+        .put_doc_indexed(cycle, &kind, run.endpoint.as_str(), &body, expected, &index)
+        .await
+}
+
+/// Writes a run that waits for a message rather than a time (planned, awaiting an engineer's
+/// approval, failed, validated: not [`run::active`]), with its phase and no due instant;
+/// `Permanent` for a run under way, which is saved with its zone and policy ([`save_run`]).
+pub async fn save_waiting_run(
+    store: &impl DocStore,
+    cycle: CycleId,
+    run: &Run,
+    expected: Option<u64>,
+) -> Result<u64, PortError> {
+    let kind = run_kind(&run.tier);
+    if run::active(run) {
+        return Err(PortError::permanent(
+            format!("save run {} of {}", run.endpoint, run.tier),
+            "a run under way is saved with its next due instant (records::save_run)",
+        ));
+    }
+    let body = serde_json::to_string(run)
+        .map_err(|e| PortError::permanent(format!("encode {kind}"), e))?;
+    let index = DocIndex {
+        due: None,
+        phase: Some(index_phase(run).to_owned()),
+    };
+    store
+        .put_doc_indexed(cycle, &kind, run.endpoint.as_str(), &body, expected, &index)
+        .await
+}
+
+/// A tier's runs due by `until` (their next action has come), in (due, endpoint) order,
+/// strictly after `after`, at most `limit`; each with its version and its position.
+pub async fn due_runs(
+    store: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    until: DateTime<Utc>,
+    after: Option<&DueCursor>,
+    limit: usize,
+) -> Result<Vec<(DueCursor, Run, u64)>, HandlerError> {
+    let kind = run_kind(tier);
+    store
+        .list_due_docs(cycle, &kind, until, after, limit)
+        .await?
+        .into_iter()
+        .map(|(at, d)| {
+            serde_json::from_str(&d.body)
+                .map(|r| (at, r, d.version))
+                .map_err(|e| corrupt(&kind, e))
+        })
+        .collect()
+}
+
+/// The runs of a tier on these endpoints (those it has), with their versions; strongly
+/// consistent reads in bulk.
+pub async fn get_runs(
+    store: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    endpoints: &[EndpointId],
+) -> Result<Vec<(Run, u64)>, HandlerError> {
+    let kind = run_kind(tier);
+    let ids: Vec<String> = endpoints.iter().map(|e| e.as_str().to_owned()).collect();
+    store
+        .get_docs(cycle, &kind, &ids)
+        .await?
+        .into_iter()
+        .map(|d| {
+            serde_json::from_str(&d.body)
+                .map(|r| (r, d.version))
+                .map_err(|e| corrupt(&kind, e))
+        })
+        .collect()
 }
 
 /// An opened cycle. Its existence is what "the cycle is open" means.
@@ -328,7 +483,9 @@ pub async fn must_load<T: DeserializeOwned>(
         .ok_or_else(|| HandlerError::Poison(format!("no {kind} {id} in cycle {cycle}")))
 }
 
-/// Writes a document (create when `expected` is `None`).
+/// Writes a document (create when `expected` is `None`). A run is written through
+/// [`save_run`], which keeps its index: a run written here would drop out of its tier's ticks,
+/// so it is refused.
 pub async fn save<T: Serialize>(
     store: &impl DocStore,
     cycle: CycleId,
@@ -336,7 +493,13 @@ pub async fn save<T: Serialize>(
     id: &str,
     value: &T,
     expected: Option<u64>,
-) -> Result<u64, patchflow_core::ports::PortError> {
+) -> Result<u64, PortError> {
+    if kind.starts_with(RUN_KIND_PREFIX) {
+        return Err(PortError::permanent(
+            format!("save {kind} {id}"),
+            "a run is saved with its index (records::save_run)",
+        ));
+    }
     let body = serde_json::to_string(value)
         .map_err(|e| patchflow_core::ports::PortError::permanent(format!("encode {kind}"), e))?;
     store.put_doc(cycle, kind, id, &body, expected).await

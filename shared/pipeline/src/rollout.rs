@@ -17,7 +17,7 @@ use patchflow_core::model::EndpointKind;
 use patchflow_core::policy::HoldScope;
 use patchflow_core::ports::queue::{Envelope, QueueSender};
 use patchflow_core::ports::rmm::Rmm;
-use patchflow_core::ports::state::{ApprovalStore, TierId, TierStore};
+use patchflow_core::ports::state::{ApprovalStore, DocStore, TierId, TierStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::failure::{is_critical, FailureStage};
 use patchflow_core::rules::waves::{
@@ -477,18 +477,24 @@ pub async fn promote_tier<X: Ports>(
 
 /// For a deploying production tier whose runs are not all released (the client hold scope):
 /// the planned runs whose client's pilot is now healthy and soaked are deployed. Called by the
-/// tier's hourly tick; returns how many were released.
+/// tier's hourly tick; returns how many were released. Only a tier with planned runs (one index
+/// read tells) is read whole, once an hour until its last client is released.
 pub async fn release_cleared<X: Ports>(
     x: &X,
     cycle: &CycleDoc,
     tier: &TierId,
-    runs: &[(Run, u64)],
     now: DateTime<Utc>,
 ) -> Result<usize, HandlerError> {
     let env = x.env();
-    if !runs.iter().any(|(r, _)| r.status == RunStatus::Planned) {
+    let kind = run_kind(tier);
+    if !env
+        .state
+        .any_doc_in_phase(cycle.cycle, &kind, &[records::PHASE_PLANNED])
+        .await?
+    {
         return Ok(0);
     }
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle.cycle, &kind).await?;
     let (mut plan, version): (TierPlan, u64) =
         records::must_load(&env.state, cycle.cycle, TIER_KIND, tier.as_str()).await?;
     let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) else {
@@ -580,12 +586,12 @@ pub async fn check_soak<X: Ports>(
                 failed.failures.push(id);
             }
             failed.status = RunStatus::Failed;
-            match records::save(
+            match records::save_run(
                 &env.state,
                 cycle,
-                &kind,
-                failed.endpoint.as_str(),
                 &failed,
+                None,
+                &env.policy,
                 Some(*version),
             )
             .await
@@ -760,16 +766,7 @@ pub async fn check_soak<X: Ports>(
     // finds the record (and the escalations, deduplicated) and fails the runs again, never a
     // failed pilot with no record of why.
     for (run, version) in &failed_runs {
-        match records::save(
-            &env.state,
-            cycle,
-            &kind,
-            run.endpoint.as_str(),
-            run,
-            Some(*version),
-        )
-        .await
-        {
+        match records::save_run(&env.state, cycle, run, None, &env.policy, Some(*version)).await {
             Ok(_) => {}
             Err(PortError::Conflict(_)) => {
                 return Err(HandlerError::Retry(format!(

@@ -13,7 +13,9 @@ use patchflow_core::plan::{EndpointPlan, Install};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::queue::QueueSender;
 use patchflow_core::ports::rmm::Rmm;
-use patchflow_core::ports::state::{ApprovalStore, FailureStore, TierStore};
+use patchflow_core::ports::state::{
+    ApprovalStore, DocStore, DueCursor, FailureStore, TierId, TierStore,
+};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::applicability::Matcher;
 use patchflow_core::rules::cadence::{
@@ -31,7 +33,9 @@ use patchflow_core::trace::Trace;
 use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::HandlerError;
-use crate::messages::{DeployEndpoint, EndpointFailed, Message, TierTick};
+use crate::messages::{
+    ClientChanges, DeployEndpoint, DuePosition, EndpointFailed, Message, TierTick,
+};
 use crate::records::RunModel;
 use crate::records::{self, run_kind, CycleDoc, Run, RunStatus};
 
@@ -186,12 +190,12 @@ pub async fn deploy_endpoint<X: Ports>(
     if manual_approval_required(&e) && !approved {
         if run.status != RunStatus::AwaitingApproval {
             run.status = RunStatus::AwaitingApproval;
-            records::save(
+            records::save_run(
                 &env.state,
                 cycle,
-                &kind,
-                run.endpoint.as_str(),
                 &run,
+                Some(e.tz),
+                &env.policy,
                 Some(version),
             )
             .await?;
@@ -206,12 +210,12 @@ pub async fn deploy_endpoint<X: Ports>(
     run.status = RunStatus::Scheduled;
     run.commands_at = Some(now);
     run.commands = commands;
-    records::save(
+    records::save_run(
         &env.state,
         cycle,
-        &kind,
-        run.endpoint.as_str(),
         &run,
+        Some(e.tz),
+        &env.policy,
         Some(version),
     )
     .await?;
@@ -235,6 +239,7 @@ async fn advance<X: Ports>(
     x: &X,
     cycle: &CycleDoc,
     run: &mut Run,
+    e: &Endpoint,
     now: DateTime<Utc>,
     approved: &[Patch],
     failed: &mut Vec<EndpointFailed>,
@@ -249,7 +254,6 @@ async fn advance<X: Ports>(
     ) {
         return Ok(());
     }
-    let e = run.endpoint_model(cycle)?;
     let needs = run::needs(run, now);
     let agent = if needs.agent {
         Some(env.rmm.agent_state(&run.endpoint).await?)
@@ -257,7 +261,7 @@ async fn advance<X: Ports>(
         None
     };
     let patches = if needs.agent {
-        endpoint_patches(&e, approved)
+        endpoint_patches(e, approved)
     } else {
         Vec::new()
     };
@@ -276,7 +280,7 @@ async fn advance<X: Ports>(
         reports: &reports,
         patches: &patches,
     };
-    for effect in run::advance(run, &e, &observed, now, &env.policy) {
+    for effect in run::advance(run, e, &observed, now, &env.policy) {
         match effect {
             Effect::Send { what, command } => {
                 env.rmm
@@ -298,52 +302,66 @@ async fn advance<X: Ports>(
     Ok(())
 }
 
-/// One hour of a deploying tier: every run moved on, failures escalated, the tier moved on.
-pub async fn tier_tick<X: Ports>(
+/// The most runs one message moves on: a tier tick's page, a client's changes part. An
+/// invocation's work is bounded by it, whatever the tier's, the client's or the fleet's size.
+pub const PAGE: usize = 500;
+
+/// How far back a client's hourly changes are read: two hours, so that a tick that ran late or
+/// a change the RMM recorded late is still seen (a run already moved on is left as it is).
+pub const CHANGES_LOOKBACK: chrono::Duration = chrono::Duration::hours(2);
+
+/// The index phases of runs waiting for an RMM report: their client's changes are read hourly.
+pub const WAITING_PHASES: &[&str] = &[records::PHASE_SENT, records::PHASE_REPORTED];
+
+/// What moving a set of runs on did.
+#[derive(Debug, Default)]
+struct Moved {
+    /// Runs saved with a change.
+    changed: usize,
+    /// Failures escalated.
+    failed: usize,
+    /// Runs another writer moved meanwhile (left for the next tick).
+    conflicts: usize,
+}
+
+/// The patches approved for a tier's installs: the cycle's approved patches its batch carries,
+/// as the catalog has them.
+async fn tier_approved<X: Ports>(
     x: &X,
-    cycle: CycleId,
-    msg: TierTick,
-    now: DateTime<Utc>,
-) -> Result<String, HandlerError> {
+    cycle_doc: &CycleDoc,
+    tier: &TierId,
+) -> Result<Vec<Patch>, HandlerError> {
     let env = x.env();
-    let Some(mut record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!(
-            "no tier {} in {cycle}",
-            msg.tier
-        )));
-    };
-    if matches!(record.state, TierState::Scheduled | TierState::Closed) {
-        return Ok(format!("{} is {}", msg.tier, record.state));
-    }
-    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
-    let kind = run_kind(&msg.tier);
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &kind).await?;
-    // A production tier deployed in part (the client hold scope): the planned runs whose
-    // client's pilot is now healthy and soaked are released.
-    if record.state == TierState::Deploying {
-        crate::rollout::release_cleared(x, &cycle_doc, &msg.tier, &runs, now).await?;
-    }
-    // The approved patches, read once per tick, only when an install is to go out.
-    let approved = if runs
-        .iter()
-        .any(|(r, _)| r.status == RunStatus::Scheduled && r.install_sent_at.is_none())
-    {
-        // Only its batch's: a cycle tier never carries a patch approved after it deployed.
-        let ids = approved_patches(x, cycle).await?;
-        let ids = crate::batches::tier_patches(&env.state, cycle, &msg.tier, ids).await?;
-        catalog_patches(&cycle_doc)?
-            .into_iter()
-            .filter(|p| ids.contains(&p.id))
-            .collect()
+    // Only its batch's: a cycle tier never carries a patch approved after it deployed.
+    let ids = approved_patches(x, cycle_doc.cycle).await?;
+    let ids = crate::batches::tier_patches(&env.state, cycle_doc.cycle, tier, ids).await?;
+    Ok(catalog_patches(cycle_doc)?
+        .into_iter()
+        .filter(|p| ids.contains(&p.id))
+        .collect())
+}
+
+/// Moves these runs of a tier on at `now` ([`advance`]) and saves those that changed, with
+/// their index. Failures go out before the runs that record them are saved: a crash in between
+/// repeats the escalation (deduplicated by the failure's id), never loses it.
+async fn move_runs<X: Ports>(
+    x: &X,
+    cycle_doc: &CycleDoc,
+    tier: &TierId,
+    runs: Vec<(Run, u64)>,
+    now: DateTime<Utc>,
+) -> Result<Moved, HandlerError> {
+    let env = x.env();
+    let cycle = cycle_doc.cycle;
+    // The approved patches, read once per message, only when an install is to go out.
+    let approved = if runs.iter().any(|(r, _)| run::needs(r, now).agent) {
+        tier_approved(x, cycle_doc, tier).await?
     } else {
         Vec::new()
     };
+    let mut moved = Moved::default();
     let mut failed = Vec::new();
     let mut changed = Vec::new();
-    let mut statuses = Vec::with_capacity(runs.len());
-    let mut moved_meanwhile = false;
-    // Failures go out before the runs that record them are saved: a crash in between repeats
-    // the escalation (deduplicated by the failure's id), never loses it.
     let escalate = |failed: &mut Vec<EndpointFailed>| {
         let messages: Vec<_> = failed
             .drain(..)
@@ -356,74 +374,86 @@ pub async fn tier_tick<X: Ports>(
         }
     };
     for (mut run, version) in runs {
+        let e = run.endpoint_model(cycle_doc)?;
         let before = run.clone();
-        advance(x, &cycle_doc, &mut run, now, &approved, &mut failed).await?;
-        statuses.push(run.status);
+        let queued = failed.len();
+        advance(x, cycle_doc, &mut run, &e, now, &approved, &mut failed).await?;
+        moved.failed += failed.len() - queued;
         if before.install_sent_at.is_none() && run.install_sent_at.is_some() {
-            // The install went to the RMM: record it at once, so a tick that dies later (another
-            // run's error, the function's timeout) neither sends it again nor judges the agent
-            // anew on the redelivery.
+            // The install went to the RMM: record it at once, so a message that dies later
+            // (another run's error, the function's timeout) neither sends it again nor judges
+            // the agent anew on the redelivery.
             escalate(&mut failed).await?;
-            match records::save(
+            match records::save_run(
                 &env.state,
                 cycle,
-                &kind,
-                run.endpoint.as_str(),
                 &run,
+                Some(e.tz),
+                &env.policy,
                 Some(version),
             )
             .await
             {
-                Ok(_) => {}
-                Err(PortError::Conflict(_)) => moved_meanwhile = true,
+                Ok(_) => moved.changed += 1,
+                Err(PortError::Conflict(_)) => moved.conflicts += 1,
                 Err(e) => return Err(e.into()),
             }
             continue;
         }
         if run != before {
-            changed.push((run, version));
+            changed.push((run, e.tz, version));
         }
     }
     escalate(&mut failed).await?;
-    for (run, version) in &changed {
-        match records::save(
+    for (run, tz, version) in &changed {
+        match records::save_run(
             &env.state,
             cycle,
-            &kind,
-            run.endpoint.as_str(),
             run,
+            Some(*tz),
+            &env.policy,
             Some(*version),
         )
         .await
         {
-            Ok(_) => {}
-            // Moved meanwhile (an engineer's approval, a retry): the next tick sees it.
-            Err(PortError::Conflict(_)) => moved_meanwhile = true,
+            Ok(_) => moved.changed += 1,
+            // Moved meanwhile (an engineer's approval, a retry, another message): the next
+            // tick sees it.
+            Err(PortError::Conflict(_)) => moved.conflicts += 1,
             Err(e) => return Err(e.into()),
         }
     }
-    if moved_meanwhile {
-        // The tier moves on only from what is stored.
-        crate::compliance::flush(x, cycle, &msg.tier).await?;
-        return Ok(format!("{}: a run moved meanwhile; next tick", msg.tier));
-    }
+    Ok(moved)
+}
 
-    let reported = |s: &RunStatus| {
-        matches!(
-            s,
-            RunStatus::Installed | RunStatus::Rebooted | RunStatus::Validated | RunStatus::Failed
-        )
-    };
+/// Moves a tier on from its runs' stored phases (two index reads, whatever its size): to
+/// validating once no run is pending, to validated once every run is validated. Each
+/// transition's compliance notes are kept before it (a redelivery keeps them again under the
+/// same keys) and the kept notes sent.
+async fn move_tier_on<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<Vec<&'static str>, HandlerError> {
+    let env = x.env();
+    let kind = run_kind(tier);
     let mut moved = Vec::new();
-    if record.state == TierState::Deploying && statuses.iter().all(reported) {
-        // Each transition's compliance notes are kept before it (a redelivery keeps them again
-        // under the same keys) and sent by the flush below.
-        crate::compliance::installs_reported(x, cycle, &msg.tier, now).await?;
+    let Some(mut record) = env.state.get_tier(cycle, tier).await? else {
+        return Err(HandlerError::Poison(format!("no tier {tier} in {cycle}")));
+    };
+    if record.state == TierState::Deploying
+        && !env
+            .state
+            .any_doc_in_phase(cycle, &kind, records::UNREPORTED_PHASES)
+            .await?
+    {
+        crate::compliance::installs_reported(x, cycle, tier, now).await?;
         match env
             .state
             .transition_tier(
                 cycle,
-                &msg.tier,
+                tier,
                 record.version,
                 TierEvent::InstallsReported,
                 now,
@@ -438,32 +468,186 @@ pub async fn tier_tick<X: Ports>(
             Err(e) => return Err(e.into()),
         }
     }
-    if record.state == TierState::Validating && statuses.iter().all(|s| *s == RunStatus::Validated)
+    if record.state == TierState::Validating
+        && !env
+            .state
+            .any_doc_in_phase(cycle, &kind, records::UNVALIDATED_PHASES)
+            .await?
     {
-        crate::compliance::validated(x, cycle, &msg.tier, now).await?;
+        crate::compliance::validated(x, cycle, tier, now).await?;
         match env
             .state
-            .transition_tier(cycle, &msg.tier, record.version, TierEvent::Validated, now)
+            .transition_tier(cycle, tier, record.version, TierEvent::Validated, now)
             .await
         {
-            Ok(_) => {
-                moved.push("validated");
-            }
+            Ok(_) => moved.push("validated"),
             Err(PortError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    // The kept compliance notes (this tick's and earlier ones), at most a fixed number.
-    crate::compliance::flush(x, cycle, &msg.tier).await?;
+    // The kept compliance notes (this message's and earlier ones), at most a fixed number.
+    crate::compliance::flush(x, cycle, tier).await?;
+    Ok(moved)
+}
+
+fn words(moved: &[&str]) -> String {
+    if moved.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", moved.join(", "))
+    }
+}
+
+/// One hour of a deploying tier, a page at a time: the runs due by `now` (read from the due
+/// index, never the whole tier) moved on, failures escalated; a full page sends the next; the
+/// last moves the tier on. The first page also releases the runs held with their client.
+pub async fn tier_tick<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: TierTick,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
+        return Err(HandlerError::Poison(format!(
+            "no tier {} in {cycle}",
+            msg.tier
+        )));
+    };
+    if matches!(record.state, TierState::Scheduled | TierState::Closed) {
+        return Ok(format!("{} is {}", msg.tier, record.state));
+    }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    // A production tier deployed in part (the client hold scope): the planned runs whose
+    // client's pilot is now healthy and soaked are released.
+    if msg.after.is_none() && record.state == TierState::Deploying {
+        crate::rollout::release_cleared(x, &cycle_doc, &msg.tier, now).await?;
+    }
+    let after = msg.after.as_ref().map(|p| DueCursor {
+        due: p.due,
+        id: p.endpoint.as_str().to_owned(),
+    });
+    let page = records::due_runs(&env.state, cycle, &msg.tier, now, after.as_ref(), PAGE).await?;
+    let next = (page.len() == PAGE)
+        .then(|| {
+            page.last()
+                .map(|(at, run, _)| (at.due, run.endpoint.clone()))
+        })
+        .flatten();
+    let read = page.len();
+    let runs = page.into_iter().map(|(_, run, v)| (run, v)).collect();
+    let moved = move_runs(x, &cycle_doc, &msg.tier, runs, now).await?;
+    let summary = format!(
+        "{}: {read} due run(s) read, {} moved, {} failure(s)",
+        msg.tier, moved.changed, moved.failed
+    );
+    if let Some((due, endpoint)) = next {
+        // The next page, keyed by where it starts: a redelivery of this one sends it once.
+        let hour = now.format("%Y%m%dT%H");
+        let key = format!(
+            "{cycle}/tick/{}/{hour}/{}/{endpoint}",
+            msg.tier,
+            due.format("%Y%m%dT%H%M%S%.6f")
+        );
+        let page = TierTick {
+            tier: msg.tier.clone(),
+            after: Some(DuePosition { due, endpoint }),
+        };
+        env.queues
+            .send_batch(
+                TierTick::STAGE,
+                &[page.envelope(cycle, key, Some(&msg.tier))],
+            )
+            .await?;
+        return Ok(format!("{summary}; next page sent"));
+    }
+    if moved.conflicts > 0 {
+        // The tier moves on only from what is stored.
+        crate::compliance::flush(x, cycle, &msg.tier).await?;
+        return Ok(format!("{summary}; a run moved meanwhile, next tick"));
+    }
+    let tier_moved = move_tier_on(x, cycle, &msg.tier, now).await?;
+    Ok(format!("{summary}{}", words(&tier_moved)))
+}
+
+/// One client's hour: what changed in the RMM since `msg.since` read in one paged query, then the
+/// runs on those endpoints in the message's tiers moved on from their reports, at most [`PAGE`]
+/// runs per message (a longer change list goes on in messages naming their endpoints); each
+/// tier then moves on from its stored phases.
+pub async fn client_changes<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: ClientChanges,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let endpoints = if msg.endpoints.is_empty() {
+        let changed = env.rmm.changed(&msg.client, msg.since).await?;
+        if changed.len() > PAGE {
+            // Parts of at most a page's endpoints each, keyed by their first endpoint.
+            let hour = now.format("%Y%m%dT%H");
+            let parts: Vec<_> = changed
+                .chunks(PAGE)
+                .map(|chunk| {
+                    let part = ClientChanges {
+                        endpoints: chunk.to_vec(),
+                        ..msg.clone()
+                    };
+                    let key = format!("{cycle}/changes/{}/{hour}/{}", msg.client, chunk[0]);
+                    part.envelope(cycle, key, None)
+                })
+                .collect();
+            env.queues.send_batch(ClientChanges::STAGE, &parts).await?;
+            return Ok(format!(
+                "{}: {} changed endpoint(s), sent as {} part(s)",
+                msg.client,
+                changed.len(),
+                parts.len()
+            ));
+        }
+        changed
+    } else {
+        msg.endpoints.clone()
+    };
+    if endpoints.is_empty() {
+        return Ok(format!("{}: nothing changed", msg.client));
+    }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let mut out = Vec::new();
+    for tier in &msg.tiers {
+        let Some(record) = env.state.get_tier(cycle, tier).await? else {
+            return Err(HandlerError::Poison(format!("no tier {tier} in {cycle}")));
+        };
+        if matches!(record.state, TierState::Scheduled | TierState::Closed) {
+            continue;
+        }
+        let runs = records::get_runs(&env.state, cycle, tier, &endpoints).await?;
+        if runs.is_empty() {
+            continue;
+        }
+        let read = runs.len();
+        let moved = move_runs(x, &cycle_doc, tier, runs, now).await?;
+        let tier_moved = if moved.conflicts == 0 {
+            move_tier_on(x, cycle, tier, now).await?
+        } else {
+            crate::compliance::flush(x, cycle, tier).await?;
+            Vec::new()
+        };
+        out.push(format!(
+            "{tier}: {read} read, {} moved, {} failure(s){}",
+            moved.changed,
+            moved.failed,
+            words(&tier_moved)
+        ));
+    }
     Ok(format!(
-        "{}: {} run(s) moved, {} failure(s){}",
-        msg.tier,
-        changed.len(),
-        failed.len(),
-        if moved.is_empty() {
+        "{}: {} changed endpoint(s){}",
+        msg.client,
+        endpoints.len(),
+        if out.is_empty() {
             String::new()
         } else {
-            format!(", {}", moved.join(", "))
+            format!("; {}", out.join("; "))
         }
     ))
 }

@@ -31,8 +31,8 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{EvaluatePatch, Message};
 use crate::records::{
-    self, run_kind, scope_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, ScopeRef, ScopeScan,
-    ScopeShard, TierPlan, CYCLE_ID, CYCLE_KIND, EXCLUDED_KIND, SCOPE_SHARD, TIER_KIND,
+    self, scope_kind, tier_id, CycleDoc, Excluded, Run, RunStatus, ScopeRef, ScopeScan, ScopeShard,
+    TierPlan, CYCLE_ID, CYCLE_KIND, EXCLUDED_KIND, SCOPE_SHARD, TIER_KIND,
 };
 
 /// What a sync did.
@@ -255,10 +255,10 @@ pub async fn inventory_sync<X: Ports>(
     // cycle within the function's timeout.
     report.in_scope = runs.len();
     let state = &env.state;
+    let policy = &env.policy;
     stream::iter(runs)
         .map(|run| async move {
-            let kind = run_kind(&run.tier);
-            conflict_ok(records::save(state, cycle, &kind, run.endpoint.as_str(), &run, None).await)
+            conflict_ok(records::save_run(state, cycle, &run, None, policy, None).await)
         })
         .buffer_unordered(WRITERS)
         .try_collect::<()>()

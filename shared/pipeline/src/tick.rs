@@ -5,17 +5,20 @@
 //! message is keyed by its hour (or day), so a tick that runs twice sends nothing twice.
 
 use chrono::{DateTime, Utc};
+use patchflow_core::ids::ClientId;
 use patchflow_core::ports::queue::{QueueSender, Stage};
-use patchflow_core::ports::state::TierStore;
+use patchflow_core::ports::state::{DocStore, TierId, TierStore};
 use patchflow_core::tier::TierState;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, CheckSoak, Message, OpenBatch, PromoteTier, ReviewSweep, TierTick,
+    ArchiveTier, CheckSoak, ClientChanges, Message, OpenBatch, PromoteTier, ReviewSweep, TierTick,
 };
-use crate::records::{self, cycles_around};
+use crate::records::{self, cycles_around, CycleDoc, TierPlan, TIER_KIND};
+use crate::schedule::{CHANGES_LOOKBACK, WAITING_PHASES};
 
 /// What a tick sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -54,8 +57,19 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                 OpenBatch { patch: None }.envelope(cycle, format!("{cycle}/batches/{day}"), None),
             );
         }
+        let mut waiting = Vec::new();
         for t in env.state.list_tiers(cycle).await? {
             let tier = Some(&t.tier);
+            if matches!(
+                t.state,
+                TierState::Deploying | TierState::Validating | TierState::Held | TierState::Blocked
+            ) && env
+                .state
+                .any_doc_in_phase(cycle, &records::run_kind(&t.tier), WAITING_PHASES)
+                .await?
+            {
+                waiting.push(t.tier.clone());
+            }
             match t.state {
                 TierState::Scheduled => push(
                     PromoteTier::STAGE,
@@ -75,6 +89,7 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                     TierTick::STAGE,
                     TierTick {
                         tier: t.tier.clone(),
+                        after: None,
                     }
                     .envelope(
                         cycle,
@@ -113,10 +128,60 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                 TierState::Closed => {}
             }
         }
+        // Each client with runs waiting for an RMM report: one read of what changed on its
+        // computers, for all its tiers.
+        for (client, tiers) in waiting_by_client(&env.state, &cycle_doc, waiting).await? {
+            push(
+                ClientChanges::STAGE,
+                ClientChanges {
+                    client: client.clone(),
+                    tiers,
+                    since: now - CHANGES_LOOKBACK,
+                    endpoints: Vec::new(),
+                }
+                .envelope(cycle, format!("{cycle}/changes/{client}/{hour}"), None),
+            );
+        }
         for (stage, messages) in &by_stage {
             report.messages += messages.len();
             env.queues.send_batch(*stage, messages).await?;
         }
     }
     Ok(report)
+}
+
+/// The tiers with runs waiting for an RMM report, by client: a client's own tiers (its servers'),
+/// and the fleet-wide tiers (workstations) for every client in scope.
+async fn waiting_by_client(
+    state: &impl DocStore,
+    cycle_doc: &CycleDoc,
+    waiting: Vec<TierId>,
+) -> Result<BTreeMap<ClientId, Vec<TierId>>, HandlerError> {
+    let mut out: BTreeMap<ClientId, Vec<TierId>> = BTreeMap::new();
+    if waiting.is_empty() {
+        return Ok(out);
+    }
+    let plans: BTreeMap<TierId, Option<ClientId>> =
+        records::list::<TierPlan>(state, cycle_doc.cycle, TIER_KIND)
+            .await?
+            .into_iter()
+            .map(|(p, _)| (p.tier, p.client))
+            .collect();
+    for tier in waiting {
+        match plans.get(&tier) {
+            Some(Some(client)) => out.entry(client.clone()).or_default().push(tier),
+            Some(None) => {
+                for s in &cycle_doc.scopes {
+                    out.entry(s.client.clone()).or_default().push(tier.clone());
+                }
+            }
+            None => {
+                return Err(HandlerError::Poison(format!(
+                    "tier {tier} of {} has no plan",
+                    cycle_doc.cycle
+                )))
+            }
+        }
+    }
+    Ok(out)
 }

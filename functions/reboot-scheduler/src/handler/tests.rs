@@ -7,6 +7,7 @@ use patchflow_core::ports::queue::Envelope;
 use patchflow_core::ports::state::{DocStore, TierId, TierStore};
 use patchflow_core::tier::{TierEvent, TierState};
 use patchflow_lambda::testing::{fixture, release, Embedded};
+use patchflow_pipeline::messages::{ClientChanges, Message};
 use patchflow_pipeline::pump::{drain, PumpOptions};
 use serde_json::Value;
 
@@ -53,7 +54,8 @@ async fn openings(p: &Embedded) -> Vec<chrono::DateTime<Utc>> {
     out
 }
 
-/// The fixture's tick delivered at `at` (its key made that hour's, as ring-promotion's are).
+/// The fixture's tick delivered at `at` (its key made that hour's, as ring-promotion's are),
+/// with each client's changes of the last two hours, as ring-promotion's tick sends them.
 async fn tick_at(p: &Embedded, at: chrono::DateTime<Utc>) {
     p.clock.set(at);
     let mut e: SqsEvent = fixture("sqs-reboot-scheduler-tick.json").unwrap();
@@ -64,6 +66,26 @@ async fn tick_at(p: &Embedded, at: chrono::DateTime<Utc>) {
             at.format("%Y%m%dT%H%M%S")
         );
         r.body = Some(env.to_body());
+    }
+    let doc = patchflow_pipeline::records::open_cycle(&p.env.state, cycle())
+        .await
+        .unwrap();
+    let template = e.records[0].clone();
+    for s in &doc.scopes {
+        let changes = ClientChanges {
+            client: s.client.clone(),
+            tiers: vec![pilot()],
+            since: at - patchflow_pipeline::schedule::CHANGES_LOOKBACK,
+            endpoints: Vec::new(),
+        };
+        let key = format!(
+            "2026-12/changes/{}/{}",
+            s.client,
+            at.format("%Y%m%dT%H%M%S")
+        );
+        let mut r = template.clone();
+        r.body = Some(changes.envelope(cycle(), key, None).to_body());
+        e.records.push(r);
     }
     p.deliver(Stage::Schedule, &mut e).await.unwrap();
     let resp = invoke(p, e).await;
@@ -160,20 +182,23 @@ async fn deploy_records_plan_each_endpoints_commands_and_its_window_sends_them_o
 }
 
 #[tokio::test]
-async fn the_tier_tick_reads_the_rmm_reports_and_moves_the_tier_on() {
+async fn the_tier_tick_and_the_clients_changes_read_the_rmm_reports_and_move_the_tier_on() {
     let p = deployed().await;
     p.env
         .state
         .transition_tier(cycle(), &pilot(), 0, TierEvent::Deploy, p.now())
         .await
         .unwrap();
-    // Each window's opening sends its install; then, the next afternoon, hb-ws1's window
-    // (15:00-17:00 UTC) has done its work and an-ws1's is open.
+    // Each window's opening sends its install (the openings are on the hour); then, the next
+    // afternoon, hb-ws1's window (15:00-17:00 UTC) has done its work and an-ws1's is open.
     let later = Utc.with_ymd_and_hms(2026, 12, 9, 16, 0, 2).unwrap();
     let opens = openings(&p).await;
     assert!(opens.iter().all(|t| *t < later), "{opens:?}");
-    for at in opens {
-        tick_at(&p, at + chrono::Duration::seconds(2)).await;
+    // Hourly, as ring-promotion ticks: each hour reads the two hours before it.
+    let mut at = opens[0] + chrono::Duration::seconds(2);
+    while at < later {
+        tick_at(&p, at).await;
+        at += chrono::Duration::hours(1);
     }
     tick_at(&p, later).await;
 

@@ -14,6 +14,7 @@ mod infra;
 mod plan_invariants;
 mod pump;
 mod queues;
+mod shards;
 mod soak;
 mod sqs_limits;
 mod state_store;

@@ -118,6 +118,8 @@ struct RmmState {
     unassigned: BTreeMap<DateTime<Utc>, BTreeSet<EndpointId>>,
     /// Port calls answered, by method.
     calls: BTreeMap<&'static str, u64>,
+    /// Sends to take before the next one fails (a crash of the caller half-way through).
+    fail_send_after: Option<usize>,
 }
 
 impl RmmState {
@@ -302,6 +304,12 @@ impl<C: Clock> SimRmm<C> {
     /// included: the simulation's "RMM calls per endpoint per cycle".
     pub fn calls(&self) -> BTreeMap<&'static str, u64> {
         lock(&self.state).calls.clone()
+    }
+
+    /// Takes `n` more sends, then fails the next one (transient, taking nothing), once: a
+    /// handler's crash half-way through a batch of sends, for tests of its redelivery.
+    pub fn fail_send_after(&self, n: usize) {
+        lock(&self.state).fail_send_after = Some(n);
     }
 
     /// Every install command's outcome by the approval policy, in key order.
@@ -550,6 +558,17 @@ impl<C: Clock> Rmm for SimRmm<C> {
         let now = self.clock.now();
         let mut st = lock(&self.state);
         st.count("send");
+        match st.fail_send_after {
+            Some(0) => {
+                st.fail_send_after = None;
+                return Err(PortError::transient(
+                    format!("send {key}"),
+                    "the simulated RMM failed this send (fail_send_after)",
+                ));
+            }
+            Some(left) => st.fail_send_after = Some(left - 1),
+            None => {}
+        }
         if st.by_key.contains_key(key) {
             st.duplicates += 1;
             return Ok(());

@@ -453,6 +453,7 @@ async fn status_with<S: StateStore, Q: QueueSender>(
         duplicate_commands: 0,
         rmm_approvals: Default::default(),
         psa_tickets: 0,
+        rmm_calls: Default::default(),
         pages: 0,
         hours: 0,
         all_closed: false,

@@ -88,6 +88,9 @@ pub struct SimulateReport {
     pub rmm_approvals: RmmApprovals,
     /// PSA tickets (failures, overdue reviews, compliance records).
     pub psa_tickets: usize,
+    /// The simulated RMM's port calls, by method (the inventory and its patch scans come from
+    /// files in a simulation, so the sync's bulk reads are not among them).
+    pub rmm_calls: BTreeMap<String, u64>,
     /// Pages.
     pub pages: usize,
     /// Simulated hours.
@@ -308,6 +311,12 @@ where
             declined_deployed: env.rmm.declined_deployed(),
         },
         psa_tickets: env.psa.tickets().len(),
+        rmm_calls: env
+            .rmm
+            .calls()
+            .into_iter()
+            .map(|(m, n)| (m.to_owned(), n))
+            .collect(),
         pages: env.pager.pages().len(),
         hours: hour.min(hours),
         all_closed,
@@ -467,6 +476,30 @@ pub fn render(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
         "RMM commands: {} ({} duplicate send(s) refused by key). PSA tickets: {}. Pages: {}.",
         r.rmm_commands, r.duplicate_commands, r.psa_tickets, r.pages
     )?;
+    let in_scope: usize = {
+        let t = r.summary.total();
+        Category::ALL
+            .iter()
+            .filter(|c| **c != Category::Excluded)
+            .map(|c| t.get(*c))
+            .sum()
+    };
+    if in_scope > 0 {
+        // The pilot's daily soak health reads are per pilot endpoint per day, set aside.
+        let soak = r.rmm_calls.get("health").copied().unwrap_or(0);
+        let all: u64 = r.rmm_calls.values().sum();
+        let by: Vec<String> = r
+            .rmm_calls
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "RMM calls: {all} ({:.2} per in-scope endpoint, the soak's {soak} health read(s) aside): {}.",
+            (all - soak) as f64 / in_scope as f64,
+            by.join(", ")
+        )?;
+    }
     if r.rmm_approvals.writes > 0 {
         writeln!(
             out,

@@ -306,9 +306,11 @@ async fn advance<X: Ports>(
 /// invocation's work is bounded by it, whatever the tier's, the client's or the fleet's size.
 pub const PAGE: usize = 500;
 
-/// How far back a client's hourly changes are read: two hours, so that a tick that ran late or
-/// a change the RMM recorded late is still seen (a run already moved on is left as it is).
-pub const CHANGES_LOOKBACK: chrono::Duration = chrono::Duration::hours(2);
+/// How far back a client's hourly changes are read: the hour since the last tick and five
+/// minutes more, so that a tick that ran a little late still sees everything, while a change is
+/// read about once, not twice (each read costs a `reports` call per listed endpoint). A tick
+/// missed altogether leaves its hour's changes to the runs' deadlines, which read the reports.
+pub const CHANGES_LOOKBACK: chrono::Duration = chrono::Duration::minutes(65);
 
 /// The index phases of runs waiting for an RMM report: their client's changes are read hourly.
 pub const WAITING_PHASES: &[&str] = &[records::PHASE_SENT, records::PHASE_REPORTED];

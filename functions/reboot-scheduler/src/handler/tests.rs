@@ -55,7 +55,7 @@ async fn openings(p: &Embedded) -> Vec<chrono::DateTime<Utc>> {
 }
 
 /// The fixture's tick delivered at `at` (its key made that hour's, as ring-promotion's are),
-/// with each client's changes of the last two hours, as ring-promotion's tick sends them.
+/// with each client's changes since the hour before, as ring-promotion's tick sends them.
 async fn tick_at(p: &Embedded, at: chrono::DateTime<Utc>) {
     p.clock.set(at);
     let mut e: SqsEvent = fixture("sqs-reboot-scheduler-tick.json").unwrap();
@@ -194,7 +194,7 @@ async fn the_tier_tick_and_the_clients_changes_read_the_rmm_reports_and_move_the
     let later = Utc.with_ymd_and_hms(2026, 12, 9, 16, 0, 2).unwrap();
     let opens = openings(&p).await;
     assert!(opens.iter().all(|t| *t < later), "{opens:?}");
-    // Hourly, as ring-promotion ticks: each hour reads the two hours before it.
+    // Hourly, as ring-promotion ticks: each hour reads what changed since the one before.
     let mut at = opens[0] + chrono::Duration::seconds(2);
     while at < later {
         tick_at(&p, at).await;

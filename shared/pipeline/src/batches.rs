@@ -547,6 +547,12 @@ async fn open<X: Ports>(
                 pilot,
                 gate,
                 endpoints: out.len(),
+                clients: {
+                    let mut c: Vec<ClientId> = out.iter().map(|(r, _)| r.client.clone()).collect();
+                    c.sort();
+                    c.dedup();
+                    c
+                },
                 last_decision: None,
                 soak_checks: Vec::new(),
             },

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
 use patchflow_core::model::Criticality;
 use patchflow_core::ports::psa::{NewTicket, Psa};
-use patchflow_core::ports::state::{DocStore, TierId};
+use patchflow_core::ports::state::{DocIndex, DocStore, TierId};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::outcome::{Category, Counts};
 use patchflow_core::schedule::utc;
@@ -199,13 +199,38 @@ async fn send<X: Ports>(
     Ok(())
 }
 
+/// The index a kept note waits under until the PSA takes it: all at one due instant (so the
+/// due index lists them in key order) and the phase [`UNSENT`]. A sent note is saved without
+/// it, so a flush reads only what is left to send, never the tier's every note.
+fn unsent_index() -> DocIndex {
+    DocIndex {
+        due: Some(DateTime::<Utc>::UNIX_EPOCH),
+        phase: Some(UNSENT.to_owned()),
+    }
+}
+
+/// The index phase of notes not sent yet.
+const UNSENT: &str = "unsent";
+
 async fn keep<S: DocStore>(
     state: &S,
     cycle: CycleId,
     tier: &TierId,
     note: &PendingNote,
 ) -> Result<(), HandlerError> {
-    match records::save(state, cycle, &pending_kind(tier), &note.key, note, None).await {
+    let body = serde_json::to_string(note)
+        .map_err(|e| PortError::permanent(format!("encode note {}", note.key), e))?;
+    match state
+        .put_doc_indexed(
+            cycle,
+            &pending_kind(tier),
+            &note.key,
+            &body,
+            None,
+            &unsent_index(),
+        )
+        .await
+    {
         Ok(_) | Err(PortError::Conflict(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -282,14 +307,21 @@ pub async fn validated<X: Ports>(
     note(x, cycle, tier, Life::Validated, TierState::Validated, now).await
 }
 
-/// [`note`] of [`Life::Failed`]: the failure `failed` held the tier (blocked it, `critical`).
+/// The note of [`Life::Failed`]: the failure `failed` (of the run's `attempt`) held the tier
+/// (blocked it, `critical`). The failed endpoint's client is told which endpoint failed, under
+/// the failure's key; each other client of the tier once per attempt and hold (`held.others.N`,
+/// `blocked.others.N`), however many endpoints fail: a failure's work is a point read of the
+/// tier's plan and a note per client, never a read of the tier's runs.
 pub async fn held<X: Ports>(
     x: &X,
     cycle: CycleId,
     failed: &EndpointFailed,
+    attempt: u32,
     critical: bool,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
+    let env = x.env();
+    let tier = &failed.tier;
     let life = Life::Failed {
         failure: &failed.id,
         client: &failed.client,
@@ -297,12 +329,46 @@ pub async fn held<X: Ports>(
         stage: failed.stage.as_str(),
         critical,
     };
-    let state = if critical {
-        TierState::Blocked
-    } else {
-        TierState::Held
+    let plan: Option<(crate::records::TierPlan, u64)> =
+        records::load(&env.state, cycle, crate::records::TIER_KIND, tier.as_str()).await?;
+    let clients = match plan {
+        Some((p, _)) if !p.clients.is_empty() => p.clients,
+        // A plan written before it listed its clients: the runs tell.
+        _ => {
+            let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(tier)).await?;
+            let mut c: Vec<ClientId> = runs.into_iter().map(|(r, _)| r.client).collect();
+            c.sort();
+            c.dedup();
+            c
+        }
     };
-    note(x, cycle, &failed.tier, life, state, now).await
+    let mut clients = clients;
+    if !clients.contains(&failed.client) {
+        clients.push(failed.client.clone());
+    }
+    let word = if critical { "blocked" } else { "held" };
+    for client in clients {
+        let key = if client == failed.client {
+            format!(
+                "{}/{}",
+                external_ref(cycle, tier, &client),
+                life.key(attempt)
+            )
+        } else {
+            format!(
+                "{}/{word}.others.{attempt}",
+                external_ref(cycle, tier, &client)
+            )
+        };
+        let pending = PendingNote {
+            text: format!("{} ({})", life.words(tier, &client), utc::format(&now)),
+            client,
+            key,
+            sent: false,
+        };
+        keep(&env.state, cycle, tier, &pending).await?;
+    }
+    Ok(())
 }
 
 /// Keeps the note that the tier's failed endpoints are retried after their root causes (the
@@ -372,12 +438,24 @@ pub async fn flush<X: Ports>(
 ) -> Result<Flushed, HandlerError> {
     let env = x.env();
     let kind = pending_kind(tier);
-    let mut kept: Vec<(PendingNote, u64)> = records::list(&env.state, cycle, &kind).await?;
-    kept.retain(|(p, _)| !p.sent);
-    kept.sort_by(|(a, _), (b, _)| a.key.cmp(&b.key));
-    let total = kept.len();
+    // The unsent notes only, in key order, a page of them.
+    let page = env
+        .state
+        .list_due_docs(cycle, &kind, DateTime::<Utc>::UNIX_EPOCH, None, FLUSH_LIMIT)
+        .await?;
+    let full = page.len() == FLUSH_LIMIT;
+    let mut kept = Vec::with_capacity(page.len());
+    for (_, doc) in page {
+        let note: PendingNote =
+            serde_json::from_str(&doc.body).map_err(|e| crate::error::corrupt(&kind, e))?;
+        // A note just sent may still be listed by an index that lags (DynamoDB's).
+        if !note.sent {
+            kept.push((note, doc.version));
+        }
+    }
+    let listed = kept.len();
     let mut sent = 0;
-    for (mut pending, version) in kept.into_iter().take(FLUSH_LIMIT) {
+    for (mut pending, version) in kept {
         match send(x, cycle, tier, &pending.client, &pending.key, &pending.text).await {
             Ok(()) => {
                 pending.sent = true;
@@ -404,10 +482,14 @@ pub async fn flush<X: Ports>(
     if sent > 0 {
         info!(%cycle, %tier, notes = sent, "kept compliance notes sent");
     }
-    Ok(Flushed {
-        sent,
-        unsent: total - sent,
-    })
+    // How many are left: counted only when there may be more than this page.
+    let unsent = if full {
+        usize::try_from(env.state.count_docs_in_phase(cycle, &kind, UNSENT).await?)
+            .unwrap_or(usize::MAX)
+    } else {
+        listed - sent
+    };
+    Ok(Flushed { sent, unsent })
 }
 
 #[cfg(test)]

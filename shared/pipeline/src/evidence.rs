@@ -420,12 +420,7 @@ pub async fn archive_tier<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
     let env = x.env();
-    let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!(
-            "no tier {} in {cycle}",
-            msg.tier
-        )));
-    };
+    let record = records::tier_record(&env.state, cycle, &msg.tier).await?;
     match record.state {
         TierState::Validated => {}
         TierState::Closed => {

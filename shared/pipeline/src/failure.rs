@@ -155,7 +155,7 @@ pub async fn endpoint_failed<X: Ports>(
         // The compliance note is kept before the transition, and again whenever the hold is
         // found made: under the failure's key, so it is kept once.
         if applies || done {
-            crate::compliance::held(x, cycle, &msg, critical, now).await?;
+            crate::compliance::held(x, cycle, &msg, run.attempt, critical, now).await?;
         }
         if applies {
             env.state

@@ -11,7 +11,7 @@ use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
 use patchflow_core::model::{Endpoint, EndpointKind};
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::rmm::RmmApproval;
-use patchflow_core::ports::state::{DocIndex, DocStore, DueCursor, TierId};
+use patchflow_core::ports::state::{DocIndex, DocStore, DueCursor, TierId, TierRecord, TierStore};
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::waves::Wave;
 use patchflow_core::run;
@@ -121,12 +121,22 @@ pub async fn save_run(
     policy: &Policy,
     expected: Option<u64>,
 ) -> Result<u64, PortError> {
+    let index = run_index(run, tz, policy)?;
+    put_run(store, cycle, run, expected, &index).await
+}
+
+async fn put_run(
+    store: &impl DocStore,
+    cycle: CycleId,
+    run: &Run,
+    expected: Option<u64>,
+    index: &DocIndex,
+) -> Result<u64, PortError> {
     let kind = run_kind(&run.tier);
     let body = serde_json::to_string(run)
         .map_err(|e| PortError::permanent(format!("encode {kind}"), e))?;
-    let index = run_index(run, tz, policy)?;
     store
-        .put_doc_indexed(cycle, &kind, run.endpoint.as_str(), &body, expected, &index)
+        .put_doc_indexed(cycle, &kind, run.endpoint.as_str(), &body, expected, index)
         .await
 }
 
@@ -139,22 +149,30 @@ pub async fn save_waiting_run(
     run: &Run,
     expected: Option<u64>,
 ) -> Result<u64, PortError> {
-    let kind = run_kind(&run.tier);
     if run::active(run) {
         return Err(PortError::permanent(
             format!("save run {} of {}", run.endpoint, run.tier),
             "a run under way is saved with its next due instant (records::save_run)",
         ));
     }
-    let body = serde_json::to_string(run)
-        .map_err(|e| PortError::permanent(format!("encode {kind}"), e))?;
     let index = DocIndex {
         due: None,
         phase: Some(index_phase(run).to_owned()),
     };
+    put_run(store, cycle, run, expected, &index).await
+}
+
+/// A tier's record, which must exist (a message naming a tier the cycle does not have is
+/// poison).
+pub async fn tier_record(
+    store: &impl TierStore,
+    cycle: CycleId,
+    tier: &TierId,
+) -> Result<TierRecord, HandlerError> {
     store
-        .put_doc_indexed(cycle, &kind, run.endpoint.as_str(), &body, expected, &index)
-        .await
+        .get_tier(cycle, tier)
+        .await?
+        .ok_or_else(|| HandlerError::Poison(format!("no tier {tier} in {cycle}")))
 }
 
 /// A tier's runs due by `until` (their next action has come), in (due, endpoint) order,
@@ -326,6 +344,10 @@ pub struct TierPlan {
     pub gate: Option<DateTime<Utc>>,
     /// How many endpoints it has.
     pub endpoints: usize,
+    /// The clients with endpoints in it, sorted (their compliance tickets are told of its
+    /// holds without reading its runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientId>,
     /// The last promotion decision, in words (for a production tier: since when its pilot is
     /// healthy and until when it soaks, or what holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -369,12 +369,7 @@ pub async fn promote_tier<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
     let env = x.env();
-    let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!(
-            "no tier {} in {cycle}",
-            msg.tier
-        )));
-    };
+    let record = records::tier_record(&env.state, cycle, &msg.tier).await?;
     if record.state != TierState::Scheduled {
         return Ok(format!("{} is already {}", msg.tier, record.state));
     }
@@ -533,12 +528,7 @@ pub async fn check_soak<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
     let env = x.env();
-    let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!(
-            "no tier {} in {cycle}",
-            msg.tier
-        )));
-    };
+    let record = records::tier_record(&env.state, cycle, &msg.tier).await?;
     if record.state != TierState::Validated {
         return Ok(format!(
             "{} is {}: no soak to check",

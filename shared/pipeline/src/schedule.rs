@@ -441,9 +441,7 @@ async fn move_tier_on<X: Ports>(
     let env = x.env();
     let kind = run_kind(tier);
     let mut moved = Vec::new();
-    let Some(mut record) = env.state.get_tier(cycle, tier).await? else {
-        return Err(HandlerError::Poison(format!("no tier {tier} in {cycle}")));
-    };
+    let mut record = records::tier_record(&env.state, cycle, tier).await?;
     if record.state == TierState::Deploying
         && !env
             .state
@@ -510,12 +508,7 @@ pub async fn tier_tick<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
     let env = x.env();
-    let Some(record) = env.state.get_tier(cycle, &msg.tier).await? else {
-        return Err(HandlerError::Poison(format!(
-            "no tier {} in {cycle}",
-            msg.tier
-        )));
-    };
+    let record = records::tier_record(&env.state, cycle, &msg.tier).await?;
     if matches!(record.state, TierState::Scheduled | TierState::Closed) {
         return Ok(format!("{} is {}", msg.tier, record.state));
     }
@@ -617,9 +610,7 @@ pub async fn client_changes<X: Ports>(
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let mut out = Vec::new();
     for tier in &msg.tiers {
-        let Some(record) = env.state.get_tier(cycle, tier).await? else {
-            return Err(HandlerError::Poison(format!("no tier {tier} in {cycle}")));
-        };
+        let record = records::tier_record(&env.state, cycle, tier).await?;
         if matches!(record.state, TierState::Scheduled | TierState::Closed) {
             continue;
         }
@@ -629,10 +620,14 @@ pub async fn client_changes<X: Ports>(
         }
         let read = runs.len();
         let moved = move_runs(x, &cycle_doc, tier, runs, now).await?;
-        let tier_moved = if moved.conflicts == 0 {
+        // The tier moves on from what is stored, when this message changed something (the
+        // tier's own tick tries every hour anyway).
+        let tier_moved = if moved.conflicts > 0 {
+            crate::compliance::flush(x, cycle, tier).await?;
+            Vec::new()
+        } else if moved.changed > 0 {
             move_tier_on(x, cycle, tier, now).await?
         } else {
-            crate::compliance::flush(x, cycle, tier).await?;
             Vec::new()
         };
         out.push(format!(

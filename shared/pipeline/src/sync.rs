@@ -170,10 +170,13 @@ pub async fn inventory_sync<X: Ports>(
             pilot: None,
             gate: None,
             endpoints: 0,
+            clients: Vec::new(),
             last_decision: None,
             soak_checks: Vec::new(),
         });
         entry.endpoints += 1;
+        // Sorted and made unique once every endpoint is in.
+        entry.clients.push(p.client.clone());
         let run = Run {
             endpoint: e.id.clone(),
             client: e.client.clone(),
@@ -293,6 +296,10 @@ pub async fn inventory_sync<X: Ports>(
                 entry.gate = gate;
             }
         }
+    }
+    for t in tiers.values_mut() {
+        t.clients.sort();
+        t.clients.dedup();
     }
     for t in tiers.values() {
         conflict_ok(records::save(&env.state, cycle, TIER_KIND, t.tier.as_str(), t, None).await)?;

@@ -15,7 +15,7 @@ use patchflow_core::model::{Criticality, Impact};
 use patchflow_core::plan::Release;
 use patchflow_core::policy::Policy;
 use patchflow_core::ports::clock::{Clock, ManualClock};
-use patchflow_core::ports::state::{EndpointStore, ExceptionStore, TierId};
+use patchflow_core::ports::state::{DocStore, EndpointStore, ExceptionStore, TierId};
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_local::evidence::FsEvidenceStore;
 use patchflow_local::queue::SqliteQueues;
@@ -166,6 +166,14 @@ async fn a_p1_server_installs_nothing_until_an_engineer_approves_it_and_then_ins
     let dc = run_of(&l.env, "servers.contoso.production", "cs-dc1").await;
     assert_eq!(dc.status, RunStatus::AwaitingApproval);
     assert!(dc.installed_at.is_none());
+    // It waits in the index's own phase, which the engineer's queue reads instead of the tier.
+    let kind = run_kind(&TierId::parse("servers.contoso.production").unwrap());
+    let awaiting = || {
+        l.env
+            .state
+            .count_docs_in_phase(cycle(), &kind, records::PHASE_AWAITING)
+    };
+    assert_eq!(awaiting().await.unwrap(), 1);
 
     // An engineer approves it: its install is sent at its next window, and it installs.
     let approved_at = l.clock.now();
@@ -184,6 +192,7 @@ async fn a_p1_server_installs_nothing_until_an_engineer_approves_it_and_then_ins
     assert!(installs[0].0 >= approved_at);
     let dc = run_of(&l.env, "servers.contoso.production", "cs-dc1").await;
     assert!(dc.engineer_approval.is_some());
+    assert_eq!(awaiting().await.unwrap(), 0, "approved, it left the phase");
     assert!(dc.installed_at.is_some_and(|t| t >= approved_at), "{dc:?}");
 }
 

@@ -184,9 +184,17 @@ pub async fn engineer<S: StateStore, Q: QueueSender>(
         return Ok(acted);
     };
     for tier in &doc.tiers {
-        let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(tier))
+        // One index read per tier and hour: the tier is read only while a run of it awaits
+        // an engineer.
+        let kind = run_kind(tier);
+        if !state
+            .any_doc_in_phase(cycle, &kind, &[records::PHASE_AWAITING])
             .await
-            .map_err(svc)?;
+            .map_err(svc)?
+        {
+            continue;
+        }
+        let runs: Vec<(Run, u64)> = records::list(state, cycle, &kind).await.map_err(svc)?;
         for (run, _) in runs {
             if run.status == RunStatus::AwaitingApproval && run.engineer_approval.is_none() {
                 let sign_off =

@@ -56,8 +56,11 @@ const RUN_KIND_PREFIX: &str = "run.";
 /// A run's phase in the index: planned, not deployed yet (its tier not deployed, or the run
 /// held with its client).
 pub const PHASE_PLANNED: &str = "planned";
-/// Scheduled, its install not sent yet, or awaiting an engineer's approval.
+/// Scheduled, its install not sent yet.
 pub const PHASE_PENDING: &str = "pending";
+/// Awaiting an engineer's approval (a critical server): the engineer's queue reads this phase,
+/// not the tier.
+pub const PHASE_AWAITING: &str = "awaiting";
 /// Its install sent, not reported yet.
 pub const PHASE_SENT: &str = "sent";
 /// Its install reported, waiting for the reboot or the checks.
@@ -67,10 +70,11 @@ pub const PHASE_FAILED: &str = "failed";
 /// Validated, or up to date from the cycle's opening.
 pub const PHASE_VALIDATED: &str = "validated";
 /// The phases of runs whose install is not reported: the tier deploys while any is left.
-pub const UNREPORTED_PHASES: &[&str] = &[PHASE_PLANNED, PHASE_PENDING, PHASE_SENT];
+pub const UNREPORTED_PHASES: &[&str] = &[PHASE_PLANNED, PHASE_AWAITING, PHASE_PENDING, PHASE_SENT];
 /// The phases of runs not validated: the tier validates while any is left.
 pub const UNVALIDATED_PHASES: &[&str] = &[
     PHASE_PLANNED,
+    PHASE_AWAITING,
     PHASE_PENDING,
     PHASE_SENT,
     PHASE_REPORTED,
@@ -78,11 +82,12 @@ pub const UNVALIDATED_PHASES: &[&str] = &[
 ];
 
 /// A run's phase in the index: the core's [`run::phase`], with its pending runs told apart
-/// (planned, pending, sent) so that a tick asks the RMM only about tiers with an install out
+/// (planned, awaiting, pending, sent) so that a tick asks the RMM only about tiers with an install out
 /// and releases held runs only where some are planned.
 pub fn index_phase(run: &Run) -> &'static str {
     match run::phase(run) {
         run::Phase::Pending if run.status == RunStatus::Planned => PHASE_PLANNED,
+        run::Phase::Pending if run.status == RunStatus::AwaitingApproval => PHASE_AWAITING,
         run::Phase::Pending if run.install_sent_at.is_some() => PHASE_SENT,
         run::Phase::Pending => PHASE_PENDING,
         run::Phase::Reported => PHASE_REPORTED,

@@ -508,7 +508,10 @@ pub fn simulate(args: &SimulateArgs, out: &mut dyn Write) -> Result<(), CliError
                 let where_ = evidence.root().join("evidence").display().to_string();
                 let consumer = queues.clone();
                 let env = simulate::sim_env(state, queues, evidence, clock.clone(), &spec);
-                let report = simulate::run_cycle(&env, &consumer, &clock, &spec, where_).await?;
+                let work = || env.state.work();
+                let report =
+                    simulate::run_cycle_measured(&env, &consumer, &clock, &spec, where_, &work)
+                        .await?;
                 simulate::write_sim_records(&env, &spec.out)?;
                 Ok::<_, CliError>(report)
             }

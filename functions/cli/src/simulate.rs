@@ -22,8 +22,9 @@ use patchflow_core::ports::state::StateStore;
 use patchflow_core::rules::failure::RootCause;
 use patchflow_core::rules::outcome::Category;
 use patchflow_core::tier::TierState;
+use patchflow_local::StoreWork;
 use patchflow_pipeline::operator::{approve_endpoint, record_root_cause, sign};
-use patchflow_pipeline::pump::{drain_all, PumpOptions, PumpStats};
+use patchflow_pipeline::pump::{drain_all_probed, Peak, PumpOptions, PumpStats, Work};
 use patchflow_pipeline::records::{self, run_kind, Run, RunStatus};
 use patchflow_pipeline::summary::{summarize, Summary};
 use patchflow_pipeline::{Env, Settings};
@@ -180,13 +181,16 @@ pub async fn engineer<S: StateStore, Q: QueueSender>(
             acted += 1;
         }
     }
-    let Some(doc) = records::cycle_doc(state, cycle).await.map_err(svc)? else {
-        return Ok(acted);
-    };
-    for tier in &doc.tiers {
-        // One index read per tier and hour: the tier is read only while a run of it awaits
-        // an engineer.
-        let kind = run_kind(tier);
+    // A run awaits an engineer only in a tier under way (deploying, or held with it): one
+    // index read per such tier and hour, and the tier read only while a run of it awaits.
+    for record in state.list_tiers(cycle).await.map_err(svc)? {
+        if !matches!(
+            record.state,
+            TierState::Deploying | TierState::Held | TierState::Blocked
+        ) {
+            continue;
+        }
+        let kind = run_kind(&record.tier);
         if !state
             .any_doc_in_phase(cycle, &kind, &[records::PHASE_AWAITING])
             .await
@@ -223,6 +227,41 @@ where
     E: EvidenceStore,
     C: QueueConsumer,
 {
+    run_cycle_measured(
+        env,
+        consumer,
+        clock,
+        spec,
+        evidence_where,
+        &StoreWork::default,
+    )
+    .await
+}
+
+/// [`run_cycle`], with `state_work` telling the state store's requests and records read so far
+/// (the SQLite store counts them), so that the report names the largest single invocation.
+pub async fn run_cycle_measured<S, Q, E, C>(
+    env: &SimEnv<S, Q, E>,
+    consumer: &C,
+    clock: &ManualClock,
+    spec: &SimulateSpec,
+    evidence_where: String,
+    state_work: &(dyn Fn() -> StoreWork + Sync),
+) -> Result<SimulateReport, CliError>
+where
+    S: StateStore,
+    Q: QueueSender,
+    E: EvidenceStore,
+    C: QueueConsumer,
+{
+    let probe = || {
+        let w = state_work();
+        Work {
+            state_requests: w.requests,
+            records_read: w.rows,
+            rmm_calls: env.rmm.calls().values().sum(),
+        }
+    };
     let release = Release::of(spec.cycle, &spec.policy, None);
     // Start on the hour of the release (the Patch Tuesday schedule), then hour by hour.
     let start =
@@ -262,8 +301,10 @@ where
         patchflow_pipeline::tick::tick(env, now)
             .await
             .map_err(svc)?;
-        let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
-        add(&mut pump, stats);
+        let stats = drain_all_probed(env, consumer, now, opts, &probe)
+            .await
+            .map_err(svc)?;
+        pump.add(stats);
         let acted = engineer(
             &env.state,
             &env.queues,
@@ -273,8 +314,10 @@ where
         )
         .await?;
         if acted > 0 {
-            let stats = drain_all(env, consumer, now, opts).await.map_err(svc)?;
-            add(&mut pump, stats);
+            let stats = drain_all_probed(env, consumer, now, opts, &probe)
+                .await
+                .map_err(svc)?;
+            pump.add(stats);
         }
 
         let tiers = env.state.list_tiers(spec.cycle).await.map_err(svc)?;
@@ -331,13 +374,6 @@ where
         ended_at: clock.now(),
         evidence: evidence_where,
     })
-}
-
-fn add(total: &mut PumpStats, s: PumpStats) {
-    total.received += s.received;
-    total.done += s.done;
-    total.retried += s.retried;
-    total.dead_lettered += s.dead_lettered;
 }
 
 /// Writes what the simulated systems saw, for inspection.
@@ -506,6 +542,21 @@ pub fn render(out: &mut dyn Write, r: &SimulateReport) -> std::io::Result<()> {
             "RMM calls: {all} ({:.2} per in-scope endpoint, the soak's {soak} health read(s) aside): {}.",
             (all - soak) as f64 / in_scope as f64,
             by.join(", ")
+        )?;
+    }
+    let l = &r.pump.largest;
+    if let Some(stage) = l.records_read.stage {
+        let at = |p: &Peak| p.stage.map(|s| s.as_str()).unwrap_or("-");
+        writeln!(
+            out,
+            "Largest invocation: {} state record(s) read ({}), {} state request(s) ({}), \
+             {} RMM call(s) ({}).",
+            l.records_read.value,
+            stage.as_str(),
+            l.state_requests.value,
+            at(&l.state_requests),
+            l.rmm_calls.value,
+            at(&l.rmm_calls),
         )?;
     }
     if r.rmm_approvals.writes > 0 {

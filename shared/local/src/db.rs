@@ -1,6 +1,7 @@
 //! One SQLite database behind a mutex, shared by the local queues and state store.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use patchflow_core::ports::PortError;
@@ -25,6 +26,24 @@ pub(crate) fn db_err(context: impl Into<String>, e: rusqlite::Error) -> PortErro
 #[derive(Clone)]
 pub(crate) struct Db {
     conn: Arc<Mutex<Connection>>,
+    work: Arc<Counters>,
+}
+
+/// What a store has done since it was opened: the requests made of it (each a round trip to
+/// DynamoDB in AWS) and the records they read.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    rows: AtomicU64,
+}
+
+/// A store's requests and the records they read, counted from its opening.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreWork {
+    /// Requests (reads and writes).
+    pub requests: u64,
+    /// Records read.
+    pub rows: u64,
 }
 
 impl Db {
@@ -47,6 +66,7 @@ impl Db {
             .map_err(|e| db_err("create the tables", e))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            work: Arc::default(),
         })
     }
 
@@ -55,10 +75,24 @@ impl Db {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, PortError>,
     ) -> Result<T, PortError> {
+        self.work.requests.fetch_add(1, Ordering::Relaxed);
         let mut conn = self
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut conn)
+    }
+
+    /// Counts `n` records read.
+    pub(crate) fn read(&self, n: usize) {
+        self.work.rows.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The requests and records read so far.
+    pub(crate) fn work(&self) -> StoreWork {
+        StoreWork {
+            requests: self.work.requests.load(Ordering::Relaxed),
+            rows: self.work.rows.load(Ordering::Relaxed),
+        }
     }
 }

@@ -9,3 +9,5 @@ mod db;
 pub mod evidence;
 pub mod queue;
 pub mod state;
+
+pub use db::StoreWork;

@@ -17,7 +17,7 @@ use patchflow_core::rules::exception::ExceptionEntry;
 use patchflow_core::tier::TierEvent;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use crate::db::{db_err, Db};
+use crate::db::{db_err, Db, StoreWork};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -387,6 +387,7 @@ impl SqliteState {
                 .query_map(args, |r| r.get(0))
                 .and_then(Iterator::collect)
                 .map_err(|e| db_err(format!("list {what}"), e))?;
+            self.db.read(texts.len());
             texts.iter().map(|t| decode(what, t)).collect()
         })
     }
@@ -403,6 +404,7 @@ impl SqliteState {
                 .query_row(sql, args, |r| r.get(0))
                 .optional()
                 .map_err(|e| db_err(format!("get {what}"), e))?;
+            self.db.read(usize::from(text.is_some()));
             text.map(|t| decode(what, &t)).transpose()
         })
     }
@@ -654,7 +656,7 @@ impl SqliteState {
     }
 
     fn get_doc_row(&self, cycle: &str, kind: &str, id: &str) -> Result<Option<Doc>, PortError> {
-        self.db.with(|conn| {
+        let doc = self.db.with(|conn| {
             conn.query_row(
                 "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 AND id = ?3",
                 params![cycle, kind, id],
@@ -662,7 +664,15 @@ impl SqliteState {
             )
             .optional()
             .map_err(|e| db_err(format!("get {kind} {id}"), e))
-        })
+        })?;
+        self.db.read(usize::from(doc.is_some()));
+        Ok(doc)
+    }
+
+    /// The requests made of the store since it was opened, and the records they read (what
+    /// `patchflow simulate` reports of its largest invocation).
+    pub fn work(&self) -> StoreWork {
+        self.db.work()
     }
 }
 
@@ -697,7 +707,7 @@ impl DocStore for SqliteState {
     }
 
     async fn list_docs(&self, cycle: CycleId, kind: &str) -> Result<Vec<Doc>, PortError> {
-        self.db.with(|conn| {
+        let docs: Vec<Doc> = self.db.with(|conn| {
             let mut q = conn
                 .prepare_cached(
                     "SELECT id, version, body FROM docs WHERE cycle = ?1 AND kind = ?2 ORDER BY id",
@@ -706,7 +716,9 @@ impl DocStore for SqliteState {
             q.query_map(params![cycle.to_string(), kind], doc_row)
                 .and_then(Iterator::collect)
                 .map_err(|e| db_err(format!("list {kind}"), e))
-        })
+        })?;
+        self.db.read(docs.len());
+        Ok(docs)
     }
 
     async fn put_doc_indexed(
@@ -754,6 +766,7 @@ impl DocStore for SqliteState {
             .and_then(Iterator::collect)
             .map_err(|e| db_err(format!("list due {kind}"), e))
         })?;
+        self.db.read(rows.len());
         rows.into_iter()
             .map(|(doc, key)| {
                 let due = due_of_sort_key(&key)?;
@@ -799,7 +812,7 @@ impl DocStore for SqliteState {
         kind: &str,
         phase: &str,
     ) -> Result<u64, PortError> {
-        self.db.with(|conn| {
+        let n = self.db.with(|conn| {
             conn.query_row(
                 "SELECT COUNT(*) FROM docs WHERE cycle = ?1 AND kind = ?2 AND phase = ?3",
                 params![cycle.to_string(), kind, phase],
@@ -807,7 +820,10 @@ impl DocStore for SqliteState {
             )
             .map(|n| n.unsigned_abs())
             .map_err(|e| db_err(format!("count {kind} in phase {phase}"), e))
-        })
+        })?;
+        // A count reads the whole phase (DynamoDB charges for every item it counts).
+        self.db.read(usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(n)
     }
 
     async fn get_docs(
@@ -821,18 +837,20 @@ impl DocStore for SqliteState {
         }
         // The ids travel as one JSON array parameter, so any number of them is one query.
         let ids = encode("document ids", &ids)?;
-        self.db.with(|conn| {
-            let mut q = conn
-                .prepare_cached(
-                    "SELECT id, version, body FROM docs
+        self.db
+            .with(|conn| {
+                let mut q = conn
+                    .prepare_cached(
+                        "SELECT id, version, body FROM docs
                      WHERE cycle = ?1 AND kind = ?2 AND id IN (SELECT value FROM json_each(?3))
                      ORDER BY id",
-                )
-                .map_err(|e| db_err(format!("prepare get {kind}"), e))?;
-            q.query_map(params![cycle.to_string(), kind, ids], doc_row)
-                .and_then(Iterator::collect)
-                .map_err(|e| db_err(format!("get {kind}"), e))
-        })
+                    )
+                    .map_err(|e| db_err(format!("prepare get {kind}"), e))?;
+                q.query_map(params![cycle.to_string(), kind, ids], doc_row)
+                    .and_then(Iterator::collect)
+                    .map_err(|e| db_err(format!("get {kind}"), e))
+            })
+            .inspect(|docs: &Vec<Doc>| self.db.read(docs.len()))
     }
 }
 
@@ -852,6 +870,28 @@ mod tests {
         DateTime::parse_from_rfc3339(&format!("2026-12-09T{h:02}:00:00Z"))
             .map(|t| t.with_timezone(&Utc))
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_store_counts_its_requests_and_the_records_they_read() {
+        let store = SqliteState::in_memory().unwrap();
+        let cycle: CycleId = "2026-12".parse().unwrap();
+        let start = store.work();
+        for id in ["a", "b", "c"] {
+            store.put_doc(cycle, "run.t", id, "{}", None).await.unwrap();
+        }
+        let written = store.work();
+        assert_eq!(written.requests - start.requests, 3);
+        assert_eq!(written.rows, start.rows, "a write reads nothing");
+        // One list of three, one point read that finds one, one that finds none.
+        assert_eq!(store.list_docs(cycle, "run.t").await.unwrap().len(), 3);
+        assert!(store.get_doc(cycle, "run.t", "b").await.unwrap().is_some());
+        assert!(store.get_doc(cycle, "run.t", "z").await.unwrap().is_none());
+        let ids = vec!["a".to_owned(), "c".to_owned(), "z".to_owned()];
+        assert_eq!(store.get_docs(cycle, "run.t", &ids).await.unwrap().len(), 2);
+        let read = store.work();
+        assert_eq!(read.requests - written.requests, 4);
+        assert_eq!(read.rows - written.rows, 3 + 1 + 2);
     }
 
     #[tokio::test]

@@ -32,6 +32,81 @@ impl Default for PumpOptions {
     }
 }
 
+/// The work done so far by the stores and systems an invocation drives, read before and after
+/// each delivery to measure that delivery's share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Work {
+    /// Requests made of the state store.
+    pub state_requests: u64,
+    /// Records the state store read.
+    pub records_read: u64,
+    /// Calls made of the RMM.
+    pub rmm_calls: u64,
+}
+
+impl Work {
+    fn since(self, before: Work) -> Work {
+        Work {
+            state_requests: self.state_requests.saturating_sub(before.state_requests),
+            records_read: self.records_read.saturating_sub(before.records_read),
+            rmm_calls: self.rmm_calls.saturating_sub(before.rmm_calls),
+        }
+    }
+}
+
+/// The largest one delivery's handling came to by one measure, and the stage it was of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Peak {
+    /// How much.
+    pub value: u64,
+    /// The stage of the delivery, if there was one.
+    pub stage: Option<Stage>,
+}
+
+impl Peak {
+    fn offer(&mut self, value: u64, stage: Stage) {
+        if value > self.value || self.stage.is_none() {
+            *self = Peak {
+                value,
+                stage: Some(stage),
+            };
+        }
+    }
+
+    fn merge(&mut self, o: Peak) {
+        if let Some(stage) = o.stage {
+            self.offer(o.value, stage);
+        }
+    }
+}
+
+/// The largest single delivery (one handler invocation of one message), by each measure: what
+/// no invocation may let grow with the fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Largest {
+    /// Records read from the state store.
+    pub records_read: Peak,
+    /// Requests made of the state store.
+    pub state_requests: Peak,
+    /// Calls made of the RMM.
+    pub rmm_calls: Peak,
+}
+
+impl Largest {
+    fn offer(&mut self, w: Work, stage: Stage) {
+        self.records_read.offer(w.records_read, stage);
+        self.state_requests.offer(w.state_requests, stage);
+        self.rmm_calls.offer(w.rmm_calls, stage);
+    }
+
+    /// The larger of each measure.
+    pub fn merge(&mut self, o: Largest) {
+        self.records_read.merge(o.records_read);
+        self.state_requests.merge(o.state_requests);
+        self.rmm_calls.merge(o.rmm_calls);
+    }
+}
+
 /// What a pump did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PumpStats {
@@ -43,15 +118,24 @@ pub struct PumpStats {
     pub retried: usize,
     /// Moved to a dead-letter queue by the handler.
     pub dead_lettered: usize,
+    /// The largest single delivery, as the pump's probe measured it (all zero without one).
+    pub largest: Largest,
 }
 
 impl PumpStats {
-    fn add(&mut self, o: PumpStats) {
+    /// Adds another pump's figures to these (the larger of each peak).
+    pub fn add(&mut self, o: PumpStats) {
         self.received += o.received;
         self.done += o.done;
         self.retried += o.retried;
         self.dead_lettered += o.dead_lettered;
+        self.largest.merge(o.largest);
     }
+}
+
+/// A probe that measures nothing.
+fn no_probe() -> Work {
+    Work::default()
 }
 
 /// Drains one stage's queue: batch after batch until a receive comes back empty. Messages handed
@@ -64,6 +148,19 @@ pub async fn drain<X: Ports, C: QueueConsumer>(
     now: DateTime<Utc>,
     opts: PumpOptions,
 ) -> Result<PumpStats, PortError> {
+    drain_probed(x, consumer, stage, now, opts, &no_probe).await
+}
+
+/// [`drain`], measuring each delivery with `probe` (the work done so far, read before and after
+/// it) into [`PumpStats::largest`].
+pub async fn drain_probed<X: Ports, C: QueueConsumer>(
+    x: &X,
+    consumer: &C,
+    stage: Stage,
+    now: DateTime<Utc>,
+    opts: PumpOptions,
+    probe: &(dyn Fn() -> Work + Sync),
+) -> Result<PumpStats, PortError> {
     let mut stats = PumpStats::default();
     let mut handed_back = Vec::new();
     loop {
@@ -73,7 +170,9 @@ pub async fn drain<X: Ports, C: QueueConsumer>(
         }
         for d in batch {
             stats.received += 1;
+            let before = probe();
             let mut outcome = handle(x, stage, &d.body, now).await;
+            stats.largest.offer(probe().since(before), stage);
             if opts.deliver_twice {
                 // The duplicate arrives while the first is done: it must change nothing.
                 outcome = handle(x, stage, &d.body, now).await;
@@ -114,11 +213,22 @@ pub async fn drain_all<X: Ports, C: QueueConsumer>(
     now: DateTime<Utc>,
     opts: PumpOptions,
 ) -> Result<PumpStats, PortError> {
+    drain_all_probed(x, consumer, now, opts, &no_probe).await
+}
+
+/// [`drain_all`], measuring each delivery with `probe` (see [`drain_probed`]).
+pub async fn drain_all_probed<X: Ports, C: QueueConsumer>(
+    x: &X,
+    consumer: &C,
+    now: DateTime<Utc>,
+    opts: PumpOptions,
+    probe: &(dyn Fn() -> Work + Sync),
+) -> Result<PumpStats, PortError> {
     let mut total = PumpStats::default();
     loop {
         let mut pass = PumpStats::default();
         for stage in Stage::ALL {
-            pass.add(drain(x, consumer, stage, now, opts).await?);
+            pass.add(drain_probed(x, consumer, stage, now, opts, probe).await?);
         }
         total.add(pass);
         if pass.done == 0 && pass.dead_lettered == 0 {

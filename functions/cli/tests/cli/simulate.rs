@@ -46,7 +46,14 @@ fn a_simulated_cycle_leaves_a_state_the_operator_commands_work_on() {
         .stdout(predicate::str::contains(
             "Every tier closed with its evidence.",
         ))
-        .stdout(predicate::str::contains("servers pilot"));
+        .stdout(predicate::str::contains("servers pilot"))
+        // The largest single invocation, as the SQLite store and the RMM counted it.
+        .stdout(
+            predicate::str::is_match(
+                r"Largest invocation: [1-9]\d* state record\(s\) read \([a-z_]+\), [1-9]\d* state request\(s\) \([a-z_]+\), [1-9]\d* RMM call\(s\) \([a-z_]+\)\.",
+            )
+            .unwrap(),
+        );
     for file in [
         "summary.json",
         "rmm-commands.json",

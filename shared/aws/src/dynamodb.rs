@@ -37,6 +37,7 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
+use patchflow_core::ports::evidence::EvidencePrefix;
 use patchflow_core::ports::state::{
     due_of_sort_key, due_sort_key, due_upper_bound, next_tier_record, ApprovalStore, Claim,
     Completion, Doc, DocIndex, DocStore, DueCursor, EndpointStore, EvidenceIndex, EvidenceRecord,
@@ -757,6 +758,26 @@ impl EvidenceIndex for DynamoState {
     async fn list_evidence(&self, cycle: CycleId) -> Result<Vec<EvidenceRecord>, PortError> {
         let items: Vec<EvidenceItem> = self
             .query_prefix("evidence records", format!("CYCLE#{cycle}"), "EVIDENCE#")
+            .await?;
+        Ok(items.into_iter().map(|i| i.record).collect())
+    }
+
+    async fn list_client_evidence(
+        &self,
+        cycle: CycleId,
+        client: &ClientId,
+    ) -> Result<Vec<EvidenceRecord>, PortError> {
+        let prefix = format!(
+            "EVIDENCE#{}",
+            EvidencePrefix {
+                cycle,
+                client: Some(client.clone()),
+                tier: None,
+            }
+            .as_path()
+        );
+        let items: Vec<EvidenceItem> = self
+            .query_prefix("evidence records", format!("CYCLE#{cycle}"), &prefix)
             .await?;
         Ok(items.into_iter().map(|i| i.record).collect())
     }

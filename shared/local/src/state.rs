@@ -5,6 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId, EndpointId, PatchId};
+use patchflow_core::ports::evidence::EvidencePrefix;
 use patchflow_core::ports::state::{
     due_of_sort_key, due_sort_key, due_upper_bound, next_tier_record, ApprovalStore, Claim,
     Completion, Doc, DocIndex, DocStore, DueCursor, EndpointStore, EvidenceIndex, EvidenceRecord,
@@ -570,6 +571,29 @@ impl EvidenceIndex for SqliteState {
     async fn list_evidence(&self, cycle: CycleId) -> Result<Vec<EvidenceRecord>, PortError> {
         let sql = "SELECT record FROM evidence_index WHERE cycle = ?1 ORDER BY key";
         self.records("evidence records", sql, params![cycle.to_string()])
+    }
+
+    async fn list_client_evidence(
+        &self,
+        cycle: CycleId,
+        client: &ClientId,
+    ) -> Result<Vec<EvidenceRecord>, PortError> {
+        // The client's keys are those between its prefix and the prefix with its `/` moved on
+        // to `0`, the next character: a range the primary key answers.
+        let prefix = EvidencePrefix {
+            cycle,
+            client: Some(client.clone()),
+            tier: None,
+        }
+        .as_path();
+        let end = format!("{}0", prefix.trim_end_matches('/'));
+        let sql = "SELECT record FROM evidence_index WHERE cycle = ?1 AND key >= ?2 AND key < ?3 \
+                   ORDER BY key";
+        self.records(
+            "evidence records",
+            sql,
+            params![cycle.to_string(), prefix, end],
+        )
     }
 
     async fn chain_head(&self, client: &ClientId) -> Result<Option<Doc>, PortError> {

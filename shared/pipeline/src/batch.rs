@@ -12,7 +12,7 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
     ArchiveTier, CheckSoak, ClientChanges, DeployEndpoint, EndpointFailed, EvaluatePatch, Message,
-    OpenBatch, PromoteTier, PushApproval, ReviewSweep, TierTick,
+    OpenBatch, PromoteTier, PushApproval, ReviewSweep, RollUpClient, TierTick,
 };
 use crate::{approval, batches, evidence, failure, rollout, schedule};
 
@@ -67,6 +67,9 @@ async fn dispatch<X: Ports>(
         }
         (Stage::Evidence, ArchiveTier::KIND) => {
             evidence::archive_tier(x, cycle, ArchiveTier::from_envelope(env)?, now).await
+        }
+        (Stage::Evidence, RollUpClient::KIND) => {
+            evidence::roll_up_client(x, cycle, RollUpClient::from_envelope(env)?).await
         }
         (stage, kind) => Err(HandlerError::Poison(format!(
             "the {stage} stage does not handle `{kind}` messages"

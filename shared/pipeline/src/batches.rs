@@ -569,6 +569,10 @@ async fn open<X: Ports>(
                 .or_default()
                 .push((run.endpoint.clone(), scan.clone()));
         }
+        for (client, list) in &by_client {
+            let endpoints: Vec<EndpointId> = list.iter().map(|(e, _)| e.clone()).collect();
+            records::save_members(state, cycle, &plan.tier, client, &endpoints).await?;
+        }
         let mut scopes = Vec::with_capacity(by_client.len());
         for (client, list) in &by_client {
             let mut shards = 0u32;

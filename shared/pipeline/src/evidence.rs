@@ -8,7 +8,7 @@
 
 mod chain;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
@@ -17,9 +17,11 @@ use patchflow_core::model::{Endpoint, Patch};
 use patchflow_core::ports::evidence::{EvidenceKey, EvidenceStore, Retention};
 use patchflow_core::ports::pager::Pager;
 use patchflow_core::ports::psa::{Attachment, Psa};
+use patchflow_core::ports::queue::QueueSender;
 use patchflow_core::ports::rmm::{Rmm, TierClosure};
 use patchflow_core::ports::state::{
-    ApprovalStore, EvidenceIndex, ExceptionStore, FailureRecord, FailureStore, TierStore,
+    ApprovalStore, DocIndex, DocStore, EvidenceIndex, ExceptionStore, FailureRecord, FailureStore,
+    TierId, TierStore,
 };
 use patchflow_core::ports::PortError;
 use patchflow_core::rules::applicability::{normalize, Applicability, Matcher};
@@ -42,9 +44,9 @@ use self::chain::{stored, write_bundle, Bundle, Piece};
 use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::{corrupt, HandlerError};
-use crate::messages::ArchiveTier;
+use crate::messages::{ArchiveTier, Message, RollUpClient};
 use crate::records::RunModel;
-use crate::records::{self, run_kind, CycleDoc, Excluded, Run, RunStatus, TierPlan, TIER_KIND};
+use crate::records::{self, CycleDoc, Excluded, Run, RunStatus, TierPlan, TIER_KIND};
 
 fn outcome(run: &Run, applicability: Option<Applicability>) -> EndpointOutcome {
     EndpointOutcome {
@@ -412,58 +414,222 @@ fn retention<X: Ports>(x: &X, from: DateTime<Utc>) -> Retention {
     }
 }
 
-/// Archives a validated tier and closes it; the cycle's roll-up follows its last tier.
+/// The document kind of a tier's per-client archive shards (id: the client), indexed by
+/// phase ([`SHARD_PENDING`] until the client's part is archived, then [`SHARD_DONE`]).
+fn archive_kind(tier: &TierId) -> String {
+    format!("archive.{tier}")
+}
+
+/// A client's part of a tier, not archived yet.
+const SHARD_PENDING: &str = "pending";
+/// A client's part of a tier, archived.
+const SHARD_DONE: &str = "done";
+
+/// Whether a client's part of a tier is archived.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct ArchiveShard {
+    done: bool,
+}
+
+/// The clients with endpoints in a tier (a plan kept before it listed them: its own client).
+fn tier_clients(plan: &TierPlan) -> Vec<ClientId> {
+    if plan.clients.is_empty() {
+        return plan.client.iter().cloned().collect();
+    }
+    plan.clients.clone()
+}
+
+/// Archives a validated tier and closes it, a client at a time: the message without a client
+/// coordinates ([`coordinate`]), each client's archives its part ([`archive_client`]). The
+/// cycle's roll-up follows its last tier.
 pub async fn archive_tier<X: Ports>(
     x: &X,
     cycle: CycleId,
     msg: ArchiveTier,
     now: DateTime<Utc>,
 ) -> Result<String, HandlerError> {
+    match &msg.client {
+        Some(client) => archive_client(x, cycle, &msg.tier, client).await,
+        None => coordinate(x, cycle, &msg.tier, now).await,
+    }
+}
+
+/// A validated tier's coordinator: once its soak (a pilot's) is over and its kept compliance
+/// notes are sent, one message per client whose part is not archived yet; once every client's
+/// is, the tier closes. Its work grows with the tier's clients, never with its endpoints.
+async fn coordinate<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
     let env = x.env();
-    let record = records::tier_record(&env.state, cycle, &msg.tier).await?;
+    let record = records::tier_record(&env.state, cycle, tier).await?;
     match record.state {
         TierState::Validated => {}
         TierState::Closed => {
-            // A redelivery after the close: the roll-up may be what is left to write.
+            // A redelivery after the close: the roll-up may be what is left to send.
             let rolled = roll_up(x, cycle).await?;
-            return Ok(format!("{} is closed{}", msg.tier, rolled_note(rolled)));
+            return Ok(format!("{tier} is closed{}", rolled_note(rolled)));
         }
         other => {
             return Ok(format!(
-                "{} is {other}, not validated: nothing to archive",
-                msg.tier
+                "{tier} is {other}, not validated: nothing to archive"
             ))
         }
     }
     // A validated pilot is archived only after its soak (the tick re-checks it daily until then).
-    let soak_doc = records::open_cycle(&env.state, cycle).await?;
-    match crate::rollout::pilot_soak(x, &soak_doc, &msg.tier, now).await? {
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    match crate::rollout::pilot_soak(x, &cycle_doc, tier, now).await? {
         crate::rollout::PilotSoak::Done => {}
         crate::rollout::PilotSoak::Soaking { until } => {
             return Ok(format!(
-                "{} soaking until {}: archived after its soak",
-                msg.tier,
+                "{tier} soaking until {}: archived after its soak",
                 patchflow_core::schedule::utc::format(&until)
             ))
         }
         crate::rollout::PilotSoak::Unhealthy => {
-            return Ok(format!("{} failed during its soak: not archived", msg.tier))
+            return Ok(format!("{tier} failed during its soak: not archived"))
         }
     }
     let (plan, _): (TierPlan, u64) =
-        records::must_load(&env.state, cycle, TIER_KIND, msg.tier.as_str()).await?;
+        records::must_load(&env.state, cycle, TIER_KIND, tier.as_str()).await?;
+    // The kept life-cycle notes go before the completion notes: at most a fixed number per
+    // invocation, and the tier's clients are archived only once the PSA has taken every one.
+    let flushed = crate::compliance::flush(x, cycle, tier).await?;
+    if flushed.unsent > 0 {
+        let words = format!(
+            "not closed: {} compliance life-cycle note(s) not yet taken by the PSA (at most {} \
+             are sent per invocation); retried on the next tick",
+            flushed.unsent,
+            crate::compliance::FLUSH_LIMIT
+        );
+        warn!(%cycle, %tier, requirement = %words, "tier stays open");
+        record_last_decision(x, cycle, tier, &words).await?;
+        return Ok(format!("{tier}: {words}"));
+    }
+    let kind = archive_kind(tier);
+    let clients = tier_clients(&plan);
+    let ids: Vec<String> = clients.iter().map(|c| c.as_str().to_owned()).collect();
+    let mut shards: HashMap<String, ArchiveShard> = HashMap::new();
+    for chunk in ids.chunks(records::MEMBERS_SHARD) {
+        for doc in env.state.get_docs(cycle, &kind, chunk).await? {
+            let shard: ArchiveShard =
+                serde_json::from_str(&doc.body).map_err(|e| corrupt(&kind, e))?;
+            shards.insert(doc.id, shard);
+        }
+    }
+    let hour = now.format("%Y%m%dT%H");
+    let mut sends = Vec::new();
+    for client in &clients {
+        match shards.get(client.as_str()) {
+            Some(s) if s.done => continue,
+            Some(_) => {}
+            None => {
+                let body = serde_json::to_string(&ArchiveShard { done: false })
+                    .map_err(|e| HandlerError::Poison(format!("encode {kind}: {e}")))?;
+                let index = DocIndex {
+                    due: None,
+                    phase: Some(SHARD_PENDING.to_owned()),
+                };
+                match env
+                    .state
+                    .put_doc_indexed(cycle, &kind, client.as_str(), &body, None, &index)
+                    .await
+                {
+                    Ok(_) | Err(PortError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        sends.push(
+            ArchiveTier {
+                tier: tier.clone(),
+                client: Some(client.clone()),
+            }
+            .envelope(
+                cycle,
+                format!("{cycle}/archive/{tier}/{client}/{hour}"),
+                Some(tier),
+            ),
+        );
+    }
+    if !sends.is_empty() {
+        env.queues.send_batch(ArchiveTier::STAGE, &sends).await?;
+        return Ok(format!(
+            "{tier}: {} of {} client(s) to archive, one message each",
+            sends.len(),
+            clients.len()
+        ));
+    }
+    match env
+        .state
+        .transition_tier(cycle, tier, record.version, TierEvent::Close, now)
+        .await
+    {
+        Ok(_) | Err(PortError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    info!(%cycle, %tier, clients = clients.len(), "tier closed");
+    let rolled = roll_up(x, cycle).await?;
+    Ok(format!(
+        "{tier} closed: {} client(s) archived{}",
+        clients.len(),
+        rolled_note(rolled)
+    ))
+}
+
+/// A client's part of a validated tier: its bundle, its compliance ticket completed and closed
+/// with its failure tickets, its closure in the RMM. Reads only the client's runs; the last
+/// client's part to finish asks the coordinator to close the tier.
+async fn archive_client<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    tier: &TierId,
+    client: &ClientId,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let record = records::tier_record(&env.state, cycle, tier).await?;
+    match record.state {
+        TierState::Validated => {}
+        TierState::Closed => return Ok(format!("{tier} is closed: {client}'s part with it")),
+        other => {
+            return Ok(format!(
+                "{tier} is {other}, not validated: nothing to archive"
+            ))
+        }
+    }
+    let kind = archive_kind(tier);
+    let shard = env.state.get_doc(cycle, &kind, client.as_str()).await?;
+    let shard_version = match &shard {
+        Some(doc) => {
+            let s: ArchiveShard = serde_json::from_str(&doc.body).map_err(|e| corrupt(&kind, e))?;
+            if s.done {
+                return Ok(format!("{tier}: {client}'s part is archived"));
+            }
+            Some(doc.version)
+        }
+        None => None,
+    };
+    let (plan, _): (TierPlan, u64) =
+        records::must_load(&env.state, cycle, TIER_KIND, tier.as_str()).await?;
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
     let validated_at = record.updated_at;
     let retention = retention(x, validated_at);
-    let runs: Vec<Run> = records::list(&env.state, cycle, &run_kind(&msg.tier))
+    let runs: Vec<Run> = records::client_runs(&env.state, cycle, tier, client)
         .await?
         .into_iter()
         .map(|(r, _)| r)
         .collect();
+    if runs.is_empty() {
+        return Err(HandlerError::Poison(format!(
+            "{tier} lists {client} among its clients, but none of its runs is the client's"
+        )));
+    }
 
-    // The endpoints' closure requirements first: a tier that cannot close writes no evidence.
-    // The tier's own (evidence retained, ticket updated, report attached) are checked per
-    // client below, from what the evidence store and the PSA answer.
+    // The endpoints' closure requirements first: a part that cannot close writes no evidence.
+    // The tier's own (evidence retained, ticket updated, report attached) are checked below,
+    // from what the evidence store and the PSA answer.
     // An up-to-date endpoint had nothing installed or rebooted: nothing of it to close.
     let endpoint_closure = |r: &Run| EndpointClosure {
         endpoint: r.endpoint.clone(),
@@ -494,20 +660,23 @@ pub async fn archive_tier<X: Ports>(
             .collect();
         if !missing.is_empty() {
             return Err(HandlerError::Poison(format!(
-                "{} cannot close: {}",
-                msg.tier,
+                "{tier} cannot close for {client}: {}",
                 serde_json::to_string(&missing).unwrap_or_default()
             )));
         }
     }
 
-    let failures: Vec<FailureRecord> = env
-        .state
-        .list_failures(cycle)
-        .await?
-        .into_iter()
-        .filter(|f| f.tier == msg.tier)
-        .collect();
+    // The client's failures in the tier, by the ids its runs keep.
+    let mut failures: Vec<FailureRecord> = Vec::new();
+    for id in runs.iter().flat_map(|r| &r.failures) {
+        if let Some(f) = env.state.get_failure(cycle, id).await? {
+            if &f.tier == tier && &f.client == client {
+                failures.push(f);
+            }
+        }
+    }
+    failures.sort_by(|a, b| a.id.cmp(&b.id));
+    failures.dedup_by(|a, b| a.id == b.id);
     // Decisions as they stood when the tier validated, so a repeat writes the same bytes; when
     // each was first recorded, which never changes.
     let all_approvals = env.state.list_approvals(cycle).await?;
@@ -529,281 +698,286 @@ pub async fn archive_tier<X: Ports>(
 
     let catalog = catalog_patches(&cycle_doc)?;
     let views = Views::new(&cycle_doc, &catalog, &runs, &approvals)?;
-    let mut by_client: BTreeMap<&ClientId, Vec<&Run>> = BTreeMap::new();
-    for r in &runs {
-        by_client.entry(&r.client).or_default().push(r);
-    }
+    let client_runs: Vec<&Run> = runs.iter().collect();
+    let client_runs = &client_runs;
     let mut written = 0;
-    // The kept life-cycle notes go before the completion notes: at most a fixed number per
-    // invocation, and the tier closes only once the PSA has taken every one.
-    let flushed = crate::compliance::flush(x, cycle, &msg.tier).await?;
-    if flushed.unsent > 0 {
-        let words = format!(
-            "not closed: {} compliance life-cycle note(s) not yet taken by the PSA (at most {} \
-             are sent per invocation); retried on the next tick",
-            flushed.unsent,
-            crate::compliance::FLUSH_LIMIT
-        );
-        warn!(%cycle, tier = %msg.tier, requirement = %words, "tier stays open");
-        record_last_decision(x, cycle, &msg.tier, &words).await?;
-        return Ok(format!("{}: {words}", msg.tier));
-    }
-    for (client, client_runs) in &by_client {
-        let tickets: Vec<&FailureRecord> =
-            failures.iter().filter(|f| &f.client == *client).collect();
-        let excluded: Vec<Excluded> =
-            records::load(&env.state, cycle, records::EXCLUDED_KIND, client.as_str())
-                .await?
-                .map(|(e, _)| e)
-                .unwrap_or_default();
-        let snapshot_id = format!("{}/{client}", msg.tier);
-        let kept = snapshot(x, cycle, &snapshot_id, || {
-            let flaws = flaws(
-                &cycle_doc,
-                client,
-                client_runs,
-                &approvals,
-                &recorded,
-                &views,
-            );
-            let record = TierRecord {
-                schema: record::SCHEMA,
-                cycle,
-                client: client.to_string(),
-                tier: msg.tier.to_string(),
-                kind: kind_name(plan.kind).to_owned(),
-                wave: plan.wave.as_str().to_owned(),
-                released_at: cycle_doc.released_at,
-                opened_at: cycle_doc.opened_at,
-                validated_at,
-                outcomes: client_runs
-                    .iter()
-                    .map(|r| outcome(r, views.applicability(r)))
-                    .collect(),
-                excluded: excluded
-                    .iter()
-                    .filter(|e| e.kind.is_none_or(|k| k == plan.kind))
-                    .map(|e| ExcludedEndpoint {
-                        endpoint: e.endpoint.to_string(),
-                        hostname: e.hostname.clone().unwrap_or_else(|| e.endpoint.to_string()),
-                        reason: e.scope.clone(),
-                    })
-                    .collect(),
-                approvals: approvals
-                    .iter()
-                    .map(|a| approval_line(a, &cycle_doc))
-                    .collect(),
-                exceptions: exceptions
-                    .iter()
-                    .filter(|x| x.client.as_ref().is_none_or(|c| c == *client))
-                    .map(exception_line)
-                    .collect(),
-                tickets: tickets.iter().map(|f| ticket_line(f, true)).collect(),
-                sla: SlaSection::judge(
-                    &env.policy.sla,
-                    env.policy.approval.time_to_patch_target,
-                    &flaws,
-                    validated_at,
-                ),
-            };
-            Snapshot { record, retention }
-        })
-        .await?;
-        let tier_record = kept.record;
-        let bundle = Bundle {
-            cycle,
+    let tickets: Vec<&FailureRecord> = failures.iter().filter(|f| &f.client == client).collect();
+    let excluded: Vec<Excluded> =
+        records::load(&env.state, cycle, records::EXCLUDED_KIND, client.as_str())
+            .await?
+            .map(|(e, _)| e)
+            .unwrap_or_default();
+    let snapshot_id = format!("{}/{client}", tier);
+    let kept = snapshot(x, cycle, &snapshot_id, || {
+        let flaws = flaws(
+            &cycle_doc,
             client,
-            bundle: msg.tier.as_str(),
-            closed_at: validated_at,
-            retention: kept.retention,
+            client_runs,
+            &approvals,
+            &recorded,
+            &views,
+        );
+        let record = TierRecord {
+            schema: record::SCHEMA,
+            cycle,
+            client: client.to_string(),
+            tier: tier.to_string(),
+            kind: kind_name(plan.kind).to_owned(),
+            wave: plan.wave.as_str().to_owned(),
+            released_at: cycle_doc.released_at,
+            opened_at: cycle_doc.opened_at,
+            validated_at,
+            outcomes: client_runs
+                .iter()
+                .map(|r| outcome(r, views.applicability(r)))
+                .collect(),
+            excluded: excluded
+                .iter()
+                .filter(|e| e.kind.is_none_or(|k| k == plan.kind))
+                .map(|e| ExcludedEndpoint {
+                    endpoint: e.endpoint.to_string(),
+                    hostname: e.hostname.clone().unwrap_or_else(|| e.endpoint.to_string()),
+                    reason: e.scope.clone(),
+                })
+                .collect(),
+            approvals: approvals
+                .iter()
+                .map(|a| approval_line(a, &cycle_doc))
+                .collect(),
+            exceptions: exceptions
+                .iter()
+                .filter(|x| x.client.as_ref().is_none_or(|c| c == client))
+                .map(exception_line)
+                .collect(),
+            tickets: tickets.iter().map(|f| ticket_line(f, true)).collect(),
+            sla: SlaSection::judge(
+                &env.policy.sla,
+                env.policy.approval.time_to_patch_target,
+                &flaws,
+                validated_at,
+            ),
         };
-        let done = write_bundle(x, &bundle, tier_pieces(&bundle, &tier_record)?).await?;
-        written += done.objects;
+        Snapshot { record, retention }
+    })
+    .await?;
+    let tier_record = kept.record;
+    let bundle = Bundle {
+        cycle,
+        client,
+        bundle: tier.as_str(),
+        closed_at: validated_at,
+        retention: kept.retention,
+    };
+    let done = write_bundle(x, &bundle, tier_pieces(&bundle, &tier_record)?).await?;
+    written += done.objects;
 
-        // The evidence's locks as the store reads them back (not as the writes asked for them).
-        let retained = lock_read_back(x, &bundle, &done.manifest).await?;
+    // The evidence's locks as the store reads them back (not as the writes asked for them).
+    let retained = lock_read_back(x, &bundle, &done.manifest).await?;
 
-        // The PSA: the tier's compliance ticket (opened when the tier deployed, its kept
-        // life-cycle notes sent above) with the summary image and the completion status, then
-        // closed; the failure tickets of its endpoints closed with it.
-        let counts = tier_record.counts();
-        let patched = counts.patched + counts.patched_after_retry;
-        let up_to_date = counts.up_to_date;
-        let mut opened = crate::compliance::new_ticket(cycle, &msg.tier, client);
-        opened.summary = format!("Patch compliance {cycle} {}: {patched} patched", msg.tier);
-        let ticket = env.psa.open_ticket(&opened).await?;
-        // The seed's "screenshot of patch compliance report attached": the summary image as the
-        // evidence store holds it (the bytes its manifest hashes), once per client and tier.
-        let summary_key = bundle.key(SUMMARY)?;
-        let (summary_png, _) = env.evidence.get(&summary_key).await?;
-        let attached = env
-            .psa
-            .attach(
-                &ticket,
-                &Attachment {
-                    title: format!("patchflow {cycle} {} {client} compliance summary", msg.tier),
-                    file_name: format!("{cycle}-{}-{client}-{SUMMARY}", msg.tier),
-                    content_type: "image/png".to_owned(),
-                    bytes: summary_png,
-                },
+    // The PSA: the tier's compliance ticket (opened when the tier deployed, its kept
+    // life-cycle notes sent above) with the summary image and the completion status, then
+    // closed; the failure tickets of its endpoints closed with it.
+    let counts = tier_record.counts();
+    let patched = counts.patched + counts.patched_after_retry;
+    let up_to_date = counts.up_to_date;
+    let mut opened = crate::compliance::new_ticket(cycle, tier, client);
+    opened.summary = format!("Patch compliance {cycle} {}: {patched} patched", tier);
+    let ticket = env.psa.open_ticket(&opened).await?;
+    // The seed's "screenshot of patch compliance report attached": the summary image as the
+    // evidence store holds it (the bytes its manifest hashes), once per client and tier.
+    let summary_key = bundle.key(SUMMARY)?;
+    let (summary_png, _) = env.evidence.get(&summary_key).await?;
+    let attached = env
+        .psa
+        .attach(
+            &ticket,
+            &Attachment {
+                title: format!("patchflow {cycle} {} {client} compliance summary", tier),
+                file_name: format!("{cycle}-{}-{client}-{SUMMARY}", tier),
+                content_type: "image/png".to_owned(),
+                bytes: summary_png,
+            },
+        )
+        .await;
+    let confirmations: Vec<String> = client_runs
+        .iter()
+        .map(|r| {
+            if r.up_to_date {
+                return format!(
+                    "{}: up to date (its patch scan showed nothing approved missing)",
+                    r.endpoint
+                );
+            }
+            format!(
+                "{}: reboot confirmed {}",
+                r.endpoint,
+                r.reboot_confirmed_at
+                    .map(|t| utc::format(&t))
+                    .unwrap_or_else(|| "-".into())
             )
-            .await;
-        let confirmations: Vec<String> = client_runs
+        })
+        .collect();
+    let sla = &tier_record.sla;
+    let breaches = sla.breaches.len();
+    let document = attached
+        .as_ref()
+        .map_or("-", |a| a.document.as_str())
+        .to_owned();
+    let note = format!(
+        "Completed. Compliance report: {}; its summary image {} attached (document \
+         {document}); evidence listed with SHA-256 in {} (sha256 {}).\n\
+         Endpoints: {}.\n\
+         3.14.1: {} flaw(s), {breaches} time frame(s) breached; {}.\n{}",
+        bundle.key(REPORT)?.as_path(),
+        summary_key.as_path(),
+        done.manifest.as_path(),
+        done.sha256,
+        counts_words(&counts),
+        sla.flaws.len(),
+        time_to_patch_words(sla),
+        confirmations.join("\n")
+    );
+    // The note says the summary is attached and the evidence retained: it waits for both.
+    let noted = match (&attached, &retained) {
+        (Err(_), _) => {
+            Err("not sent: it names the summary image, which is not attached".to_owned())
+        }
+        (_, Err(_)) => Err("not sent: the evidence is not retained yet".to_owned()),
+        (Ok(_), Ok(())) => env
+            .psa
+            .add_note(
+                &ticket,
+                &format!("{cycle}/{}/{client}/completed", tier),
+                &note,
+            )
+            .await
+            .map_err(|e| with_causes(&e)),
+    };
+    // The tier's requirements for this client, from what the systems answered: the
+    // evidence's locks read back from the store, the completion note the PSA says it
+    // holds, the summary the PSA says is attached.
+    let closure = ClosureRecord {
+        kind: plan.kind,
+        ticket_updated: noted.as_ref().is_ok_and(|n| !n.note.is_empty()),
+        compliance_report_attached: attached.as_ref().is_ok_and(|a| !a.document.is_empty()),
+        evidence_retained: retained.is_ok(),
+        endpoints: client_runs
             .iter()
-            .map(|r| {
-                if r.up_to_date {
-                    return format!(
-                        "{}: up to date (its patch scan showed nothing approved missing)",
-                        r.endpoint
-                    );
-                }
-                format!(
-                    "{}: reboot confirmed {}",
-                    r.endpoint,
-                    r.reboot_confirmed_at
-                        .map(|t| utc::format(&t))
-                        .unwrap_or_else(|| "-".into())
-                )
+            .filter(|r| !r.up_to_date)
+            .map(|r| endpoint_closure(r))
+            .collect(),
+    };
+    if let Err(missing) = check_closure(&closure, &mut Trace::new()) {
+        let why: Vec<String> = missing
+            .iter()
+            .map(|m| match m {
+                Missing::TicketUpdate => format!(
+                    "ticket_update (the PSA did not take the completion note on ticket \
+                     {ticket}: {})",
+                    noted
+                        .as_ref()
+                        .err()
+                        .map_or("no note id in its answer", String::as_str)
+                ),
+                Missing::ComplianceReport => format!(
+                    "compliance_report (the summary image is not attached to ticket \
+                     {ticket}: {})",
+                    attached.as_ref().err().map_or_else(
+                        || "no document id in the PSA's answer".to_owned(),
+                        with_causes
+                    )
+                ),
+                Missing::EvidenceRetention => format!(
+                    "evidence_retention ({})",
+                    retained.as_ref().err().map_or("-", String::as_str)
+                ),
+                other => serde_json::to_string(other).unwrap_or_default(),
             })
             .collect();
-        let sla = &tier_record.sla;
-        let breaches = sla.breaches.len();
-        let document = attached
-            .as_ref()
-            .map_or("-", |a| a.document.as_str())
-            .to_owned();
-        let note = format!(
-            "Completed. Compliance report: {}; its summary image {} attached (document \
-             {document}); evidence listed with SHA-256 in {} (sha256 {}).\n\
-             Endpoints: {}.\n\
-             3.14.1: {} flaw(s), {breaches} time frame(s) breached; {}.\n{}",
-            bundle.key(REPORT)?.as_path(),
-            summary_key.as_path(),
-            done.manifest.as_path(),
-            done.sha256,
-            counts_words(&counts),
-            sla.flaws.len(),
-            time_to_patch_words(sla),
-            confirmations.join("\n")
+        let words = format!(
+            "not closed: closure requirement(s) for {client} not met: {}; retried on the \
+             next tick",
+            why.join("; ")
         );
-        // The note says the summary is attached and the evidence retained: it waits for both.
-        let noted = match (&attached, &retained) {
-            (Err(_), _) => {
-                Err("not sent: it names the summary image, which is not attached".to_owned())
-            }
-            (_, Err(_)) => Err("not sent: the evidence is not retained yet".to_owned()),
-            (Ok(_), Ok(())) => env
-                .psa
+        warn!(%cycle, %tier, %client, requirement = %words, "tier stays open");
+        record_last_decision(x, cycle, tier, &words).await?;
+        return Ok(format!("{}: {words}", tier));
+    }
+    env.psa.close_ticket(&ticket).await?;
+    for f in &tickets {
+        if let Some(t) = &f.ticket {
+            env.psa
                 .add_note(
-                    &ticket,
-                    &format!("{cycle}/{}/{client}/completed", msg.tier),
-                    &note,
+                    t,
+                    &format!("{cycle}/{}/closed", f.id),
+                    "Retried and validated; the tier is closed.",
                 )
-                .await
-                .map_err(|e| with_causes(&e)),
-        };
-        // The tier's requirements for this client, from what the systems answered: the
-        // evidence's locks read back from the store, the completion note the PSA says it
-        // holds, the summary the PSA says is attached.
-        let closure = ClosureRecord {
-            kind: plan.kind,
-            ticket_updated: noted.as_ref().is_ok_and(|n| !n.note.is_empty()),
-            compliance_report_attached: attached.as_ref().is_ok_and(|a| !a.document.is_empty()),
-            evidence_retained: retained.is_ok(),
-            endpoints: client_runs
-                .iter()
-                .filter(|r| !r.up_to_date)
-                .map(|r| endpoint_closure(r))
-                .collect(),
-        };
-        if let Err(missing) = check_closure(&closure, &mut Trace::new()) {
-            let why: Vec<String> = missing
-                .iter()
-                .map(|m| match m {
-                    Missing::TicketUpdate => format!(
-                        "ticket_update (the PSA did not take the completion note on ticket \
-                         {ticket}: {})",
-                        noted
-                            .as_ref()
-                            .err()
-                            .map_or("no note id in its answer", String::as_str)
-                    ),
-                    Missing::ComplianceReport => format!(
-                        "compliance_report (the summary image is not attached to ticket \
-                         {ticket}: {})",
-                        attached.as_ref().err().map_or_else(
-                            || "no document id in the PSA's answer".to_owned(),
-                            with_causes
-                        )
-                    ),
-                    Missing::EvidenceRetention => format!(
-                        "evidence_retention ({})",
-                        retained.as_ref().err().map_or("-", String::as_str)
-                    ),
-                    other => serde_json::to_string(other).unwrap_or_default(),
-                })
-                .collect();
-            let words = format!(
-                "not closed: closure requirement(s) for {client} not met: {}; retried on the \
-                 next tick",
-                why.join("; ")
-            );
-            warn!(%cycle, tier = %msg.tier, %client, requirement = %words, "tier stays open");
-            record_last_decision(x, cycle, &msg.tier, &words).await?;
-            return Ok(format!("{}: {words}", msg.tier));
+                .await?;
+            env.psa.close_ticket(t).await?;
         }
-        env.psa.close_ticket(&ticket).await?;
-        for f in &tickets {
-            if let Some(t) = &f.ticket {
-                env.psa
-                    .add_note(
-                        t,
-                        &format!("{cycle}/{}/closed", f.id),
-                        "Retried and validated; the tier is closed.",
-                    )
-                    .await?;
-                env.psa.close_ticket(t).await?;
-            }
-            if f.paged {
-                env.pager.resolve(&format!("{cycle}/{}", f.id)).await?;
-            }
+        if f.paged {
+            env.pager.resolve(&format!("{cycle}/{}", f.id)).await?;
         }
-
-        // The closure where a technician sees it in the RMM: once per client and tier.
-        env.rmm
-            .record_closure(
-                &format!("{cycle}/closure/{}/{client}", msg.tier),
-                &TierClosure {
-                    client: (*client).clone(),
-                    cycle,
-                    tier: msg.tier.clone(),
-                    closed_at: validated_at,
-                    summary: format!(
-                        "{patched} of {} endpoint(s) patched and validated, {up_to_date} up \
-                         to date, {} failure ticket(s); PSA compliance ticket {ticket}, summary \
-                         attached",
-                        client_runs.len(),
-                        tickets.len()
-                    ),
-                },
-            )
-            .await?;
     }
 
+    // The closure where a technician sees it in the RMM: once per client and tier.
+    env.rmm
+        .record_closure(
+            &format!("{cycle}/closure/{}/{client}", tier),
+            &TierClosure {
+                client: client.clone(),
+                cycle,
+                tier: tier.clone(),
+                closed_at: validated_at,
+                summary: format!(
+                    "{patched} of {} endpoint(s) patched and validated, {up_to_date} up \
+                     to date, {} failure ticket(s); PSA compliance ticket {ticket}, summary \
+                     attached",
+                    client_runs.len(),
+                    tickets.len()
+                ),
+            },
+        )
+        .await?;
+
+    // This client's part is done; the last part to finish asks the coordinator to close the
+    // tier (the index may lag: the hourly tick's coordinator closes it then).
+    let body = serde_json::to_string(&ArchiveShard { done: true })
+        .map_err(|e| HandlerError::Poison(format!("encode {kind}: {e}")))?;
+    let index = DocIndex {
+        due: None,
+        phase: Some(SHARD_DONE.to_owned()),
+    };
     match env
         .state
-        .transition_tier(cycle, &msg.tier, record.version, TierEvent::Close, now)
+        .put_doc_indexed(cycle, &kind, client.as_str(), &body, shard_version, &index)
         .await
     {
         Ok(_) | Err(PortError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    info!(%cycle, tier = %msg.tier, objects = written, "tier closed");
-    let rolled = roll_up(x, cycle).await?;
+    info!(%cycle, %tier, %client, objects = written, "client's part archived");
+    let last = !env
+        .state
+        .any_doc_in_phase(cycle, &kind, &[SHARD_PENDING])
+        .await?;
+    if last {
+        let close = ArchiveTier {
+            tier: tier.clone(),
+            client: None,
+        }
+        .envelope(
+            cycle,
+            format!("{cycle}/archive/{tier}/parts-done"),
+            Some(tier),
+        );
+        env.queues
+            .send_batch(ArchiveTier::STAGE, std::slice::from_ref(&close))
+            .await?;
+    }
     Ok(format!(
-        "{} closed: {written} evidence object(s){}",
-        msg.tier,
-        rolled_note(rolled)
+        "{tier}: {client}'s part archived: {written} evidence object(s){}",
+        if last { "; the tier closes next" } else { "" }
     ))
 }
 
@@ -932,12 +1106,12 @@ fn rolled_note(rolled: usize) -> String {
     if rolled == 0 {
         String::new()
     } else {
-        format!("; the cycle's roll-up written for {rolled} client(s)")
+        format!("; the cycle's roll-up sent for {rolled} client(s)")
     }
 }
 
-/// When every tier of the cycle is closed: each client's roll-up bundle (once). Returns how
-/// many clients got theirs written now.
+/// When every tier of the cycle is closed: one message per client for its roll-up bundle
+/// ([`roll_up_client`]). Returns how many were sent (0 while a tier is open).
 async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError> {
     let env = x.env();
     let tiers = env.state.list_tiers(cycle).await?;
@@ -947,55 +1121,80 @@ async fn roll_up<X: Ports>(x: &X, cycle: CycleId) -> Result<usize, HandlerError>
     let Some(closed_at) = tiers.iter().map(|t| t.updated_at).max() else {
         return Ok(0);
     };
-    // The tiers' manifests, from the index of what was written.
-    let mut manifests: BTreeMap<String, Vec<(EvidenceKey, String)>> = BTreeMap::new();
-    for rec in env.state.list_evidence(cycle).await? {
-        if rec.key.name() == MANIFEST && rec.key.tier() != CYCLE_BUNDLE {
-            manifests
-                .entry(rec.key.client().to_owned())
-                .or_default()
-                .push((rec.key.clone(), rec.sha256.to_hex()));
-        }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    let sends: Vec<_> = cycle_doc
+        .scopes
+        .iter()
+        .map(|s| {
+            RollUpClient {
+                client: s.client.clone(),
+                closed_at,
+            }
+            .envelope(cycle, format!("{cycle}/roll-up/{}", s.client), None)
+        })
+        .collect();
+    env.queues.send_batch(RollUpClient::STAGE, &sends).await?;
+    Ok(sends.len())
+}
+
+/// A client's roll-up bundle of a closed cycle (once), from its tiers' evidence: reads only
+/// the client's.
+pub async fn roll_up_client<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: RollUpClient,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let client = &msg.client;
+    let closed_at = msg.closed_at;
+    // The client's tiers' manifests, from the index of what was written.
+    let tier_manifests: Vec<(EvidenceKey, String)> = env
+        .state
+        .list_client_evidence(cycle, client)
+        .await?
+        .into_iter()
+        .filter(|rec| rec.key.name() == MANIFEST && rec.key.tier() != CYCLE_BUNDLE)
+        .map(|rec| (rec.key.clone(), rec.sha256.to_hex()))
+        .collect();
+    if tier_manifests.is_empty() {
+        return Ok(format!(
+            "{client} has no tier evidence in {cycle}: nothing to roll up"
+        ));
     }
-    let mut rolled = 0;
-    for (client, tier_manifests) in manifests {
-        let client = ClientId::parse(client.as_str())
-            .map_err(|e| HandlerError::Poison(format!("evidence client {client}: {e}")))?;
-        let probe = Bundle {
-            cycle,
-            client: &client,
-            bundle: CYCLE_BUNDLE,
-            closed_at,
-            retention: retention(x, closed_at),
-        };
-        // Written by an earlier delivery: its tiers' records need not be read again.
-        if stored(x, &probe).await?.is_some() {
-            continue;
-        }
-        let id = format!("{CYCLE_BUNDLE}/{client}");
-        let kept: Snapshot<CycleRecord> =
-            match records::load(&env.state, cycle, SNAPSHOT_KIND, &id).await? {
-                Some((kept, _)) => kept,
-                None => {
-                    let record = cycle_record(x, cycle, &client, tier_manifests, closed_at).await?;
-                    snapshot(x, cycle, &id, || Snapshot {
-                        record,
-                        retention: probe.retention,
-                    })
-                    .await?
-                }
-            };
-        let bundle = Bundle {
-            retention: kept.retention,
-            ..probe
-        };
-        let done = write_bundle(x, &bundle, cycle_pieces(&bundle, &kept.record)?).await?;
-        if done.objects > 0 {
-            rolled += 1;
-            info!(%cycle, %client, breaches = kept.record.sla.breaches.len(), "cycle rolled up");
-        }
+    let probe = Bundle {
+        cycle,
+        client,
+        bundle: CYCLE_BUNDLE,
+        closed_at,
+        retention: retention(x, closed_at),
+    };
+    // Written by an earlier delivery: its tiers' records need not be read again.
+    if stored(x, &probe).await?.is_some() {
+        return Ok(format!("{client}'s roll-up of {cycle} is written"));
     }
-    Ok(rolled)
+    let id = format!("{CYCLE_BUNDLE}/{client}");
+    let kept: Snapshot<CycleRecord> =
+        match records::load(&env.state, cycle, SNAPSHOT_KIND, &id).await? {
+            Some((kept, _)) => kept,
+            None => {
+                let record = cycle_record(x, cycle, client, tier_manifests, closed_at).await?;
+                snapshot(x, cycle, &id, || Snapshot {
+                    record,
+                    retention: probe.retention,
+                })
+                .await?
+            }
+        };
+    let bundle = Bundle {
+        retention: kept.retention,
+        ..probe
+    };
+    let done = write_bundle(x, &bundle, cycle_pieces(&bundle, &kept.record)?).await?;
+    info!(%cycle, %client, breaches = kept.record.sla.breaches.len(), "cycle rolled up");
+    Ok(format!(
+        "{client}'s roll-up of {cycle}: {} evidence object(s)",
+        done.objects
+    ))
 }
 
 /// A client's roll-up of a cycle from its tiers' stored records, judged at `closed_at`.

@@ -228,14 +228,36 @@ impl Message for EndpointFailed {
     const STAGE: Stage = Stage::Failure;
 }
 
-/// Archive a validated tier's evidence and close it (evidence-archiver).
+/// Archive a validated tier's evidence and close it (evidence-archiver). Without a client, the
+/// tier's coordinator: it sends one message per client of the tier not archived yet, and
+/// closes the tier once every client's is. With a client: that client's shard (its bundle,
+/// its tickets, its closure in the RMM), which reads only the client's runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveTier {
     /// The tier.
     pub tier: TierId,
+    /// The client whose part of the tier this message archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientId>,
 }
 
 impl Message for ArchiveTier {
     const KIND: &'static str = "archive_tier";
+    const STAGE: Stage = Stage::Evidence;
+}
+
+/// Write a client's roll-up of a closed cycle (evidence-archiver): sent for every client once
+/// every tier of the cycle is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollUpClient {
+    /// The client.
+    pub client: ClientId,
+    /// When the cycle's last tier closed: the roll-up is judged then.
+    #[serde(with = "utc")]
+    pub closed_at: DateTime<Utc>,
+}
+
+impl Message for RollUpClient {
+    const KIND: &'static str = "roll_up_client";
     const STAGE: Stage = Stage::Evidence;
 }

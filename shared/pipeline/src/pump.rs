@@ -45,6 +45,15 @@ pub struct Work {
 }
 
 impl Work {
+    /// The larger of each measure.
+    fn max(self, o: Work) -> Work {
+        Work {
+            state_requests: self.state_requests.max(o.state_requests),
+            records_read: self.records_read.max(o.records_read),
+            rmm_calls: self.rmm_calls.max(o.rmm_calls),
+        }
+    }
+
     fn since(self, before: Work) -> Work {
         Work {
             state_requests: self.state_requests.saturating_sub(before.state_requests),
@@ -90,6 +99,9 @@ pub struct Largest {
     pub state_requests: Peak,
     /// Calls made of the RMM.
     pub rmm_calls: Peak,
+    /// Per stage (in [`Stage::ALL`]'s order), the largest of each measure one of its
+    /// deliveries came to.
+    pub by_stage: [Work; Stage::ALL.len()],
 }
 
 impl Largest {
@@ -97,6 +109,9 @@ impl Largest {
         self.records_read.offer(w.records_read, stage);
         self.state_requests.offer(w.state_requests, stage);
         self.rmm_calls.offer(w.rmm_calls, stage);
+        if let Some(i) = Stage::ALL.iter().position(|s| *s == stage) {
+            self.by_stage[i] = self.by_stage[i].max(w);
+        }
     }
 
     /// The larger of each measure.
@@ -104,6 +119,18 @@ impl Largest {
         self.records_read.merge(o.records_read);
         self.state_requests.merge(o.state_requests);
         self.rmm_calls.merge(o.rmm_calls);
+        for (mine, theirs) in self.by_stage.iter_mut().zip(o.by_stage) {
+            *mine = mine.max(theirs);
+        }
+    }
+
+    /// The largest of each measure one delivery of `stage` came to.
+    pub fn of(&self, stage: Stage) -> Work {
+        Stage::ALL
+            .iter()
+            .position(|s| *s == stage)
+            .map(|i| self.by_stage[i])
+            .unwrap_or_default()
     }
 }
 

@@ -225,6 +225,65 @@ pub async fn get_runs(
         .collect()
 }
 
+/// How many endpoints one members shard lists.
+pub const MEMBERS_SHARD: usize = 500;
+
+/// The document kind of a client's endpoints in a tier (id: the shard's number, from 0): what
+/// a per-client shard of the tier's work (its archive) reads instead of the whole tier.
+pub fn members_kind(tier: &TierId, client: &ClientId) -> String {
+    format!("members.{tier}.{client}")
+}
+
+/// One shard of a client's endpoints in a tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members {
+    /// At most [`MEMBERS_SHARD`] endpoints.
+    pub endpoints: Vec<EndpointId>,
+}
+
+/// Writes a client's endpoints in a tier as members shards (each once: a repeat finds them
+/// written).
+pub async fn save_members(
+    store: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    client: &ClientId,
+    endpoints: &[EndpointId],
+) -> Result<(), PortError> {
+    let kind = members_kind(tier, client);
+    for (n, chunk) in endpoints.chunks(MEMBERS_SHARD).enumerate() {
+        let shard = Members {
+            endpoints: chunk.to_vec(),
+        };
+        match save(store, cycle, &kind, &n.to_string(), &shard, None).await {
+            Ok(_) | Err(PortError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A client's runs in a tier, with their versions, by endpoint: its members shards, then its
+/// runs in bulk. The work is proportional to the client's endpoints in the tier, whatever the
+/// tier's size.
+pub async fn client_runs(
+    store: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    client: &ClientId,
+) -> Result<Vec<(Run, u64)>, HandlerError> {
+    let mut endpoints = Vec::new();
+    for (shard, _) in list::<Members>(store, cycle, &members_kind(tier, client)).await? {
+        endpoints.extend(shard.endpoints);
+    }
+    let mut runs = Vec::with_capacity(endpoints.len());
+    for chunk in endpoints.chunks(MEMBERS_SHARD) {
+        runs.extend(get_runs(store, cycle, tier, chunk).await?);
+    }
+    runs.sort_by(|(a, _), (b, _)| a.endpoint.cmp(&b.endpoint));
+    Ok(runs)
+}
+
 /// An opened cycle. Its existence is what "the cycle is open" means.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CycleDoc {

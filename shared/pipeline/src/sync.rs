@@ -254,6 +254,18 @@ pub async fn inventory_sync<X: Ports>(
             shards,
         });
     }
+    // Each client's endpoints per tier: what a per-client shard of the tier's work reads.
+    let mut members: BTreeMap<(&TierId, &ClientId), Vec<EndpointId>> = BTreeMap::new();
+    for run in &runs {
+        members
+            .entry((&run.tier, &run.client))
+            .or_default()
+            .push(run.endpoint.clone());
+    }
+    for ((tier, client), endpoints) in &members {
+        records::save_members(&env.state, cycle, tier, client, endpoints).await?;
+    }
+    drop(members);
     // One document per in-scope endpoint, written a few at a time: a large fleet opens its
     // cycle within the function's timeout.
     report.in_scope = runs.len();

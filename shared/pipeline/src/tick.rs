@@ -118,6 +118,7 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                     ArchiveTier::STAGE,
                     ArchiveTier {
                         tier: t.tier.clone(),
+                        client: None,
                     }
                     .envelope(
                         cycle,

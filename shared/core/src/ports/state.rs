@@ -419,6 +419,14 @@ pub trait EvidenceIndex: Send + Sync {
         cycle: CycleId,
     ) -> impl Future<Output = Result<Vec<EvidenceRecord>, PortError>> + Send;
 
+    /// A client's evidence in a cycle, by key: the work is proportional to the client's, not
+    /// the cycle's.
+    fn list_client_evidence(
+        &self,
+        cycle: CycleId,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<EvidenceRecord>, PortError>> + Send;
+
     /// The head of a client's manifest chain (the pipeline owns the body's JSON), across cycles;
     /// `None` before the client's first manifest. The document's id is the client.
     fn chain_head(

@@ -431,6 +431,32 @@ struct ArchiveShard {
     done: bool,
 }
 
+/// Writes a client's archive record of a tier (create when `expected` is `None`) with its
+/// phase; a `Conflict` (another delivery wrote it first) is no error.
+async fn mark_part(
+    state: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    client: &ClientId,
+    done: bool,
+    expected: Option<u64>,
+) -> Result<(), HandlerError> {
+    let kind = archive_kind(tier);
+    let body = serde_json::to_string(&ArchiveShard { done })
+        .map_err(|e| HandlerError::Poison(format!("encode {kind}: {e}")))?;
+    let index = DocIndex {
+        due: None,
+        phase: Some(if done { SHARD_DONE } else { SHARD_PENDING }.to_owned()),
+    };
+    match state
+        .put_doc_indexed(cycle, &kind, client.as_str(), &body, expected, &index)
+        .await
+    {
+        Ok(_) | Err(PortError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The clients with endpoints in a tier (a plan kept before it listed them: its own client).
 fn tier_clients(plan: &TierPlan) -> Vec<ClientId> {
     if plan.clients.is_empty() {
@@ -526,20 +552,7 @@ async fn coordinate<X: Ports>(
             Some(s) if s.done => continue,
             Some(_) => {}
             None => {
-                let body = serde_json::to_string(&ArchiveShard { done: false })
-                    .map_err(|e| HandlerError::Poison(format!("encode {kind}: {e}")))?;
-                let index = DocIndex {
-                    due: None,
-                    phase: Some(SHARD_PENDING.to_owned()),
-                };
-                match env
-                    .state
-                    .put_doc_indexed(cycle, &kind, client.as_str(), &body, None, &index)
-                    .await
-                {
-                    Ok(_) | Err(PortError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                mark_part(&env.state, cycle, tier, client, false, None).await?;
             }
         }
         sends.push(
@@ -942,20 +955,7 @@ async fn archive_client<X: Ports>(
 
     // This client's part is done; the last part to finish asks the coordinator to close the
     // tier (the index may lag: the hourly tick's coordinator closes it then).
-    let body = serde_json::to_string(&ArchiveShard { done: true })
-        .map_err(|e| HandlerError::Poison(format!("encode {kind}: {e}")))?;
-    let index = DocIndex {
-        due: None,
-        phase: Some(SHARD_DONE.to_owned()),
-    };
-    match env
-        .state
-        .put_doc_indexed(cycle, &kind, client.as_str(), &body, shard_version, &index)
-        .await
-    {
-        Ok(_) | Err(PortError::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
+    mark_part(&env.state, cycle, tier, client, true, shard_version).await?;
     info!(%cycle, %tier, %client, objects = written, "client's part archived");
     let last = !env
         .state

@@ -120,6 +120,23 @@ async fn a_validated_tier_is_archived_once_and_closed() {
     assert_eq!(batch.records.len(), tiers.len());
     let resp = invoke(&p, batch).await;
     assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    // The coordinator sent one part per client (andes, harbour); the last part asks it to
+    // close the tier: the evidence queue is invoked until it is empty.
+    let mut parts = 0;
+    for _ in 0..10 {
+        let next = p.receive_event(Stage::Evidence).await.unwrap();
+        if next.records.is_empty() {
+            break;
+        }
+        parts += next
+            .records
+            .iter()
+            .filter(|r| r.body.as_deref().unwrap_or_default().contains("\"client\""))
+            .count();
+        let resp = invoke(&p, next).await;
+        assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    }
+    assert_eq!(parts, 2, "one part per client of the pilot");
 
     let tier = p
         .env

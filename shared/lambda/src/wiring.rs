@@ -129,7 +129,9 @@ pub const FUNCTIONS: [Wiring; 6] = [
         name: "reboot-scheduler",
         consumes: Some(Stage::Schedule),
         scheduled: false,
-        sends: &[Stage::Failure],
+        // A full page of due runs sends the next page, a long change list its later parts, on
+        // its own queue.
+        sends: &[Stage::Schedule, Stage::Failure],
         requires: &[],
         writes_evidence: false,
         // Commands and reports; the compliance ticket's notes as its tier moves on.
@@ -149,7 +151,9 @@ pub const FUNCTIONS: [Wiring; 6] = [
         name: "evidence-archiver",
         consumes: Some(Stage::Evidence),
         scheduled: false,
-        sends: &[],
+        // A tier's archive fans out to one part per client, and the roll-up to one message per
+        // client, on its own queue.
+        sends: &[Stage::Evidence],
         requires: &[],
         writes_evidence: true,
         talks_to: &[System::Rmm, System::Psa, System::Pager],

@@ -62,6 +62,10 @@ class Runtime(http.server.BaseHTTPRequestHandler):
     """The Runtime API: records when `next` is first asked for, then holds it open."""
 
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes: with Nagle's algorithm the body of a second
+    # answer on a kept-alive connection waits for the client's delayed ACK (40 ms on Linux), a
+    # stall of this emulator that no AWS endpoint has.
+    disable_nagle_algorithm = True
     first_next = None
     init_error = None
     event = threading.Event()

@@ -108,18 +108,37 @@ impl From<CallError> for PortError {
     }
 }
 
+/// The process's HTTP clients, one per set of timeouts. Building one loads the TLS root store
+/// (every certificate of the system's store read and parsed: about 10 ms), so the connectors of a
+/// function share one, and with it its connection pools; its requests are independent.
+static CLIENTS: std::sync::Mutex<Vec<(Timeouts, reqwest::Client)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn shared_client(timeouts: Timeouts) -> Result<reqwest::Client, reqwest::Error> {
+    let mut clients = CLIENTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == timeouts) {
+        return Ok(c.clone());
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .user_agent(concat!("patchflow/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    clients.push((timeouts, client.clone()));
+    Ok(client)
+}
+
 impl HttpClient {
-    /// A client for `system` with these timeouts and retries.
+    /// A client for `system` with these timeouts and retries (the HTTP client underneath shared
+    /// with every other of the same timeouts in the process).
     pub fn new(
         system: &'static str,
         timeouts: Timeouts,
         retry: RetryPolicy,
     ) -> Result<Self, PortError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.request)
-            .user_agent(concat!("patchflow/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = shared_client(timeouts)
             .map_err(|e| PortError::permanent(format!("{system}: build the HTTP client"), e))?;
         Ok(Self {
             system,

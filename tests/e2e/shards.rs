@@ -1,7 +1,8 @@
-//! A tier larger than a page: its hourly work goes in messages of at most `schedule::PAGE` runs
-//! (the tick's due pages, each client's changes), whatever its size; a page that dies half-way
-//! through its sends is finished by its redelivery, each install sent once; and the tier still
-//! closes with every run validated.
+//! A tier larger than a page: its deployment goes in one message per members shard of at most
+//! `records::MEMBERS_SHARD` runs, and its hourly work in messages of at most `schedule::PAGE` runs
+//! (the tick's due pages, each client's changes), whatever its size; a shard or a page that dies
+//! half-way is finished by its redelivery, each install sent once; and the tier still closes
+//! with every run validated.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use patchflow_core::tier::TierState;
 use patchflow_local::evidence::FsEvidenceStore;
 use patchflow_local::state::SqliteState;
 use patchflow_pipeline::batch::{handle, Outcome};
-use patchflow_pipeline::messages::{ClientChanges, Message, TierTick};
+use patchflow_pipeline::messages::{ClientChanges, DeployShard, Message, TierTick};
 use patchflow_pipeline::records::{self, Run, RunStatus};
 use patchflow_pipeline::schedule::PAGE;
 use patchflow_sim::connectors::SimRmm;
@@ -111,6 +112,7 @@ async fn a_tier_larger_than_a_page_moves_in_pages_and_a_page_that_dies_half_way_
 
     let mut handled: Vec<Handled> = Vec::new();
     let mut crashed: Option<String> = None;
+    let mut shard_crashed: Option<String> = None;
     let mut armed = false;
     let mut closed = false;
     for hour in 0..(spec.days * 24) {
@@ -158,11 +160,21 @@ async fn a_tier_larger_than_a_page_moves_in_pages_and_a_page_that_dies_half_way_
                             env.rmm.fail_send_after(PAGE / 2);
                             crashed = Some(envelope.idempotency_key.clone());
                         }
+                        let is_shard = envelope.kind == DeployShard::KIND;
+                        if shard_crashed.is_none()
+                            && is_shard
+                            && envelope.payload.get("shard").is_some()
+                        {
+                            // The process dies after planning a fifth of the shard's runs.
+                            env.state
+                                .fail_doc_write_after("run.", records::MEMBERS_SHARD / 5);
+                            shard_crashed = Some(envelope.idempotency_key.clone());
+                        }
                         let before = sends(&env.rmm);
                         let saved_before = saved_runs(&env.state, &pilot).await;
                         let outcome = handle(&env, stage, &d.body, now).await;
                         if stage == Stage::Schedule
-                            && (is_page || envelope.kind == ClientChanges::KIND)
+                            && (is_page || is_shard || envelope.kind == ClientChanges::KIND)
                         {
                             handled.push(Handled {
                                 kind: envelope.kind.clone(),
@@ -203,6 +215,45 @@ async fn a_tier_larger_than_a_page_moves_in_pages_and_a_page_that_dies_half_way_
         assert!(h.saved <= PAGE, "{h:?}");
         assert!(h.sends <= 2 * PAGE as u64, "{h:?}");
     }
+    // The deployment went as one message for the client, then one per members shard, each
+    // planning at most a shard of runs and sending nothing to the RMM.
+    let shards: Vec<&Handled> = handled
+        .iter()
+        .filter(|h| h.kind == DeployShard::KIND)
+        .collect();
+    let parts = ENDPOINTS.div_ceil(records::MEMBERS_SHARD);
+    assert_eq!(
+        shards
+            .iter()
+            .filter(|h| h.outcome.contains(&format!("{parts} shards sent")))
+            .count(),
+        1,
+        "{shards:#?}"
+    );
+    for h in &shards {
+        assert!(h.saved <= records::MEMBERS_SHARD, "{h:?}");
+        assert_eq!(h.sends, 0, "{h:?}");
+    }
+    // The shard that died a fifth of the way was handed back, and its redelivery planned the
+    // rest (the runs planned before the crash needed nothing).
+    let shard_crashed = shard_crashed.expect("a shard was failed half-way");
+    let tries: Vec<&Handled> = shards
+        .iter()
+        .copied()
+        .filter(|h| h.key == shard_crashed)
+        .collect();
+    assert_eq!(tries.len(), 2, "{tries:#?}");
+    assert!(tries[0].outcome.starts_with("Retry"), "{tries:#?}");
+    assert_eq!(tries[0].saved, records::MEMBERS_SHARD / 5, "{tries:#?}");
+    assert!(tries[1].outcome.starts_with("Done"), "{tries:#?}");
+    assert!(
+        tries[1]
+            .outcome
+            .contains(&format!("{} needed nothing", records::MEMBERS_SHARD / 5)),
+        "{tries:#?}"
+    );
+    let planned: usize = shards.iter().map(|h| h.saved).sum();
+    assert_eq!(planned, ENDPOINTS, "every run planned once: {shards:#?}");
     // The opening hour went in pages: a first page of 500, then pages keyed where they start.
     let pages: Vec<&Handled> = handled
         .iter()

@@ -961,6 +961,33 @@ async fn phase_index_contract<S: DocStore>(store: &S) {
         store.count_docs_in_phase(c, &kind, "failed").await.unwrap(),
         0
     );
+    // AND the phase lists its ids in order, a page at a time, and nothing of another kind
+    assert_eq!(
+        store
+            .list_ids_in_phase(c, &kind, "pending", None, 10)
+            .await
+            .unwrap(),
+        ["ws-1", "ws-2", "ws-3"]
+    );
+    assert_eq!(
+        store
+            .list_ids_in_phase(c, &kind, "pending", None, 2)
+            .await
+            .unwrap(),
+        ["ws-1", "ws-2"]
+    );
+    assert_eq!(
+        store
+            .list_ids_in_phase(c, &kind, "pending", Some("ws-2"), 2)
+            .await
+            .unwrap(),
+        ["ws-3"]
+    );
+    assert!(store
+        .list_ids_in_phase(c, &kind, "failed", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
     // WHEN the runs move on (validated, failed, and one rewritten with a plain put)
     store
         .put_doc_indexed(
@@ -1019,6 +1046,18 @@ async fn phase_index_contract<S: DocStore>(store: &S) {
         store.count_docs_in_phase(c, &kind, "failed").await.unwrap(),
         1
     );
+    assert_eq!(
+        store
+            .list_ids_in_phase(c, &kind, "failed", None, 10)
+            .await
+            .unwrap(),
+        ["ws-2"]
+    );
+    assert!(store
+        .list_ids_in_phase(c, &kind, "pending", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn bulk_get_contract<S: DocStore>(store: &S) {

@@ -21,7 +21,7 @@
 //! | index | partition key | sort key | projection | serves |
 //! |---|---|---|---|---|
 //! | `due` | `pk` (`CYCLE#{cycle}#{kind}`) | `due_sk`: `{due, fixed-width RFC 3339 UTC to the µs}#{id}` | ALL | `list_due_docs`: `Query` on `due_sk < :until$` with `Limit` |
-//! | `phase` | `phase_pk`: `CYCLE#{cycle}#{kind}#{phase}` | `sk` | KEYS_ONLY | `any_doc_in_phase` (`Query`, `Limit` 1), `count_docs_in_phase` (`Select` COUNT) |
+//! | `phase` | `phase_pk`: `CYCLE#{cycle}#{kind}#{phase}` | `sk` | KEYS_ONLY | `any_doc_in_phase` (`Query`, `Limit` 1), `list_ids_in_phase` (`Query`, `sk >` the position), `count_docs_in_phase` (`Select` COUNT) |
 //!
 //! Every transition is a conditional write; a failed condition is `Conflict`.
 
@@ -1111,6 +1111,64 @@ impl DocStore for DynamoState {
             }
         }
         Ok(false)
+    }
+
+    async fn list_ids_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phase: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, PortError> {
+        // The index's sort key is the table's (`DOC#{id}`): a page strictly after a position is
+        // a key condition, and id order is its order.
+        let (_, lower) = doc_key(cycle, kind, after.unwrap_or(""));
+        let mut ids = Vec::new();
+        let mut start = None;
+        while ids.len() < limit {
+            let page_limit = i32::try_from(limit - ids.len()).unwrap_or(i32::MAX);
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PHASE_INDEX)
+                .key_condition_expression("phase_pk = :phase AND sk > :after")
+                .expression_attribute_values(
+                    ":phase",
+                    AttributeValue::S(phase_pk(cycle, kind, phase)),
+                )
+                .expression_attribute_values(":after", AttributeValue::S(lower.clone()))
+                .set_exclusive_start_key(start.take())
+                .limit(page_limit)
+                .send()
+                .await
+                .map_err(|e| classify(format!("list {kind} in phase {phase}"), e))?;
+            for item in page.items.unwrap_or_default() {
+                let sk = match item.get("sk") {
+                    Some(AttributeValue::S(sk)) => sk,
+                    _ => {
+                        return Err(PortError::permanent(
+                            format!("list {kind} in phase {phase}"),
+                            "an index entry has no sort key",
+                        ))
+                    }
+                };
+                let id = sk.strip_prefix("DOC#").ok_or_else(|| {
+                    PortError::permanent(
+                        format!("list {kind} in phase {phase}"),
+                        format!("index entry `{sk}` is not a document's"),
+                    )
+                })?;
+                ids.push(id.to_owned());
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        ids.truncate(limit);
+        Ok(ids)
     }
 
     async fn count_docs_in_phase(

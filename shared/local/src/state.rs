@@ -117,6 +117,9 @@ fn migrate_docs(db: &Db) -> Result<(), PortError> {
 #[derive(Clone)]
 pub struct SqliteState {
     db: Db,
+    /// A fault armed by [`SqliteState::fail_doc_write_after`]: the kind prefix and how many
+    /// more matching writes go through first.
+    fault: std::sync::Arc<std::sync::Mutex<Option<(String, usize)>>>,
 }
 
 impl std::fmt::Debug for SqliteState {
@@ -140,14 +143,20 @@ impl SqliteState {
     pub fn open(path: &Path) -> Result<Self, PortError> {
         let db = Db::open(Some(path), SCHEMA)?;
         migrate_docs(&db)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            fault: Default::default(),
+        })
     }
 
     /// A store in memory.
     pub fn in_memory() -> Result<Self, PortError> {
         let db = Db::open(None, SCHEMA)?;
         migrate_docs(&db)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            fault: Default::default(),
+        })
     }
 }
 
@@ -639,6 +648,7 @@ impl SqliteState {
         expected: Option<u64>,
         (due_sk, phase): (Option<String>, Option<&str>),
     ) -> Result<u64, PortError> {
+        self.injected_fault(kind, what)?;
         let result = match expected {
             None => self
                 .conditional(
@@ -691,6 +701,38 @@ impl SqliteState {
         })?;
         self.db.read(usize::from(doc.is_some()));
         Ok(doc)
+    }
+
+    /// Arms a one-time fault, as a process dying half-way through its writes would leave the
+    /// store: the next `after` document writes of a kind starting with `kind_prefix` are made,
+    /// the one after them fails as transient (not written), and later ones are made again.
+    pub fn fail_doc_write_after(&self, kind_prefix: &str, after: usize) {
+        *self
+            .fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((kind_prefix.to_owned(), after));
+    }
+
+    fn injected_fault(&self, kind: &str, what: &str) -> Result<(), PortError> {
+        let mut fault = self
+            .fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match fault.as_mut() {
+            Some((prefix, left)) if kind.starts_with(prefix.as_str()) => {
+                if *left == 0 {
+                    *fault = None;
+                    return Err(PortError::transient(
+                        format!("write {what}"),
+                        "injected fault (fail_doc_write_after)",
+                    ));
+                }
+                *left -= 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The requests made of the store since it was opened, and the records they read (what
@@ -828,6 +870,34 @@ impl DocStore for SqliteState {
             }
             Ok(false)
         })
+    }
+
+    async fn list_ids_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phase: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, PortError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ids: Vec<String> = self.db.with(|conn| {
+            let mut q = conn
+                .prepare_cached(
+                    "SELECT id FROM docs WHERE cycle = ?1 AND kind = ?2 AND phase = ?3 AND id > ?4
+                     ORDER BY id LIMIT ?5",
+                )
+                .map_err(|e| db_err(format!("prepare {kind} in phase {phase}"), e))?;
+            // No id sorts below the empty text.
+            q.query_map(
+                params![cycle.to_string(), kind, phase, after.unwrap_or(""), limit],
+                |r| r.get(0),
+            )
+            .and_then(Iterator::collect)
+            .map_err(|e| db_err(format!("list {kind} in phase {phase}"), e))
+        })?;
+        self.db.read(ids.len());
+        Ok(ids)
     }
 
     async fn count_docs_in_phase(

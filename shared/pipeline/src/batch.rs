@@ -11,8 +11,9 @@ use tracing::{info, warn};
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, CheckSoak, ClientChanges, DeployEndpoint, EndpointFailed, EvaluatePatch, Message,
-    OpenBatch, PromoteTier, PushApproval, ReviewSweep, RollUpClient, TierTick,
+    ArchiveTier, CheckSoak, ClientChanges, DeployEndpoint, DeployShard, EndpointFailed,
+    EvaluatePatch, Message, OpenBatch, PromoteTier, PushApproval, ReviewSweep, RollUpClient,
+    TierTick,
 };
 use crate::{approval, batches, evidence, failure, rollout, schedule};
 
@@ -55,6 +56,9 @@ async fn dispatch<X: Ports>(
         }
         (Stage::Schedule, DeployEndpoint::KIND) => {
             schedule::deploy_endpoint(x, cycle, DeployEndpoint::from_envelope(env)?, now).await
+        }
+        (Stage::Schedule, DeployShard::KIND) => {
+            schedule::deploy_shard(x, cycle, DeployShard::from_envelope(env)?, now).await
         }
         (Stage::Schedule, ClientChanges::KIND) => {
             schedule::client_changes(x, cycle, ClientChanges::from_envelope(env)?, now).await

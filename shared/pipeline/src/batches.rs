@@ -553,6 +553,7 @@ async fn open<X: Ports>(
                     c.dedup();
                     c
                 },
+                released: Vec::new(),
                 last_decision: None,
                 soak_checks: Vec::new(),
             },

@@ -379,16 +379,23 @@ pub async fn retried<S: DocStore>(
     tier: &TierId,
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(tier)).await?;
+    // The failed runs from the phase index, the tier's clients from its plan: none of the
+    // tier's other runs read.
+    let runs: Vec<(Run, u64)> =
+        records::runs_in_phase(state, cycle, tier, records::PHASE_FAILED).await?;
     let failed: Vec<&Run> = runs
         .iter()
         .map(|(r, _)| r)
         .filter(|r| r.status == crate::records::RunStatus::Failed)
         .collect();
     let round = failed.iter().map(|r| r.attempt + 1).max().unwrap_or(1);
+    let plan: Option<(crate::records::TierPlan, u64)> =
+        records::load(state, cycle, crate::records::TIER_KIND, tier.as_str()).await?;
     let mut per_client: BTreeMap<&ClientId, usize> = BTreeMap::new();
-    for r in &runs {
-        per_client.entry(&r.0.client).or_default();
+    if let Some((p, _)) = &plan {
+        for c in &p.clients {
+            per_client.entry(c).or_default();
+        }
     }
     for r in &failed {
         *per_client.entry(&r.client).or_default() += 1;

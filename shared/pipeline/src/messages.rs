@@ -147,6 +147,36 @@ impl Message for DeployEndpoint {
     const STAGE: Stage = Stage::Schedule;
 }
 
+/// Plan the first attempt of a client's endpoints in a deploying tier (reboot-scheduler): sent
+/// once per client when the tier deploys or releases the client. Without a shard, the client's
+/// members shards are read (one shard is deployed at once, more go on in one message each); with
+/// one, at most `records::MEMBERS_SHARD` runs are read and planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployShard {
+    /// The tier.
+    pub tier: TierId,
+    /// The client.
+    pub client: ClientId,
+    /// The members shard, once the client's shards are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+}
+
+impl DeployShard {
+    /// Its idempotency key: once per tier, client and shard.
+    pub fn key(&self, cycle: CycleId) -> String {
+        match self.shard {
+            None => format!("{cycle}/deploy-shard/{}/{}", self.tier, self.client),
+            Some(n) => format!("{cycle}/deploy-shard/{}/{}/{n}", self.tier, self.client),
+        }
+    }
+}
+
+impl Message for DeployShard {
+    const KIND: &'static str = "deploy_shard";
+    const STAGE: Stage = Stage::Schedule;
+}
+
 /// One hour of a deploying tier (reboot-scheduler): the runs due by now moved on (installs
 /// sent as windows open, reminders and forced reboots, report deadlines), at most
 /// [`crate::schedule::PAGE`] of them per message (a full page sends the next one, `after` its

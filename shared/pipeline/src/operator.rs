@@ -236,7 +236,8 @@ pub async fn record_root_cause(
 
     // The tier's open failures: each failed run's latest failure.
     let tier = failure.tier.clone();
-    let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(&tier)).await?;
+    let runs: Vec<(Run, u64)> =
+        records::runs_in_phase(state, cycle, &tier, records::PHASE_FAILED).await?;
     let failed: Vec<&Run> = runs
         .iter()
         .map(|(r, _)| r)

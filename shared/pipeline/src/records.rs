@@ -225,6 +225,50 @@ pub async fn get_runs(
         .collect()
 }
 
+/// A tier's runs in a phase (e.g. [`PHASE_FAILED`]), with their versions, by endpoint: the
+/// phase index a page at a time, then those runs in bulk (strongly consistent, so a run listed
+/// that has moved on since is read as it is now, and left out if no longer in the phase).
+/// The work is proportional to the runs in the phase, whatever the tier's size.
+pub async fn runs_in_phase(
+    store: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    phase: &str,
+) -> Result<Vec<(Run, u64)>, HandlerError> {
+    let kind = run_kind(tier);
+    let mut runs = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let ids = store
+            .list_ids_in_phase(cycle, &kind, phase, after.as_deref(), MEMBERS_SHARD)
+            .await?;
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        let endpoints = ids
+            .iter()
+            .map(|id| {
+                EndpointId::parse(id).map_err(|e| {
+                    HandlerError::Poison(format!(
+                        "{kind}: indexed id `{id}` is not an endpoint: {e}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (run, version) in get_runs(store, cycle, tier, &endpoints).await? {
+            if index_phase(&run) == phase {
+                runs.push((run, version));
+            }
+        }
+        if ids.len() < MEMBERS_SHARD {
+            break;
+        }
+        after = Some(last);
+    }
+    runs.sort_by(|(a, _), (b, _)| a.endpoint.cmp(&b.endpoint));
+    Ok(runs)
+}
+
 /// How many endpoints one members shard lists.
 pub const MEMBERS_SHARD: usize = 500;
 
@@ -412,6 +456,10 @@ pub struct TierPlan {
     /// holds without reading its runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientId>,
+    /// The clients whose endpoints were sent to deploy (all of a tier without a pilot at its
+    /// deployment; a client at a time with the client hold scope), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<ClientId>,
     /// The last promotion decision, in words (for a production tier: since when its pilot is
     /// healthy and until when it soaks, or what holds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

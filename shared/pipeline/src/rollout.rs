@@ -9,7 +9,7 @@
 //! the held client's runs stay planned until its own pilot is healthy again and soaked
 //! ([`release_cleared`], from the tier's hourly tick).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use patchflow_core::ids::{ClientId, CycleId};
@@ -31,7 +31,7 @@ use tracing::info;
 
 use crate::env::Ports;
 use crate::error::HandlerError;
-use crate::messages::{CheckSoak, DeployEndpoint, EndpointFailed, Message, PromoteTier};
+use crate::messages::{CheckSoak, DeployShard, EndpointFailed, Message, PromoteTier};
 use crate::records::RunModel;
 use crate::records::{
     self, run_kind, CycleDoc, Run, RunStatus, SoakCheck, SoakFinding, TierPlan, TIER_KIND,
@@ -318,12 +318,21 @@ async fn record_decision<X: Ports>(
     cycle: CycleId,
     plan: &mut TierPlan,
     version: u64,
-    words: &str,
+    words: Option<&str>,
+    released: &[ClientId],
 ) -> Result<(), HandlerError> {
-    if plan.last_decision.as_deref() == Some(words) {
+    let new: Vec<&ClientId> = released
+        .iter()
+        .filter(|c| !plan.released.contains(c))
+        .collect();
+    if words.is_none_or(|w| plan.last_decision.as_deref() == Some(w)) && new.is_empty() {
         return Ok(());
     }
-    plan.last_decision = Some(words.to_owned());
+    plan.released.extend(new.into_iter().cloned());
+    plan.released.sort();
+    if let Some(w) = words {
+        plan.last_decision = Some(w.to_owned());
+    }
     match records::save(
         &x.env().state,
         cycle,
@@ -339,23 +348,18 @@ async fn record_decision<X: Ports>(
     }
 }
 
-fn deploy_messages<'a>(
-    cycle: CycleId,
-    tier: &TierId,
-    runs: impl IntoIterator<Item = &'a Run>,
-) -> Vec<Envelope> {
-    runs.into_iter()
-        .map(|run| {
-            DeployEndpoint {
+/// One [`DeployShard`] per client (its shards found by reboot-scheduler), keyed once per tier
+/// and client.
+fn deploy_messages(cycle: CycleId, tier: &TierId, clients: &BTreeSet<ClientId>) -> Vec<Envelope> {
+    clients
+        .iter()
+        .map(|client| {
+            let msg = DeployShard {
                 tier: tier.clone(),
-                endpoint: run.endpoint.clone(),
-                attempt: 0,
-            }
-            .envelope(
-                cycle,
-                crate::batches::deploy_key(cycle, tier, &run.endpoint, 0),
-                Some(tier),
-            )
+                client: client.clone(),
+                shard: None,
+            };
+            msg.envelope(cycle, msg.key(cycle), Some(tier))
         })
         .collect()
 }
@@ -395,7 +399,7 @@ pub async fn promote_tier<X: Ports>(
                 "waiting for the soak: no pilot endpoint needed this batch's patches; not before {}",
                 stamp(gate)
             );
-            record_decision(x, cycle, &mut plan, plan_version, &words).await?;
+            record_decision(x, cycle, &mut plan, plan_version, Some(&words), &[]).await?;
             return Ok(words);
         }
     }
@@ -408,33 +412,35 @@ pub async fn promote_tier<X: Ports>(
             .collect::<Result<Vec<_>, _>>()?;
         let d = decide(x, &cycle_doc, &plan, &pilot, planned, &clients, now).await?;
         if !d.any_cleared() {
-            record_decision(x, cycle, &mut plan, plan_version, &d.words).await?;
+            record_decision(x, cycle, &mut plan, plan_version, Some(&d.words), &[]).await?;
             return Ok(d.words);
         }
         decisions = Some(d);
     }
-    // The tier's runs are read only now that some of it deploys.
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(&msg.tier)).await?;
-    let mut deploy: Vec<&Run> = runs.iter().map(|(r, _)| r).collect();
-    if let Some(d) = &decisions {
-        deploy.retain(|r| d.cleared(&r.client));
-        if deploy.is_empty() {
-            record_decision(x, cycle, &mut plan, plan_version, &d.words).await?;
-            return Ok(d.words.clone());
-        }
+    // The clients that deploy now: one message each (reboot-scheduler reads each client's
+    // members shards and plans its runs), none of the tier's runs read here.
+    let cleared: BTreeSet<ClientId> = plan
+        .clients
+        .iter()
+        .filter(|c| decisions.as_ref().is_none_or(|d| d.cleared(c)))
+        .cloned()
+        .collect();
+    if cleared.is_empty() {
+        let words = decisions.map(|d| d.words).unwrap_or_else(|| {
+            format!("{} lists no client's endpoints: nothing deploys", msg.tier)
+        });
+        record_decision(x, cycle, &mut plan, plan_version, Some(&words), &[]).await?;
+        return Ok(words);
     }
     let decision_words = decisions.map(|d| d.words);
 
     // The first deployment fixes batch 1; a later batch's tier writes its approvals into the
     // RMM for the endpoints it deploys now (crate::batches).
-    let clients = deploy.iter().map(|r| r.client.clone()).collect();
-    crate::batches::before_deploy(x, cycle, &msg.tier, &clients, now).await?;
-    // Deploy: the endpoints' messages first, then the tier's state. If the transition loses a
+    crate::batches::before_deploy(x, cycle, &msg.tier, &cleared, now).await?;
+    // Deploy: the clients' messages first, then the tier's state. If the transition loses a
     // race or the process dies between the two, the messages are idempotent by key.
-    let messages = deploy_messages(cycle, &msg.tier, deploy.iter().copied());
-    env.queues
-        .send_batch(DeployEndpoint::STAGE, &messages)
-        .await?;
+    let messages = deploy_messages(cycle, &msg.tier, &cleared);
+    env.queues.send_batch(DeployShard::STAGE, &messages).await?;
     // The compliance notes are kept before the transition: a redelivery that finds the tier
     // still scheduled keeps them again under the same keys; one after it finds them kept.
     crate::compliance::deploying(x, cycle, &msg.tier, now).await?;
@@ -447,22 +453,29 @@ pub async fn promote_tier<X: Ports>(
         Err(PortError::Conflict(_)) => return Ok(format!("{} moved on meanwhile", msg.tier)),
         Err(e) => return Err(e.into()),
     }
-    if let Some(words) = &decision_words {
-        // The plan was not written since it was read (only promotions write it, and the tier
-        // was scheduled until now).
-        record_decision(x, cycle, &mut plan, plan_version, words).await?;
-    }
+    // The plan was not written since it was read (only promotions write it, and the tier was
+    // scheduled until now): the released clients, and the decision's words.
+    let released: Vec<ClientId> = cleared.iter().cloned().collect();
+    record_decision(
+        x,
+        cycle,
+        &mut plan,
+        plan_version,
+        decision_words.as_deref(),
+        &released,
+    )
+    .await?;
     // The compliance tickets opened with their first notes, at most a fixed number now (the
     // tier's ticks send the rest).
     crate::compliance::flush(x, cycle, &msg.tier).await?;
-    info!(%cycle, tier = %msg.tier, endpoints = messages.len(), "tier deploying");
-    let held = runs.len() - messages.len();
+    info!(%cycle, tier = %msg.tier, clients = messages.len(), "tier deploying");
+    let held = plan.clients.len() - cleared.len();
     Ok(format!(
-        "{} deploying {} endpoint(s){}{}",
+        "{} deploying the endpoints of {} client(s){}{}",
         msg.tier,
-        messages.len(),
+        cleared.len(),
         if held > 0 {
-            format!(", {held} held with their client")
+            format!(", {held} client(s) held")
         } else {
             String::new()
         },
@@ -489,31 +502,40 @@ pub async fn release_cleared<X: Ports>(
     {
         return Ok(0);
     }
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle.cycle, &kind).await?;
     let (mut plan, version): (TierPlan, u64) =
         records::must_load(&env.state, cycle.cycle, TIER_KIND, tier.as_str()).await?;
     let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) else {
         return Ok(0);
     };
-    let mut clients: Vec<ClientId> = runs.iter().map(|(r, _)| r.client.clone()).collect();
-    clients.sort();
-    clients.dedup();
-    let d = decide(x, cycle, &plan, &pilot, planned, &clients, now).await?;
-    let released: Vec<&Run> = runs
+    // The clients not yet released, as the plan records them (none of the tier's runs read).
+    let held: Vec<ClientId> = plan
+        .clients
         .iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.status == RunStatus::Planned && d.cleared(&r.client))
+        .filter(|c| !plan.released.contains(c))
+        .cloned()
         .collect();
-    let clients = released.iter().map(|r| r.client.clone()).collect();
-    crate::batches::before_deploy(x, cycle.cycle, tier, &clients, now).await?;
-    let messages = deploy_messages(cycle.cycle, tier, released);
-    if !messages.is_empty() {
-        env.queues
-            .send_batch(DeployEndpoint::STAGE, &messages)
-            .await?;
+    if held.is_empty() {
+        return Ok(0);
     }
-    record_decision(x, cycle.cycle, &mut plan, version, &d.words).await?;
-    Ok(messages.len())
+    // Decided for every client, so that the words tell the whole tier.
+    let d = decide(x, cycle, &plan, &pilot, planned, &plan.clients, now).await?;
+    let cleared: BTreeSet<ClientId> = held.into_iter().filter(|c| d.cleared(c)).collect();
+    if !cleared.is_empty() {
+        crate::batches::before_deploy(x, cycle.cycle, tier, &cleared, now).await?;
+        let messages = deploy_messages(cycle.cycle, tier, &cleared);
+        env.queues.send_batch(DeployShard::STAGE, &messages).await?;
+    }
+    let released: Vec<ClientId> = cleared.iter().cloned().collect();
+    record_decision(
+        x,
+        cycle.cycle,
+        &mut plan,
+        version,
+        Some(&d.words),
+        &released,
+    )
+    .await?;
+    Ok(released.len())
 }
 
 /// The daily soak re-check of a validated pilot tier: each endpoint's agent and post-reboot

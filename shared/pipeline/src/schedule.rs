@@ -34,7 +34,7 @@ use crate::applicability::catalog_patches;
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ClientChanges, DeployEndpoint, DuePosition, EndpointFailed, Message, TierTick,
+    ClientChanges, DeployEndpoint, DeployShard, DuePosition, EndpointFailed, Message, TierTick,
 };
 use crate::records::RunModel;
 use crate::records::{self, run_kind, CycleDoc, Run, RunStatus};
@@ -128,29 +128,152 @@ pub async fn deploy_endpoint<X: Ports>(
 ) -> Result<String, HandlerError> {
     let env = x.env();
     let kind = run_kind(&msg.tier);
-    let (mut run, version): (Run, u64) =
+    let (run, version): (Run, u64) =
         records::must_load(&env.state, cycle, &kind, msg.endpoint.as_str()).await?;
+    if let Some(done) = nothing_to_deploy(&run, msg.attempt) {
+        return Ok(done);
+    }
+    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    deploy_run(x, &cycle_doc, run, version, msg.attempt, now).await
+}
+
+/// Why a run needs nothing for an attempt, if it needs nothing: up to date, or the attempt's
+/// commands planned already.
+fn nothing_to_deploy(run: &Run, attempt: u32) -> Option<String> {
     if run.up_to_date {
-        return Ok(format!(
+        return Some(format!(
             "{} is up to date (its patch scan shows nothing approved missing): nothing sent",
             run.endpoint
         ));
     }
-    if msg.attempt < run.attempt || (msg.attempt == run.attempt && run.commands_at.is_some()) {
-        return Ok(format!(
-            "{} attempt {} already sent",
-            run.endpoint, msg.attempt
-        ));
+    if attempt < run.attempt || (attempt == run.attempt && run.commands_at.is_some()) {
+        return Some(format!("{} attempt {attempt} already sent", run.endpoint));
+    }
+    None
+}
+
+/// Deploys one shard of a client's endpoints in a tier (see [`DeployShard`]): without a shard
+/// number, the client's members shards are read and a client of one shard is deployed here, a
+/// larger one by one message per shard; with one, that shard's runs are read in bulk and each
+/// planned (its first attempt). A run saved before a crash is found planned by the redelivery,
+/// which goes on with the rest; a run that moved meanwhile hands the message back.
+pub async fn deploy_shard<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    msg: DeployShard,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let kind = records::members_kind(&msg.tier, &msg.client);
+    let endpoints = match msg.shard {
+        Some(n) => {
+            let (shard, _): (records::Members, u64) =
+                records::must_load(&env.state, cycle, &kind, &n.to_string()).await?;
+            shard.endpoints
+        }
+        None => {
+            let mut shards: Vec<(records::Members, u64)> =
+                records::list(&env.state, cycle, &kind).await?;
+            if shards.is_empty() {
+                return Err(HandlerError::Poison(format!(
+                    "{} has no endpoints of {} listed (no members shard)",
+                    msg.tier, msg.client
+                )));
+            }
+            if shards.len() > 1 {
+                let messages: Vec<_> = (0..shards.len())
+                    .map(|n| {
+                        let part = DeployShard {
+                            shard: Some(n as u32),
+                            ..msg.clone()
+                        };
+                        let key = part.key(cycle);
+                        part.envelope(cycle, key, Some(&msg.tier))
+                    })
+                    .collect();
+                env.queues.send_batch(DeployShard::STAGE, &messages).await?;
+                return Ok(format!(
+                    "{} of {}: {} shards sent",
+                    msg.tier,
+                    msg.client,
+                    messages.len()
+                ));
+            }
+            shards.remove(0).0.endpoints
+        }
+    };
+    let runs = records::get_runs(&env.state, cycle, &msg.tier, &endpoints).await?;
+    if runs.len() != endpoints.len() {
+        return Err(HandlerError::Retry(format!(
+            "{} of {}: {} of the shard's {} runs found",
+            msg.tier,
+            msg.client,
+            runs.len(),
+            endpoints.len()
+        )));
     }
     let cycle_doc = records::open_cycle(&env.state, cycle).await?;
-    let e = run.endpoint_model(&cycle_doc)?;
+    let (mut planned, mut skipped) = (0, 0);
+    let mut alone = Vec::new();
+    for (run, version) in runs {
+        if nothing_to_deploy(&run, 0).is_some() {
+            skipped += 1;
+            continue;
+        }
+        let endpoint = run.endpoint.clone();
+        match deploy_run(x, &cycle_doc, run, version, 0, now).await {
+            Ok(_) => planned += 1,
+            // A run that cannot be planned must not hold its shard's other runs: it goes on in
+            // its own message, which ends in the dead-letter queue with the reason.
+            Err(HandlerError::Poison(_)) => alone.push(
+                DeployEndpoint {
+                    tier: msg.tier.clone(),
+                    endpoint: endpoint.clone(),
+                    attempt: 0,
+                }
+                .envelope(
+                    cycle,
+                    crate::batches::deploy_key(cycle, &msg.tier, &endpoint, 0),
+                    Some(&msg.tier),
+                ),
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    if !alone.is_empty() {
+        env.queues.send_batch(DeployEndpoint::STAGE, &alone).await?;
+    }
+    Ok(format!(
+        "{} of {}: {planned} endpoint(s) planned, {skipped} needed nothing{}",
+        msg.tier,
+        msg.client,
+        if alone.is_empty() {
+            String::new()
+        } else {
+            format!(", {} not plannable sent on alone", alone.len())
+        }
+    ))
+}
+
+/// Plans a run's commands for an attempt (the first, or a retry in its failure's window).
+async fn deploy_run<X: Ports>(
+    x: &X,
+    cycle_doc: &CycleDoc,
+    mut run: Run,
+    version: u64,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Result<String, HandlerError> {
+    let env = x.env();
+    let cycle = cycle_doc.cycle;
+    let e = run.endpoint_model(cycle_doc)?;
     let mut not_before = now;
     let mut install = run.planned_install;
-    if msg.attempt > 0 {
-        if msg.attempt != run.attempt + 1 || run.status != RunStatus::Failed {
+    if attempt > 0 {
+        if attempt != run.attempt + 1 || run.status != RunStatus::Failed {
             return Err(HandlerError::Poison(format!(
                 "retry {} of {} does not follow its run (attempt {}, {})",
-                msg.attempt,
+                attempt,
                 run.endpoint,
                 run.attempt,
                 run.status.as_str()
@@ -177,7 +300,7 @@ pub async fn deploy_endpoint<X: Ports>(
         }
         install = failure.next_retry;
         not_before = now.max(failure.next_retry.start);
-        run.attempt = msg.attempt;
+        run.attempt = attempt;
         run.install_sent_at = None;
         run.installed_at = None;
         run.reboot_confirmed_at = None;

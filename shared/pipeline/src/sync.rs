@@ -171,6 +171,7 @@ pub async fn inventory_sync<X: Ports>(
             gate: None,
             endpoints: 0,
             clients: Vec::new(),
+            released: Vec::new(),
             last_decision: None,
             soak_checks: Vec::new(),
         });

@@ -156,9 +156,16 @@ async fn once_approved_the_pilots_deploy_and_production_waits_for_their_soak() {
         .map(|m| m.idempotency_key)
         .collect();
     deploys.sort();
+    // One message per client of each deploying tier (reboot-scheduler reads its endpoints).
     assert_eq!(
         deploys,
-        ["an-ws1", "hb-dc1", "hb-ws1", "kw-app1"].map(|e| format!("2026-12/deploy/{e}/0"))
+        [
+            "servers.harbour.production/harbour",
+            "servers.kiwi.pilot/kiwi",
+            "workstations.pilot/andes",
+            "workstations.pilot/harbour"
+        ]
+        .map(|t| format!("2026-12/deploy-shard/{t}"))
     );
 }
 

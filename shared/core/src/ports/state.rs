@@ -616,6 +616,19 @@ pub trait DocStore: Send + Sync {
         phase: &str,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
 
+    /// The ids of the kind's documents in `phase`, in id order, strictly after `after`, at most
+    /// `limit`: a page of the phase index (the work read is proportional to what is returned; the
+    /// bodies are then read with [`DocStore::get_docs`]). Eventually consistent like
+    /// [`DocStore::list_due_docs`].
+    fn list_ids_in_phase(
+        &self,
+        cycle: CycleId,
+        kind: &str,
+        phase: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
     /// The documents of these ids that exist, by id (each once, however often it is named);
     /// strongly consistent point reads in bulk.
     fn get_docs(

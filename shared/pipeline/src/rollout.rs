@@ -419,6 +419,12 @@ pub async fn promote_tier<X: Ports>(
     }
     // The clients that deploy now: one message each (reboot-scheduler reads each client's
     // members shards and plans its runs), none of the tier's runs read here.
+    if plan.clients.is_empty() && plan.endpoints > 0 {
+        return Err(HandlerError::Poison(format!(
+            "{} of {cycle}: its plan lists {} endpoint(s) but no client (a plan written before              tiers listed their clients and members: open the cycle again with this version)",
+            msg.tier, plan.endpoints
+        )));
+    }
     let cleared: BTreeSet<ClientId> = plan
         .clients
         .iter()

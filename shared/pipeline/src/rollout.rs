@@ -421,7 +421,8 @@ pub async fn promote_tier<X: Ports>(
     // members shards and plans its runs), none of the tier's runs read here.
     if plan.clients.is_empty() && plan.endpoints > 0 {
         return Err(HandlerError::Poison(format!(
-            "{} of {cycle}: its plan lists {} endpoint(s) but no client (a plan written before              tiers listed their clients and members: open the cycle again with this version)",
+            "{} of {cycle}: its plan lists {} endpoint(s) but no client (written before tiers \
+             listed their clients and members, which this version deploys from)",
             msg.tier, plan.endpoints
         )));
     }

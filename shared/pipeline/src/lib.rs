@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod summary;
 pub mod sync;
 pub mod tick;
+pub mod watch;
 
 pub use env::{Env, Settings};
 pub use error::HandlerError;

@@ -6,8 +6,10 @@
 //! post-reboot checks), the daily reboot reminders until the reboot is confirmed, the forced
 //! reboot after the grace period, and the tier moving on as its endpoints report.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use patchflow_core::ids::{CycleId, PatchId};
+use patchflow_core::ids::{ClientId, CycleId, PatchId};
 use patchflow_core::model::{Endpoint, Patch};
 use patchflow_core::plan::{EndpointPlan, Install};
 use patchflow_core::policy::Policy;
@@ -487,6 +489,21 @@ async fn move_runs<X: Ports>(
     let mut moved = Moved::default();
     let mut failed = Vec::new();
     let mut changed = Vec::new();
+    // The clients whose runs now wait for a report, until their latest next action.
+    let mut watch: BTreeMap<ClientId, DateTime<Utc>> = BTreeMap::new();
+    let mut watch_run = |run: &Run, tz: chrono_tz::Tz| -> Result<(), HandlerError> {
+        let index = records::run_index(run, Some(tz), &env.policy)?;
+        if index
+            .phase
+            .as_deref()
+            .is_some_and(|p| WAITING_PHASES.contains(&p))
+        {
+            let until = crate::watch::until_of(index.due, now);
+            let entry = watch.entry(run.client.clone()).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+        Ok(())
+    };
     let escalate = |failed: &mut Vec<EndpointFailed>| {
         let messages: Vec<_> = failed
             .drain(..)
@@ -519,7 +536,10 @@ async fn move_runs<X: Ports>(
             )
             .await
             {
-                Ok(_) => moved.changed += 1,
+                Ok(_) => {
+                    moved.changed += 1;
+                    watch_run(&run, e.tz)?;
+                }
                 Err(PortError::Conflict(_)) => moved.conflicts += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -541,13 +561,19 @@ async fn move_runs<X: Ports>(
         )
         .await
         {
-            Ok(_) => moved.changed += 1,
+            Ok(_) => {
+                moved.changed += 1;
+                watch_run(run, *tz)?;
+            }
             // Moved meanwhile (an engineer's approval, a retry, another message): the next
             // tick sees it.
             Err(PortError::Conflict(_)) => moved.conflicts += 1,
             Err(e) => return Err(e.into()),
         }
     }
+    // The saves came first: a crash before this leaves a watch short, and those runs' reports
+    // to their deadlines.
+    crate::watch::extend(&env.state, cycle, tier, &watch).await?;
     Ok(moved)
 }
 

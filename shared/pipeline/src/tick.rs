@@ -17,7 +17,7 @@ use crate::error::HandlerError;
 use crate::messages::{
     ArchiveTier, CheckSoak, ClientChanges, Message, OpenBatch, PromoteTier, ReviewSweep, TierTick,
 };
-use crate::records::{self, cycles_around, CycleDoc, TierPlan, TIER_KIND};
+use crate::records::{self, cycles_around, CycleDoc};
 use crate::schedule::{CHANGES_LOOKBACK, WAITING_PHASES};
 
 /// What a tick sent.
@@ -131,13 +131,14 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
         }
         // Each client with runs waiting for an RMM report: one read of what changed on its
         // computers, for all its tiers.
-        for (client, tiers) in waiting_by_client(&env.state, &cycle_doc, waiting).await? {
+        let since = now - CHANGES_LOOKBACK;
+        for (client, tiers) in waiting_by_client(&env.state, &cycle_doc, waiting, since).await? {
             push(
                 ClientChanges::STAGE,
                 ClientChanges {
                     client: client.clone(),
                     tiers,
-                    since: now - CHANGES_LOOKBACK,
+                    since,
                     endpoints: Vec::new(),
                 }
                 .envelope(cycle, format!("{cycle}/changes/{client}/{hour}"), None),
@@ -151,37 +152,19 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
     Ok(report)
 }
 
-/// The tiers with runs waiting for an RMM report, by client: a client's own tiers (its servers'),
-/// and the fleet-wide tiers (workstations) for every client in scope.
+/// The tiers with runs waiting for an RMM report, by client: the clients watched in each
+/// ([`crate::watch`]: those whose runs there wait for a report, until their latest next action),
+/// one listing per waiting tier (at most its clients), never its runs.
 async fn waiting_by_client(
     state: &impl DocStore,
     cycle_doc: &CycleDoc,
     waiting: Vec<TierId>,
+    since: DateTime<Utc>,
 ) -> Result<BTreeMap<ClientId, Vec<TierId>>, HandlerError> {
     let mut out: BTreeMap<ClientId, Vec<TierId>> = BTreeMap::new();
-    if waiting.is_empty() {
-        return Ok(out);
-    }
-    let plans: BTreeMap<TierId, Option<ClientId>> =
-        records::list::<TierPlan>(state, cycle_doc.cycle, TIER_KIND)
-            .await?
-            .into_iter()
-            .map(|(p, _)| (p.tier, p.client))
-            .collect();
     for tier in waiting {
-        match plans.get(&tier) {
-            Some(Some(client)) => out.entry(client.clone()).or_default().push(tier),
-            Some(None) => {
-                for s in &cycle_doc.scopes {
-                    out.entry(s.client.clone()).or_default().push(tier.clone());
-                }
-            }
-            None => {
-                return Err(HandlerError::Poison(format!(
-                    "tier {tier} of {} has no plan",
-                    cycle_doc.cycle
-                )))
-            }
+        for client in crate::watch::watched(state, cycle_doc.cycle, &tier, since).await? {
+            out.entry(client).or_default().push(tier.clone());
         }
     }
     Ok(out)

@@ -19,3 +19,4 @@ mod soak;
 mod sqs_limits;
 mod state_store;
 mod support;
+mod watch;

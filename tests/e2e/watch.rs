@@ -1,0 +1,207 @@
+//! The hourly read of what changed in the RMM goes only to the clients watched in a tier: in a
+//! fleet-wide tier whose clients' windows open half a day apart (Kolkata and Los Angeles), the
+//! second client's computers are not asked about while only the first client's installs are out,
+//! and the cycle ends as it would with every client asked every hour.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Timelike, Utc};
+use patchflow_cli::simulate::{sim_env, SimulateSpec};
+use patchflow_connectors::file::{FileCatalog, FileInventory};
+use patchflow_core::ids::CycleId;
+use patchflow_core::plan::Release;
+use patchflow_core::policy::Policy;
+use patchflow_core::ports::clock::{Clock, ManualClock};
+use patchflow_core::ports::queue::{Envelope, QueueConsumer, Stage};
+use patchflow_core::ports::state::{DocStore, TierId, TierStore};
+use patchflow_core::tier::TierState;
+use patchflow_local::evidence::FsEvidenceStore;
+use patchflow_local::state::SqliteState;
+use patchflow_pipeline::batch::{handle, Outcome};
+use patchflow_pipeline::messages::{ClientChanges, Message};
+use patchflow_pipeline::records::{self, Run, RunStatus};
+use patchflow_pipeline::schedule::WAITING_PHASES;
+
+use crate::support::local_queues;
+
+const CATALOG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../functions/cli/demo/catalog-2026-12.json"
+);
+
+const PER_CLIENT: usize = 6;
+
+fn cycle() -> CycleId {
+    "2026-12".parse().unwrap()
+}
+
+fn inventory(dir: &Path) -> PathBuf {
+    let mut endpoints = Vec::new();
+    for (client, prefix) in [("banyan", "bn"), ("sequoia", "sq")] {
+        for i in 0..PER_CLIENT {
+            endpoints.push(serde_json::json!({
+                "id": format!("{prefix}-ws{i}"),
+                "client": client,
+                "hostname": format!("{}-WS{i}", prefix.to_uppercase()),
+                "kind": "workstation",
+                "ring": "pilot",
+            }));
+        }
+    }
+    let doc = serde_json::json!({
+        "clients": [
+            {"id": "banyan", "name": "Banyan Health", "timezone": "Asia/Kolkata"},
+            {"id": "sequoia", "name": "Sequoia Legal", "timezone": "America/Los_Angeles"},
+        ],
+        "endpoints": endpoints,
+    });
+    let path = dir.join("inventory.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_clients_changes_are_read_only_while_it_is_watched_in_a_fleet_wide_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SimulateSpec {
+        inventory: inventory(dir.path()),
+        catalog: CATALOG.into(),
+        cycle: cycle(),
+        failure_rate: 0.0,
+        seed: 5,
+        out: dir.path().to_owned(),
+        policy: Policy::default(),
+        engineer_response: Duration::hours(4),
+        days: 20,
+        deliver_twice: false,
+    };
+    let release = Release::of(cycle(), &spec.policy, None);
+    let start =
+        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
+    let clock = Arc::new(ManualClock::new(start));
+    let (queues, queue_clock) = local_queues();
+    queue_clock.set(start);
+    let consumer = queues.clone();
+    let env = sim_env(
+        SqliteState::in_memory().unwrap(),
+        queues,
+        FsEvidenceStore::open(dir.path().join("evidence")).unwrap(),
+        clock.clone(),
+        &spec,
+    );
+    let inv = FileInventory::new(&spec.inventory);
+    let catalog = FileCatalog::new(spec.catalog.display().to_string());
+    let pilot = TierId::parse("workstations.pilot").unwrap();
+    let kind = records::run_kind(&pilot);
+
+    // Each client's changes read, by the hour it was read.
+    let mut read: BTreeMap<String, Vec<DateTime<Utc>>> = BTreeMap::new();
+    // The hours at which the pilot had a run waiting for a report after the tick: each client
+    // would have been asked then, watched or not.
+    let mut waiting_hours = 0;
+    let mut closed = false;
+    for hour in 0..(spec.days * 24) {
+        let now = clock.now();
+        queue_clock.set(now);
+        if hour == 0 || now.hour() == 6 {
+            patchflow_pipeline::sync::inventory_sync(&env, &inv, &catalog, now)
+                .await
+                .unwrap();
+        }
+        if env
+            .state
+            .any_doc_in_phase(cycle(), &kind, WAITING_PHASES)
+            .await
+            .unwrap()
+        {
+            waiting_hours += 1;
+        }
+        patchflow_pipeline::tick::tick(&env, now).await.unwrap();
+        loop {
+            let mut any = false;
+            for stage in Stage::ALL {
+                let mut handed_back = Vec::new();
+                loop {
+                    let batch = consumer
+                        .receive(stage, 10, Duration::seconds(30))
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for d in batch {
+                        any = true;
+                        let envelope = Envelope::from_body(&d.body).unwrap();
+                        if envelope.kind == ClientChanges::KIND {
+                            let msg = ClientChanges::from_envelope(&envelope).unwrap();
+                            if msg.endpoints.is_empty() {
+                                read.entry(msg.client.to_string()).or_default().push(now);
+                            }
+                        }
+                        match handle(&env, stage, &d.body, now).await {
+                            Outcome::Done(_) => consumer.ack(stage, &d.receipt).await.unwrap(),
+                            Outcome::Retry(_) => handed_back.push(d.receipt),
+                            Outcome::Poison(reason) => panic!("{reason}: {}", d.body),
+                        }
+                    }
+                }
+                for r in handed_back {
+                    consumer.release(stage, &r).await.unwrap();
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        let tiers = env.state.list_tiers(cycle()).await.unwrap();
+        if !tiers.is_empty() && tiers.iter().all(|t| t.state == TierState::Closed) {
+            closed = true;
+            break;
+        }
+        clock.advance(Duration::hours(1));
+    }
+    assert!(closed, "every tier closes");
+    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle(), &kind).await.unwrap();
+    assert_eq!(runs.len(), 2 * PER_CLIENT);
+    assert!(runs.iter().all(|(r, _)| r.status == RunStatus::Validated));
+
+    // Each client was asked only once its own first install was out (and its reports came by
+    // its changes: it was asked at all).
+    for client in ["banyan", "sequoia"] {
+        let first_install = runs
+            .iter()
+            .filter(|(r, _)| r.client.as_str() == client)
+            .filter_map(|(r, _)| r.install_sent_at)
+            .min()
+            .expect("an install went out");
+        let asked = read.get(client).expect("its changes were read");
+        assert!(
+            asked.iter().all(|at| *at > first_install),
+            "{client} asked at {:?}, before its first install at {first_install}",
+            asked.first()
+        );
+    }
+    // The windows are half a day apart: one client's installs were out long before the other's, so
+    // watching saved reads against asking every client while the tier had any run out.
+    let first = |c: &str| {
+        runs.iter()
+            .filter(|(r, _)| r.client.as_str() == c)
+            .filter_map(|(r, _)| r.install_sent_at)
+            .min()
+            .unwrap()
+    };
+    assert!(
+        (first("banyan") - first("sequoia")).num_hours().abs() >= 12,
+        "{} against {}",
+        first("banyan"),
+        first("sequoia")
+    );
+    let asked: usize = read.values().map(Vec::len).sum();
+    assert!(
+        asked < 2 * waiting_hours,
+        "{asked} reads against {} without watches",
+        2 * waiting_hours
+    );
+}

@@ -83,7 +83,7 @@ package: toolchain ## Build the six functions as arm64 Lambda zips (target/lambd
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	@# One build per function, so that each links only its own features (built together, cargo
 	@# would give every function the archiver's evidence rendering); the lambda-release profile
-	@# strips symbols. SIMULATION=1 adds the simulated RMM, PSA and pager (and SQLite) that a
+	@# strips symbols and optimises for size. SIMULATION=1 adds the simulated RMM, PSA and pager (and SQLite) that a
 	@# stack deployed with Connectors=simulation needs; without it, such a stack fails at start.
 	for f in $(FUNCTIONS); do \
 		PATH="$(CURDIR)/$(INFRA_VENV)/bin:$$PATH" $(CARGO) lambda build --profile lambda-release --arm64 \

@@ -6,33 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{Duration, Timelike};
-use patchflow_cli::simulate::{sim_env, SimulateSpec};
 use patchflow_connectors::file::{FileCatalog, FileInventory};
 use patchflow_core::ids::CycleId;
-use patchflow_core::plan::Release;
-use patchflow_core::policy::Policy;
 use patchflow_core::ports::clock::{Clock, ManualClock};
 use patchflow_core::ports::queue::{Envelope, QueueConsumer, Stage};
 use patchflow_core::ports::state::{DocStore, TierStore};
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::tier::TierState;
-use patchflow_local::evidence::FsEvidenceStore;
 use patchflow_local::state::SqliteState;
 use patchflow_pipeline::batch::{handle, Outcome};
 use patchflow_pipeline::messages::{ClientChanges, DeployShard, Message, TierTick};
 use patchflow_pipeline::records::{self, Run, RunStatus};
 use patchflow_pipeline::schedule::PAGE;
 use patchflow_sim::connectors::SimRmm;
-
-use crate::support::local_queues;
-
-const CATALOG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../functions/cli/demo/catalog-2026-12.json"
-);
 
 /// More than two pages of pilot workstations, one client, one zone: their windows open in the
 /// same hour, so that hour's tick has them all due at once.
@@ -79,32 +67,13 @@ struct Handled {
 async fn a_tier_larger_than_a_page_moves_in_pages_and_a_page_that_dies_half_way_is_finished_by_its_redelivery(
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SimulateSpec {
-        inventory: inventory(dir.path()),
-        catalog: CATALOG.into(),
-        cycle: cycle(),
-        failure_rate: 0.0,
-        seed: 3,
-        out: dir.path().to_owned(),
-        policy: Policy::default(),
-        engineer_response: Duration::hours(4),
-        days: 20,
-        deliver_twice: false,
-    };
-    let release = Release::of(cycle(), &spec.policy, None);
-    let start =
-        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
-    let clock = Arc::new(ManualClock::new(start));
-    let (queues, queue_clock) = local_queues();
-    queue_clock.set(start);
-    let consumer = queues.clone();
-    let env = sim_env(
-        SqliteState::in_memory().unwrap(),
-        queues,
-        FsEvidenceStore::open(dir.path().join("evidence")).unwrap(),
-        clock.clone(),
-        &spec,
-    );
+    let crate::support::HandCycle {
+        env,
+        clock,
+        queue_clock,
+        consumer,
+        spec,
+    } = crate::support::hand_cycle(dir.path(), inventory(dir.path()), 3);
     let inv = FileInventory::new(&spec.inventory);
     let catalog = FileCatalog::new(spec.catalog.display().to_string());
     let pilot = patchflow_core::ports::state::TierId::parse("workstations.pilot").unwrap();

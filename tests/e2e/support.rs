@@ -114,3 +114,63 @@ pub async fn dynamo_state() -> DynamoState {
 pub fn sqlite_state() -> SqliteState {
     SqliteState::in_memory().expect("open the local state store")
 }
+
+/// A simulated cycle driven by hand, hour by hour, on the embedded state and queues: its
+/// environment (the simulated RMM, PSA and pager), its clock, the queues' clock, and a consumer
+/// of the queues.
+pub struct HandCycle {
+    /// The environment the handlers run in.
+    pub env: patchflow_cli::simulate::SimEnv<SqliteState, SqliteQueues, FsEvidenceStore>,
+    /// The simulation's clock.
+    pub clock: Arc<ManualClock>,
+    /// The queues' clock (set to the hour before each pass).
+    pub queue_clock: Arc<ManualClock>,
+    /// The queues, to receive from.
+    pub consumer: SqliteQueues,
+    /// What the cycle plays.
+    pub spec: patchflow_cli::simulate::SimulateSpec,
+}
+
+/// A hand-driven cycle of December 2026 over `inventory` with the demo catalog and no failures,
+/// from the first whole hour after the release, for at most 20 days.
+pub fn hand_cycle(dir: &std::path::Path, inventory: std::path::PathBuf, seed: u64) -> HandCycle {
+    use chrono::Timelike;
+    let cycle: patchflow_core::ids::CycleId = "2026-12".parse().expect("a cycle");
+    let spec = patchflow_cli::simulate::SimulateSpec {
+        inventory,
+        catalog: concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../functions/cli/demo/catalog-2026-12.json"
+        )
+        .into(),
+        cycle,
+        failure_rate: 0.0,
+        seed,
+        out: dir.to_owned(),
+        policy: patchflow_core::policy::Policy::default(),
+        engineer_response: Duration::hours(4),
+        days: 20,
+        deliver_twice: false,
+    };
+    let release = patchflow_core::plan::Release::of(cycle, &spec.policy, None);
+    let start =
+        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
+    let clock = Arc::new(ManualClock::new(start));
+    let (queues, queue_clock) = local_queues();
+    queue_clock.set(start);
+    let consumer = queues.clone();
+    let env = patchflow_cli::simulate::sim_env(
+        SqliteState::in_memory().expect("an in-memory state store"),
+        queues,
+        FsEvidenceStore::open(dir.join("evidence")).expect("an evidence folder"),
+        clock.clone(),
+        &spec,
+    );
+    HandCycle {
+        env,
+        clock,
+        queue_clock,
+        consumer,
+        spec,
+    }
+}

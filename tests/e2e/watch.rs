@@ -5,31 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use patchflow_cli::simulate::{sim_env, SimulateSpec};
 use patchflow_connectors::file::{FileCatalog, FileInventory};
 use patchflow_core::ids::CycleId;
-use patchflow_core::plan::Release;
-use patchflow_core::policy::Policy;
-use patchflow_core::ports::clock::{Clock, ManualClock};
+use patchflow_core::ports::clock::Clock;
 use patchflow_core::ports::queue::{Envelope, QueueConsumer, Stage};
 use patchflow_core::ports::state::{DocStore, TierId, TierStore};
 use patchflow_core::tier::TierState;
-use patchflow_local::evidence::FsEvidenceStore;
-use patchflow_local::state::SqliteState;
 use patchflow_pipeline::batch::{handle, Outcome};
 use patchflow_pipeline::messages::{ClientChanges, Message};
 use patchflow_pipeline::records::{self, Run, RunStatus};
 use patchflow_pipeline::schedule::WAITING_PHASES;
-
-use crate::support::local_queues;
-
-const CATALOG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../functions/cli/demo/catalog-2026-12.json"
-);
 
 const PER_CLIENT: usize = 6;
 
@@ -65,32 +52,13 @@ fn inventory(dir: &Path) -> PathBuf {
 #[tokio::test]
 async fn a_clients_changes_are_read_only_while_it_is_watched_in_a_fleet_wide_tier() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SimulateSpec {
-        inventory: inventory(dir.path()),
-        catalog: CATALOG.into(),
-        cycle: cycle(),
-        failure_rate: 0.0,
-        seed: 5,
-        out: dir.path().to_owned(),
-        policy: Policy::default(),
-        engineer_response: Duration::hours(4),
-        days: 20,
-        deliver_twice: false,
-    };
-    let release = Release::of(cycle(), &spec.policy, None);
-    let start =
-        release.released_at + Duration::minutes(i64::from(60 - release.released_at.minute()) % 60);
-    let clock = Arc::new(ManualClock::new(start));
-    let (queues, queue_clock) = local_queues();
-    queue_clock.set(start);
-    let consumer = queues.clone();
-    let env = sim_env(
-        SqliteState::in_memory().unwrap(),
-        queues,
-        FsEvidenceStore::open(dir.path().join("evidence")).unwrap(),
-        clock.clone(),
-        &spec,
-    );
+    let crate::support::HandCycle {
+        env,
+        clock,
+        queue_clock,
+        consumer,
+        spec,
+    } = crate::support::hand_cycle(dir.path(), inventory(dir.path()), 5);
     let inv = FileInventory::new(&spec.inventory);
     let catalog = FileCatalog::new(spec.catalog.display().to_string());
     let pilot = TierId::parse("workstations.pilot").unwrap();

@@ -126,7 +126,8 @@ pub fn fresh_dir(out: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError::Output(format!("{}: cannot create: {e}", out.display())))
 }
 
-type SimEnv<S, Q, E> = Env<S, Q, E, SimRmm<ManualClock>, SimPsa, SimPager>;
+/// The environment of a simulated cycle: the simulated RMM, PSA and pager on a manual clock.
+pub type SimEnv<S, Q, E> = Env<S, Q, E, SimRmm<ManualClock>, SimPsa, SimPager>;
 
 /// Builds the simulation's environment over given state, queue and evidence adapters.
 pub fn sim_env<S, Q, E>(

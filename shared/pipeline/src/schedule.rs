@@ -547,6 +547,10 @@ async fn move_runs<X: Ports>(
         }
         if run != before {
             changed.push((run, e.tz, version));
+        } else {
+            // Unchanged, but watched all the same: a redelivery after a crash before the watches
+            // were extended extends them now.
+            watch_run(&run, e.tz)?;
         }
     }
     escalate(&mut failed).await?;

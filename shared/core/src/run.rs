@@ -459,6 +459,68 @@ pub fn next_due(run: &Run, tz: Tz, policy: &Policy) -> Option<DateTime<Utc>> {
     }
 }
 
+/// How long after a reboot reminder a user's own reboot is listened for: the working day the
+/// popup opens. A user who reboots later is read at the run's next action (the next reminder,
+/// a day on, or the forced reboot), never lost.
+pub const USER_REBOOT_LISTEN: Duration = Duration::hours(8);
+
+/// The span in which the RMM can next report on a run waiting for a report, from `now` on: the
+/// hours its client's changes are worth reading for it (see `patchflow_pipeline::watch`). Sent,
+/// from `now` to its install report's deadline; installed, its reboot's: an automatic reboot's
+/// window and grace, a technician's three days, a user's working day after the reminder shown
+/// last or due next, then the forced reboot's window and grace; rebooted, to its checks'
+/// deadline. `None` for a run that waits for no report (not sent, done, failed). A report
+/// outside the span is read at the run's next action ([`next_due`]), which reads its reports.
+pub fn report_span(
+    run: &Run,
+    tz: Tz,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    if !active(run) {
+        return None;
+    }
+    let span = match run.status {
+        RunStatus::Scheduled if run.install_sent_at.is_none() => return None,
+        RunStatus::Scheduled => (now, install_deadline(run)?),
+        RunStatus::Installed => {
+            let reboot = run.commands.iter().find_map(|c| match c {
+                RmmCommand::ScheduleReboot { window, .. } => {
+                    Some((window.start, window.end + REPORT_GRACE))
+                }
+                RmmCommand::TechnicianReboot { after, .. } => {
+                    Some((*after, *after + TECHNICIAN_GRACE))
+                }
+                _ => None,
+            });
+            match (reboot, user_reboot(run)) {
+                (Some(span), _) => span,
+                (None, Some((RmmCommand::ReminderPopup { first, .. }, forced))) => {
+                    let forced_span = (forced.start, forced.end + REPORT_GRACE);
+                    let shown = run
+                        .reminders
+                        .last()
+                        .map(|r| (r.at, r.at + USER_REBOOT_LISTEN));
+                    let next = (!run.forced_reboot)
+                        .then(|| next_unshown_reminder(run, first, tz, policy))
+                        .filter(|at| *at < forced.start)
+                        .map(|at| (at, at + USER_REBOOT_LISTEN));
+                    [shown, next, Some(forced_span)]
+                        .into_iter()
+                        .flatten()
+                        .find(|(_, end)| *end > now)
+                        .unwrap_or(forced_span)
+                }
+                // Commands without a reboot: to the run's next action.
+                _ => (now, next_due(run, tz, policy)?),
+            }
+        }
+        RunStatus::Rebooted => (now, validation_deadline(run)?),
+        _ => return None,
+    };
+    Some((span.0.max(now), span.1.max(now)))
+}
+
 /// At the install window's opening: the install and its reboot sent with the endpoint's
 /// approved patches, or not sent and failed with the reason (the agent in maintenance mode; a
 /// daytime workstation offline or asleep: the posture check). Before the window nothing

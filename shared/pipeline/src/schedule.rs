@@ -489,20 +489,15 @@ async fn move_runs<X: Ports>(
     let mut moved = Moved::default();
     let mut failed = Vec::new();
     let mut changed = Vec::new();
-    // The clients whose runs now wait for a report, until their latest next action.
-    let mut watch: BTreeMap<ClientId, DateTime<Utc>> = BTreeMap::new();
-    let mut watch_run = |run: &Run, tz: chrono_tz::Tz| -> Result<(), HandlerError> {
-        let index = records::run_index(run, Some(tz), &env.policy)?;
-        if index
-            .phase
-            .as_deref()
-            .is_some_and(|p| WAITING_PHASES.contains(&p))
-        {
-            let until = crate::watch::until_of(index.due, now);
-            let entry = watch.entry(run.client.clone()).or_insert(until);
-            *entry = (*entry).max(until);
+    // The clients whose runs now wait for a report, in the spans those reports can come.
+    let mut watch: BTreeMap<ClientId, Vec<crate::watch::Span>> = BTreeMap::new();
+    let mut watch_run = |run: &Run, tz: chrono_tz::Tz| {
+        if let Some(span) = crate::watch::span_of(run, tz, &env.policy, now) {
+            let spans = watch.entry(run.client.clone()).or_default();
+            if !spans.contains(&span) {
+                spans.push(span);
+            }
         }
-        Ok(())
     };
     let escalate = |failed: &mut Vec<EndpointFailed>| {
         let messages: Vec<_> = failed
@@ -538,7 +533,7 @@ async fn move_runs<X: Ports>(
             {
                 Ok(_) => {
                     moved.changed += 1;
-                    watch_run(&run, e.tz)?;
+                    watch_run(&run, e.tz);
                 }
                 Err(PortError::Conflict(_)) => moved.conflicts += 1,
                 Err(e) => return Err(e.into()),
@@ -550,7 +545,7 @@ async fn move_runs<X: Ports>(
         } else {
             // Unchanged, but watched all the same: a redelivery after a crash before the watches
             // were extended extends them now.
-            watch_run(&run, e.tz)?;
+            watch_run(&run, e.tz);
         }
     }
     escalate(&mut failed).await?;
@@ -567,7 +562,7 @@ async fn move_runs<X: Ports>(
         {
             Ok(_) => {
                 moved.changed += 1;
-                watch_run(run, *tz)?;
+                watch_run(run, *tz);
             }
             // Moved meanwhile (an engineer's approval, a retry, another message): the next
             // tick sees it.
@@ -577,7 +572,7 @@ async fn move_runs<X: Ports>(
     }
     // The saves came first: a crash before this leaves a watch short, and those runs' reports
     // to their deadlines.
-    crate::watch::extend(&env.state, cycle, tier, &watch).await?;
+    crate::watch::extend(&env.state, cycle, tier, &watch, now).await?;
     Ok(moved)
 }
 

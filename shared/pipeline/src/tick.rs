@@ -132,7 +132,7 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
         // Each client with runs waiting for an RMM report: one read of what changed on its
         // computers, for all its tiers.
         let since = now - CHANGES_LOOKBACK;
-        for (client, tiers) in waiting_by_client(&env.state, &cycle_doc, waiting, since).await? {
+        for (client, tiers) in waiting_by_client(&env.state, &cycle_doc, waiting, since, now).await? {
             push(
                 ClientChanges::STAGE,
                 ClientChanges {
@@ -152,18 +152,19 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
     Ok(report)
 }
 
-/// The tiers with runs waiting for an RMM report, by client: the clients watched in each
-/// ([`crate::watch`]: those whose runs there wait for a report, until their latest next action),
+/// The tiers with runs waiting for an RMM report, by client: the clients watched in each in the
+/// hour from `since` to `now` ([`crate::watch`]: those whose runs there can be reported on then),
 /// one listing per waiting tier (at most its clients), never its runs.
 async fn waiting_by_client(
     state: &impl DocStore,
     cycle_doc: &CycleDoc,
     waiting: Vec<TierId>,
     since: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<BTreeMap<ClientId, Vec<TierId>>, HandlerError> {
     let mut out: BTreeMap<ClientId, Vec<TierId>> = BTreeMap::new();
     for tier in waiting {
-        for client in crate::watch::watched(state, cycle_doc.cycle, &tier, since).await? {
+        for client in crate::watch::watched(state, cycle_doc.cycle, &tier, since, now).await? {
             out.entry(client).or_default().push(tier.clone());
         }
     }

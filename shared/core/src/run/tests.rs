@@ -868,3 +868,119 @@ proptest! {
         }
     }
 }
+
+// The span in which a run's next report can come (its client's changes are read then).
+
+#[test]
+fn a_run_not_sent_or_done_waits_for_no_report() {
+    let e = server("srv1");
+    let run = scheduled(&e, "servers.acme.production");
+    assert_eq!(report_span(&run, e.tz, &policy(), deployed()), None);
+    let mut done = installed(&e);
+    done.status = RunStatus::Validated;
+    assert_eq!(report_span(&done, e.tz, &policy(), deployed()), None);
+    let mut failed = installed(&e);
+    failed.status = RunStatus::Failed;
+    assert_eq!(report_span(&failed, e.tz, &policy(), deployed()), None);
+}
+
+#[test]
+fn a_sent_install_is_listened_for_to_its_deadline_and_an_automatic_reboot_in_its_window() {
+    let e = workstation("ws1");
+    let run = sent(&e);
+    let w = window(&run);
+    let now = w.start + Duration::minutes(5);
+    assert_eq!(
+        report_span(&run, e.tz, &policy(), now),
+        Some((now, w.end + REPORT_GRACE))
+    );
+    let run = installed(&e);
+    let Some(RmmCommand::ScheduleReboot { window: reboot, .. }) = run
+        .commands
+        .iter()
+        .find(|c| matches!(c, RmmCommand::ScheduleReboot { .. }))
+        .cloned()
+    else {
+        panic!("not an automatic reboot: {:?}", run.commands)
+    };
+    // Before the reboot window: from its start, not from now.
+    let before = reboot.start - Duration::hours(2);
+    assert_eq!(
+        report_span(&run, e.tz, &policy(), before),
+        Some((reboot.start, reboot.end + REPORT_GRACE))
+    );
+    // Rebooted: to the checks' deadline.
+    let mut rebooted = run.clone();
+    let at = reboot.start + Duration::minutes(40);
+    step(
+        &mut rebooted,
+        &e,
+        awake(),
+        &[report(&run, at, RmmEvent::RebootConfirmed)],
+        at + Duration::minutes(20),
+    );
+    assert_eq!(rebooted.status, RunStatus::Rebooted);
+    let now = at + Duration::minutes(20);
+    assert_eq!(
+        report_span(&rebooted, e.tz, &policy(), now),
+        Some((now, at + REPORT_GRACE))
+    );
+    // A technician's reboot: from the install window's end, for the technician's days.
+    let e = server("srv1");
+    let run = installed(&e);
+    let w = window(&run);
+    let now = run.installed_at.unwrap();
+    assert_eq!(
+        report_span(&run, e.tz, &policy(), now),
+        Some((w.end, w.end + TECHNICIAN_GRACE))
+    );
+}
+
+#[test]
+fn a_user_reboot_is_listened_for_the_day_of_each_reminder_then_in_the_forced_window() {
+    let e = daytime("day1");
+    let mut run = installed(&e);
+    let (first, forced) = user_commands(&run);
+    let p = policy();
+    // Installed, before the first reminder: its working day, not every hour until then.
+    let installed_at = run.installed_at.unwrap();
+    assert_eq!(
+        report_span(&run, e.tz, &p, installed_at),
+        Some((first, first + USER_REBOOT_LISTEN))
+    );
+    // The first reminder shown: the rest of its day.
+    step(&mut run, &e, awake(), &[], first);
+    let later = first + Duration::hours(3);
+    assert_eq!(
+        report_span(&run, e.tz, &p, later),
+        Some((later, first + USER_REBOOT_LISTEN))
+    );
+    // After its day: the next reminder's.
+    let second = next_reminder(e.tz, first, &p);
+    assert!(second < forced.start);
+    assert_eq!(
+        report_span(&run, e.tz, &p, first + USER_REBOOT_LISTEN),
+        Some((second, second + USER_REBOOT_LISTEN))
+    );
+    // The forced reboot sent: its window and grace.
+    step(&mut run, &e, awake(), &[], forced.start);
+    assert!(run.forced_reboot);
+    assert_eq!(
+        report_span(&run, e.tz, &p, forced.start),
+        Some((forced.start, forced.end + REPORT_GRACE))
+    );
+}
+
+proptest! {
+    /// Whatever the hour, a waiting run's span never starts before now, nor ends before it starts.
+    #[test]
+    fn a_span_is_from_now_on(hours in 0i64..400) {
+        let e = daytime("day1");
+        let run = installed(&e);
+        let now = run.installed_at.unwrap() + Duration::hours(hours);
+        if let Some((from, to)) = report_span(&run, e.tz, &policy(), now) {
+            prop_assert!(from >= now);
+            prop_assert!(to >= from);
+        }
+    }
+}

@@ -7,16 +7,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::Drain;
 use chrono::{Duration, Timelike};
 use patchflow_connectors::file::{FileCatalog, FileInventory};
 use patchflow_core::ids::CycleId;
 use patchflow_core::ports::clock::{Clock, ManualClock};
-use patchflow_core::ports::queue::{Envelope, QueueConsumer, Stage};
+use patchflow_core::ports::queue::{Envelope, Stage};
 use patchflow_core::ports::state::{DocStore, TierStore};
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::tier::TierState;
 use patchflow_local::state::SqliteState;
-use patchflow_pipeline::batch::{handle, Outcome};
+use patchflow_pipeline::batch::handle;
 use patchflow_pipeline::messages::{ClientChanges, DeployShard, Message, TierTick};
 use patchflow_pipeline::records::{self, Run, RunStatus};
 use patchflow_pipeline::schedule::PAGE;
@@ -104,70 +105,37 @@ async fn a_tier_larger_than_a_page_moves_in_pages_and_a_page_that_dies_half_way_
             }
         }
         // The pump, by hand, so that each delivery's work is seen: until a pass finds nothing.
-        loop {
-            let mut any = false;
-            for stage in Stage::ALL {
-                let mut handed_back = Vec::new();
-                loop {
-                    let batch = consumer
-                        .receive(stage, 10, Duration::seconds(30))
-                        .await
-                        .unwrap();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for d in batch {
-                        any = true;
-                        let envelope = Envelope::from_body(&d.body).unwrap();
-                        let is_page = envelope.kind == TierTick::KIND;
-                        if armed
-                            && crashed.is_none()
-                            && is_page
-                            && envelope.payload.get("after").is_some()
-                        {
-                            // A quarter into this page: its installs and reboots are two sends each.
-                            env.rmm.fail_send_after(PAGE / 2);
-                            crashed = Some(envelope.idempotency_key.clone());
-                        }
-                        let is_shard = envelope.kind == DeployShard::KIND;
-                        if shard_crashed.is_none()
-                            && is_shard
-                            && envelope.payload.get("shard").is_some()
-                        {
-                            // The process dies after planning a fifth of the shard's runs.
-                            env.state
-                                .fail_doc_write_after("run.", records::MEMBERS_SHARD / 5);
-                            shard_crashed = Some(envelope.idempotency_key.clone());
-                        }
-                        let before = sends(&env.rmm);
-                        let saved_before = saved_runs(&env.state, &pilot).await;
-                        let outcome = handle(&env, stage, &d.body, now).await;
-                        if stage == Stage::Schedule
-                            && (is_page || is_shard || envelope.kind == ClientChanges::KIND)
-                        {
-                            handled.push(Handled {
-                                kind: envelope.kind.clone(),
-                                key: envelope.idempotency_key.clone(),
-                                outcome: format!("{outcome:?}"),
-                                sends: sends(&env.rmm) - before,
-                                saved: saved_runs(&env.state, &pilot).await - saved_before,
-                            });
-                        }
-                        match outcome {
-                            Outcome::Done(_) => consumer.ack(stage, &d.receipt).await.unwrap(),
-                            Outcome::Retry(_) => handed_back.push(d.receipt),
-                            Outcome::Poison(reason) => panic!("{reason}: {}", d.body),
-                        }
-                    }
-                }
-                // Handed back: redelivered on the next pass (its visibility timeout over).
-                for r in handed_back {
-                    consumer.release(stage, &r).await.unwrap();
-                }
+        let mut drain = Drain::default();
+        while let Some((stage, d)) = drain.next(&consumer).await {
+            let envelope = Envelope::from_body(&d.body).unwrap();
+            let is_page = envelope.kind == TierTick::KIND;
+            if armed && crashed.is_none() && is_page && envelope.payload.get("after").is_some() {
+                // A quarter into this page: its installs and reboots are two sends each.
+                env.rmm.fail_send_after(PAGE / 2);
+                crashed = Some(envelope.idempotency_key.clone());
             }
-            if !any {
-                break;
+            let is_shard = envelope.kind == DeployShard::KIND;
+            if shard_crashed.is_none() && is_shard && envelope.payload.get("shard").is_some() {
+                // The process dies after planning a fifth of the shard's runs.
+                env.state
+                    .fail_doc_write_after("run.", records::MEMBERS_SHARD / 5);
+                shard_crashed = Some(envelope.idempotency_key.clone());
             }
+            let before = sends(&env.rmm);
+            let saved_before = saved_runs(&env.state, &pilot).await;
+            let outcome = handle(&env, stage, &d.body, now).await;
+            if stage == Stage::Schedule
+                && (is_page || is_shard || envelope.kind == ClientChanges::KIND)
+            {
+                handled.push(Handled {
+                    kind: envelope.kind.clone(),
+                    key: envelope.idempotency_key.clone(),
+                    outcome: format!("{outcome:?}"),
+                    sends: sends(&env.rmm) - before,
+                    saved: saved_runs(&env.state, &pilot).await - saved_before,
+                });
+            }
+            drain.settle(&consumer, stage, d, &outcome).await;
         }
         let tiers = env.state.list_tiers(cycle()).await.unwrap();
         if !tiers.is_empty() && tiers.iter().all(|t| t.state == TierState::Closed) {

@@ -174,3 +174,74 @@ pub fn hand_cycle(dir: &std::path::Path, inventory: std::path::PathBuf, seed: u6
         spec,
     }
 }
+
+/// The pump of a hand-driven cycle, a delivery at a time so a test sees each one's work: stage
+/// by stage, receiving until the stage is empty (its handed-back deliveries released then, to
+/// come again on the next pass), pass after pass until one finds nothing.
+#[derive(Default)]
+pub struct Drain {
+    stage: usize,
+    batch: std::collections::VecDeque<patchflow_core::ports::queue::Delivery>,
+    handed_back: Vec<String>,
+    any: bool,
+}
+
+impl Drain {
+    /// The next delivery and its stage; `None` once a whole pass found nothing.
+    pub async fn next(
+        &mut self,
+        consumer: &SqliteQueues,
+    ) -> Option<(Stage, patchflow_core::ports::queue::Delivery)> {
+        use patchflow_core::ports::queue::QueueConsumer;
+        loop {
+            let stage = Stage::ALL[self.stage];
+            if let Some(d) = self.batch.pop_front() {
+                self.any = true;
+                return Some((stage, d));
+            }
+            let batch = consumer
+                .receive(stage, 10, Duration::seconds(30))
+                .await
+                .expect("a receive from the embedded queues");
+            if !batch.is_empty() {
+                self.batch.extend(batch);
+                continue;
+            }
+            for r in self.handed_back.drain(..) {
+                consumer
+                    .release(stage, &r)
+                    .await
+                    .expect("a release to the embedded queues");
+            }
+            self.stage += 1;
+            if self.stage == Stage::ALL.len() {
+                if !self.any {
+                    return None;
+                }
+                self.stage = 0;
+                self.any = false;
+            }
+        }
+    }
+
+    /// Settles a delivery by its outcome: acknowledged, handed back (released at the end of its
+    /// stage's turn), or a panic for poison.
+    pub async fn settle(
+        &mut self,
+        consumer: &SqliteQueues,
+        stage: Stage,
+        delivery: patchflow_core::ports::queue::Delivery,
+        outcome: &patchflow_pipeline::batch::Outcome,
+    ) {
+        use patchflow_core::ports::queue::QueueConsumer;
+        use patchflow_pipeline::batch::Outcome;
+        match outcome {
+            Outcome::Done(_) => consumer
+                .ack(stage, &delivery.receipt)
+                .await
+                .expect("an ack to the embedded queues"),
+            Outcome::Retry(_) => self.handed_back.push(delivery.receipt),
+            Outcome::Poison(reason) => panic!("{reason}: {}", delivery.body),
+        }
+    }
+}

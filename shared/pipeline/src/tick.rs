@@ -132,7 +132,9 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
         // Each client with runs waiting for an RMM report: one read of what changed on its
         // computers, for all its tiers.
         let since = now - CHANGES_LOOKBACK;
-        for (client, tiers) in waiting_by_client(&env.state, &cycle_doc, waiting, since, now).await? {
+        for (client, tiers) in
+            waiting_by_client(&env.state, &cycle_doc, waiting, since, now).await?
+        {
             push(
                 ClientChanges::STAGE,
                 ClientChanges {

@@ -138,7 +138,10 @@ pub async fn extend(
     let ids: Vec<String> = wanted.keys().map(|c| c.as_str().to_owned()).collect();
     let mut stored: BTreeMap<String, (Watch, u64)> = BTreeMap::new();
     for doc in store.get_docs(cycle, &kind, &ids).await? {
-        stored.insert(doc.id.clone(), (parse(&kind, &doc.id, &doc.body)?, doc.version));
+        stored.insert(
+            doc.id.clone(),
+            (parse(&kind, &doc.id, &doc.body)?, doc.version),
+        );
     }
     for (client, spans) in wanted {
         let mut current = stored.remove(client.as_str());
@@ -228,10 +231,9 @@ mod tests {
         ]);
         extend(&store, cycle, &tier, &wanted, at(1)).await.unwrap();
         // THEN alpha's is unchanged (no write), bravo has both spans
-        let (a, va): (Watch, u64) =
-            records::must_load(&store, cycle, &watch_kind(&tier), "alpha")
-                .await
-                .unwrap();
+        let (a, va): (Watch, u64) = records::must_load(&store, cycle, &watch_kind(&tier), "alpha")
+            .await
+            .unwrap();
         assert_eq!(a.spans, [span(2, 5)]);
         assert_eq!(va, 1);
         let (b, _): (Watch, u64) = records::must_load(&store, cycle, &watch_kind(&tier), "bravo")

@@ -75,7 +75,7 @@ pub async fn inventory_sync<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<SyncReport, HandlerError> {
     let env = x.env();
-    let (doc, notes) = inventory_source.pull_with_notes().await?;
+    let (mut doc, notes) = inventory_source.pull_with_notes().await?;
     // Validate the whole inventory before writing any of it: a bad record writes nothing.
     let inventory = inventory_from_doc("inventory", doc.clone())
         .map_err(|e| HandlerError::Poison(e.to_string()))?;
@@ -87,6 +87,9 @@ pub async fn inventory_sync<X: Ports>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| HandlerError::Poison(format!("inventory: {e}")))?;
     let endpoints = env.state.sync_endpoints(&stored).await?;
+    // A fleet's records are held a few times over while its cycle opens: each copy goes as
+    // soon as it has served.
+    drop(stored);
     let mut report = SyncReport {
         endpoints,
         no_patch_inventory: notes.no_patch_inventory,
@@ -123,7 +126,7 @@ pub async fn inventory_sync<X: Ports>(
     let catalog_doc = catalog_source.catalog(cycle).await?;
     let catalog = catalog_from_doc("catalog", catalog_doc.clone())
         .map_err(|e| HandlerError::Poison(e.to_string()))?;
-    let plan = plan(&inventory, &catalog, release, &env.policy);
+    let mut plan = plan(&inventory, &catalog, release, &env.policy);
 
     for entry in &plan.exception_register {
         env.state.record_exception(entry).await?;
@@ -131,13 +134,20 @@ pub async fn inventory_sync<X: Ports>(
 
     // Tiers and runs from the plan. Every write is a create: a sync that crashed half-way and
     // runs again finds what it wrote and goes on.
-    let docs: HashMap<&str, &EndpointDoc> =
-        doc.endpoints.iter().map(|d| (d.id.as_str(), d)).collect();
+    // The records move into their runs, and each endpoint's plan is let go once its run is made.
+    let mut docs: HashMap<String, EndpointDoc> = std::mem::take(&mut doc.endpoints)
+        .into_iter()
+        .map(|d| (d.id.clone(), d))
+        .collect();
     let mut tiers: BTreeMap<String, TierPlan> = BTreeMap::new();
     let mut runs: Vec<Run> = Vec::new();
     let mut scans: HashMap<EndpointId, ScopeScan> = HashMap::new();
     let mut excluded: BTreeMap<ClientId, Vec<Excluded>> = BTreeMap::new();
-    for (e, p) in inventory.endpoints().iter().zip(&plan.endpoints) {
+    for (e, p) in inventory
+        .endpoints()
+        .iter()
+        .zip(std::mem::take(&mut plan.endpoints))
+    {
         // An up-to-date endpoint keeps its wave and has no window: its run is done at the
         // opening, with nothing sent (its planned install is the release instant).
         let up_to_date = p.up_to_date.then_some(Install {
@@ -183,8 +193,7 @@ pub async fn inventory_sync<X: Ports>(
             client: e.client.clone(),
             tier: tier.clone(),
             doc: docs
-                .get(e.id.as_str())
-                .map(|d| (*d).clone())
+                .remove(e.id.as_str())
                 .ok_or_else(|| HandlerError::Poison(format!("endpoint {} has no record", e.id)))?,
             planned_install: install.window,
             status: if p.up_to_date {

@@ -404,8 +404,13 @@ async fn failure_with<S: StateStore, Q: QueueSender>(
                 format!("{id}: root cause recorded; the tier is released and its failed endpoints retry in their next window")
             } else {
                 format!(
-                    "{id}: root cause recorded; the tier stays held until these have one too: {}",
-                    done.waiting.join(", ")
+                    "{id}: root cause recorded; the tier stays held until these have one too: {}{}",
+                    done.waiting.join(", "),
+                    if done.more_waiting {
+                        " (and maybe more: `patchflow failure list` has them all)"
+                    } else {
+                        ""
+                    }
                 )
             };
             finish(writeln!(out, "{line}"))

@@ -204,9 +204,15 @@ pub struct RootCauseRecorded {
     /// The tier was released (every open failure of it has a root cause) and its failed
     /// endpoints scheduled for retry in their next window.
     pub released: bool,
-    /// Failures of the tier still without a root cause.
+    /// Failures of the tier still without a root cause: those of the first page of failed runs
+    /// (by endpoint) that has any.
     pub waiting: Vec<String>,
+    /// Whether failed runs after that page were not looked at (more may be waiting).
+    pub more_waiting: bool,
 }
+
+/// How many failed runs a root cause's check for failures still waiting reads at a time.
+const WAITING_PAGE: usize = 100;
 
 /// Records a failure's root cause. When every open failure of its tier has one, the tier leaves
 /// its hold and the failed endpoints are retried in their next retry windows.
@@ -234,29 +240,46 @@ pub async fn record_root_cause(
     let version = failure.version;
     state.save_failure(&failure, version).await?;
 
-    // The tier's open failures: each failed run's latest failure.
+    // The tier's open failures: each failed run's latest failure, a page of failed runs at a
+    // time, stopping at the first page with one still waiting: an engineer working through a
+    // tier's failures reads about a page per root cause, not every failure each time.
     let tier = failure.tier.clone();
-    let runs: Vec<(Run, u64)> =
-        records::runs_in_phase(state, cycle, &tier, records::PHASE_FAILED).await?;
-    let failed: Vec<&Run> = runs
-        .iter()
-        .map(|(r, _)| r)
-        .filter(|r| r.status == RunStatus::Failed)
-        .collect();
-    let mut waiting = Vec::new();
-    for r in &failed {
-        if let Some(id) = r.failures.last() {
-            let f = state.get_failure(cycle, id).await?;
-            if f.is_none_or(|f| f.root_cause.is_none()) {
-                waiting.push(id.clone());
+    let mut failed: Vec<Run> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (page, next) = records::runs_in_phase_page(
+            state,
+            cycle,
+            &tier,
+            records::PHASE_FAILED,
+            after.as_deref(),
+            WAITING_PAGE,
+        )
+        .await?;
+        let mut waiting = Vec::new();
+        for (r, _) in page {
+            if r.status != RunStatus::Failed {
+                continue;
             }
+            if let Some(id) = r.failures.last() {
+                let f = state.get_failure(cycle, id).await?;
+                if f.is_none_or(|f| f.root_cause.is_none()) {
+                    waiting.push(id.clone());
+                }
+            }
+            failed.push(r);
         }
-    }
-    if !waiting.is_empty() {
-        return Ok(RootCauseRecorded {
-            released: false,
-            waiting,
-        });
+        if !waiting.is_empty() {
+            return Ok(RootCauseRecorded {
+                released: false,
+                more_waiting: next.is_some(),
+                waiting,
+            });
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
     }
     let messages: Vec<_> = failed
         .iter()
@@ -291,7 +314,8 @@ pub async fn record_root_cause(
     }
     Ok(RootCauseRecorded {
         released: true,
-        waiting,
+        waiting: Vec::new(),
+        more_waiting: false,
     })
 }
 

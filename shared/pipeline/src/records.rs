@@ -235,38 +235,52 @@ pub async fn runs_in_phase(
     tier: &TierId,
     phase: &str,
 ) -> Result<Vec<(Run, u64)>, HandlerError> {
-    let kind = run_kind(tier);
     let mut runs = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let ids = store
-            .list_ids_in_phase(cycle, &kind, phase, after.as_deref(), MEMBERS_SHARD)
-            .await?;
-        let Some(last) = ids.last().cloned() else {
-            break;
-        };
-        let endpoints = ids
-            .iter()
-            .map(|id| {
-                EndpointId::parse(id).map_err(|e| {
-                    HandlerError::Poison(format!(
-                        "{kind}: indexed id `{id}` is not an endpoint: {e}"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for (run, version) in get_runs(store, cycle, tier, &endpoints).await? {
-            if index_phase(&run) == phase {
-                runs.push((run, version));
-            }
+        let (page, next) =
+            runs_in_phase_page(store, cycle, tier, phase, after.as_deref(), MEMBERS_SHARD).await?;
+        runs.extend(page);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
         }
-        if ids.len() < MEMBERS_SHARD {
-            break;
-        }
-        after = Some(last);
     }
     runs.sort_by(|(a, _), (b, _)| a.endpoint.cmp(&b.endpoint));
     Ok(runs)
+}
+
+/// One page of [`runs_in_phase`]: at most `limit` runs listed after `after` (an endpoint id),
+/// and where the next page starts (`None` on the last).
+pub async fn runs_in_phase_page(
+    store: &impl DocStore,
+    cycle: CycleId,
+    tier: &TierId,
+    phase: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<(Run, u64)>, Option<String>), HandlerError> {
+    let kind = run_kind(tier);
+    let ids = store
+        .list_ids_in_phase(cycle, &kind, phase, after, limit)
+        .await?;
+    let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
+    let endpoints = ids
+        .iter()
+        .map(|id| {
+            EndpointId::parse(id).map_err(|e| {
+                HandlerError::Poison(format!("{kind}: indexed id `{id}` is not an endpoint: {e}"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut runs = Vec::with_capacity(endpoints.len());
+    for (run, version) in get_runs(store, cycle, tier, &endpoints).await? {
+        if index_phase(&run) == phase {
+            runs.push((run, version));
+        }
+    }
+    runs.sort_by(|(a, _), (b, _)| a.endpoint.cmp(&b.endpoint));
+    Ok((runs, next))
 }
 
 /// How many endpoints one members shard lists.

@@ -7,7 +7,7 @@
 //! repeatable; and every command, ticket and page is kept by its key, so a duplicate is counted,
 //! never run twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
@@ -79,6 +79,8 @@ pub struct TakenCommand {
 struct RmmState {
     by_key: BTreeMap<String, usize>,
     log: Vec<TakenCommand>,
+    /// Each endpoint's commands in the log, in order: a report reads its endpoint's, not the log.
+    by_endpoint: HashMap<EndpointId, Vec<usize>>,
     duplicates: usize,
     /// Each client's approval policy.
     policy: BTreeMap<(ClientId, PatchId), RmmApproval>,
@@ -120,6 +122,17 @@ struct RmmState {
     calls: BTreeMap<&'static str, u64>,
     /// Sends to take before the next one fails (a crash of the caller half-way through).
     fail_send_after: Option<usize>,
+}
+
+impl RmmState {
+    /// An endpoint's commands taken, oldest first.
+    fn commands_of<'a>(&'a self, endpoint: &EndpointId) -> impl Iterator<Item = &'a TakenCommand> {
+        self.by_endpoint
+            .get(endpoint)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.log.get(i))
+    }
 }
 
 impl RmmState {
@@ -390,11 +403,7 @@ impl<C: Clock> SimRmm<C> {
         expect: &[PatchId],
     ) -> Vec<RmmReport> {
         let st = lock(&self.state);
-        let mine: Vec<&TakenCommand> = st
-            .log
-            .iter()
-            .filter(|t| t.command.endpoint() == endpoint)
-            .collect();
+        let mine: Vec<&TakenCommand> = st.commands_of(endpoint).collect();
         let installs_before = mine
             .iter()
             .filter(|t| t.at < since && is_install(&t.command))
@@ -596,6 +605,10 @@ impl<C: Clock> Rmm for SimRmm<C> {
             st.installs.insert(key.to_owned(), outcome);
         }
         let n = st.log.len();
+        st.by_endpoint
+            .entry(command.endpoint().clone())
+            .or_default()
+            .push(n);
         st.by_key.insert(key.to_owned(), n);
         st.log.push(TakenCommand {
             key: key.to_owned(),
@@ -722,9 +735,9 @@ impl<C: Clock> Rmm for SimRmm<C> {
         st.health_reads += 1;
         let unhealthy = st.unhealthy.get(endpoint).is_some_and(|from| {
             *from <= now
-                && !st.log.iter().any(|t| {
-                    t.at >= *from && t.command.endpoint() == endpoint && is_install(&t.command)
-                })
+                && !st
+                    .commands_of(endpoint)
+                    .any(|t| t.at >= *from && is_install(&t.command))
         });
         Ok(HealthReport {
             endpoint: endpoint.clone(),

@@ -513,6 +513,23 @@ async fn read_back(answer: Option<RmmApproval>) -> (patchflow_pipeline::batch::O
     )
     .await
     .unwrap();
+    // The opening: one part per client, then the coordinator that queues the evaluations.
+    loop {
+        let batch = queues
+            .receive(Stage::Rollout, 10, Duration::minutes(5))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for d in batch {
+            queues.ack(Stage::Rollout, &d.receipt).await.unwrap();
+            assert!(matches!(
+                handle(&env, Stage::Rollout, &d.body, now).await,
+                Delivered::Done(_)
+            ));
+        }
+    }
     // The evaluations: each stores its decision and queues its pushes.
     let mut pushes = Vec::new();
     loop {

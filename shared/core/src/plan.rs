@@ -190,8 +190,76 @@ fn local(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
+/// What the plan of one part of a fleet needs from the whole of it: the fleet's workstation
+/// production tier waits for the latest pilot workstation's window, wherever its client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetPilots {
+    /// The end of the latest first install window of an in-scope pilot workstation that is
+    /// not up to date, if there is one.
+    pub workstation_pilot_end: Option<DateTime<Utc>>,
+}
+
+/// The fleet's pilots as [`plan`] finds them, in one pass that keeps nothing per endpoint: a
+/// cycle opened a client at a time plans each client with [`plan_with`] and these.
+pub fn fleet_pilots(
+    inventory: &Inventory,
+    catalog: &Catalog,
+    release: Release,
+    policy: &Policy,
+) -> FleetPilots {
+    let released_at = release.released_at;
+    let matcher = Matcher::new(&catalog.patches);
+    let approved: Vec<usize> = catalog
+        .patches
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            approval::evaluate(p, released_at, &policy.approval).decision == Decision::AutoApproved
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mut memo = Memo::default();
+    let mut end: Option<DateTime<Utc>> = None;
+    for e in inventory.endpoints() {
+        if e.kind() != EndpointKind::Workstation {
+            continue;
+        }
+        let choice = waves::workstation_wave(e);
+        if choice.wave != Wave::Pilot || choice.start != Start::AtRelease {
+            continue;
+        }
+        let mut trace = Trace::new();
+        let decision = scope::decide_scope(e, inventory.location_of(e), &mut trace);
+        if decision.scope != Scope::InScope {
+            continue;
+        }
+        let track = cadence::assign_cadence(e, policy, &mut memo, &mut trace);
+        if matcher.for_endpoint(e, &approved).up_to_date {
+            continue;
+        }
+        let w = memo.first_window(policy, e.tz, track, released_at);
+        end = end.max(Some(w.end));
+    }
+    FleetPilots {
+        workstation_pilot_end: end,
+    }
+}
+
 /// Plans a cycle. Pure: the same inputs always give the same plan.
 pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: &Policy) -> Plan {
+    plan_with(inventory, catalog, release, policy, None)
+}
+
+/// Plans a cycle for part of a fleet (one client's endpoints), given the whole fleet's pilots
+/// ([`fleet_pilots`]): each endpoint's plan is the one [`plan`] gives it in the whole fleet.
+/// Without `fleet`, the inventory is the whole fleet.
+pub fn plan_with(
+    inventory: &Inventory,
+    catalog: &Catalog,
+    release: Release,
+    policy: &Policy,
+    fleet: Option<FleetPilots>,
+) -> Plan {
     let released_at = release.released_at;
     let approvals: Vec<Approval> = catalog
         .patches
@@ -333,6 +401,9 @@ pub fn plan(inventory: &Inventory, catalog: &Catalog, release: Release, policy: 
                 }
             }
         }
+    }
+    if let Some(fleet) = fleet {
+        ws_pilot_end = fleet.workstation_pilot_end;
     }
     let soak = policy.rollout.soak;
     let (ws_gate, ws_gate_reason) = waves::soak_gate(ws_pilot_end, released_at, soak);

@@ -25,6 +25,7 @@ use patchflow_local::evidence::FsEvidenceStore;
 use patchflow_local::queue::SqliteQueues;
 use patchflow_local::state::SqliteState;
 use patchflow_pipeline::env::{Env, Settings};
+use patchflow_pipeline::pump::{drain, PumpOptions};
 use patchflow_pipeline::sync::{inventory_sync, SyncReport};
 use patchflow_sim::connectors::{Outcomes, SimPager, SimPsa, SimRmm};
 use serde::de::DeserializeOwned;
@@ -110,14 +111,27 @@ impl Embedded {
             .await
     }
 
-    /// Opens the 2026-12 cycle as inventory-sync does at Patch Tuesday's release
-    /// (2026-12-08T18:00:00Z): the inventory `tests/fixtures/inventory-dst.json` (9 endpoints in
-    /// 5 tiers) and the demo catalog `functions/cli/demo/catalog-2026-12.json` (12 patches, whose
-    /// evaluations it puts on the approval queue).
+    /// Opens the 2026-12 cycle as inventory-sync and ring-promotion do at Patch Tuesday's
+    /// release (2026-12-08T18:00:00Z): the inventory `tests/fixtures/inventory-dst.json` (9
+    /// endpoints of 4 clients in 5 tiers) synced, each client's part of the opening handled from
+    /// the rollout queue, and the demo catalog `functions/cli/demo/catalog-2026-12.json` (12
+    /// patches, whose evaluations the opening puts on the approval queue).
     pub async fn open_cycle(&self) -> Result<SyncReport, BoxError> {
         let inventory = FileInventory::new(workspace_file(INVENTORY));
         let catalog = FileCatalog::new(workspace_file(CATALOG).display().to_string());
-        Ok(inventory_sync(&self.env, &inventory, &catalog, release()).await?)
+        let report = inventory_sync(&self.env, &inventory, &catalog, release()).await?;
+        let stats = drain(
+            &self.env,
+            &self.queues,
+            Stage::Rollout,
+            self.now(),
+            PumpOptions::default(),
+        )
+        .await?;
+        if stats.retried > 0 || stats.dead_lettered > 0 {
+            return Err(format!("the cycle's opening did not finish: {stats:?}").into());
+        }
+        Ok(report)
     }
 
     /// Receives up to 10 messages of a stage and hands them over as Lambda's event source

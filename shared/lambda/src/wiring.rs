@@ -91,7 +91,8 @@ pub const FUNCTIONS: [Wiring; 6] = [
         name: "inventory-sync",
         consumes: None,
         scheduled: true,
-        sends: &[Stage::Approval],
+        // The cycle's opening: one message per client to ring promotion, which plans it.
+        sends: &[Stage::Rollout],
         requires: &[INVENTORY_PATH, CATALOG_PATH],
         writes_evidence: false,
         talks_to: &[System::Rmm],

@@ -12,10 +12,10 @@ use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
     ArchiveTier, CheckSoak, ClientChanges, DeployEndpoint, DeployShard, EndpointFailed,
-    EvaluatePatch, Message, OpenBatch, PromoteTier, PushApproval, ReviewSweep, RollUpClient,
-    TierTick,
+    EvaluatePatch, Message, OpenBatch, OpenCycle, PromoteTier, PushApproval, ReviewSweep,
+    RollUpClient, TierTick,
 };
-use crate::{approval, batches, evidence, failure, rollout, schedule};
+use crate::{approval, batches, evidence, failure, opening, rollout, schedule};
 
 /// What became of a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ async fn dispatch<X: Ports>(
         }
         (Stage::Rollout, CheckSoak::KIND) => {
             rollout::check_soak(x, cycle, CheckSoak::from_envelope(env)?, now).await
+        }
+        (Stage::Rollout, OpenCycle::KIND) => {
+            opening::open_cycle(x, cycle, OpenCycle::from_envelope(env)?, now).await
         }
         (Stage::Rollout, OpenBatch::KIND) => {
             batches::open_batches(x, cycle, OpenBatch::from_envelope(env)?, now).await

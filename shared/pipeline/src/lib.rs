@@ -16,6 +16,7 @@ pub mod error;
 pub mod evidence;
 pub mod failure;
 pub mod messages;
+pub mod opening;
 pub mod operator;
 pub mod pump;
 pub mod records;

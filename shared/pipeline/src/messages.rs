@@ -89,6 +89,21 @@ impl Message for ReviewSweep {
     const STAGE: Stage = Stage::Approval;
 }
 
+/// A cycle's opening (ring-promotion; see `opening`): with a client, that client's part (its
+/// endpoints planned and their runs written); without, the coordinator (the tiers and the cycle
+/// record once every part is written, or the parts not written yet sent again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenCycle {
+    /// The client whose part it is; none for the coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientId>,
+}
+
+impl Message for OpenCycle {
+    const KIND: &'static str = "open_cycle";
+    const STAGE: Stage = Stage::Rollout;
+}
+
 /// Open the next update batch: the patches approved after the cycle's first deployment, with
 /// their own pilot and production tiers (ring-promotion; see `batches`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

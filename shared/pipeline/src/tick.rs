@@ -1,4 +1,5 @@
-//! The hourly tick (ring-promotion's schedule): for every open cycle, a promotion decision for
+//! The hourly tick (ring-promotion's schedule): for a cycle still opening, its coordinator
+//! (`opening`); for every open cycle, a promotion decision for
 //! each scheduled tier, an hour's work for each deploying one, the archive of each validated one
 //! (a validated pilot still soaking gets its daily soak re-check instead, keyed by day, and is
 //! archived once its soak has passed), and once a day the sweep for overdue reviews. Every
@@ -15,7 +16,8 @@ use std::collections::BTreeMap;
 use crate::env::Ports;
 use crate::error::HandlerError;
 use crate::messages::{
-    ArchiveTier, CheckSoak, ClientChanges, Message, OpenBatch, PromoteTier, ReviewSweep, TierTick,
+    ArchiveTier, CheckSoak, ClientChanges, Message, OpenBatch, OpenCycle, PromoteTier, ReviewSweep,
+    TierTick,
 };
 use crate::records::{self, cycles_around, CycleDoc};
 use crate::schedule::{CHANGES_LOOKBACK, WAITING_PHASES};
@@ -36,6 +38,19 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
     let mut report = TickReport::default();
     for cycle in cycles_around(now) {
         let Some(cycle_doc) = records::cycle_doc(&env.state, cycle).await? else {
+            // An opening not finished yet (its last part's request to finish it lost, or a
+            // part not written): its coordinator, each hour until the cycle is open.
+            if crate::opening::is_opening(&env.state, cycle).await? {
+                let open = OpenCycle { client: None }.envelope(
+                    cycle,
+                    format!("{cycle}/open/{hour}"),
+                    None,
+                );
+                env.queues
+                    .send_batch(OpenCycle::STAGE, std::slice::from_ref(&open))
+                    .await?;
+                report.messages += 1;
+            }
             continue;
         };
         report.cycles += 1;

@@ -52,7 +52,44 @@ async fn at_the_release_it_opens_the_cycle_and_queues_every_patch_for_approval()
         .unwrap();
     assert_eq!(report.opened, Some("2026-12".parse().unwrap()));
     assert_eq!(report.endpoints.written, 9);
-    assert_eq!((report.tiers, report.in_scope, report.excluded), (5, 9, 0));
+    assert_eq!((report.parts, report.rostered), (4, 9));
+    // One part per client on the rollout queue; nothing is open until they are written.
+    let parts = p.take(Stage::Rollout).await.unwrap();
+    let mut keys: Vec<&str> = parts.iter().map(|m| m.idempotency_key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["andes", "harbour", "himal", "kiwi"].map(|c| format!("2026-12/open/{c}"))
+    );
+    assert!(p
+        .env
+        .state
+        .list_tiers("2026-12".parse().unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(p.take(Stage::Approval).await.unwrap().is_empty());
+    for m in &parts {
+        let body = m.to_body();
+        let outcome =
+            patchflow_pipeline::batch::handle(&p.env, Stage::Rollout, &body, p.now()).await;
+        assert!(
+            matches!(outcome, patchflow_pipeline::batch::Outcome::Done(_)),
+            "{outcome:?}"
+        );
+    }
+    // The last part asks the coordinator, which writes the tiers and queues the approvals.
+    let coordinator = p.take(Stage::Rollout).await.unwrap();
+    assert_eq!(coordinator.len(), 1, "{coordinator:?}");
+    assert!(coordinator[0]
+        .idempotency_key
+        .starts_with("2026-12/open/parts-done/"));
+    let body = coordinator[0].to_body();
+    let outcome = patchflow_pipeline::batch::handle(&p.env, Stage::Rollout, &body, p.now()).await;
+    assert!(
+        matches!(&outcome, patchflow_pipeline::batch::Outcome::Done(m) if m.contains("5 tier(s), 9 endpoint(s) in scope, 0 left out, 4 client(s)")),
+        "{outcome:?}"
+    );
 
     let tiers = p
         .env
@@ -87,7 +124,7 @@ async fn at_the_release_it_opens_the_cycle_and_queues_every_patch_for_approval()
 }
 
 #[tokio::test]
-async fn a_second_run_finds_the_cycle_open_and_sends_nothing_again() {
+async fn a_second_run_finds_the_cycle_opening_or_open_and_sends_nothing_again() {
     let p = Embedded::new(release()).unwrap();
     let f = function();
     f.handle(
@@ -98,7 +135,8 @@ async fn a_second_run_finds_the_cycle_open_and_sends_nothing_again() {
     )
     .await
     .unwrap();
-    assert_eq!(p.take(Stage::Approval).await.unwrap().len(), 12);
+    // Its opening started: one part per client.
+    assert_eq!(p.take(Stage::Rollout).await.unwrap().len(), 4);
     let again = f
         .handle(
             &p.env,
@@ -110,7 +148,38 @@ async fn a_second_run_finds_the_cycle_open_and_sends_nothing_again() {
         .unwrap();
     assert_eq!(again.opened, None);
     assert_eq!((again.endpoints.written, again.endpoints.unchanged), (0, 9));
+    // Opening, not open: the tick's coordinator finishes it, the sync sends nothing again.
+    assert!(p.take(Stage::Rollout).await.unwrap().is_empty());
     assert!(p.take(Stage::Approval).await.unwrap().is_empty());
+    // The parts taken above were lost: the hourly tick's coordinator sends them again, and
+    // once they are written the cycle opens. A third run then sends nothing either.
+    let tick = patchflow_pipeline::tick::tick(&p.env, p.now())
+        .await
+        .unwrap();
+    assert_eq!((tick.cycles, tick.messages), (0, 1));
+    let stats = patchflow_pipeline::pump::drain(
+        &p.env,
+        &p.queues,
+        Stage::Rollout,
+        p.now(),
+        patchflow_pipeline::pump::PumpOptions::default(),
+    )
+    .await
+    .unwrap();
+    // The tick's coordinator, 4 parts sent again, the last part's coordinator.
+    assert_eq!((stats.done, stats.retried, stats.dead_lettered), (6, 0, 0));
+    assert_eq!(p.take(Stage::Approval).await.unwrap().len(), 12);
+    let third = f
+        .handle(
+            &p.env,
+            &p.queues,
+            event("scheduled-inventory-sync.json"),
+            p.now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.opened, None);
+    assert!(p.take(Stage::Rollout).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -16,14 +16,15 @@ use patchflow_core::ids::{CycleId, EndpointId};
 use patchflow_core::plan::Release;
 use patchflow_core::policy::{HoldScope, Policy};
 use patchflow_core::ports::clock::{Clock, ManualClock};
-use patchflow_core::ports::queue::{QueueConsumer, Stage};
-use patchflow_core::ports::state::{FailureStore, TierId, TierStore};
+use patchflow_core::ports::queue::{Envelope, QueueConsumer, Stage};
+use patchflow_core::ports::state::{ApprovalStore, FailureStore, TierId, TierStore};
 use patchflow_core::rules::commands::RmmCommand;
 use patchflow_core::rules::failure::{FailureStage, RootCause};
 use patchflow_core::tier::TierState;
 use patchflow_local::evidence::FsEvidenceStore;
 use patchflow_local::queue::SqliteQueues;
 use patchflow_local::state::SqliteState;
+use patchflow_pipeline::messages::PromoteTier;
 use patchflow_pipeline::operator::record_root_cause;
 use patchflow_pipeline::pump::{drain_all, PumpOptions};
 use patchflow_pipeline::records::{self, run_kind, Run, TierPlan, TIER_KIND};
@@ -585,4 +586,101 @@ async fn with_the_client_hold_scope_a_pilot_failure_holds_only_its_own_clients_p
         words.starts_with("2 client(s): 2 promoted, 0 waiting for the soak, 0 held"),
         "{words}"
     );
+}
+
+/// A client whose workstation pilot is larger than anything the tick should read in an hour.
+fn many_pilots(pilots: usize, others: usize) -> String {
+    let mut endpoints = Vec::new();
+    for i in 0..pilots {
+        endpoints.push(format!(
+            r#"{{ "id": "nw-p{i}", "client": "northwind", "kind": "workstation", "ring": "pilot" }}"#
+        ));
+    }
+    for i in 0..others {
+        endpoints.push(format!(
+            r#"{{ "id": "nw-w{i}", "client": "northwind", "kind": "workstation" }}"#
+        ));
+    }
+    format!(
+        r#"{{ "clients": [ {{ "id": "northwind", "timezone": "America/Chicago" }} ], "endpoints": [ {} ] }}"#,
+        endpoints.join(",\n")
+    )
+}
+
+#[tokio::test]
+async fn a_soaking_pilots_hourly_tick_reads_the_days_check_not_its_runs() {
+    const PILOTS: usize = 80;
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = write_inventory(dir.path(), &many_pilots(PILOTS, 10));
+    let mut spec = spec(
+        dir.path(),
+        &inventory,
+        Policy::default(),
+        Duration::hours(20),
+    );
+    // GIVEN a cycle stopped five days in: the pilot validated and soaking.
+    spec.days = 5;
+    let (env, consumer, clock) = setup(&spec);
+    let closed = drive(&env, &consumer, &clock, &spec, |_, _, _| {}).await;
+    assert!(!closed, "the production tier waits for the pilot's soak");
+    let now = clock.now() - Duration::hours(1);
+    let pilot = plan_of(&env, "workstations.pilot").await;
+    let check = pilot.soak_checks.last().expect("the day's soak check");
+    assert_eq!(check.day, now.date_naive(), "{:?}", pilot.soak_checks);
+    assert!(check.healthy && now < check.soak_until, "{check:?}");
+    assert_eq!(check.endpoints, PILOTS);
+    // WHEN the hourly tick runs again after the day's check
+    let before = env.state.work();
+    let report = patchflow_pipeline::tick::tick(&env, now).await.unwrap();
+    let read = env.state.work().rows - before.rows;
+    // THEN it reads the tiers and the pilot's plan, not the pilot's runs, and still sends the
+    // day's soak check (not an archive).
+    assert!(
+        read < 10,
+        "the tick read {read} records for a pilot of {PILOTS}: {report:?}"
+    );
+    let sent: Vec<String> = consumer
+        .receive(Stage::Rollout, 100, Duration::minutes(5))
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| Envelope::from_body(&d.body).unwrap().kind)
+        .collect();
+    assert!(sent.iter().any(|k| k == "soak_check"), "{sent:?}");
+    let state = env
+        .state
+        .get_tier(cycle(), &tier("workstations.pilot"))
+        .await
+        .unwrap();
+    assert_eq!(state.map(|t| t.state), Some(TierState::Validated));
+    // AND the production tier's hourly promotion decision reads the same check, not the
+    // pilot's runs: it waits for the soak, until the check's end.
+    let approvals = env.state.list_approvals(cycle()).await.unwrap().len() as u64;
+    let before = env.state.work();
+    let words = patchflow_pipeline::rollout::promote_tier(
+        &env,
+        cycle(),
+        PromoteTier {
+            tier: tier("workstations.production"),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let read = env.state.work().rows - before.rows;
+    assert!(
+        read < approvals + 10,
+        "the decision read {read} records ({approvals} approvals) for a pilot of {PILOTS}: {words}"
+    );
+    let gate = plan_of(&env, "workstations.production")
+        .await
+        .gate
+        .unwrap()
+        .max(check.soak_until);
+    let expected = format!(
+        "waiting for the pilot's soak: pilot workstations.pilot healthy since {}, soaking until {}",
+        check.healthy_since.format("%Y-%m-%d %H:%M UTC"),
+        gate.format("%Y-%m-%d %H:%M UTC")
+    );
+    assert_eq!(words, expected);
 }

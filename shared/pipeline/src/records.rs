@@ -585,6 +585,23 @@ pub fn tier_id(kind: EndpointKind, client: &ClientId, wave: Wave) -> Result<Tier
     TierId::parse(&raw).map_err(|e| HandlerError::Poison(e.to_string()))
 }
 
+/// The production tier that follows a pilot tier of this plan (the same kind and client), or
+/// none for a production tier or a server pilot without its client.
+pub fn production_of(pilot: &TierPlan) -> Result<Option<TierId>, HandlerError> {
+    let raw = match (pilot.wave, pilot.kind, &pilot.client) {
+        (Wave::Production, _, _) | (Wave::Pilot, EndpointKind::Server, None) => return Ok(None),
+        (Wave::Pilot, EndpointKind::Server, Some(c)) => {
+            format!("servers.{}.{}", slug(c.as_str()), Wave::Production.as_str())
+        }
+        (Wave::Pilot, EndpointKind::Workstation, _) => {
+            format!("workstations.{}", Wave::Production.as_str())
+        }
+    };
+    TierId::parse(&raw)
+        .map(Some)
+        .map_err(|e| HandlerError::Poison(e.to_string()))
+}
+
 fn slug(id: &str) -> String {
     let s: String = id
         .chars()
@@ -718,4 +735,61 @@ pub fn cycles_around(now: DateTime<Utc>) -> Vec<CycleId> {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pilot(kind: EndpointKind, client: Option<&str>) -> TierPlan {
+        let client = client.map(|c| ClientId::parse(c).expect("client id"));
+        let tier = match &client {
+            Some(c) => tier_id(kind, c, Wave::Pilot),
+            None => tier_id(
+                kind,
+                &ClientId::parse("any").expect("client id"),
+                Wave::Pilot,
+            ),
+        }
+        .expect("tier id");
+        TierPlan {
+            tier,
+            kind,
+            client,
+            wave: Wave::Pilot,
+            pilot: None,
+            gate: None,
+            endpoints: 1,
+            clients: Vec::new(),
+            released: Vec::new(),
+            last_decision: None,
+            soak_checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_pilot_leads_to_the_production_tier_of_its_kind_and_client() {
+        for client in ["acme", "Acme Corp. (East)"] {
+            let id = ClientId::parse(client).expect("client id");
+            let p = pilot(EndpointKind::Server, Some(client));
+            assert_eq!(
+                production_of(&p).expect("id"),
+                Some(tier_id(EndpointKind::Server, &id, Wave::Production).expect("id"))
+            );
+        }
+        let ws = pilot(EndpointKind::Workstation, None);
+        assert_eq!(
+            production_of(&ws)
+                .expect("id")
+                .map(|t| t.as_str().to_string()),
+            Some("workstations.production".to_string())
+        );
+        let mut production = ws.clone();
+        production.wave = Wave::Production;
+        assert_eq!(production_of(&production).expect("id"), None);
+        assert_eq!(
+            production_of(&pilot(EndpointKind::Server, None)).expect("id"),
+            None
+        );
+    }
 }

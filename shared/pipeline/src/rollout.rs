@@ -93,15 +93,28 @@ async fn validated_fallback<X: Ports>(
     })
 }
 
-/// Whether a production tier of the cycle waits for this tier as its pilot (its plans are a
-/// handful of documents).
+/// Whether a production tier of the cycle waits for this tier as its pilot: two records read
+/// by id (the pilot's plan, and the plan of the production tier it would lead), never the
+/// cycle's list of tiers (one per client's server wave).
 async fn soaks_for_production<X: Ports>(
     x: &X,
     cycle: CycleId,
     pilot: &TierId,
 ) -> Result<bool, HandlerError> {
-    let plans: Vec<(TierPlan, u64)> = records::list(&x.env().state, cycle, TIER_KIND).await?;
-    Ok(plans.iter().any(|(p, _)| p.pilot.as_ref() == Some(pilot)))
+    let state = &x.env().state;
+    let Some((plan, _)) =
+        records::load::<TierPlan>(state, cycle, TIER_KIND, pilot.as_str()).await?
+    else {
+        return Ok(false);
+    };
+    let Some(production) = records::production_of(&plan)? else {
+        return Ok(false);
+    };
+    Ok(
+        records::load::<TierPlan>(state, cycle, TIER_KIND, production.as_str())
+            .await?
+            .is_some_and(|(p, _)| p.pilot.as_ref() == Some(pilot)),
+    )
 }
 
 /// Where a validated tier is in its soak.
@@ -134,6 +147,56 @@ pub async fn pilot_soak<X: Ports>(
         Some(until) if now < until => PilotSoak::Soaking { until },
         Some(_) => PilotSoak::Done,
     })
+}
+
+/// The pilot's soak check of today, when it found the pilot healthy and soaking past `now` and
+/// the pilot is still validated: what the tick and the hourly promotion decision read instead
+/// of the pilot's runs (the check read them today; a pilot's runs change while it is validated
+/// only by a check that fails one, and a failed check is not healthy).
+async fn soaking_today<X: Ports>(
+    x: &X,
+    cycle: CycleId,
+    pilot: &TierId,
+    now: DateTime<Utc>,
+) -> Result<Option<SoakCheck>, HandlerError> {
+    let state = &x.env().state;
+    let today = now.date_naive();
+    let Some((plan, _)) =
+        records::load::<TierPlan>(state, cycle, TIER_KIND, pilot.as_str()).await?
+    else {
+        return Ok(None);
+    };
+    let Some(check) = plan
+        .soak_checks
+        .into_iter()
+        .rev()
+        .find(|c| c.day == today && c.healthy && now < c.soak_until)
+    else {
+        return Ok(None);
+    };
+    Ok(match state.get_tier(cycle, pilot).await? {
+        Some(r) if r.state == TierState::Validated => Some(check),
+        _ => None,
+    })
+}
+
+/// Where a validated tier is in its soak as the hourly tick sees it: a pilot whose plan holds a
+/// healthy soak check of today that soaks past `now` is soaking, from that one record (the
+/// tick's `soak_check` of the day is that check's message); otherwise [`pilot_soak`], which
+/// reads the pilot's runs. So a soaking pilot's runs are read by the tick in the first hour of
+/// each day and at the soak's end, not every hour.
+pub async fn tick_soak<X: Ports>(
+    x: &X,
+    cycle: &CycleDoc,
+    tier: &TierId,
+    now: DateTime<Utc>,
+) -> Result<PilotSoak, HandlerError> {
+    if let Some(check) = soaking_today(x, cycle.cycle, tier, now).await? {
+        return Ok(PilotSoak::Soaking {
+            until: check.soak_until,
+        });
+    }
+    pilot_soak(x, cycle, tier, now).await
 }
 
 /// One promotion decision (for the whole tier, or for one client's part of it).
@@ -238,14 +301,34 @@ async fn decide<X: Ports>(
 ) -> Result<Decisions, HandlerError> {
     let env = x.env();
     let soak = env.policy.rollout.soak;
+    let by_client = plan.kind == EndpointKind::Workstation
+        && plan.client.is_none()
+        && env.policy.rollout.hold_scope == HoldScope::Client;
+    if !by_client {
+        // A pilot soaking on today's healthy check: every run validated, healthy since the
+        // check's instant, so the gate is not reached before the check's end; the hourly
+        // decision reads that check, not the pilot's runs.
+        if let Some(check) = soaking_today(x, cycle.cycle, pilot, now).await? {
+            let health = PilotHealth {
+                endpoints: check.endpoints,
+                healthy: check.endpoints,
+                healthy_at: Some(check.healthy_since),
+                ..PilotHealth::default()
+            };
+            let fleet = gate(plan.kind, now, planned, soak, health);
+            let words = words(pilot, &fleet, soak);
+            return Ok(Decisions {
+                fleet,
+                per_client: None,
+                words,
+            });
+        }
+    }
     let pilot_runs: Vec<(Run, u64)> =
         records::list(&env.state, cycle.cycle, &run_kind(pilot)).await?;
     let fleet_health = health_of(cycle, pilot_runs.iter().map(|(r, _)| r))?;
     let fleet_health = validated_fallback(x, cycle.cycle, pilot, fleet_health).await?;
     let fleet = gate(plan.kind, now, planned, soak, fleet_health);
-    let by_client = plan.kind == EndpointKind::Workstation
-        && plan.client.is_none()
-        && env.policy.rollout.hold_scope == HoldScope::Client;
     if !by_client {
         let words = words(pilot, &fleet, soak);
         return Ok(Decisions {
@@ -253,6 +336,11 @@ async fn decide<X: Ports>(
             per_client: None,
             words,
         });
+    }
+    // The pilot's runs by client, once (not a pass over them per client).
+    let mut by_owner: BTreeMap<&ClientId, Vec<&Run>> = BTreeMap::new();
+    for (r, _) in &pilot_runs {
+        by_owner.entry(&r.client).or_default().push(r);
     }
     let mut per_client = BTreeMap::new();
     let mut parts = Vec::new();
@@ -263,11 +351,7 @@ async fn decide<X: Ports>(
         if per_client.contains_key(client) {
             continue;
         }
-        let mine: Vec<&Run> = pilot_runs
-            .iter()
-            .map(|(r, _)| r)
-            .filter(|r| &r.client == client)
-            .collect();
+        let mine: Vec<&Run> = by_owner.remove(client).unwrap_or_default();
         let (g, follows) = if mine.is_empty() {
             // No pilot workstation of its own: it follows the fleet's pilot.
             (fleet, " (no pilot of its own: the fleet's)")

@@ -113,7 +113,7 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                     ),
                 ),
                 TierState::Validated
-                    if crate::rollout::pilot_soak(x, &cycle_doc, &t.tier, now).await?
+                    if crate::rollout::tick_soak(x, &cycle_doc, &t.tier, now).await?
                         != crate::rollout::PilotSoak::Done =>
                 {
                     push(

@@ -598,3 +598,66 @@ async fn an_rmm_still_holding_another_decision_after_the_write_is_retried_naming
         other => panic!("expected a retry, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_bad_inventory_record_refuses_the_sync_with_its_record_and_field_and_writes_nothing() {
+    use patchflow_core::ports::state::{DocStore, EndpointStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = fleet(dir.path());
+    // GIVEN one endpoint naming a client the inventory does not have
+    let mut doc: patchflow_core::contract::InventoryDoc =
+        serde_json::from_str(&std::fs::read_to_string(&inventory).unwrap()).unwrap();
+    let bad = doc.endpoints[7].id.clone();
+    doc.endpoints[7].client = "no-such-client".into();
+    std::fs::write(&inventory, serde_json::to_string(&doc).unwrap()).unwrap();
+    let spec = spec(dir.path(), &inventory, 0.0, 1);
+    let release = Release::of(cycle(), &spec.policy, None);
+    let now = release.released_at + Duration::minutes(5);
+    let clock = Arc::new(ManualClock::new(now));
+    let env = sim_env(
+        SqliteState::in_memory().unwrap(),
+        SqliteQueues::in_memory(clock.clone(), 3).unwrap(),
+        FsEvidenceStore::open(dir.path().join("evidence")).unwrap(),
+        clock.clone(),
+        &spec,
+    );
+    // WHEN the daily sync reads it
+    let err = patchflow_pipeline::sync::inventory_sync(
+        &env,
+        &patchflow_connectors::file::FileInventory::new(&inventory),
+        &patchflow_connectors::file::FileCatalog::new(CATALOG),
+        now,
+    )
+    .await
+    .unwrap_err();
+    // THEN it is refused as poison, naming the endpoint and the field, and nothing is written:
+    // no endpoint of any client stored, no cycle opened.
+    let words = err.to_string();
+    assert!(
+        matches!(err, patchflow_pipeline::HandlerError::Poison(_)),
+        "{words}"
+    );
+    assert!(
+        words.contains(bad.as_str()) && words.contains("client"),
+        "{words}"
+    );
+    for c in &doc.clients {
+        let id = ClientId::parse(c.id.clone()).unwrap();
+        assert!(env.state.list_endpoints(&id).await.unwrap().is_empty());
+    }
+    assert!(records::cycle_doc(&env.state, cycle())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(env
+        .state
+        .get_doc(
+            cycle(),
+            patchflow_pipeline::opening::OPENING_KIND,
+            records::CYCLE_ID
+        )
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -15,7 +15,7 @@ use patchflow_core::contract::{
     catalog_from_doc, inventory_from_doc, CatalogDoc, ClientDoc, EndpointDoc, InventoryDoc,
 };
 use patchflow_core::ids::{ClientId, CycleId, EndpointId};
-use patchflow_core::model::{Catalog, EndpointKind};
+use patchflow_core::model::{Catalog, EndpointKind, Inventory};
 use patchflow_core::plan::{plan_with, FleetPilots, Install, Release};
 use patchflow_core::ports::queue::QueueSender;
 use patchflow_core::ports::state::{
@@ -154,6 +154,21 @@ pub struct Started {
     pub endpoints: usize,
 }
 
+/// Each client's endpoints in the inventory, in its order: what the opening's rosters list.
+pub type Rosters = BTreeMap<ClientId, Vec<EndpointId>>;
+
+/// The rosters of a validated inventory (its ids already checked).
+pub fn rosters(inventory: &Inventory) -> Rosters {
+    let mut rosters = Rosters::new();
+    for e in inventory.endpoints() {
+        rosters
+            .entry(e.client.clone())
+            .or_default()
+            .push(e.id.clone());
+    }
+    rosters
+}
+
 /// Stores a cycle's opening and every client's roster, marks each part pending and sends one
 /// [`OpenCycle`] per client. Every write is a create: a sync that crashed half-way and runs
 /// again finds what it wrote and goes on.
@@ -161,20 +176,13 @@ pub async fn start<X: Ports>(
     x: &X,
     release: Release,
     catalog: CatalogDoc,
-    doc: &InventoryDoc,
+    clients: Vec<ClientDoc>,
+    rosters: Rosters,
     fleet: FleetPilots,
     now: DateTime<Utc>,
 ) -> Result<Started, HandlerError> {
     let env = x.env();
     let cycle = release.cycle;
-    let mut rosters: BTreeMap<ClientId, Vec<EndpointId>> = BTreeMap::new();
-    for e in &doc.endpoints {
-        let client = ClientId::parse(e.client.as_str())
-            .map_err(|err| HandlerError::Poison(format!("inventory: endpoint {}: {err}", e.id)))?;
-        let id = EndpointId::parse(e.id.as_str())
-            .map_err(|err| HandlerError::Poison(format!("inventory: endpoint {}: {err}", e.id)))?;
-        rosters.entry(client).or_default().push(id);
-    }
     let mut started = Started::default();
     let mut parts = Vec::with_capacity(rosters.len());
     for (client, ids) in &rosters {
@@ -202,7 +210,7 @@ pub async fn start<X: Ports>(
         released_at: release.released_at,
         opened_at: now,
         catalog,
-        clients: doc.clients.clone(),
+        clients,
         workstation_pilot_end: fleet.workstation_pilot_end,
         parts,
     };

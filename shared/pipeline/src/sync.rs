@@ -48,16 +48,20 @@ pub async fn inventory_sync<X: Ports>(
 ) -> Result<SyncReport, HandlerError> {
     let env = x.env();
     let (doc, notes) = inventory_source.pull_with_notes().await?;
-    // Validate the whole inventory before writing any of it: a bad record writes nothing.
-    let inventory = inventory_from_doc("inventory", doc.clone())
-        .map_err(|e| HandlerError::Poison(e.to_string()))?;
     let stored = doc
         .endpoints
         .iter()
         .cloned()
         .map(StoredEndpoint::from_doc)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| HandlerError::Poison(format!("inventory: {e}")))?;
+        .collect::<Result<Vec<_>, _>>();
+    // The clients as the RMM sent them (the cycle record keeps them); the document itself
+    // goes into the validated inventory, not copied.
+    let clients = doc.clients.clone();
+    // Validate the whole inventory before writing any of it: a bad record writes nothing (and
+    // the validation's error, naming the record and field, comes first).
+    let inventory =
+        inventory_from_doc("inventory", doc).map_err(|e| HandlerError::Poison(e.to_string()))?;
+    let stored = stored.map_err(|e| HandlerError::Poison(format!("inventory: {e}")))?;
     let endpoints = env.state.sync_endpoints(&stored).await?;
     // A fleet's records are held a few times over while its cycle opens: each copy goes as
     // soon as it has served.
@@ -108,8 +112,9 @@ pub async fn inventory_sync<X: Ports>(
         .map_err(|e| HandlerError::Poison(e.to_string()))?;
     // The fleet's pilots in one pass; then each client is planned and written by its own part.
     let fleet = fleet_pilots(&inventory, &catalog, release, &env.policy);
+    let rosters = opening::rosters(&inventory);
     drop(inventory);
-    let started = opening::start(x, release, catalog_doc, &doc, fleet, now).await?;
+    let started = opening::start(x, release, catalog_doc, clients, rosters, fleet, now).await?;
     report.opened = Some(cycle);
     report.parts = started.clients;
     report.rostered = started.endpoints;

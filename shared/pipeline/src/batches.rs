@@ -499,7 +499,12 @@ async fn open<X: Ports>(
     plans.sort_by_key(|p| p.pilot.is_some());
     let mut memo = Memo::default();
     let mut pilot_end: BTreeMap<TierId, Option<DateTime<Utc>>> = BTreeMap::new();
-    let mut made: Vec<(TierPlan, Vec<(Run, ScopeScan)>)> = Vec::new();
+    let mut made: Vec<TierPlan> = Vec::new();
+    let mut tiers = Vec::new();
+    // A tier a client at a time (its members shards, then its runs): what is held at once is
+    // one client's runs, and each client's fresh runs, members and scope shards are written
+    // before the next client is read. Every write is a create, so an opening that dies
+    // half-way and is delivered again finds what it wrote and goes on.
     for plan in &plans {
         let tier = batch_tier(&plan.tier, n)?;
         let (pilot, gate) = match &plan.pilot {
@@ -513,82 +518,57 @@ async fn open<X: Ports>(
                 (pilot, Some(soak_gate(end, now, policy.rollout.soak).0))
             }
         };
+        if plan.clients.is_empty() && plan.endpoints > 0 {
+            return Err(HandlerError::Poison(format!(
+                "{} of {cycle}: its plan lists {} endpoint(s) but no client (written before \
+                 tiers listed their clients and members, which a later batch opens from)",
+                plan.tier, plan.endpoints
+            )));
+        }
         let from = gate.unwrap_or(now);
-        let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(&plan.tier)).await?;
-        let mut out = Vec::new();
         let mut latest: Option<DateTime<Utc>> = None;
-        for (run, _) in runs {
-            let e = run.endpoint_model(&cycle_doc)?;
-            if for_endpoint(&e, &patches).patches.is_empty() {
+        let mut endpoints = 0usize;
+        let mut clients = Vec::new();
+        let mut scopes = Vec::new();
+        for client in &plan.clients {
+            let runs = records::client_runs(state, cycle, &plan.tier, client).await?;
+            let mut out: Vec<(Run, ScopeScan)> = Vec::new();
+            for (run, _) in runs {
+                let e = run.endpoint_model(&cycle_doc)?;
+                if for_endpoint(&e, &patches).patches.is_empty() {
+                    continue;
+                }
+                let mut trace = Trace::new();
+                let track = assign_cadence(&e, policy, &mut memo, &mut trace);
+                let window: Window = memo.first_window(policy, e.tz, track, from);
+                latest = latest.max(Some(window.end));
+                let scan = ScopeScan {
+                    applicable: e.applicable.clone(),
+                    os: e.os.clone(),
+                };
+                out.push((fresh_run(run, tier.clone(), window), scan));
+            }
+            if out.is_empty() {
                 continue;
             }
-            let mut trace = Trace::new();
-            let track = assign_cadence(&e, policy, &mut memo, &mut trace);
-            let window: Window = memo.first_window(policy, e.tz, track, from);
-            latest = latest.max(Some(window.end));
-            let scan = ScopeScan {
-                applicable: e.applicable.clone(),
-                os: e.os.clone(),
-            };
-            out.push((fresh_run(run, tier.clone(), window), scan));
-        }
-        if out.is_empty() {
-            continue;
-        }
-        if plan.wave == Wave::Pilot {
-            pilot_end.insert(plan.tier.clone(), latest);
-        }
-        made.push((
-            TierPlan {
-                tier,
-                kind: plan.kind,
-                client: plan.client.clone(),
-                wave: plan.wave,
-                pilot,
-                gate,
-                endpoints: out.len(),
-                clients: {
-                    let mut c: Vec<ClientId> = out.iter().map(|(r, _)| r.client.clone()).collect();
-                    c.sort();
-                    c.dedup();
-                    c
-                },
-                released: Vec::new(),
-                last_decision: None,
-                soak_checks: Vec::new(),
-            },
-            out,
-        ));
-    }
-    let mut tiers = Vec::with_capacity(made.len());
-    for (plan, runs) in &made {
-        let mut by_client: BTreeMap<ClientId, Vec<(EndpointId, ScopeScan)>> = BTreeMap::new();
-        for (run, scan) in runs {
-            conflict_ok(records::save_run(state, cycle, run, None, policy, None).await)?;
-            by_client
-                .entry(run.client.clone())
-                .or_default()
-                .push((run.endpoint.clone(), scan.clone()));
-        }
-        for (client, list) in &by_client {
-            let endpoints: Vec<EndpointId> = list.iter().map(|(e, _)| e.clone()).collect();
-            records::save_members(state, cycle, &plan.tier, client, &endpoints).await?;
-        }
-        let mut scopes = Vec::with_capacity(by_client.len());
-        for (client, list) in &by_client {
+            for (run, _) in &out {
+                conflict_ok(records::save_run(state, cycle, run, None, policy, None).await)?;
+            }
+            let ids: Vec<EndpointId> = out.iter().map(|(r, _)| r.endpoint.clone()).collect();
+            records::save_members(state, cycle, &tier, client, &ids).await?;
             let mut shards = 0u32;
-            for chunk in list.chunks(SCOPE_SHARD) {
+            for chunk in out.chunks(SCOPE_SHARD) {
                 let shard = ScopeShard {
                     client: client.clone(),
                     shard: shards,
-                    endpoints: chunk.iter().map(|(e, _)| e.clone()).collect(),
+                    endpoints: chunk.iter().map(|(r, _)| r.endpoint.clone()).collect(),
                     scans: chunk.iter().map(|(_, s)| s.clone()).collect(),
                 };
                 conflict_ok(
                     records::save(
                         state,
                         cycle,
-                        &batch_scope_kind(&plan.tier, client),
+                        &batch_scope_kind(&tier, client),
                         &shards.to_string(),
                         &shard,
                         None,
@@ -601,14 +581,48 @@ async fn open<X: Ports>(
                 client: client.clone(),
                 shards,
             });
+            endpoints += out.len();
+            clients.push(client.clone());
         }
-        conflict_ok(records::save(state, cycle, TIER_KIND, plan.tier.as_str(), plan, None).await)?;
+        if endpoints == 0 {
+            continue;
+        }
+        if plan.wave == Wave::Pilot {
+            pilot_end.insert(plan.tier.clone(), latest);
+        }
+        clients.sort();
+        clients.dedup();
+        let made_plan = TierPlan {
+            tier,
+            kind: plan.kind,
+            client: plan.client.clone(),
+            wave: plan.wave,
+            pilot,
+            gate,
+            endpoints,
+            clients,
+            released: Vec::new(),
+            last_decision: None,
+            soak_checks: Vec::new(),
+        };
+        conflict_ok(
+            records::save(
+                state,
+                cycle,
+                TIER_KIND,
+                made_plan.tier.as_str(),
+                &made_plan,
+                None,
+            )
+            .await,
+        )?;
         tiers.push(BatchTier {
-            tier: plan.tier.clone(),
+            tier: made_plan.tier.clone(),
             scopes,
         });
+        made.push(made_plan);
     }
-    for (plan, _) in &made {
+    for plan in &made {
         conflict_ok(
             state
                 .create_tier(&TierRecord {
@@ -622,14 +636,9 @@ async fn open<X: Ports>(
                 .await,
         )?;
     }
-    add_tiers(
-        state,
-        cycle,
-        made.iter().map(|(p, _)| p.tier.clone()).collect(),
-    )
-    .await?;
-    let endpoints: usize = made.iter().map(|(p, _)| p.endpoints).sum();
-    let names: Vec<String> = made.iter().map(|(p, _)| p.tier.to_string()).collect();
+    add_tiers(state, cycle, made.iter().map(|p| p.tier.clone()).collect()).await?;
+    let endpoints: usize = made.iter().map(|p| p.endpoints).sum();
+    let names: Vec<String> = made.iter().map(|p| p.tier.to_string()).collect();
     batch.tiers = Some(tiers);
     match records::save(
         state,

@@ -248,9 +248,17 @@ pub async fn note<X: Ports>(
     now: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
     let env = x.env();
-    let runs: Vec<(Run, u64)> = records::list(&env.state, cycle, &run_kind(tier)).await?;
-    let round = runs.iter().map(|(r, _)| r.attempt).max().unwrap_or(0);
-    for (client, counts) in by_client(&runs, state) {
+    // The tier's runs a client at a time: what is held is one client's runs and the counts.
+    let parts = records::RunParts::of(&env.state, cycle, tier).await?;
+    let mut round = 0;
+    let mut counted: BTreeMap<ClientId, Counts> = BTreeMap::new();
+    for i in 0..parts.len() {
+        let runs = parts.runs(&env.state, cycle, tier, i).await?;
+        round = runs.iter().map(|(r, _)| r.attempt).fold(round, u32::max);
+        // Each client is in one part only (a plan's clients are distinct).
+        counted.extend(by_client(&runs, state));
+    }
+    for (client, counts) in counted {
         let key = format!("{}/{}", external_ref(cycle, tier, &client), life.key(round));
         let text = format!(
             "{} ({})\n{}",

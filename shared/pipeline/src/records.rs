@@ -342,6 +342,65 @@ pub async fn client_runs(
     Ok(runs)
 }
 
+/// The parts a tier's runs are read in, one at a time: each client of the tier's plan (its
+/// members shards), or, for a plan written before it listed its clients, the whole tier at once.
+#[derive(Debug, Clone)]
+pub enum RunParts {
+    /// A client at a time.
+    Clients(Vec<ClientId>),
+    /// The tier in one read.
+    Whole,
+}
+
+impl RunParts {
+    /// How a tier's runs are read: from its plan's clients.
+    pub async fn of(
+        store: &impl DocStore,
+        cycle: CycleId,
+        tier: &TierId,
+    ) -> Result<Self, HandlerError> {
+        Ok(
+            match load::<TierPlan>(store, cycle, TIER_KIND, tier.as_str()).await? {
+                Some((p, _)) if !p.clients.is_empty() || p.endpoints == 0 => {
+                    Self::Clients(p.clients)
+                }
+                _ => Self::Whole,
+            },
+        )
+    }
+
+    /// How many reads: the clients, or one.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Clients(c) => c.len(),
+            Self::Whole => 1,
+        }
+    }
+
+    /// No part to read (a tier without endpoints).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Clients(c) if c.is_empty())
+    }
+
+    /// The runs of part `i` (`i < len()`).
+    pub async fn runs(
+        &self,
+        store: &impl DocStore,
+        cycle: CycleId,
+        tier: &TierId,
+        i: usize,
+    ) -> Result<Vec<(Run, u64)>, HandlerError> {
+        match self {
+            Self::Clients(c) => match c.get(i) {
+                Some(client) => client_runs(store, cycle, tier, client).await,
+                None => Ok(Vec::new()),
+            },
+            Self::Whole if i == 0 => list(store, cycle, &run_kind(tier)).await,
+            Self::Whole => Ok(Vec::new()),
+        }
+    }
+}
+
 /// An opened cycle. Its existence is what "the cycle is open" means.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CycleDoc {

@@ -13,9 +13,7 @@ use patchflow_core::tier::TierState;
 use serde::Serialize;
 
 use crate::error::HandlerError;
-use crate::records::{
-    self, run_kind, Excluded, Run, RunStatus, TierPlan, EXCLUDED_KIND, TIER_KIND,
-};
+use crate::records::{self, Excluded, Run, RunStatus, TierPlan, EXCLUDED_KIND, TIER_KIND};
 
 /// A run's category, by the definition the compliance report uses: its tier's state says
 /// whether a run not yet on its way is held (the tier held, blocked or not yet deploying).
@@ -171,18 +169,21 @@ pub async fn summarize(state: &impl StateStore, cycle: CycleId) -> Result<Summar
             TierState::Closed => String::new(),
             _ => decisions.get(t.tier.as_str()).cloned().unwrap_or_default(),
         };
-        let runs: Vec<(Run, u64)> = records::list(state, cycle, &run_kind(&t.tier)).await?;
-        for (run, _) in runs {
-            let row = rows
-                .entry((run.client.to_string(), t.tier.to_string()))
-                .or_insert_with(|| Row {
-                    client: run.client.to_string(),
-                    tier: t.tier.to_string(),
-                    state: t.state.to_string(),
-                    decision: decision.clone(),
-                    ..Row::default()
-                });
-            *row.slot(run_category(&run, t.state)) += 1;
+        // A client at a time: what is held is one client's runs and the rows.
+        let parts = records::RunParts::of(state, cycle, &t.tier).await?;
+        for i in 0..parts.len() {
+            for (run, _) in parts.runs(state, cycle, &t.tier, i).await? {
+                let row = rows
+                    .entry((run.client.to_string(), t.tier.to_string()))
+                    .or_insert_with(|| Row {
+                        client: run.client.to_string(),
+                        tier: t.tier.to_string(),
+                        state: t.state.to_string(),
+                        decision: decision.clone(),
+                        ..Row::default()
+                    });
+                *row.slot(run_category(&run, t.state)) += 1;
+            }
         }
     }
     for f in &failures {

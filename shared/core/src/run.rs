@@ -151,6 +151,39 @@ pub struct Reminder {
 }
 
 impl Run {
+    /// A run as a tier's opening plans it: planned in `window`, its first attempt, nothing sent
+    /// or reported yet.
+    pub fn planned(
+        endpoint: EndpointId,
+        client: ClientId,
+        tier: TierId,
+        doc: EndpointDoc,
+        window: Window,
+    ) -> Self {
+        Run {
+            endpoint,
+            client,
+            tier,
+            doc,
+            planned_install: window,
+            status: RunStatus::Planned,
+            attempt: 0,
+            commands_at: None,
+            commands: Vec::new(),
+            install_sent_at: None,
+            skipped: Vec::new(),
+            installed_at: None,
+            reboot_confirmed_at: None,
+            reminders: Vec::new(),
+            forced_reboot: false,
+            checks: Vec::new(),
+            validated_at: None,
+            failures: Vec::new(),
+            engineer_approval: None,
+            up_to_date: false,
+        }
+    }
+
     /// The id of this attempt's failure at a stage.
     pub fn failure_id(&self, stage: FailureStage) -> String {
         // A later batch's run: `{endpoint}.b{N}.{stage}.{attempt}`, apart from its cycle run's.

@@ -674,28 +674,7 @@ async fn open<X: Ports>(
 /// A cycle run copied into a later batch's tier: the endpoint as the cycle opened with it, a
 /// fresh run planned in `window`.
 fn fresh_run(run: Run, tier: TierId, window: Window) -> Run {
-    Run {
-        endpoint: run.endpoint,
-        client: run.client,
-        tier,
-        doc: run.doc,
-        planned_install: window,
-        status: RunStatus::Planned,
-        attempt: 0,
-        commands_at: None,
-        commands: Vec::new(),
-        install_sent_at: None,
-        skipped: Vec::new(),
-        installed_at: None,
-        reboot_confirmed_at: None,
-        reminders: Vec::new(),
-        forced_reboot: false,
-        checks: Vec::new(),
-        validated_at: None,
-        failures: Vec::new(),
-        engineer_approval: None,
-        up_to_date: false,
-    }
+    Run::planned(run.endpoint, run.client, tier, run.doc, window)
 }
 
 /// Adds tiers to the cycle record's list (a conditional write, tried again on a race), so the

@@ -468,32 +468,14 @@ pub async fn open_client<X: Ports>(
             applicable: e.applicable.clone(),
             os: e.os.clone(),
         });
-        runs.push(Run {
-            endpoint: e.id.clone(),
-            client: e.client.clone(),
-            tier,
-            doc: d,
-            planned_install: install.window,
-            status: if p.up_to_date {
-                RunStatus::Validated
-            } else {
-                RunStatus::Planned
-            },
-            attempt: 0,
-            commands_at: None,
-            commands: Vec::new(),
-            install_sent_at: None,
-            skipped: Vec::new(),
-            installed_at: None,
-            reboot_confirmed_at: None,
-            reminders: Vec::new(),
-            forced_reboot: false,
-            checks: Vec::new(),
-            validated_at: p.up_to_date.then_some(now),
-            failures: Vec::new(),
-            engineer_approval: None,
-            up_to_date: p.up_to_date,
-        });
+        let mut run = Run::planned(e.id.clone(), e.client.clone(), tier, d, install.window);
+        if p.up_to_date {
+            // Nothing its scan needs: done from the opening.
+            run.status = RunStatus::Validated;
+            run.validated_at = Some(now);
+            run.up_to_date = true;
+        }
+        runs.push(run);
     }
     let Some(client) = client else {
         return Ok(opened);

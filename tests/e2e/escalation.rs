@@ -416,3 +416,120 @@ async fn the_inventory_sync_reports_the_plans_warnings() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["warnings"][1]["field"], "exclusion_ref");
 }
+
+#[tokio::test]
+async fn a_root_cause_checks_a_tier_of_more_failed_runs_than_a_page_and_releases_it_only_when_none_waits(
+) {
+    use patchflow_core::contract::EndpointDoc;
+    use patchflow_core::ports::queue::{Envelope, QueueConsumer, Stage};
+    use patchflow_core::ports::state::{FailureRecord, FailureStore};
+    use patchflow_core::rules::failure::{FailureStage, RootCause};
+    use patchflow_core::schedule::Window;
+    use patchflow_pipeline::operator::record_root_cause;
+
+    // GIVEN a tier with 150 failed runs (more than the check's page of 100), each with a
+    // ticketed failure and no root cause yet
+    const FAILED: usize = 150;
+    let cycle: CycleId = "2026-12".parse().unwrap();
+    let tier = TierId::parse("workstations.production").unwrap();
+    let client = ClientId::parse("northwind").unwrap();
+    let now = Utc::now();
+    let window = Window {
+        start: now + Duration::days(1),
+        end: now + Duration::days(1) + Duration::hours(4),
+    };
+    let clock = Arc::new(ManualClock::new(now));
+    let state = SqliteState::in_memory().unwrap();
+    let queues = SqliteQueues::in_memory(clock, 3).unwrap();
+    let policy = Policy::default();
+    let mut ids = Vec::new();
+    for i in 0..FAILED {
+        let endpoint = EndpointId::parse(format!("nw-{i:03}")).unwrap();
+        let doc: EndpointDoc = serde_json::from_value(serde_json::json!({
+            "id": endpoint.as_str(), "client": client.as_str(), "kind": "workstation",
+        }))
+        .unwrap();
+        let mut run = Run::planned(endpoint.clone(), client.clone(), tier.clone(), doc, window);
+        let id = run.failure_id(FailureStage::Install);
+        run.status = RunStatus::Failed;
+        run.failures.push(id.clone());
+        records::save_run(&state, cycle, &run, None, &policy, None)
+            .await
+            .unwrap();
+        state
+            .open_failure(&FailureRecord {
+                id: id.clone(),
+                cycle,
+                tier: tier.clone(),
+                endpoint,
+                client: client.clone(),
+                stage: FailureStage::Install,
+                priority: Criticality::P2,
+                paged: false,
+                failed_at: now,
+                next_retry: window,
+                ticket: Some(format!("T-{i}")),
+                root_cause: None,
+                version: 0,
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let rc = || RootCause {
+        text: "driver conflict removed".into(),
+        engineer: "bob".into(),
+        recorded_at: now,
+    };
+    let record = |id: String| {
+        let (state, queues) = (&state, &queues);
+        async move {
+            record_root_cause(state, queues, cycle, &id, rc(), now)
+                .await
+                .unwrap()
+        }
+    };
+    // WHEN the first root cause is recorded THEN the rest of the first page waits, and the
+    // check says more may wait beyond it.
+    let first = record(ids[0].clone()).await;
+    assert!(!first.released);
+    assert_eq!(first.waiting, ids[1..100].to_vec());
+    assert!(first.more_waiting);
+    // WHEN every other failure but one on the second page has its root cause THEN that one
+    // alone waits, found past the first page.
+    let straggler = ids[120].clone();
+    let mut last = None;
+    for id in ids[1..].iter().filter(|id| **id != straggler) {
+        last = Some(record(id.clone()).await);
+    }
+    let last = last.unwrap();
+    assert!(!last.released);
+    assert_eq!(last.waiting, vec![straggler.clone()]);
+    assert!(!last.more_waiting);
+    assert!(queues
+        .receive(Stage::Schedule, 10, Duration::minutes(5))
+        .await
+        .unwrap()
+        .is_empty());
+    // WHEN the straggler's root cause is recorded THEN the tier is released: every failed
+    // endpoint is retried, once.
+    let done = record(straggler).await;
+    assert!(done.released);
+    let mut retried = std::collections::BTreeSet::new();
+    loop {
+        let batch = queues
+            .receive(Stage::Schedule, 100, Duration::minutes(5))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for d in batch {
+            let env = Envelope::from_body(&d.body).unwrap();
+            assert_eq!(env.kind, "deploy_endpoint");
+            assert!(retried.insert(env.payload["endpoint"].as_str().unwrap().to_owned()));
+            assert_eq!(env.payload["attempt"], 1);
+        }
+    }
+    assert_eq!(retried.len(), FAILED);
+}

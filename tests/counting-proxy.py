@@ -365,6 +365,7 @@ class Counting(Hook):
         self.counts = defaultdict(lambda: defaultdict(lambda: defaultdict(_stats)))
         self.receives = defaultdict(lambda: defaultdict(lambda: {"nonempty": 0, "messages": 0}))
         self.lookup_seconds = defaultdict(float)
+        self.kinds = defaultdict(lambda: defaultdict(lambda: {"requests": 0, "rcu": 0.0, "wcu": 0.0}))
 
     def snapshot(self):
         return {
@@ -373,6 +374,7 @@ class Counting(Hook):
             },
             "receives": {p: dict(q) for p, q in self.receives.items()},
             "lookup_seconds": dict(self.lookup_seconds),
+            "kinds": {p: dict(k) for p, k in self.kinds.items()},
         }
 
     def stats(self, ex):
@@ -535,10 +537,65 @@ class Counting(Hook):
         s["rcu"] += rcu
         s["wcu"] += wcu + index
         s["index_wcu"] += index
+        k = self.kinds[self.phase][f"{op} {request_kind(op, body)}"]
+        k["requests"] += 1
+        k["rcu"] += rcu
+        k["wcu"] += wcu + index
         if op in ("GetItem", "BatchGetItem", "TransactGetItems", "Query", "Scan"):
             s["moto_rcu"] += moto_units
         else:
             s["moto_wcu"] += moto_units
+
+
+def record_kind(key):
+    """A record's kind from its key, for the breakdown: a cycle document's kind up to its first
+    dot (`run`, `members`, `cycle`...), else the sort key's (or partition key's) prefix."""
+    def text(v):
+        return v.get("S", "") if isinstance(v, dict) else ""
+
+    pk, sk = text(key.get("pk", {})), text(key.get("sk", {}))
+    if sk.startswith("DOC#"):
+        parts = pk.split("#", 2)
+        return "doc " + (parts[2].split(".", 1)[0] if len(parts) > 2 else "?")
+    return (sk or pk).split("#", 1)[0] or "?"
+
+
+def request_kind(op, body):
+    """The kind of record a request touches (its first), and the index it queries."""
+    key = None
+    if op in ("GetItem", "UpdateItem", "DeleteItem"):
+        key = body.get("Key")
+    elif op == "PutItem":
+        key = body.get("Item")
+    elif op == "BatchGetItem":
+        for req in body.get("RequestItems", {}).values():
+            key = (req.get("Keys") or [None])[0]
+            break
+    elif op == "BatchWriteItem":
+        for reqs in body.get("RequestItems", {}).values():
+            for r in reqs:
+                key = r.get("PutRequest", {}).get("Item") or r.get("DeleteRequest", {}).get("Key")
+                break
+            break
+    elif op in ("TransactWriteItems", "TransactGetItems"):
+        for entry in body.get("TransactItems", []):
+            (_, spec), = entry.items()
+            key = spec.get("Key") or spec.get("Item")
+            break
+    elif op in ("Query", "Scan"):
+        values = body.get("ExpressionAttributeValues", {})
+        first = values.get(":pk") or values.get(":phase") or next(iter(values.values()), {})
+        pk = first.get("S", "") if isinstance(first, dict) else ""
+        prefix = values.get(":prefix", {}).get("S", "") if isinstance(values.get(":prefix"), dict) else ""
+        if pk.startswith("CYCLE#") and pk.count("#") >= 2:
+            kind = "doc " + pk.split("#", 2)[2].split(".", 1)[0]
+        elif prefix and prefix != "DOC#":
+            kind = prefix.split("#", 1)[0]
+        else:
+            kind = pk.split("#", 1)[0] or "?"
+        index = body.get("IndexName")
+        return f"{kind} [{index}]" if index else kind
+    return record_kind(key or {})
 
 
 def _batch_requests(body):

@@ -498,6 +498,41 @@ fn report(r: &Run) -> PerEndpoint {
             s.proxy_seconds
         );
     }
+    // Which records the units go to (production phases; the proxy names a request by the first
+    // record it touches), the costliest first.
+    let mut kinds: Vec<(String, String, f64, f64, f64)> = Vec::new();
+    for (phase, by_kind) in r.counts["kinds"].as_object().into_iter().flatten() {
+        if !PRODUCTION.contains(&phase.as_str()) {
+            continue;
+        }
+        for (kind, k) in by_kind.as_object().into_iter().flatten() {
+            let f = |name: &str| k[name].as_f64().unwrap_or(0.0);
+            kinds.push((
+                phase.clone(),
+                kind.clone(),
+                f("requests"),
+                f("rcu"),
+                f("wcu"),
+            ));
+        }
+    }
+    kinds.sort_by(|a, b| (b.3 + b.4).total_cmp(&(a.3 + a.4)));
+    println!("by record kind (production, the costliest 25):");
+    println!(
+        "{:<9} {:<44} {:>9} {:>9} {:>8} {:>8}",
+        "phase", "operation and record", "requests", "/endpoint", "RRU/ep", "WRU/ep"
+    );
+    for (phase, kind, requests, rcu, wcu) in kinds.iter().take(25) {
+        println!(
+            "{:<9} {:<44} {:>9.0} {:>9.2} {:>8.2} {:>8.2}",
+            phase,
+            kind,
+            requests,
+            requests / n,
+            rcu / n,
+            wcu / n
+        );
+    }
     let moto: (f64, f64) = phase_sums
         .iter()
         .filter(|(p, _)| PRODUCTION.contains(&p.as_str()))

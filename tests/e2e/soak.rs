@@ -633,8 +633,8 @@ async fn a_soaking_pilots_hourly_tick_reads_the_days_check_not_its_runs() {
     let before = env.state.work();
     let report = patchflow_pipeline::tick::tick(&env, now).await.unwrap();
     let read = env.state.work().rows - before.rows;
-    // THEN it reads the tiers and the pilot's plan, not the pilot's runs, and still sends the
-    // day's soak check (not an archive).
+    // THEN it reads the tiers and the pilot's plan, not the pilot's runs, and sends neither the
+    // day's soak check again (it was made) nor an archive.
     assert!(
         read < 10,
         "the tick read {read} records for a pilot of {PILOTS}: {report:?}"
@@ -646,7 +646,12 @@ async fn a_soaking_pilots_hourly_tick_reads_the_days_check_not_its_runs() {
         .iter()
         .map(|d| Envelope::from_body(&d.body).unwrap().kind)
         .collect();
-    assert!(sent.iter().any(|k| k == "soak_check"), "{sent:?}");
+    assert!(
+        !sent
+            .iter()
+            .any(|k| k == "soak_check" || k == "archive_tier"),
+        "{sent:?}"
+    );
     let state = env
         .state
         .get_tier(cycle(), &tier("workstations.pilot"))

@@ -79,6 +79,8 @@ fn tier(name: &str) -> TierRecord {
         version: 0,
         endpoints: vec![EndpointId::parse("ws-001").unwrap()],
         updated_at: at(0),
+        // Kept through every transition, on both stores.
+        not_before: Some(at(5)),
     }
 }
 
@@ -608,6 +610,21 @@ async fn docs_contract<S: DocStore + IdempotencyStore>(store: &S) {
         store.claim(&key, at(1), lease, ttl).await.unwrap(),
         Claim::Done("ok".into())
     );
+    // AND `done` names the done keys among those asked (once each), not a claimed one nor an
+    // unknown one, and none once expired
+    let claimed = unique("claimed");
+    store.claim(&claimed, at(1), lease, ttl).await.unwrap();
+    let asked = [claimed.clone(), key.clone(), "ghost".into(), key.clone()];
+    assert_eq!(
+        store.done(&asked, at(2)).await.unwrap(),
+        std::slice::from_ref(&key)
+    );
+    assert!(store
+        .done(&asked, at(1) + ttl + Duration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.done(&[], at(2)).await.unwrap().is_empty());
 }
 
 fn indexed(due: Option<chrono::DateTime<Utc>>, phase: Option<&str>) -> DocIndex {
@@ -1298,5 +1315,116 @@ async fn batch_writes_stay_within_25_items_and_unprocessed_items_all_land() {
             .unwrap()
             .len(),
         60
+    );
+}
+
+/// A body of about `n` bytes of run-like JSON (repetitive, as a run's is).
+fn run_like_body(n: usize, tag: &str) -> String {
+    let mut body = format!("{{\"tag\":\"{tag}\",\"checks\":[");
+    let mut i = 0;
+    while body.len() < n {
+        body.push_str(&format!(
+            "{{\"check\":\"service-{i}\",\"passed\":true,\"at\":\"2026-12-09T02:{:02}:00Z\"}},",
+            i % 60
+        ));
+        i += 1;
+    }
+    body.push_str("{}]}");
+    body
+}
+
+#[tokio::test]
+async fn a_large_dynamodb_document_is_stored_deflated_and_reads_back_by_every_path() {
+    crate::support::require_aws_endpoint();
+    let sdk = patchflow_aws::config::sdk_config().await;
+    let raw = patchflow_aws::config::dynamodb_client(&sdk);
+    let table = unique("pf-packed");
+    patchflow_aws::dynamodb::create_state_table(&raw, &table)
+        .await
+        .expect("create the state table");
+    let store = patchflow_aws::dynamodb::DynamoState::new(raw.clone(), table.clone());
+    let c = cycle();
+    let kind = format!("run.{}", unique("packed"));
+    let (large, small) = (run_like_body(3_000, "large"), "{\"n\":1}".to_owned());
+    // GIVEN a 3 KB document, indexed by due and phase, and a small one
+    let due = at(3);
+    store
+        .put_doc_indexed(
+            c,
+            &kind,
+            "ws-1",
+            &large,
+            None,
+            &indexed(Some(due), Some("active")),
+        )
+        .await
+        .unwrap();
+    store.put_doc(c, &kind, "ws-2", &small, None).await.unwrap();
+    // THEN on the wire the large one is a binary attribute a third of its size or less, with
+    // no string body, and the small one is kept as it is
+    let item = |id: &str| {
+        let raw = raw.clone();
+        let (table, kind) = (table.clone(), kind.clone());
+        let id = id.to_owned();
+        async move {
+            raw.get_item()
+                .table_name(table)
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("CYCLE#{c}#{kind}")),
+                )
+                .key(
+                    "sk",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("DOC#{id}")),
+                )
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap()
+        }
+    };
+    let packed = item("ws-1").await;
+    assert!(!packed.contains_key("body"));
+    let z = packed["bodyz"]
+        .as_b()
+        .expect("a binary body")
+        .as_ref()
+        .len();
+    assert!(
+        z * 3 <= large.len(),
+        "{z} bytes deflated of {}",
+        large.len()
+    );
+    assert_eq!(item("ws-2").await["body"].as_s().unwrap(), &small);
+    // AND every read gives the body back as written: one, a kind, a batch, the due index
+    let one = store.get_doc(c, &kind, "ws-1").await.unwrap().unwrap();
+    assert_eq!((one.version, one.body.as_str()), (1, large.as_str()));
+    let listed = store.list_docs(c, &kind).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
+        [large.as_str(), small.as_str()]
+    );
+    let batch = store
+        .get_docs(c, &kind, &["ws-1".into(), "ws-2".into()])
+        .await
+        .unwrap();
+    assert_eq!(batch[0].body, large);
+    let due_docs = store
+        .list_due_docs(c, &kind, at(4), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(due_ids(&due_docs), ["ws-1"]);
+    assert_eq!(due_docs[0].1.body, large);
+    // AND an update replaces it (a small body again a string, the deflated one gone)
+    store
+        .put_doc(c, &kind, "ws-1", &small, Some(1))
+        .await
+        .unwrap();
+    let after = item("ws-1").await;
+    assert!(!after.contains_key("bodyz"));
+    assert_eq!(
+        store.get_doc(c, &kind, "ws-1").await.unwrap().unwrap().body,
+        small
     );
 }

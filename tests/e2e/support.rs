@@ -32,7 +32,8 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-fn require_aws_endpoint() {
+/// Refuses to go on without the local AWS API server `make test` starts.
+pub fn require_aws_endpoint() {
     assert!(
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "the AWS adapter tests run against a local AWS API server: run them with `make test` \

@@ -227,7 +227,9 @@ impl DynamoState {
                 .set_keys(Some(chunk.iter().cloned().map(key_map).collect()))
                 .projection_expression("pk, sk, #h")
                 .expression_attribute_names("#h", "hash")
-                .consistent_read(true)
+                // Eventually consistent, at half the read units: the hashes are written only by
+                // the daily sync itself, a day apart; a stale one costs one needless write.
+                .consistent_read(false)
                 .build()
                 .map_err(|e| PortError::permanent("build a batch get", e))?;
             for attempt in 0..BATCH_ATTEMPTS {
@@ -784,11 +786,12 @@ impl EvidenceIndex for DynamoState {
 
     async fn chain_head(&self, client: &ClientId) -> Result<Option<Doc>, PortError> {
         let item: Option<DocItem> = self.get_record("chain head", chain_key(client)).await?;
-        Ok(item.map(|i| Doc {
-            id: client.to_string(),
-            version: i.version,
-            body: i.body,
-        }))
+        item.map(|i| {
+            let mut doc = doc_of("chain head", i)?;
+            doc.id = client.to_string();
+            Ok(doc)
+        })
+        .transpose()
     }
 
     async fn put_chain_head(
@@ -836,6 +839,71 @@ fn n(v: i64) -> AttributeValue {
 }
 
 impl IdempotencyStore for DynamoState {
+    async fn done(&self, keys: &[String], now: DateTime<Utc>) -> Result<Vec<String>, PortError> {
+        // BatchGetItem refuses a request naming a key twice.
+        let mut keys: Vec<&String> = keys.iter().collect();
+        keys.sort();
+        keys.dedup();
+        let mut out = Vec::new();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.iter().map(|k| idempotency_key(k)).collect()))
+                .projection_expression("pk, #done, #exp")
+                .expression_attribute_names("#done", "done")
+                .expression_attribute_names("#exp", "expires_at")
+                .build()
+                .map_err(|e| PortError::permanent("build a batch get", e))?;
+            for attempt in 0..BATCH_ATTEMPTS {
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify("read idempotency keys", e))?;
+                for item in answer
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let done = item.get("done").and_then(|v| v.as_bool().ok()) == Some(&true);
+                    let live = item
+                        .get("expires_at")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .is_some_and(|ms| ms > now.timestamp_millis());
+                    let key = item
+                        .get("pk")
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| pk.strip_prefix("IDEMPOTENCY#"));
+                    if let (true, true, Some(key)) = (done, live, key) {
+                        out.push(key.to_owned());
+                    }
+                }
+                match answer
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                {
+                    None => break,
+                    Some(rest) if attempt + 1 < BATCH_ATTEMPTS => {
+                        pending = rest.clone();
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    Some(_) => {
+                        return Err(PortError::transient(
+                            "read idempotency keys",
+                            "keys still unprocessed after retries",
+                        ))
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn claim(
         &self,
         key: &str,
@@ -943,7 +1011,12 @@ struct DocItem {
     pk: String,
     sk: String,
     version: u64,
-    body: String,
+    /// The body, when stored as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    /// The body deflated (RFC 1951; see [`pack`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bodyz: Option<Packed>,
     /// The due index's sort key; absent on a document without a due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     due_sk: Option<String>,
@@ -990,13 +1063,13 @@ impl DocStore for DynamoState {
         id: &str,
     ) -> Result<Option<Doc>, PortError> {
         let item: Option<DocItem> = self.get_record(kind, doc_key(cycle, kind, id)).await?;
-        Ok(item.map(doc_of))
+        item.map(|i| doc_of(kind, i)).transpose()
     }
 
     async fn list_docs(&self, cycle: CycleId, kind: &str) -> Result<Vec<Doc>, PortError> {
         let (pk, _) = doc_key(cycle, kind, "");
         let items: Vec<DocItem> = self.query_prefix(kind, pk, "DOC#").await?;
-        Ok(items.into_iter().map(doc_of).collect())
+        items.into_iter().map(|i| doc_of(kind, i)).collect()
     }
 
     async fn put_doc_indexed(
@@ -1066,7 +1139,7 @@ impl DocStore for DynamoState {
             for item in page.items.unwrap_or_default() {
                 let item: DocItem = from_item(kind, item)?;
                 let due = due_of_sort_key(item.due_sk.as_deref().unwrap_or_default())?;
-                let doc = doc_of(item);
+                let doc = doc_of(kind, item)?;
                 out.push((
                     DueCursor {
                         due,
@@ -1235,7 +1308,7 @@ impl DocStore for DynamoState {
                     .map_err(|e| classify(format!("get {kind}"), e))?;
                 if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.table)) {
                     for item in items {
-                        docs.push(doc_of(from_item(kind, item)?));
+                        docs.push(doc_of(kind, from_item(kind, item)?)?);
                     }
                 }
                 match out
@@ -1280,13 +1353,15 @@ impl DynamoState {
         (due_sk, phase_pk): (Option<String>, Option<String>),
     ) -> Result<u64, PortError> {
         let version = expected.map_or(1, |v| v + 1);
+        let (body, bodyz) = pack(body);
         let item = to_item(
             kind,
             &DocItem {
                 pk: pk.clone(),
                 sk: sk.clone(),
                 version,
-                body: body.to_owned(),
+                body,
+                bodyz,
                 due_sk,
                 phase_pk,
             },
@@ -1316,11 +1391,96 @@ impl DynamoState {
     }
 }
 
-fn doc_of(item: DocItem) -> Doc {
-    Doc {
-        id: item.sk.strip_prefix("DOC#").unwrap_or(&item.sk).to_owned(),
+fn doc_of(kind: &str, item: DocItem) -> Result<Doc, PortError> {
+    let id = item.sk.strip_prefix("DOC#").unwrap_or(&item.sk).to_owned();
+    let body = match (item.body, item.bodyz) {
+        (Some(body), None) => body,
+        (None, Some(packed)) => unpack(&packed.0).map_err(|e| {
+            PortError::permanent(format!("read {kind} {id}"), format!("its body: {e}"))
+        })?,
+        _ => {
+            return Err(PortError::permanent(
+                format!("read {kind} {id}"),
+                "the item has not exactly one of `body` and `bodyz`",
+            ))
+        }
+    };
+    Ok(Doc {
+        id,
         version: item.version,
-        body: item.body,
+        body,
+    })
+}
+
+/// A body from [`PACK_FROM`] bytes on is stored deflated, when that is smaller: DynamoDB bills
+/// a write per 1 KB of the item (and again per index it is projected to) and a read per 4 KB,
+/// and the JSON of a run or a cycle record deflates to a third or less. The developer guide's
+/// advice for large attributes ("Best practices for storing large items and attributes":
+/// compress them, store them as a binary attribute).
+const PACK_FROM: usize = 200;
+
+/// `(body, bodyz)`: the body as a string, or deflated.
+fn pack(body: &str) -> (Option<String>, Option<Packed>) {
+    use std::io::Write;
+    if body.len() >= PACK_FROM {
+        let mut z = flate2::write::DeflateEncoder::new(
+            Vec::with_capacity(body.len() / 3),
+            flate2::Compression::default(),
+        );
+        if z.write_all(body.as_bytes()).is_ok() {
+            if let Ok(packed) = z.finish() {
+                if packed.len() < body.len() {
+                    return (None, Some(Packed(packed)));
+                }
+            }
+        }
+    }
+    (Some(body.to_owned()), None)
+}
+
+/// A deflated body as it was stored.
+fn unpack(packed: &[u8]) -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut body = String::with_capacity(packed.len() * 4);
+    flate2::read::DeflateDecoder::new(packed).read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// Bytes stored as a DynamoDB binary attribute (`B`).
+struct Packed(Vec<u8>);
+
+impl Serialize for Packed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Packed;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a binary attribute")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Packed, E> {
+                Ok(Packed(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Packed, E> {
+                Ok(Packed(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Packed, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Packed(out))
+            }
+        }
+        d.deserialize_bytes(Bytes)
     }
 }
 

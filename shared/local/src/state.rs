@@ -338,6 +338,32 @@ impl IdempotencyStore for SqliteState {
             Ok(())
         })
     }
+
+    async fn done(&self, keys: &[String], now: DateTime<Utc>) -> Result<Vec<String>, PortError> {
+        let mut keys: Vec<&String> = keys.iter().collect();
+        keys.sort();
+        keys.dedup();
+        let now_ms = now.timestamp_millis();
+        let done = self.db.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT 1 FROM idempotency WHERE key = ?1 AND done = 1 AND expires_at_ms > ?2",
+                )
+                .map_err(|e| db_err("prepare done keys", e))?;
+            let mut out = Vec::new();
+            for key in keys {
+                let found = stmt
+                    .exists(params![key, now_ms])
+                    .map_err(|e| db_err("read done keys", e))?;
+                if found {
+                    out.push(key.clone());
+                }
+            }
+            Ok(out)
+        })?;
+        self.db.read(done.len());
+        Ok(done)
+    }
 }
 
 impl SqliteState {

@@ -632,6 +632,7 @@ async fn open<X: Ports>(
                     version: 0,
                     endpoints: Vec::new(),
                     updated_at: now,
+                    not_before: plan.gate,
                 })
                 .await,
         )?;

@@ -668,6 +668,7 @@ async fn coordinate<X: Ports>(
                     version: 0,
                     endpoints: Vec::new(),
                     updated_at: opening.opened_at,
+                    not_before: t.gate,
                 })
                 .await,
         )?;

@@ -781,6 +781,36 @@ pub async fn open_cycle(store: &impl DocStore, cycle: CycleId) -> Result<CycleDo
         .ok_or_else(|| HandlerError::Poison(format!("cycle {cycle} is not open")))
 }
 
+/// The cycle record as one message needs it: read at most once, and only if asked for (most
+/// hours of a tier have nothing due and need none of it).
+#[derive(Debug)]
+pub struct LazyCycle {
+    cycle: CycleId,
+    doc: Option<CycleDoc>,
+}
+
+impl LazyCycle {
+    /// The cycle, its record not read yet.
+    pub fn new(cycle: CycleId) -> Self {
+        LazyCycle { cycle, doc: None }
+    }
+
+    /// The cycle.
+    pub fn cycle(&self) -> CycleId {
+        self.cycle
+    }
+
+    /// Its record, read on the first call ([`open_cycle`]).
+    pub async fn get(&mut self, store: &impl DocStore) -> Result<&CycleDoc, HandlerError> {
+        if self.doc.is_none() {
+            self.doc = Some(open_cycle(store, self.cycle).await?);
+        }
+        self.doc
+            .as_ref()
+            .ok_or_else(|| HandlerError::Poison(format!("cycle {} is not open", self.cycle)))
+    }
+}
+
 /// The cycle an instant belongs to, and the one before (a cycle's tail runs into the next month).
 pub fn cycles_around(now: DateTime<Utc>) -> Vec<CycleId> {
     let today = now.date_naive();

@@ -180,23 +180,36 @@ async fn soaking_today<X: Ports>(
     })
 }
 
-/// Where a validated tier is in its soak as the hourly tick sees it: a pilot whose plan holds a
-/// healthy soak check of today that soaks past `now` is soaking, from that one record (the
-/// tick's `soak_check` of the day is that check's message); otherwise [`pilot_soak`], which
+/// What the hourly tick does for a validated tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoakTick {
+    /// A pilot checked today, healthy and soaking past now: nothing until tomorrow's check
+    /// (today's `soak_check` message is the one that made it).
+    CheckedToday,
+    /// A pilot soaking (or unhealthy) without today's check: the day's `soak_check`.
+    Check,
+    /// No soak to wait for: the tier is archived.
+    Archive,
+}
+
+/// What the hourly tick does for a validated tier: from the pilot's plan alone when it holds a
+/// healthy soak check of today that soaks past `now`; otherwise from [`pilot_soak`], which
 /// reads the pilot's runs. So a soaking pilot's runs are read by the tick in the first hour of
-/// each day and at the soak's end, not every hour.
+/// each day and at the soak's end, not every hour, and its day's check is sent until it is made,
+/// not every hour of the day.
 pub async fn tick_soak<X: Ports>(
     x: &X,
     cycle: &CycleDoc,
     tier: &TierId,
     now: DateTime<Utc>,
-) -> Result<PilotSoak, HandlerError> {
-    if let Some(check) = soaking_today(x, cycle.cycle, tier, now).await? {
-        return Ok(PilotSoak::Soaking {
-            until: check.soak_until,
-        });
+) -> Result<SoakTick, HandlerError> {
+    if soaking_today(x, cycle.cycle, tier, now).await?.is_some() {
+        return Ok(SoakTick::CheckedToday);
     }
-    pilot_soak(x, cycle, tier, now).await
+    Ok(match pilot_soak(x, cycle, tier, now).await? {
+        PilotSoak::Done => SoakTick::Archive,
+        PilotSoak::Soaking { .. } | PilotSoak::Unhealthy => SoakTick::Check,
+    })
 }
 
 /// One promotion decision (for the whole tier, or for one client's part of it).
@@ -580,21 +593,22 @@ pub async fn promote_tier<X: Ports>(
 /// read tells) is read whole, once an hour until its last client is released.
 pub async fn release_cleared<X: Ports>(
     x: &X,
-    cycle: &CycleDoc,
+    cycle_doc: &mut records::LazyCycle,
     tier: &TierId,
     now: DateTime<Utc>,
 ) -> Result<usize, HandlerError> {
     let env = x.env();
+    let cycle_id = cycle_doc.cycle();
     let kind = run_kind(tier);
     if !env
         .state
-        .any_doc_in_phase(cycle.cycle, &kind, &[records::PHASE_PLANNED])
+        .any_doc_in_phase(cycle_id, &kind, &[records::PHASE_PLANNED])
         .await?
     {
         return Ok(0);
     }
     let (mut plan, version): (TierPlan, u64) =
-        records::must_load(&env.state, cycle.cycle, TIER_KIND, tier.as_str()).await?;
+        records::must_load(&env.state, cycle_id, TIER_KIND, tier.as_str()).await?;
     let (Some(pilot), Some(planned)) = (plan.pilot.clone(), plan.gate) else {
         return Ok(0);
     };
@@ -608,6 +622,7 @@ pub async fn release_cleared<X: Ports>(
     if held.is_empty() {
         return Ok(0);
     }
+    let cycle = cycle_doc.get(&env.state).await?;
     // Decided for every client, so that the words tell the whole tier.
     let d = decide(x, cycle, &plan, &pilot, planned, &plan.clients, now).await?;
     let cleared: BTreeSet<ClientId> = held.into_iter().filter(|c| d.cleared(c)).collect();

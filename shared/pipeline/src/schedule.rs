@@ -580,16 +580,24 @@ async fn move_runs<X: Ports>(
 /// validating once no run is pending, to validated once every run is validated. Each
 /// transition's compliance notes are kept before it (a redelivery keeps them again under the
 /// same keys) and the kept notes sent.
+///
+/// `record` is the tier's record if the message read it already: its transitions are
+/// conditional on its version, so one read earlier in the message serves (a tier that moved
+/// meanwhile refuses the transition, and the next tick sees it).
 async fn move_tier_on<X: Ports>(
     x: &X,
     cycle: CycleId,
     tier: &TierId,
+    record: Option<patchflow_core::ports::state::TierRecord>,
     now: DateTime<Utc>,
 ) -> Result<Vec<&'static str>, HandlerError> {
     let env = x.env();
     let kind = run_kind(tier);
     let mut moved = Vec::new();
-    let mut record = records::tier_record(&env.state, cycle, tier).await?;
+    let mut record = match record {
+        Some(r) => r,
+        None => records::tier_record(&env.state, cycle, tier).await?,
+    };
     if record.state == TierState::Deploying
         && !env
             .state
@@ -660,11 +668,13 @@ pub async fn tier_tick<X: Ports>(
     if matches!(record.state, TierState::Scheduled | TierState::Closed) {
         return Ok(format!("{} is {}", msg.tier, record.state));
     }
-    let cycle_doc = records::open_cycle(&env.state, cycle).await?;
+    // The cycle record is read once, and only when a run is moved or a client released: most
+    // hours of a tier have nothing due.
+    let mut cycle_doc = records::LazyCycle::new(cycle);
     // A production tier deployed in part (the client hold scope): the planned runs whose
     // client's pilot is now healthy and soaked are released.
     if msg.after.is_none() && record.state == TierState::Deploying {
-        crate::rollout::release_cleared(x, &cycle_doc, &msg.tier, now).await?;
+        crate::rollout::release_cleared(x, &mut cycle_doc, &msg.tier, now).await?;
     }
     let after = msg.after.as_ref().map(|p| DueCursor {
         due: p.due,
@@ -678,8 +688,13 @@ pub async fn tier_tick<X: Ports>(
         })
         .flatten();
     let read = page.len();
-    let runs = page.into_iter().map(|(_, run, v)| (run, v)).collect();
-    let moved = move_runs(x, &cycle_doc, &msg.tier, runs, now).await?;
+    let runs: Vec<_> = page.into_iter().map(|(_, run, v)| (run, v)).collect();
+    let moved = if runs.is_empty() {
+        Moved::default()
+    } else {
+        let cycle_doc = cycle_doc.get(&env.state).await?;
+        move_runs(x, cycle_doc, &msg.tier, runs, now).await?
+    };
     let summary = format!(
         "{}: {read} due run(s) read, {} moved, {} failure(s)",
         msg.tier, moved.changed, moved.failed
@@ -709,7 +724,7 @@ pub async fn tier_tick<X: Ports>(
         crate::compliance::flush(x, cycle, &msg.tier).await?;
         return Ok(format!("{summary}; a run moved meanwhile, next tick"));
     }
-    let tier_moved = move_tier_on(x, cycle, &msg.tier, now).await?;
+    let tier_moved = move_tier_on(x, cycle, &msg.tier, Some(record), now).await?;
     Ok(format!("{summary}{}", words(&tier_moved)))
 }
 
@@ -774,7 +789,7 @@ pub async fn client_changes<X: Ports>(
             crate::compliance::flush(x, cycle, tier).await?;
             Vec::new()
         } else if moved.changed > 0 {
-            move_tier_on(x, cycle, tier, now).await?
+            move_tier_on(x, cycle, tier, Some(record), now).await?
         } else {
             Vec::new()
         };

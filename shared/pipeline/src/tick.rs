@@ -3,12 +3,14 @@
 //! each scheduled tier, an hour's work for each deploying one, the archive of each validated one
 //! (a validated pilot still soaking gets its daily soak re-check instead, keyed by day, and is
 //! archived once its soak has passed), and once a day the sweep for overdue reviews. Every
-//! message is keyed by its hour (or day), so a tick that runs twice sends nothing twice.
+//! message is keyed by its hour (or day), so a tick that runs twice sends nothing twice; a
+//! message of the day goes every [`DAY_MESSAGE_HOURS`] hours until its key is done (one read of
+//! those keys), then not again that day.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use patchflow_core::ids::ClientId;
 use patchflow_core::ports::queue::{QueueSender, Stage};
-use patchflow_core::ports::state::{DocStore, TierId, TierStore};
+use patchflow_core::ports::state::{DocStore, IdempotencyStore, TierId, TierStore};
 use patchflow_core::tier::TierState;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,6 +22,7 @@ use crate::messages::{
     TierTick,
 };
 use crate::records::{self, cycles_around, CycleDoc};
+use crate::rollout::SoakTick;
 use crate::schedule::{CHANGES_LOOKBACK, WAITING_PHASES};
 
 /// What a tick sent.
@@ -30,6 +33,11 @@ pub struct TickReport {
     /// Messages sent.
     pub messages: usize,
 }
+
+/// Every how many hours (UTC, from midnight) the tick sends the day's messages not handled yet:
+/// the first goes in the day's first tick, a lost one again within six hours, and their keys are
+/// read four times a day rather than every hour.
+pub const DAY_MESSAGE_HOURS: u32 = 6;
 
 /// Runs the tick at `now`.
 pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, HandlerError> {
@@ -60,17 +68,19 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
             None => by_stage.push((stage, vec![e])),
         };
         let day = now.date_naive();
-        push(
+        // The day's messages: sent every DAY_MESSAGE_HOURS until handled (a lost one goes
+        // again within those hours), not every hour of the day.
+        let mut daily = vec![(
             ReviewSweep::STAGE,
             ReviewSweep { day }.envelope(cycle, format!("{cycle}/reviews/{day}"), None),
-        );
+        )];
         // Once a tier has deployed, daily: an approval made after it that no batch took yet
         // (its approver's request lost) gets its batch (crate::batches).
         if crate::batches::first_sealed(&env.state, cycle).await? {
-            push(
+            daily.push((
                 OpenBatch::STAGE,
                 OpenBatch { patch: None }.envelope(cycle, format!("{cycle}/batches/{day}"), None),
-            );
+            ));
         }
         let mut waiting = Vec::new();
         for t in env.state.list_tiers(cycle).await? {
@@ -86,6 +96,21 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                 waiting.push(t.tier.clone());
             }
             match t.state {
+                // Before its soak gate nothing of a tier deploys: its decision (why it waits) is
+                // made once a day, not every hour.
+                TierState::Scheduled if t.not_before.is_some_and(|gate| now < gate) => {
+                    daily.push((
+                        PromoteTier::STAGE,
+                        PromoteTier {
+                            tier: t.tier.clone(),
+                        }
+                        .envelope(
+                            cycle,
+                            format!("{cycle}/promote/{}/{day}", t.tier),
+                            tier,
+                        ),
+                    ))
+                }
                 TierState::Scheduled => push(
                     PromoteTier::STAGE,
                     PromoteTier {
@@ -112,35 +137,35 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                         tier,
                     ),
                 ),
-                TierState::Validated
-                    if crate::rollout::tick_soak(x, &cycle_doc, &t.tier, now).await?
-                        != crate::rollout::PilotSoak::Done =>
-                {
-                    push(
-                        CheckSoak::STAGE,
-                        CheckSoak {
-                            tier: t.tier.clone(),
-                            day,
-                        }
-                        .envelope(
-                            cycle,
-                            format!("{cycle}/soak/{}/{day}", t.tier),
-                            tier,
+                TierState::Validated => {
+                    match crate::rollout::tick_soak(x, &cycle_doc, &t.tier, now).await? {
+                        SoakTick::CheckedToday => {}
+                        SoakTick::Check => daily.push((
+                            CheckSoak::STAGE,
+                            CheckSoak {
+                                tier: t.tier.clone(),
+                                day,
+                            }
+                            .envelope(
+                                cycle,
+                                format!("{cycle}/soak/{}/{day}", t.tier),
+                                tier,
+                            ),
+                        )),
+                        SoakTick::Archive => push(
+                            ArchiveTier::STAGE,
+                            ArchiveTier {
+                                tier: t.tier.clone(),
+                                client: None,
+                            }
+                            .envelope(
+                                cycle,
+                                format!("{cycle}/archive/{}/{hour}", t.tier),
+                                tier,
+                            ),
                         ),
-                    )
-                }
-                TierState::Validated => push(
-                    ArchiveTier::STAGE,
-                    ArchiveTier {
-                        tier: t.tier.clone(),
-                        client: None,
                     }
-                    .envelope(
-                        cycle,
-                        format!("{cycle}/archive/{}/{hour}", t.tier),
-                        tier,
-                    ),
-                ),
+                }
                 TierState::Closed => {}
             }
         }
@@ -160,6 +185,18 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
                 }
                 .envelope(cycle, format!("{cycle}/changes/{client}/{hour}"), None),
             );
+        }
+        if now.hour() % DAY_MESSAGE_HOURS == 0 && !daily.is_empty() {
+            let keys: Vec<String> = daily
+                .iter()
+                .map(|(_, e)| e.idempotency_key.clone())
+                .collect();
+            let done = env.state.done(&keys, now).await?;
+            for (stage, e) in daily {
+                if done.binary_search(&e.idempotency_key).is_err() {
+                    push(stage, e);
+                }
+            }
         }
         for (stage, messages) in &by_stage {
             report.messages += messages.len();

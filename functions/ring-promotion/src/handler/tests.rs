@@ -52,6 +52,39 @@ async fn the_scheduled_tick_sends_each_tier_its_hours_work() {
     let r = invoke(&p, fixture("scheduled-ring-promotion-tick.json").unwrap())
         .await
         .unwrap();
+    // 19:00 UTC: a promotion decision for each tier that may deploy now; the production tiers
+    // behind a pilot's soak gate, and the day's review sweep, wait for the day's message hours.
+    assert_eq!(
+        r,
+        Response::Tick(TickReport {
+            cycles: 1,
+            messages: 3
+        })
+    );
+    let keys = |messages: Vec<patchflow_core::ports::queue::Envelope>| {
+        let mut keys: Vec<String> = messages.into_iter().map(|m| m.idempotency_key).collect();
+        keys.sort();
+        keys
+    };
+    let promote = p.take(Stage::Rollout).await.unwrap();
+    assert!(promote.iter().all(|m| m.kind == "promote_tier"));
+    assert_eq!(
+        keys(promote),
+        [
+            "servers.harbour.production",
+            "servers.kiwi.pilot",
+            "workstations.pilot"
+        ]
+        .map(|t| format!("2026-12/promote/{t}/20261208T19"))
+    );
+    assert!(p.take(Stage::Approval).await.unwrap().is_empty());
+
+    // Midnight UTC: hourly decisions again, and the day's messages: the production tiers'
+    // decision (why they wait, once a day until the gate) and the review sweep.
+    p.clock.advance(Duration::hours(5));
+    let r = invoke(&p, json!({"time": "2026-12-09T00:00:00Z"}))
+        .await
+        .unwrap();
     assert_eq!(
         r,
         Response::Tick(TickReport {
@@ -59,25 +92,20 @@ async fn the_scheduled_tick_sends_each_tier_its_hours_work() {
             messages: 6
         })
     );
-
-    let promote = p.take(Stage::Rollout).await.unwrap();
-    let mut keys: Vec<String> = promote.iter().map(|m| m.idempotency_key.clone()).collect();
-    keys.sort();
     assert_eq!(
-        keys,
+        keys(p.take(Stage::Rollout).await.unwrap()),
         [
-            "servers.harbour.production",
-            "servers.kiwi.pilot",
-            "servers.kiwi.production",
-            "workstations.pilot",
-            "workstations.production"
+            "servers.harbour.production/20261209T00",
+            "servers.kiwi.pilot/20261209T00",
+            "servers.kiwi.production/2026-12-09",
+            "workstations.pilot/20261209T00",
+            "workstations.production/2026-12-09"
         ]
-        .map(|t| format!("2026-12/promote/{t}/20261208T19"))
+        .map(|t| format!("2026-12/promote/{t}"))
     );
-    assert!(promote.iter().all(|m| m.kind == "promote_tier"));
     let sweep = p.take(Stage::Approval).await.unwrap();
     assert_eq!(sweep.len(), 1);
-    assert_eq!(sweep[0].idempotency_key, "2026-12/reviews/2026-12-08");
+    assert_eq!(sweep[0].idempotency_key, "2026-12/reviews/2026-12-09");
 }
 
 #[tokio::test]
@@ -123,13 +151,15 @@ async fn once_approved_the_pilots_deploy_and_production_waits_for_their_soak() {
             tick,
             Response::Tick(TickReport {
                 cycles: 1,
-                messages: 6
+                messages: 3
             })
         ),
         "{tick:?}"
     );
+    // The tiers that may deploy now (the production tiers behind a pilot are decided at the
+    // day's message hours).
     let batch = p.receive_event(Stage::Rollout).await.unwrap();
-    assert_eq!(batch.records.len(), 5);
+    assert_eq!(batch.records.len(), 3);
     let r = invoke(&p, serde_json::to_value(&batch).unwrap())
         .await
         .unwrap();

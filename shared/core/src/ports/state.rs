@@ -164,6 +164,10 @@ pub struct TierRecord {
     /// The last change.
     #[serde(with = "utc")]
     pub updated_at: DateTime<Utc>,
+    /// For a tier with a soak gate (a production tier after its pilot): nothing of it deploys
+    /// before this instant, so its promotion is decided daily until then, hourly from then on.
+    #[serde(default, with = "utc::option", skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// Tiers and their state machine.
@@ -255,6 +259,16 @@ pub trait IdempotencyStore: Send + Sync {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Of these keys, those done and not expired at `now`, sorted (a key repeated counts once):
+    /// what a sender of a message keyed by its day reads so that it sends it until it is handled,
+    /// not every hour of the day. A key handled a moment ago may read as not done (DynamoDB's
+    /// eventually consistent read): the message then goes once more, and its claim finds it done.
+    fn done(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
 }
 
 /// The record a tier transition writes: checks the stored tier exists and is at

@@ -246,6 +246,7 @@ async fn a_batch_patch_approved_again_after_a_decline_is_written_again_for_its_d
                 version: 0,
                 endpoints: Vec::new(),
                 updated_at: at(10),
+                not_before: None,
             })
             .await
             .unwrap();

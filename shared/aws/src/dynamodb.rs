@@ -23,6 +23,9 @@
 //! | `due` | `pk` (`CYCLE#{cycle}#{kind}`) | `due_sk`: `{due, fixed-width RFC 3339 UTC to the µs}#{id}` | ALL | `list_due_docs`: `Query` on `due_sk < :until$` with `Limit` |
 //! | `phase` | `phase_pk`: `CYCLE#{cycle}#{kind}#{phase}` | `sk` | KEYS_ONLY | `any_doc_in_phase` (`Query`, `Limit` 1), `list_ids_in_phase` (`Query`, `sk >` the position), `count_docs_in_phase` (`Select` COUNT) |
 //!
+//! A document's JSON body from 200 bytes on is stored deflated, as the binary `bodyz`
+//! instead of the string `body`, when that is smaller (writes are billed per KB, reads per 4 KB).
+//!
 //! Every transition is a conditional write; a failed condition is `Conflict`.
 
 use std::collections::HashMap;
@@ -216,20 +219,26 @@ impl DynamoState {
         }
         Ok(out)
     }
-    /// Reads the stored hashes of these keys, retrying unprocessed keys.
-    async fn stored_hashes(
+    /// Reads these keys' items, `projection` of them, in `BatchGetItem`s of 100 keys, eventually
+    /// consistent unless `consistent`, retrying unprocessed keys with backoff.
+    async fn batch_get_projected(
         &self,
-        keys: Vec<(String, String)>,
-    ) -> Result<HashMap<(String, String), String>, PortError> {
-        let mut hashes = HashMap::new();
+        what: &str,
+        keys: Vec<HashMap<String, AttributeValue>>,
+        projection: &str,
+        names: &[(&str, &str)],
+        consistent: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
+        let mut items = Vec::new();
         for chunk in keys.chunks(MAX_BATCH_GET) {
-            let mut pending = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().cloned().map(key_map).collect()))
-                .projection_expression("pk, sk, #h")
-                .expression_attribute_names("#h", "hash")
-                // Eventually consistent, at half the read units: the hashes are written only by
-                // the daily sync itself, a day apart; a stale one costs one needless write.
-                .consistent_read(false)
+            let mut builder = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .projection_expression(projection)
+                .consistent_read(consistent);
+            for (placeholder, name) in names {
+                builder = builder.expression_attribute_names(*placeholder, *name);
+            }
+            let mut pending = builder
                 .build()
                 .map_err(|e| PortError::permanent("build a batch get", e))?;
             for attempt in 0..BATCH_ATTEMPTS {
@@ -239,35 +248,53 @@ impl DynamoState {
                     .request_items(&self.table, pending.clone())
                     .send()
                     .await
-                    .map_err(|e| classify("read endpoint hashes", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                    if let (Some(pk), Some(sk), Some(h)) = (s("pk"), s("sk"), s("hash")) {
-                        hashes.insert((pk, sk), h);
-                    }
+                    .map_err(|e| classify(format!("read {what}"), e))?;
+                if let Some(got) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+                    items.extend(got);
                 }
                 match out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
                     .filter(|k| !k.keys().is_empty())
                 {
                     None => break,
                     Some(rest) if attempt + 1 < BATCH_ATTEMPTS => {
-                        pending = rest.clone();
+                        pending = rest;
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                     Some(_) => {
                         return Err(PortError::transient(
-                            "read endpoint hashes",
+                            format!("read {what}"),
                             "keys still unprocessed after retries",
                         ))
                     }
                 }
+            }
+        }
+        Ok(items)
+    }
+
+    /// Reads the stored hashes of these keys, retrying unprocessed keys.
+    async fn stored_hashes(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> Result<HashMap<(String, String), String>, PortError> {
+        // Eventually consistent, at half the read units: the hashes are written only by the
+        // daily sync itself, a day apart; a stale one costs one needless write.
+        let items = self
+            .batch_get_projected(
+                "endpoint hashes",
+                keys.into_iter().map(key_map).collect(),
+                "pk, sk, #h",
+                &[("#h", "hash")],
+                false,
+            )
+            .await?;
+        let mut hashes = HashMap::new();
+        for item in items {
+            let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+            if let (Some(pk), Some(sk), Some(h)) = (s("pk"), s("sk"), s("hash")) {
+                hashes.insert((pk, sk), h);
             }
         }
         Ok(hashes)
@@ -844,60 +871,29 @@ impl IdempotencyStore for DynamoState {
         let mut keys: Vec<&String> = keys.iter().collect();
         keys.sort();
         keys.dedup();
+        let items = self
+            .batch_get_projected(
+                "idempotency keys",
+                keys.into_iter().map(|k| idempotency_key(k)).collect(),
+                "pk, #done, #exp",
+                &[("#done", "done"), ("#exp", "expires_at")],
+                false,
+            )
+            .await?;
         let mut out = Vec::new();
-        for chunk in keys.chunks(MAX_BATCH_GET) {
-            let mut pending = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().map(|k| idempotency_key(k)).collect()))
-                .projection_expression("pk, #done, #exp")
-                .expression_attribute_names("#done", "done")
-                .expression_attribute_names("#exp", "expires_at")
-                .build()
-                .map_err(|e| PortError::permanent("build a batch get", e))?;
-            for attempt in 0..BATCH_ATTEMPTS {
-                let answer = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, pending.clone())
-                    .send()
-                    .await
-                    .map_err(|e| classify("read idempotency keys", e))?;
-                for item in answer
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let done = item.get("done").and_then(|v| v.as_bool().ok()) == Some(&true);
-                    let live = item
-                        .get("expires_at")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse::<i64>().ok())
-                        .is_some_and(|ms| ms > now.timestamp_millis());
-                    let key = item
-                        .get("pk")
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|pk| pk.strip_prefix("IDEMPOTENCY#"));
-                    if let (true, true, Some(key)) = (done, live, key) {
-                        out.push(key.to_owned());
-                    }
-                }
-                match answer
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                {
-                    None => break,
-                    Some(rest) if attempt + 1 < BATCH_ATTEMPTS => {
-                        pending = rest.clone();
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
-                    Some(_) => {
-                        return Err(PortError::transient(
-                            "read idempotency keys",
-                            "keys still unprocessed after retries",
-                        ))
-                    }
-                }
+        for item in items {
+            let done = item.get("done").and_then(|v| v.as_bool().ok()) == Some(&true);
+            let live = item
+                .get("expires_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|ms| ms > now.timestamp_millis());
+            let key = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|pk| pk.strip_prefix("IDEMPOTENCY#"));
+            if let (true, true, Some(key)) = (done, live, key) {
+                out.push(key.to_owned());
             }
         }
         out.sort();

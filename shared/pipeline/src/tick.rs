@@ -98,30 +98,27 @@ pub async fn tick<X: Ports>(x: &X, now: DateTime<Utc>) -> Result<TickReport, Han
             match t.state {
                 // Before its soak gate nothing of a tier deploys: its decision (why it waits) is
                 // made once a day, not every hour.
-                TierState::Scheduled if t.not_before.is_some_and(|gate| now < gate) => {
-                    daily.push((
-                        PromoteTier::STAGE,
-                        PromoteTier {
-                            tier: t.tier.clone(),
-                        }
-                        .envelope(
-                            cycle,
-                            format!("{cycle}/promote/{}/{day}", t.tier),
-                            tier,
-                        ),
-                    ))
-                }
-                TierState::Scheduled => push(
-                    PromoteTier::STAGE,
-                    PromoteTier {
+                TierState::Scheduled => {
+                    let before_gate = t.not_before.is_some_and(|gate| now < gate);
+                    let when = if before_gate {
+                        day.to_string()
+                    } else {
+                        hour.clone()
+                    };
+                    let message = PromoteTier {
                         tier: t.tier.clone(),
                     }
                     .envelope(
                         cycle,
-                        format!("{cycle}/promote/{}/{hour}", t.tier),
+                        format!("{cycle}/promote/{}/{when}", t.tier),
                         tier,
-                    ),
-                ),
+                    );
+                    if before_gate {
+                        daily.push((PromoteTier::STAGE, message));
+                    } else {
+                        push(PromoteTier::STAGE, message);
+                    }
+                }
                 TierState::Deploying
                 | TierState::Validating
                 | TierState::Held
